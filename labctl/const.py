@@ -1,0 +1,34 @@
+"""Names shared by every layer: Docker label keys, image names, defaults.
+
+Labels are the runtime truth (style.md §5): every Docker object the lab makes carries
+``io.labctl.lab=<lab>`` plus ``io.labctl.kind`` and, where it applies, app/dyno/instance/release.
+Shared images (base, stack) carry ``io.labctl.image`` instead of ``io.labctl.lab`` so that
+``labctl down`` keeps them: rebuilding them takes a minute.
+"""
+
+LABEL_LAB = "io.labctl.lab"
+LABEL_KIND = "io.labctl.kind"  # router | sandbox | dyno | slug | network
+LABEL_APP = "io.labctl.app"
+LABEL_DYNO = "io.labctl.dyno"
+LABEL_INSTANCE = "io.labctl.instance"
+LABEL_RELEASE = "io.labctl.release"
+LABEL_SPACE = "io.labctl.space"
+LABEL_IMAGE = "io.labctl.image"  # base | stack (shared, not removed by `down`)
+
+KIND_ROUTER = "router"
+KIND_SANDBOX = "sandbox"
+KIND_DYNO = "dyno"
+KIND_SLUG = "slug"
+KIND_NETWORK = "network"
+
+DEFAULT_LAB = "default"
+STACK_NAME = "lab-24"
+BASE_IMAGE = "labctl/base:trixie"
+STACK_IMAGE = f"labctl/stack:{STACK_NAME}"
+DEBIAN_SUITE = "trixie"
+
+DEFAULT_HTTP_PORT = 5080
+DEFAULT_POOL_SIZE = 3
+
+# Env var a dyno reads to learn the runtime instance it runs on (documented in README).
+ENV_INSTANCE = "LABCTL_INSTANCE_ID"
