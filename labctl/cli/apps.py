@@ -1,0 +1,114 @@
+"""``apps*``, ``maintenance*``, ``deploy``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
+
+import typer
+
+from labctl.cli import render
+from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, require_app
+
+
+@app.command("apps")
+def apps(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """List apps."""
+    rows = client(lab).get("/apps")
+    if json:
+        return render.as_json(rows)
+    if not rows:
+        return render.out("You have no apps.")
+    render.out("=== Apps")
+    for a in rows:
+        render.out(a["name"] + (f" (space: {a['space']})" if a["space"] else ""))
+
+
+@app.command("apps:create")
+def apps_create(
+    name: Annotated[str, typer.Argument(help="App name: lowercase letters, digits, dashes; 3-30 chars")],
+    space: Annotated[str | None, typer.Option("--space", "-s", help="Create it in this Private Space.")] = None,
+    lab: Lab = DEFAULT_LAB, json: Json = False,
+) -> None:
+    """Create an app in the Common Runtime, or in a Private Space with --space."""
+    row = client(lab).post("/apps", {"name": name, "space": space})
+    if json:
+        return render.as_json(row)
+    where = f" in space {space}" if space else ""
+    render.out(f"Creating ⬢ {name}{where}... done")
+
+
+@app.command("apps:info")
+def apps_info(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Show an app's space, stack, release, formation and features."""
+    info = client(lab).get(f"/apps/{quote(require_app(app_name))}")
+    if json:
+        return render.as_json(info)
+    formation = render.formation_text(info["formation"]) or "none"
+    features = ", ".join(k for k, v in info["features"].items() if v) or "none"
+    render.out(f"=== ⬢ {info['name']}")
+    render.out(f"Space:       {info['space'] or '(Common Runtime)'}")
+    render.out(f"Stack:       {info['stack']}")
+    render.out(f"Release:     {'v' + str(info['release']) if info['release'] else 'none (nothing deployed)'}")
+    render.out(f"Dynos:       {formation}")
+    render.out(f"Features:    {features}")
+    render.out(f"Maintenance: {'on' if info['maintenance'] else 'off'}")
+
+
+@app.command("apps:destroy")
+def apps_destroy(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+    """Destroy an app: its dynos, releases and slug images."""
+    name = require_app(app_name)
+    client(lab).delete(f"/apps/{quote(name)}")
+    render.out(f"Destroying ⬢ {name} (including all add-ons)... done")
+
+
+def _maintenance(lab: str, name: str, on: bool) -> None:
+    client(lab).patch(f"/apps/{quote(name)}", {"maintenance": on})
+    render.out(f"{'Enabling' if on else 'Disabling'} maintenance mode for ⬢ {name}... done")
+
+
+@app.command("maintenance")
+def maintenance(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+    """Print on/off."""
+    info = client(lab).get(f"/apps/{quote(require_app(app_name))}")
+    render.out("on" if info["maintenance"] else "off")
+
+
+@app.command("maintenance:on")
+def maintenance_on(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+    """Router answers 503 with H80; dynos keep running."""
+    _maintenance(lab, require_app(app_name), True)
+
+
+@app.command("maintenance:off")
+def maintenance_off(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+    """Serve the app again."""
+    _maintenance(lab, require_app(app_name), False)
+
+
+@app.command("deploy")
+def deploy(
+    directory: Annotated[Path, typer.Argument(help="App source: a directory with a Procfile")],
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB, json: Json = False,
+) -> None:
+    """Build a slug from DIR and create a new release (every release restarts the app's dynos)."""
+    name = require_app(app_name)
+    src = directory.expanduser().resolve()
+    if not src.is_dir():
+        raise typer.BadParameter(f"{directory} is not a directory", param_hint="DIRECTORY")
+    if not (src / "Procfile").is_file():
+        from labctl.errors import InvalidInput
+
+        raise InvalidInput(f"No Procfile in {directory}: a Procfile declares the app's process types.")
+    result = None
+    for row in client(lab).stream("POST", f"/apps/{quote(name)}/builds", {"source_dir": str(src)}):
+        if "line" in row:
+            render.progress(f"remote: {row['line']}")
+        if "result" in row:
+            result = row["result"]
+    if json:
+        return render.as_json(result)
+    render.out(f"Deploying {directory} to ⬢ {name}... done, v{result['version']}")  # type: ignore[index]

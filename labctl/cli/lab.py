@@ -1,0 +1,93 @@
+"""``up``, ``down``, ``status``, ``instances``, ``spaces*``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+from labctl.cli import render
+from labctl.cli.common import DEFAULT_LAB, Json, Lab, app, client
+
+
+def _status_text(s: dict) -> str:
+    return "\n".join([
+        f"=== Lab {s['lab']}",
+        f"Router:      {s['router']['url']}  (apps: {s['router']['app_url']})",
+        f"Time scale:  {s['timescale']}",
+        f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
+        f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
+        f"State:       {s['state_dir']}",
+    ])
+
+
+@app.command("up")
+def up(
+    lab: Lab = DEFAULT_LAB,
+    http_port: Annotated[int | None, typer.Option(help="Router port on 127.0.0.1 (default 5080; 0 = any).")] = None,
+    timescale: Annotated[float | None, typer.Option(help="Multiplies every platform duration (default 1.0).")] = None,
+    pool_size: Annotated[int | None, typer.Option(help="Common Runtime shared instances (default 3).")] = None,
+    base_image: Annotated[str | None, typer.Option(envvar="LABCTL_BASE_IMAGE",
+                                                   help="Use this Debian trixie image instead of debootstrap.")] = None,
+    json: Json = False,
+) -> None:
+    """Start the lab: build images if needed, start the controller and the router. Idempotent."""
+    from labctl import lab as lablib
+
+    result = lablib.up(lab, render.progress, http_port=http_port, timescale=timescale, pool_size=pool_size,
+                       base_image=base_image)
+    if json:
+        return render.as_json(result)
+    render.out(f"Lab {lab} is {'up' if result['changed'] else 'already up'}.")
+    render.out(_status_text(result))
+
+
+@app.command("down")
+def down(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Stop the lab and remove every Docker object it created (label io.labctl.lab)."""
+    from labctl import lab as lablib
+
+    counts = lablib.down(lab)
+    if json:
+        return render.as_json(counts)
+    render.out(f"Lab {lab} is down: removed {counts['containers']} containers, {counts['networks']} networks, "
+               f"{counts['images']} images.")
+
+
+@app.command("status")
+def status(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Show the lab's router URL, time scale and counts."""
+    s = client(lab).get("/lab")
+    render.as_json(s) if json else render.out(_status_text(s))
+
+
+@app.command("instances")
+def instances(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """List runtime instances: id, runtime, state, dynos, faults."""
+    rows = client(lab).get("/instances")
+    render.as_json(rows) if json else render.out(render.instances_text(rows))
+
+
+@app.command("spaces")
+def spaces(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """List Private Spaces."""
+    rows = client(lab).get("/spaces")
+    if json:
+        return render.as_json(rows)
+    render.out("=== Spaces\n" + ("\n".join(s["name"] for s in rows) if rows else "No spaces"))
+
+
+@app.command("spaces:create")
+def spaces_create(name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB,
+                  json: Json = False) -> None:
+    """Create a Private Space (its own network; its apps get dedicated instances)."""
+    row = client(lab).post("/spaces", {"name": name})
+    render.as_json(row) if json else render.out(f"Creating space {name}... done")
+
+
+@app.command("spaces:destroy")
+def spaces_destroy(name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB) -> None:
+    """Destroy an empty Private Space."""
+    client(lab).delete(f"/spaces/{name}")
+    render.out(f"Destroying space {name}... done")

@@ -1,0 +1,145 @@
+"""``ps``, ``ps:scale``, ``ps:restart``, ``ps:stop``/``ps:kill``, ``run``, ``run:detached``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+from urllib.parse import quote
+
+import typer
+
+from labctl.cli import render
+from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, require_app
+from labctl.domain.names import is_dyno_name
+from labctl.errors import InvalidInput, NotFound
+
+DynoName = Annotated[str | None, typer.Option("--dyno-name", "-d", help="A dyno, e.g. web.1")]
+ProcType = Annotated[str | None, typer.Option("--process-type", "-p", help="A process type, e.g. web")]
+Target = Annotated[str | None, typer.Argument(help="web.1 or web (older positional form)")]
+
+
+@app.command("ps")
+def ps(
+    types: Annotated[list[str] | None, typer.Argument(help="Only these process types")] = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB, json: Json = False,
+) -> None:
+    """List the app's dynos, as `heroku ps` prints them."""
+    name = require_app(app_name)
+    dynos = client(lab).get(f"/apps/{quote(name)}/dynos")
+    if types:
+        dynos = [d for d in dynos if d["type"] in types]
+        if not dynos:
+            raise NotFound(f"No {', '.join(types)} dynos on ⬢ {name}")
+    render.as_json(dynos) if json else render.out(render.ps_text(name, dynos))
+
+
+@app.command("ps:scale")
+def scale(
+    args: Annotated[list[str] | None, typer.Argument(help="TYPE=N[:SIZE], TYPE+N, TYPE-N")] = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB, json: Json = False,
+) -> None:
+    """Scale process types; with no arguments, print the formation."""
+    name = require_app(app_name)
+    c = client(lab)
+    if not args:
+        formation = c.get(f"/apps/{quote(name)}/formation")
+        if json:
+            return render.as_json(formation)
+        if not formation:
+            raise NotFound(f"No process types on ⬢ {name}. Upload a Procfile to add process types.")
+        return render.out(render.formation_text(formation))
+    result = c.patch(f"/apps/{quote(name)}/formation", {"args": args})
+    if json:
+        return render.as_json(result)
+    render.out(f"Scaling dynos... done, now running {result['message']}.")
+
+
+def _target(positional: str | None, dyno: str | None, ptype: str | None) -> tuple[str | None, str | None]:
+    if sum(x is not None for x in (positional, dyno, ptype)) > 1:
+        raise InvalidInput("Give only one of DYNO, --dyno-name and --process-type")
+    if positional:
+        return (positional, None) if is_dyno_name(positional) else (None, positional)
+    return dyno, ptype
+
+
+@app.command("ps:restart")
+def restart(target: Target = None, dyno_name: DynoName = None, process_type: ProcType = None,
+            app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Restart all dynos, a type, or one dyno (Private Space: on the same instance)."""
+    name = require_app(app_name)
+    dyno, ptype = _target(target, dyno_name, process_type)
+    c = client(lab)
+    if dyno:
+        path, what = f"/apps/{quote(name)}/dynos/{quote(dyno)}", f"dyno {dyno}"
+    elif ptype:
+        path, what = f"/apps/{quote(name)}/formations/{quote(ptype)}", f"all {ptype} dynos"
+    else:
+        path, what = f"/apps/{quote(name)}/dynos", "all dynos"
+    result = c.delete(path)
+    render.as_json(result) if json else render.out(f"Restarting {what} on ⬢ {name}... done")
+
+
+def _stop(target: str | None, dyno_name: str | None, process_type: str | None, app_name: str | None,
+          lab: str, json: bool) -> None:
+    name = require_app(app_name)
+    dyno, ptype = _target(target, dyno_name, process_type)
+    if not dyno and not ptype:
+        raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
+    if dyno:
+        path, what = f"/apps/{quote(name)}/dynos/{quote(dyno)}/actions/stop", f"dyno {dyno}"
+    else:
+        path, what = f"/apps/{quote(name)}/formations/{quote(ptype)}/actions/stop", f"all {ptype} dynos"  # type: ignore[arg-type]
+    result = client(lab).post(path)
+    render.as_json(result) if json else render.out(f"Stopping {what} on ⬢ {name}... done")
+
+
+@app.command("ps:stop")
+def stop(target: Target = None, dyno_name: DynoName = None, process_type: ProcType = None,
+         app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Stop a dyno or type (formation dynos come back; in a Private Space on a new instance)."""
+    _stop(target, dyno_name, process_type, app_name, lab, json)
+
+
+@app.command("ps:kill")
+def kill(target: Target = None, dyno_name: DynoName = None, process_type: ProcType = None,
+         app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Alias of ps:stop."""
+    _stop(target, dyno_name, process_type, app_name, lab, json)
+
+
+Command = Annotated[list[str], typer.Argument(help="The command to run")]
+Size = Annotated[str | None, typer.Option("--size", "-s", help="Dyno size")]
+
+
+@app.command("run", context_settings={"allow_interspersed_args": False})
+def run(command: Command, app_name: AppOpt = None, size: Size = None,
+        lab: Lab = DEFAULT_LAB) -> None:
+    """Run a one-off dyno attached to this terminal; exits with the command's status."""
+    name = require_app(app_name)
+    line = " ".join(command)
+    status = None
+    for row in client(lab).stream("POST", f"/apps/{quote(name)}/dynos",
+                                  {"command": line, "attach": True, "size": size}):
+        if "dyno" in row:
+            render.progress(f"Running {line} on ⬢ {name}... up, {row['dyno']['name']}")
+        elif "output" in row:
+            sys.stdout.write(row["output"])
+            sys.stdout.flush()
+        elif "result" in row:
+            status = row["result"]["status"]
+    raise typer.Exit(status if isinstance(status, int) else 1)
+
+
+@app.command("run:detached", context_settings={"allow_interspersed_args": False})
+def run_detached(command: Command, app_name: AppOpt = None, size: Size = None,
+                 lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Run a one-off dyno in the background; see its output with `labctl logs`."""
+    name = require_app(app_name)
+    line = " ".join(command)
+    dyno = client(lab).post(f"/apps/{quote(name)}/dynos", {"command": line, "attach": False, "size": size})
+    if json:
+        return render.as_json(dyno)
+    render.out(f"Running {line} on ⬢ {name}... done, {dyno['name']} ({dyno['size']})")
+    render.out(f"Use 'labctl logs -a {name} --dyno {dyno['name']}' to view the output.")

@@ -1,0 +1,120 @@
+"""One renderer: Heroku-CLI-style text, or JSON with ``--json`` (style.md §3)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import typer
+
+
+def out(text: str = "") -> None:
+    typer.echo(text)
+
+
+def err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def as_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+
+
+def progress(line: str) -> None:
+    """Long work shows progress on stderr so that stdout stays clean for --json."""
+    sys.stderr.write(line.rstrip("\n") + "\n")
+    sys.stderr.flush()
+
+
+def _parse_iso(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+def ago(stamp: str | None, now: float | None = None) -> str:
+    """``2026/11/23 10:00:00 +0000 (~ 5s ago)``; the suffix is dropped past 25 h (heroku-reference §1.3)."""
+    if not stamp:
+        return ""
+    when = _parse_iso(stamp)
+    local = when.astimezone()
+    text = local.strftime("%Y/%m/%d %H:%M:%S %z")
+    secs = int((now or time.time()) - when.timestamp())
+    if secs > 25 * 3600:
+        return text
+    if secs < 60:
+        rel = f"{max(secs, 0)}s"
+    elif secs < 3600:
+        rel = f"{secs // 60}m"
+    else:
+        rel = f"{secs // 3600}h"
+    return f"{text} (~ {rel} ago)"
+
+
+def _dyno_key(d: dict[str, Any]) -> tuple[str, int]:
+    kind, _, num = d["name"].partition(".")
+    return kind, int(num) if num.isdigit() else 0
+
+
+def ps_text(app: str, dynos: list[dict[str, Any]], now: float | None = None) -> str:
+    """``heroku ps``: one-offs first, then formation dynos grouped by type and command (§1.3)."""
+    if not dynos:
+        return f"No dynos on ⬢ {app}"
+    blocks = []
+    one_offs = sorted((d for d in dynos if d["type"] == "run"), key=_dyno_key)
+    if one_offs:
+        lines = [f"=== run: one-off processes ({len(one_offs)})"]
+        lines += [f"{d['name']} ({d['size']}): {d['state']} {ago(d['updated_at'], now)}: {d['command']}"
+                  for d in one_offs]
+        blocks.append("\n".join(lines))
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for d in sorted((d for d in dynos if d["type"] != "run"), key=_dyno_key):
+        groups.setdefault((d["type"], d["size"], d["command"]), []).append(d)
+    for (ptype, size, command), members in groups.items():
+        lines = [f"=== {ptype} ({size}): {command} ({len(members)})"]
+        lines += [f"{d['name']}: {d['state']} {ago(d['updated_at'], now)}" for d in members]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def formation_text(formation: list[dict[str, Any]]) -> str:
+    """``web=3:Standard-2X worker=1:Standard-1X`` (``ps:scale`` with no args)."""
+    return " ".join(f"{p['type']}={p['quantity']}:{p['size']}" for p in sorted(formation, key=lambda p: p["type"]))
+
+
+def releases_text(app: str, releases: list[dict[str, Any]], now: float | None = None) -> str:
+    if not releases:
+        return f"=== ⬢ {app} Releases\n\nNo releases yet"
+    current = releases[0]["version"]
+    lines = [f"=== ⬢ {app} Releases - Current: v{current}"]
+    width = max(len(r["description"]) for r in releases)
+    for r in releases:
+        stamp = ago(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"])), now)
+        lines.append(f"v{r['version']:<4} {r['description']:<{width}}  labctl@localhost  {stamp}")
+    return "\n".join(lines)
+
+
+def config_text(app: str, config: dict[str, str]) -> str:
+    if not config:
+        return f"⬢ {app} has no config vars."
+    width = max(len(k) for k in config) + 1
+    return "\n".join([f"=== ⬢ {app} Config Vars", ""] + [f"{k + ':':<{width}} {v}" for k, v in sorted(config.items())])
+
+
+def instances_text(instances: list[dict[str, Any]]) -> str:
+    if not instances:
+        return "No instances"
+    rows = [("ID", "RUNTIME", "STATE", "DYNOS", "FAULTS")]
+    for i in instances:
+        runtime = "common" if i["runtime"] == "common" else f"space:{i['runtime']}"
+        faults = ",".join(f.get("kind", "?") for f in i["faults"]) or "-"
+        rows.append((i["id"], runtime, i["state"], ",".join(i["dynos"]) or "-", faults))
+    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+    return "\n".join("  ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip() for r in rows)
+
+
+def log_line(row: dict[str, Any]) -> str:
+    """``2026-11-23T10:00:00.000000+00:00 app[web.1]: …`` (heroku-reference §8)."""
+    stamp = datetime.fromtimestamp(row["ts"], tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    return f"{stamp} {row['source']}[{row['dyno']}]: {row['msg']}"

@@ -1,0 +1,250 @@
+"""The controller's HTTP API on 127.0.0.1, shaped like Heroku's Platform API (lab-spec §10).
+
+Every request needs ``Authorization: Bearer <token>``; the token file is readable by its owner only.
+Errors are JSON ``{"id": ..., "message": ...}`` with a 4xx/5xx status; no traceback leaves the process.
+Long work (builds, attached one-offs) answers ``application/x-ndjson``: ``{"line": …}`` rows, then one
+``{"result": …}`` or ``{"error": …}`` row.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from labctl.controller.manager import Manager
+from labctl.errors import InvalidInput, LabError, NotFound
+
+log = logging.getLogger("labctl.api")
+Route = tuple[str, re.Pattern[str], Callable[..., Any]]
+MAX_BODY = 1 << 20
+
+
+class Api:
+    """Maps (method, path) to manager calls."""
+
+    def __init__(self, manager: Manager, status: Callable[[], dict[str, Any]]):
+        self.m = manager
+        self.status = status
+        self.routes: list[Route] = []
+        r = self._route
+        r("GET", "/lab", lambda q, b: self.status())
+        r("GET", "/spaces", lambda q, b: self.m.store.spaces())
+        r("POST", "/spaces", lambda q, b: self.m.create_space(_field(b, "name")))
+        r("DELETE", "/spaces/(?P<space>[^/]+)", lambda q, b, space: self.m.destroy_space(space))
+        r("GET", "/apps", lambda q, b: [self.m.app_view(a["name"]) for a in self.m.store.apps()])
+        r("POST", "/apps", lambda q, b: self.m.create_app(_field(b, "name"), b.get("space")))
+        r("GET", "/apps/(?P<app>[^/]+)", lambda q, b, app: self.m.app_view(app))
+        r("DELETE", "/apps/(?P<app>[^/]+)", lambda q, b, app: self.m.destroy_app(app))
+        r("PATCH", "/apps/(?P<app>[^/]+)", self._patch_app)
+        r("POST", "/apps/(?P<app>[^/]+)/builds", self._build)
+        r("GET", "/apps/(?P<app>[^/]+)/releases", lambda q, b, app: self.m.releases(app))
+        r("POST", "/apps/(?P<app>[^/]+)/releases", lambda q, b, app: self.m.rollback(app, _opt_int(b, "release")))
+        r("GET", "/apps/(?P<app>[^/]+)/config-vars", lambda q, b, app: self.m.config(app))
+        r("PATCH", "/apps/(?P<app>[^/]+)/config-vars", self._config)
+        r("GET", "/apps/(?P<app>[^/]+)/formation", lambda q, b, app: self.m.formation(app))
+        r("PATCH", "/apps/(?P<app>[^/]+)/formation", lambda q, b, app: self.m.scale(app, _str_list(b, "args")))
+        r("GET", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.dynos(app))
+        r("POST", "/apps/(?P<app>[^/]+)/dynos", self._run)
+        r("DELETE", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.restart(app))
+        r("DELETE", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)",
+          lambda q, b, app, dyno: self.m.restart(app, dyno=dyno))
+        r("DELETE", "/apps/(?P<app>[^/]+)/formations/(?P<ptype>[^/]+)",
+          lambda q, b, app, ptype: self.m.restart(app, ptype=ptype))
+        r("POST", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/actions/stop",
+          lambda q, b, app, dyno: self.m.stop(app, dyno=dyno))
+        r("POST", "/apps/(?P<app>[^/]+)/formations/(?P<ptype>[^/]+)/actions/stop",
+          lambda q, b, app, ptype: self.m.stop(app, ptype=ptype))
+        r("GET", "/apps/(?P<app>[^/]+)/log-lines", self._logs)
+        r("GET", "/instances", lambda q, b: self.m.instances())
+
+    def _route(self, method: str, pattern: str, fn: Callable[..., Any]) -> None:
+        self.routes.append((method, re.compile(f"^{pattern}$"), fn))
+
+    def dispatch(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]) -> Any:
+        allowed = False
+        for m, rx, fn in self.routes:
+            match = rx.match(path)
+            if match:
+                allowed = True
+                if m == method:
+                    return fn(query, body, **match.groupdict())
+        if allowed:
+            raise InvalidInput(f"Method {method} not allowed on {path}")
+        raise NotFound(f"No such endpoint: {method} {path}")
+
+    def _patch_app(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
+        if "maintenance" not in b or not isinstance(b["maintenance"], bool):
+            raise InvalidInput("body must have a boolean 'maintenance'")
+        return self.m.set_maintenance(app, b["maintenance"])
+
+    def _config(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
+        if not b or not all(isinstance(v, (str, type(None))) for v in b.values()):
+            raise InvalidInput("body must map config var names to strings (or null to unset)")
+        return self.m.update_config(app, b)
+
+    def _logs(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
+        try:
+            return self.m.logs(app, int(q.get("after", 0)), int(q.get("n", 100)))
+        except ValueError:
+            raise InvalidInput("after and n must be integers") from None
+
+    def _build(self, q: dict[str, str], b: dict[str, Any], app: str) -> Iterator[dict[str, Any]]:
+        src = _field(b, "source_dir")
+        self.m.app(app)
+        return _stream(lambda progress: self.m.deploy(app, src, progress))
+
+    def _run(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
+        command = _field(b, "command")
+        attach = bool(b.get("attach", False))
+        size = b.get("size")
+        view = self.m.run(app, command, attach, size)
+        if not attach:
+            return view
+        return self._attached(app, view)
+
+    def _attached(self, app: str, view: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        cid = view["container"]
+        yield {"dyno": view}
+        try:
+            if cid:
+                for chunk in self.m.rt.engine.output(cid):
+                    yield {"output": chunk}
+            status = self.m.rt.engine.wait(cid) if cid else None
+        finally:
+            if cid:
+                self.m.finish_attached(app, view["name"], cid)
+        yield {"result": {"status": status, "dyno": view["name"]}}
+
+
+def _stream(work: Callable[[Callable[[str], None]], Any]) -> Iterator[dict[str, Any]]:
+    """Run ``work`` in a thread and yield its progress lines, then its result or error."""
+    import queue
+    import threading
+
+    q: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def run() -> None:
+        try:
+            q.put({"result": work(lambda line: q.put({"line": line}))})
+        except LabError as err:
+            q.put({"error": {"id": type(err).__name__, "message": str(err)}})
+        except Exception as err:  # noqa: BLE001 - reported to the client as one line, logged in full
+            log.exception("streamed work failed")
+            q.put({"error": {"id": "internal", "message": f"internal error: {err}"}})
+        q.put(None)
+
+    threading.Thread(target=run, daemon=True).start()
+    while (item := q.get()) is not None:
+        yield item
+
+
+def _field(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"body must have a non-empty string {key!r}")
+    return value
+
+
+def _opt_int(body: dict[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{key!r} must be an integer")
+    return value
+
+
+def _str_list(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"body must have a non-empty list of strings {key!r}")
+    return value
+
+
+def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
+    """A threading HTTP server on 127.0.0.1 that checks the token on every request."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug("api: " + fmt, *args)
+
+        def _handle(self, method: str) -> None:
+            url = urlparse(self.path)
+            if method == "GET" and url.path == "/health":
+                return self._send(200, {"ok": True})
+            supplied = self.headers.get("Authorization", "")
+            if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+                return self._send(401, {"id": "unauthorized", "message": "Invalid credentials provided."})
+            try:
+                body = self._body()
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                result = api.dispatch(method, url.path.rstrip("/") or "/", query, body)
+            except LabError as err:
+                return self._send(err.http_status, {"id": type(err).__name__, "message": str(err)})
+            except Exception as err:  # noqa: BLE001 - the boundary: log it, answer one line
+                log.exception("API %s %s failed", method, self.path)
+                return self._send(500, {"id": "internal", "message": f"internal error: {err}"})
+            if isinstance(result, Iterator):
+                return self._stream(result)
+            return self._send(200, result)
+
+        def _body(self) -> dict[str, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                raise InvalidInput("request body too large")
+            if not length:
+                return {}
+            try:
+                body = json.loads(self.rfile.read(length))
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidInput("request body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise InvalidInput("request body must be a JSON object")
+            return body
+
+        def _send(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload, default=str).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _stream(self, rows: Iterator[dict[str, Any]]) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                for row in rows:
+                    self.wfile.write(json.dumps(row, default=str).encode() + b"\n")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+            except LabError as err:
+                self.wfile.write(json.dumps({"error": {"id": type(err).__name__, "message": str(err)}}).encode())
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._handle("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._handle("POST")
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            self._handle("PATCH")
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            self._handle("DELETE")
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    return server

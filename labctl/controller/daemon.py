@@ -1,0 +1,126 @@
+"""The controller process and its supervisor.
+
+``supervise`` keeps one ``serve`` child alive (restarting it if it dies, even by ``kill -9``); ``serve``
+runs the dyno manager and the API. Each takes a file lock so a lab never has two of either.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from labctl.labdir import LabDir
+
+log = logging.getLogger("labctl.daemon")
+
+
+def _lock(path: Path):  # noqa: ANN202 - returns the open file holding the lock
+    f = open(path, "a")  # noqa: SIM115 - kept open for the process lifetime
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        return None
+    return f
+
+
+def _setup_logging(d: LabDir) -> None:
+    logging.basicConfig(filename=d.file("controller.log"), level=logging.INFO,
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+
+
+def serve(lab: str) -> int:
+    from labctl.controller.api import Api, make_server
+    from labctl.controller.logsink import LogSink
+    from labctl.controller.manager import Manager
+    from labctl.controller.runtime import Runtime
+    from labctl.engine.docker import Engine, connect
+    from labctl.store import Store
+
+    d = LabDir(lab)
+    _setup_logging(d)
+    held = _lock(d.file("controller.lock"))
+    if held is None:
+        log.info("another controller holds the lock; exiting")
+        return 0
+    settings = d.settings()
+    store = Store(d.file("lab.db"))
+    engine = Engine(connect(), lab)
+    sink = LogSink(store)
+    runtime = Runtime(store, engine, sink, timescale=settings.timescale, http_port=settings.http_port,
+                      pool_size=settings.pool_size)
+    runtime.start()
+    manager = Manager(store, runtime, sink, lab)
+    started = time.time()
+
+    def status() -> dict:
+        s = d.settings()
+        port = engine.router_port() or s.http_port
+        return {"lab": lab, "router": {"url": f"http://127.0.0.1:{port}", "port": port,
+                                       "app_url": f"http://<app>.localhost:{port}"},
+                "timescale": runtime.scale.factor, "pool_size": s.pool_size, "controller_pid": os.getpid(),
+                "uptime_s": round(time.time() - started, 1), "apps": len(store.apps()),
+                "spaces": len(store.spaces()), "dynos": len(store.dynos()), "instances": len(store.instances()),
+                "state_dir": str(d.path)}
+
+    previous = d.api()
+    server = None
+    for port in ([previous["port"]] if previous else []) + [0]:
+        try:
+            server = make_server(Api(manager, status), d.token(), port)
+            break
+        except OSError:
+            continue
+    assert server is not None
+    d.write_api(server.server_address[1], os.getpid())
+    log.info("controller serving on 127.0.0.1:%s", server.server_address[1])
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    server.serve_forever(poll_interval=0.2)
+    runtime.stopping = True
+    store.close()
+    return 0
+
+
+def supervise(lab: str) -> int:
+    d = LabDir(lab)
+    _setup_logging(d)
+    held = _lock(d.file("supervisor.lock"))
+    if held is None:
+        return 0
+    child: subprocess.Popen | None = None
+    stopping = False
+
+    def on_term(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child and child.poll() is None:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, on_term)
+    d.file("supervisor.pid").write_text(str(os.getpid()))
+    failures = 0
+    while not stopping:
+        begun = time.time()
+        child = subprocess.Popen([sys.executable, "-m", "labctl.controller", "serve", "--lab", lab],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        code = child.wait()
+        if stopping:
+            break
+        failures = failures + 1 if time.time() - begun < 5 else 0
+        log.warning("controller exited with %s; restarting", code)
+        time.sleep(min(0.2 * (2 ** failures), 10))
+    return 0
+
+
+def spawn_supervisor(lab: str) -> None:
+    """Start the supervisor detached from the terminal (it outlives the CLI)."""
+    subprocess.Popen([sys.executable, "-m", "labctl.controller", "supervise", "--lab", lab],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True, close_fds=True)

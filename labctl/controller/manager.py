@@ -1,0 +1,334 @@
+"""The platform operations the API exposes: spaces, apps, releases, config, formation, dyno actions.
+
+Each operation validates its input first (so bad input changes nothing), records intent in the store,
+and lets the runtime carry it out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from labctl.controller.logsink import LogSink
+from labctl.controller.runtime import Runtime
+from labctl.domain import actions, names
+from labctl.domain.formation import Process, apply_updates, describe, initial_formation, parse_scale_args
+from labctl.domain.sizes import default_size
+from labctl.engine import images
+from labctl.errors import Conflict, InvalidInput, NotFound
+from labctl.store import Store
+
+USER = "labctl@localhost"
+
+
+class Manager:
+    """Platform API semantics over the store and the runtime."""
+
+    def __init__(self, store: Store, runtime: Runtime, sink: LogSink, lab: str):
+        self.store = store
+        self.rt = runtime
+        self.sink = sink
+        self.lab = lab
+
+    # -- lookups ------------------------------------------------------------------------------------
+    def app(self, name: str) -> dict[str, Any]:
+        app = self.store.app(name)
+        if app is None:
+            raise NotFound(f"Couldn't find that app: {name}")
+        return app
+
+    def _dyno(self, app: str, name: str) -> dict[str, Any]:
+        row = self.store.dyno(app, name)
+        if row is None:
+            raise NotFound(f"No such dyno {name} on ⬢ {app}")
+        return row
+
+    # -- spaces ---------------------------------------------------------------------------------
+    def create_space(self, name: str) -> dict[str, Any]:
+        names.validate_space_name(name)
+        with self.rt.lock:
+            if self.store.space(name):
+                raise Conflict(f"Space {name} already exists")
+            net = self.rt.engine.ensure_network(name)
+            self.rt.engine.connect_router(net)
+            self.store.add_space(name)
+            return self.store.space(name)  # type: ignore[return-value]
+
+    def destroy_space(self, name: str) -> None:
+        with self.rt.lock:
+            if not self.store.space(name):
+                raise NotFound(f"Couldn't find that space: {name}")
+            used = [a["name"] for a in self.store.apps() if a["space"] == name]
+            if used:
+                raise Conflict(f"Space {name} still has apps: {', '.join(used)}. Destroy them first.")
+            self.store.delete_space(name)
+            self.rt.engine.remove_network(name)
+
+    # -- apps ------------------------------------------------------------------------------------
+    def create_app(self, name: str, space: str | None) -> dict[str, Any]:
+        names.validate_app_name(name)
+        with self.rt.lock:
+            if space and not self.store.space(space):
+                raise NotFound(f"Couldn't find that space: {space}")
+            if self.store.app(name):
+                raise Conflict(f"Name {name} is already taken")
+            self.store.add_app(name, space)
+            self.rt.sync_router()
+            return self.app(name)
+
+    def destroy_app(self, name: str) -> None:
+        with self.rt.lock:
+            self.app(name)
+            for row in self.store.dynos(name):
+                self.rt.remove_dyno(row)
+            self.store.delete_app(name)
+            for sb in self.store.sandboxes():
+                if sb["app"] == name:
+                    inst = self.store.instance(sb["instance"])
+                    if inst and inst["runtime"] != "common":
+                        self.rt.retire_instance(sb["instance"])
+                    elif not any(t["app"] == name for t in self.rt.terminating.values()):
+                        self.rt.engine.remove(sb["container"])
+                        self.store.delete_sandbox(sb["instance"], name)
+            self.rt.sync_router()
+
+    def set_maintenance(self, name: str, on: bool) -> dict[str, Any]:
+        with self.rt.lock:
+            self.app(name)
+            self.store.update_app(name, maintenance=int(on))
+            self.rt.sync_router()
+            return self.app(name)
+
+    # -- releases ----------------------------------------------------------------------------------
+    def deploy(self, name: str, src: str, progress: Callable[[str], None]) -> dict[str, Any]:
+        """Build a slug from ``src`` and release it (lab-spec §6); a failed build changes nothing."""
+        app = self.app(name)
+        src_dir = Path(src)
+        if not src_dir.is_dir():
+            raise InvalidInput(f"No such directory: {src}")
+        procfile_path = src_dir / "Procfile"
+        if not procfile_path.is_file():
+            raise InvalidInput(f"No Procfile in {src}: a Procfile declares the app's process types.")
+        procfile = images.parse_procfile(procfile_path.read_text())
+        version = self._reserve_version(name)
+        try:
+            image = images.build_slug(self.rt.engine.client, lab=self.lab, app=name, version=version,
+                                      src_dir=src_dir, progress=progress)
+        except BaseException:
+            self.store.delete_release(name, version)  # a failed build leaves the current release untouched
+            raise
+        digest = _source_digest(src_dir)
+        with self.rt.lock:
+            formation = initial_formation(procfile, app["space"], self._formation(self.app(name)))
+            self.store.update_app(name, formation={k: vars(p) for k, p in formation.items()})
+            rel = self._release(name, version, image, procfile, self.app(name)["config"], f"Deploy {digest}")
+        return rel
+
+    def _reserve_version(self, name: str) -> int:
+        with self.rt.lock:
+            version = self.store.next_version(name)
+            self.store.add_release({"app": name, "version": version, "image": None, "procfile": {}, "config": {},
+                                    "description": "Build in progress", "status": "pending"})
+            return version
+
+    def _release(self, name: str, version: int, image: str | None, procfile: dict[str, str],
+                 config: dict[str, str], description: str) -> dict[str, Any]:
+        """Record a release and restart the app's formation dynos on it (every release restarts, §7)."""
+        self.store.add_release({"app": name, "version": version, "image": image, "procfile": procfile,
+                                "config": config, "description": description, "status": "succeeded"})
+        self.sink.api(name, f"Release v{version} created by user {USER}")
+        self.sink.api(name, f"{description} by user {USER}")
+        self._restart_formation(name, version)
+        self.rt.wake()
+        return self.store.release(name, version)  # type: ignore[return-value]
+
+    def _restart_formation(self, name: str, version: int) -> None:
+        app = self.app(name)
+        procfile = self.store.release(name, version)["procfile"]  # type: ignore[index]
+        for row in self.store.dynos(name):
+            if row["one_off"]:
+                continue
+            if row["type"] in procfile:
+                self.store.update_dyno(name, row["name"], command=procfile[row["type"]])
+                row = self.store.dyno(name, row["name"])
+            plan = actions.plan_restart(row["name"], bool(app["space"]), False)  # type: ignore[index]
+            self.rt.apply_plan(row, plan, release=version)  # type: ignore[arg-type]
+
+    def releases(self, name: str) -> list[dict[str, Any]]:
+        self.app(name)
+        return [r for r in self.store.releases(name) if r["status"] != "pending"]
+
+    def rollback(self, name: str, version: int | None) -> dict[str, Any]:
+        with self.rt.lock:
+            self.app(name)
+            current = self.store.current_release(name)
+            if current is None:
+                raise NotFound(f"⬢ {name} has no releases to roll back to")
+            target_v = version if version is not None else current["version"] - 1
+            target = self.store.release(name, target_v)
+            if target is None or target["status"] != "succeeded":
+                raise NotFound(f"Couldn't find release v{target_v} of ⬢ {name}")
+            return self._release(name, self.store.next_version(name), target["image"], target["procfile"],
+                                 target["config"], f"Rollback to v{target_v}")
+
+    def config(self, name: str) -> dict[str, str]:
+        return dict(self.app(name)["config"])
+
+    def update_config(self, name: str, changes: dict[str, str | None]) -> dict[str, Any]:
+        """``config:set``/``config:unset``: a new release restarting the dynos (heroku-reference §7)."""
+        for key in changes:
+            if not key or "=" in key or not key.replace("_", "a").isalnum():
+                raise InvalidInput(f"Invalid config var name {key!r}")
+        with self.rt.lock:
+            app = self.app(name)
+            config = dict(app["config"])
+            for k, v in changes.items():
+                if v is None:
+                    config.pop(k, None)
+                else:
+                    config[k] = v
+            self.store.update_app(name, config=config)
+            keys = ", ".join(changes)
+            verb = "Set" if all(v is not None for v in changes.values()) else "Unset"
+            current = self.store.current_release(name)
+            if current is None:  # nothing deployed yet: config waits for the first deploy
+                return {"config": config, "release": None}
+            rel = self._release(name, self.store.next_version(name), current["image"], current["procfile"], config,
+                                f"{verb} {keys} config vars")
+            return {"config": config, "release": rel}
+
+    # -- formation ---------------------------------------------------------------------------------
+    @staticmethod
+    def _formation(app: dict[str, Any]) -> dict[str, Process]:
+        return {k: Process(**v) for k, v in app["formation"].items()}
+
+    def formation(self, name: str) -> list[dict[str, Any]]:
+        return [vars(p) for p in self._formation(self.app(name)).values()]
+
+    def scale(self, name: str, args: list[str]) -> dict[str, Any]:
+        updates = parse_scale_args(args)
+        with self.rt.lock:
+            app = self.app(name)
+            current = self._formation(app)
+            if not current:
+                raise NotFound(f"No process types on ⬢ {name}. Upload a Procfile to add process types.")
+            new = apply_updates(current, updates, app["space"])
+            self.store.update_app(name, formation={k: vars(p) for k, p in new.items()})
+            for u in updates:
+                p = new[u.type]
+                if current[u.type].quantity == 0 and p.quantity > 0:
+                    for row in self.store.dynos(name):  # scale 0 -> N resets cool-offs
+                        self.store.update_dyno(name, row["name"], crashes=0)
+            self.sink.api(name, "Scaled to " + ", ".join(f"{p.type}@{p.quantity}:{p.size}" for p in new.values())
+                          + f" by user {USER}")
+            self.rt.tick()
+            return {"formation": [vars(p) for p in new.values()], "message": describe(new)}
+
+    # -- dyno actions ------------------------------------------------------------------------------
+    def _targets(self, name: str, dyno: str | None, ptype: str | None) -> list[dict[str, Any]]:
+        rows = self.store.dynos(name)
+        if dyno:
+            names.split_dyno_name(dyno)
+            return [self._dyno(name, dyno)]
+        if ptype:
+            names.validate_process_type(ptype)
+            found = [r for r in rows if r["type"] == ptype]
+            if not found:
+                raise NotFound(f"No {ptype} dynos on ⬢ {name}")
+            return found
+        return [r for r in rows]
+
+    def restart(self, name: str, dyno: str | None = None, ptype: str | None = None) -> list[str]:
+        with self.rt.lock:
+            app = self.app(name)
+            targets = self._targets(name, dyno, ptype)
+            for row in targets:
+                plan = actions.plan_restart(row["name"], bool(app["space"]), bool(row["one_off"]))
+                self.rt.apply_plan(row, plan)
+            return [r["name"] for r in targets]
+
+    def stop(self, name: str, dyno: str | None = None, ptype: str | None = None) -> list[str]:
+        if not dyno and not ptype:
+            raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
+        with self.rt.lock:
+            app = self.app(name)
+            targets = self._targets(name, dyno, ptype)
+            for row in targets:
+                plan = actions.plan_stop(row["name"], bool(app["space"]), bool(row["one_off"]))
+                self.rt.apply_plan(row, plan)
+            return [r["name"] for r in targets]
+
+    def run(self, name: str, command: str, attach: bool, size: str | None = None) -> dict[str, Any]:
+        """A one-off dyno ``run.NNNN`` on the current release (heroku-reference §1.6)."""
+        if not command.strip():
+            raise InvalidInput("Usage: labctl run COMMAND -a APP")
+        with self.rt.lock:
+            app = self.app(name)
+            rel = self.store.current_release(name)
+            if rel is None:
+                raise Conflict(f"⬢ {name} has no release yet: deploy it first")
+            taken = {r["name"] for r in self.store.dynos(name)}
+            dyno = names.one_off_name("run", taken)
+            proc = Process("run", 1, size or default_size(app["space"]), command)
+            row = self.rt._new_dyno_row(app, dyno, proc, rel["version"], one_off=True, attach=attach)
+            row["next_start"] = None
+            self.rt.start_dyno(row)
+            return self.dyno_view(self.store.dyno(name, dyno) or row)
+
+    def finish_attached(self, name: str, dyno: str, container: str) -> None:
+        with self.rt.lock:
+            self.rt.attached.discard(container)
+            row = self.store.dyno(name, dyno)
+            if row and row["container"] == container:
+                self.rt._on_exit(row)
+
+    # -- views -------------------------------------------------------------------------------------
+    def dynos(self, name: str) -> list[dict[str, Any]]:
+        self.app(name)
+        return [self.dyno_view(r) for r in self.store.dynos(name)]
+
+    @staticmethod
+    def dyno_view(row: dict[str, Any]) -> dict[str, Any]:
+        return {"name": row["name"], "type": row["type"], "state": row["state"], "size": row["size"],
+                "command": row["command"], "instance": row["instance"], "release": {"version": row["release"]},
+                "updated_at": _iso(row["updated_at"]), "app": {"name": row["app"]}, "port": row["port"],
+                "container": row["container"], "attach": bool(row["attach"])}
+
+    def instances(self) -> list[dict[str, Any]]:
+        rows = self.store.dynos()
+        out = []
+        for inst in self.store.instances():
+            hosted = [f"{r['app']}/{r['name']}" for r in rows if r["instance"] == inst["id"] and r["container"]]
+            out.append({"id": inst["id"], "runtime": inst["runtime"], "state": inst["state"],
+                        "created_at": _iso(inst["created_at"]), "dynos": hosted, "faults": inst["faults"]})
+        return out
+
+    def app_view(self, name: str) -> dict[str, Any]:
+        app = self.app(name)
+        rel = self.store.current_release(name)
+        return {"name": name, "space": app["space"], "maintenance": bool(app["maintenance"]),
+                "stack": "lab-24", "features": app["features"], "created_at": _iso(app["created_at"]),
+                "release": rel["version"] if rel else None, "web_url": None,
+                "formation": self.formation(name), "region": "lab"}
+
+    def logs(self, name: str, after: int, limit: int) -> list[dict[str, Any]]:
+        self.app(name)
+        return self.store.logs(name, after=after, limit=min(max(limit, 1), 1500))
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _source_digest(src: Path) -> str:
+    h = hashlib.sha1()
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and ".git" not in p.parts:
+            h.update(str(p.relative_to(src)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:7]

@@ -1,0 +1,441 @@
+"""The dyno manager's mechanics: instances, sandboxes, starting, stopping and watching dyno containers.
+
+It owns every Docker change the lab makes while it runs. State (intent and timers) lives in the store;
+the labels on containers are the runtime truth, and ``tick`` reconciles the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import threading
+import time
+from typing import Any
+
+from labctl import const
+from labctl.controller.logsink import LogSink
+from labctl.domain import clock
+from labctl.domain.actions import DynoPlan, Placement
+from labctl.domain.formation import Process, desired_dyno_names
+from labctl.domain.placement import InstanceLoad, choose_pool_instance, new_instance_id
+from labctl.domain.sizes import get_size
+from labctl.engine import router as router_conf
+from labctl.engine.docker import ENGINE_ERRORS, ContainerInfo, DynoSpec, Engine
+from labctl.store import Store
+
+log = logging.getLogger("labctl.runtime")
+DRAIN_DELAY = 0.15  # seconds between removing a dyno from the router and sending it SIGTERM
+FULL_SYNC_EVERY = 5.0
+
+
+class Runtime:
+    """Applies plans to containers and keeps the engine converged on the store's intent."""
+
+    def __init__(self, store: Store, engine: Engine, sink: LogSink, *, timescale: float, http_port: int,
+                 pool_size: int):
+        self.store = store
+        self.engine = engine
+        self.sink = sink
+        self.scale = clock.TimeScale(timescale)
+        self.http_port = http_port
+        self.pool_size = pool_size
+        self.lock = threading.RLock()
+        self.wakeup = threading.Event()
+        self.terminating: dict[str, dict[str, Any]] = {}
+        self.attached: set[str] = set()
+        self.followed: set[str] = set()
+        self.exited: set[str] = set()
+        self.last_full_sync = 0.0
+        self.applied_routes: tuple | None = None
+        self.rng = random.Random()
+        self.stopping = False
+
+    # -- boot ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Bring networks, router and pool up, adopt what runs, then reconcile forever in a thread."""
+        with self.lock:
+            nets = [self.engine.ensure_network(None)]
+            nets += [self.engine.ensure_network(s["name"]) for s in self.store.spaces()]
+            self.engine.ensure_router(const.STACK_IMAGE, self.http_port, nets, self._render_routes()[1])
+            self.ensure_pool()
+            self._adopt()
+        self.engine.watch_events(self._on_event)
+        self.engine.follow_logs(self.engine.router_name(), self._on_router_line, since=time.time())
+        threading.Thread(target=self._loop, daemon=True, name="reconcile").start()
+
+    def ensure_pool(self) -> None:
+        """The Common Runtime's shared instances (default 3)."""
+        pool = [i for i in self.store.instances() if i["runtime"] == "common"]
+        for _ in range(self.pool_size - len(pool)):
+            self.store.add_instance(new_instance_id(self.rng), "common")
+
+    def _adopt(self) -> None:
+        """After a (re)start: follow logs of running dynos; forget sandboxes whose container vanished."""
+        live = {c.id: c for c in self.engine.containers()}
+        for sb in self.store.sandboxes():
+            if sb["container"] not in live:
+                self.store.delete_sandbox(sb["instance"], sb["app"])
+        for row in self.store.dynos():
+            c = live.get(row["container"] or "")
+            if c and c.status == "running":
+                self._follow(row["app"], row["name"], c.id, since=time.time())
+        self.last_full_sync = 0.0
+
+    def _on_event(self, ev: dict[str, Any]) -> None:
+        if ev.get("Action") in ("die", "destroy", "oom"):
+            self.exited.add(ev.get("id", ""))
+            self.wakeup.set()
+
+    def _on_router_line(self, ts: float, line: str) -> None:
+        entry = router_conf.parse_access_line(line)
+        if entry is not None and entry.app:
+            self.store.add_log(entry.app, "heroku", "router", router_conf.format_router_line(entry), ts)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self.stopping:
+            delay = 1.0
+            try:
+                with self.lock:
+                    delay = self.tick()
+            except ENGINE_ERRORS as err:
+                log.warning("engine error during reconcile: %s", err)
+                delay = 1.0
+            except Exception:  # noqa: BLE001 - the loop must survive anything; the log says what
+                log.exception("reconcile failed")
+                delay = 1.0
+            self.wakeup.wait(timeout=delay)
+            self.wakeup.clear()
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    def tick(self) -> float:
+        """One reconciliation pass; returns how long the loop may sleep."""
+        now = time.time()
+        if now - self.last_full_sync >= FULL_SYNC_EVERY or self.exited:
+            self._full_sync()
+        for app in self.store.apps():
+            self._converge_formation(app)
+        for row in self.store.dynos():
+            if row["container"] is None and row["next_start"] is not None and row["next_start"] <= now:
+                self.start_dyno(row)
+        booting = self._check_booting()
+        self.sync_router()
+        return self._next_delay(booting)
+
+    def _next_delay(self, booting: bool) -> float:
+        if booting:
+            return 0.05
+        pending = [r["next_start"] for r in self.store.dynos() if r["container"] is None and r["next_start"]]
+        soonest = min(pending, default=time.time() + FULL_SYNC_EVERY) - time.time()
+        return max(0.05, min(FULL_SYNC_EVERY, soonest))
+
+    def _full_sync(self) -> None:
+        """Compare labels with the store: exits become crashes, unknown containers are removed."""
+        self.last_full_sync = time.time()
+        self.exited.clear()
+        live = {c.id: c for c in self.engine.containers()}
+        known = set()
+        for row in self.store.dynos():
+            cid = row["container"]
+            if not cid:
+                continue
+            known.add(cid)
+            c = live.get(cid)
+            if c is None or c.status in ("exited", "dead"):
+                if cid not in self.attached:
+                    self._on_exit(row)
+        sandboxes = {sb["container"] for sb in self.store.sandboxes()}
+        for c in live.values():
+            kind = c.labels.get(const.LABEL_KIND)
+            if kind == const.KIND_DYNO and c.id not in known and c.id not in self.terminating \
+                    and c.id not in self.attached:
+                self.retire_container(c.id, c.labels.get(const.LABEL_APP, "?"), c.labels.get(const.LABEL_DYNO, "?"),
+                                      quiet=True)
+            elif kind == const.KIND_SANDBOX and c.id not in sandboxes and not self._sandbox_busy(c.id):
+                self.engine.remove(c.id)
+
+    def _sandbox_busy(self, cid: str) -> bool:
+        return any(t.get("sandbox") == cid for t in self.terminating.values())
+
+    # -- formation -------------------------------------------------------------------------------
+    def _converge_formation(self, app: dict[str, Any]) -> None:
+        rel = self.store.current_release(app["name"])
+        formation = {k: Process(**v) for k, v in app["formation"].items()} if rel else {}
+        desired = desired_dyno_names(formation)
+        rows = {r["name"]: r for r in self.store.dynos(app["name"]) if not r["one_off"]}
+        for name, row in rows.items():
+            if name not in desired:
+                self.remove_dyno(row)
+        for name, proc in desired.items():
+            if name not in rows:
+                self._new_dyno_row(app, name, proc, rel["version"])  # type: ignore[index]
+
+    def _new_dyno_row(self, app: dict[str, Any], name: str, proc: Process, release: int,
+                      one_off: bool = False, attach: bool = False) -> dict[str, Any]:
+        row = {"app": app["name"], "name": name, "type": proc.type, "size": proc.size, "command": proc.command,
+               "release": release, "instance": None, "state": "starting", "updated_at": time.time(),
+               "container": None, "port": None, "crashes": 0, "next_start": time.time(), "boot_deadline": None,
+               "up_since": None, "cycle_at": None, "one_off": int(one_off), "attach": int(attach)}
+        self.store.add_dyno(row)
+        return row
+
+    def remove_dyno(self, row: dict[str, Any]) -> None:
+        """Scale-down or app removal: the dyno leaves the router, then stops; a dedicated instance goes too."""
+        self.store.delete_dyno(row["app"], row["name"])
+        app = self.store.app(row["app"])
+        in_space = bool(app and app["space"])
+        if row["container"]:
+            self.sync_router()
+            self.sink.heroku(row["app"], row["name"], "Stopping all processes with SIGTERM")
+            self.sink.state(row["app"], row["name"], row["state"], "down")
+            self.retire_container(row["container"], row["app"], row["name"],
+                                  retire_instance=row["instance"] if in_space else None)
+        elif in_space and row["instance"]:
+            self.retire_instance(row["instance"])
+
+    # -- placement -------------------------------------------------------------------------------
+    def place(self, row: dict[str, Any], placement: Placement) -> str:
+        """Choose (and record) the instance the dyno's next container runs on."""
+        app = self.store.app(row["app"])
+        assert app is not None
+        if app["space"]:
+            if row["instance"] and placement is not Placement.NEW and self.store.instance(row["instance"]):
+                return row["instance"]
+            iid = new_instance_id(self.rng)
+            self.store.add_instance(iid, app["space"])
+            return iid
+        loads = self._pool_loads()
+        iid = choose_pool_instance(loads, placement, row["instance"], self.rng)
+        if iid is None:
+            self.ensure_pool()
+            iid = choose_pool_instance(self._pool_loads(), Placement.ANY, None, self.rng)
+        assert iid is not None
+        return iid
+
+    def _pool_loads(self) -> list[InstanceLoad]:
+        rows = self.store.dynos()
+        return [InstanceLoad(i["id"], sum(1 for r in rows if r["instance"] == i["id"] and r["container"]))
+                for i in self.store.instances() if i["runtime"] == "common" and i["state"] == "running"]
+
+    def ensure_sandbox(self, instance: str, app: dict[str, Any]) -> dict[str, Any]:
+        sb = self.store.sandbox(instance, app["name"])
+        if sb and self.engine.try_info(sb["container"]):
+            return sb
+        network = self.engine.ensure_network(app["space"])
+        cid, ip = self.engine.create_sandbox(const.STACK_IMAGE, instance, app["name"], network, app["space"])
+        self.store.add_sandbox(instance, app["name"], cid, ip)
+        return self.store.sandbox(instance, app["name"])  # type: ignore[return-value]
+
+    def _free_port(self, instance: str, app: str) -> int:
+        used = {r["port"] for r in self.store.dynos(app) if r["instance"] == instance and r["port"]}
+        used |= {t.get("port") for t in self.terminating.values()}
+        while True:
+            port = self.rng.randint(10000, 60000)
+            if port not in used:
+                return port
+
+    # -- starting ---------------------------------------------------------------------------------
+    def start_dyno(self, row: dict[str, Any], placement: Placement = Placement.ANY) -> None:
+        """Start a new container for the dyno on its (possibly new) instance. Failures become crashes."""
+        app = self.store.app(row["app"])
+        rel = self.store.release(row["app"], row["release"])
+        if app is None or rel is None:
+            return
+        instance = self.place(row, placement)
+        sb = self.ensure_sandbox(instance, app)
+        port = self._free_port(instance, app["name"])
+        size = get_size(row["size"])
+        is_web = row["type"] == "web"
+        env = {**rel["config"], "DYNO": row["name"], const.ENV_INSTANCE: instance, "LABCTL_APP": app["name"],
+               "HEROKU_APP_NAME": app["name"], "HEROKU_RELEASE_VERSION": f"v{rel['version']}"}
+        if is_web:
+            env["PORT"] = str(port)
+        spec = DynoSpec(app["name"], row["name"], rel["version"], instance, rel["image"], row["command"], env,
+                        sb["container"], size.r15_mb, size.cpu_shares)
+        self.sink.state(app["name"], row["name"], row["state"], "starting")
+        self.sink.heroku(app["name"], row["name"], f"Starting process with command `{row['command']}`")
+        now = time.time()
+        try:
+            info = self.engine.start_dyno(spec, secrets.token_hex(3))
+        except ENGINE_ERRORS as err:
+            self.sink.heroku(app["name"], row["name"], f"Error starting process: {str(err)[:200]}")
+            self._crashed(row, app, now)
+            return
+        deadline = now + self.scale(clock.BOOT_TIMEOUT) if is_web else None
+        self.store.update_dyno(app["name"], row["name"], instance=instance, container=info.id,
+                               port=port if is_web else None, state="starting", updated_at=now,
+                               next_start=None, boot_deadline=deadline, up_since=None)
+        if row["attach"]:
+            self.attached.add(info.id)
+        else:
+            self._follow(app["name"], row["name"], info.id)
+        if not is_web:
+            self._mark_up(app["name"], row["name"], "starting")
+
+    def _follow(self, app: str, dyno: str, cid: str, since: float | None = None) -> None:
+        if cid in self.followed:
+            return
+        self.followed.add(cid)
+        self.engine.follow_logs(cid, lambda ts, line: self.sink.app(app, dyno, line, ts), since=since)
+
+    def _mark_up(self, app: str, dyno: str, old: str) -> None:
+        self.sink.state(app, dyno, old, "up")
+        now = time.time()
+        self.store.update_dyno(app, dyno, state="up", updated_at=now, up_since=now, boot_deadline=None)
+
+    def _check_booting(self) -> bool:
+        """Web dynos are ``up`` once they listen on $PORT; past the boot timeout: R10 (heroku-reference §2.2)."""
+        booting = False
+        for row in self.store.dynos():
+            if row["state"] != "starting" or not row["container"] or row["type"] != "web":
+                continue
+            info = self.engine.try_info(row["container"])
+            if info is None or info.status != "running":
+                continue
+            if row["port"] in self.engine.listening_ports(info):
+                self._mark_up(row["app"], row["name"], "starting")
+            elif row["boot_deadline"] and time.time() > row["boot_deadline"]:
+                self.sink.heroku(row["app"], row["name"], "Error R10 (Boot timeout) -> Web process failed to bind "
+                                 "to $PORT within 60 seconds of launch")
+                self.sink.heroku(row["app"], row["name"], "Stopping process with SIGKILL")
+                self.engine.kill(row["container"])
+                self.exited.add(row["container"])
+            else:
+                booting = True
+        return booting
+
+    # -- exits and crashes ------------------------------------------------------------------------
+    def _on_exit(self, row: dict[str, Any]) -> None:
+        info = self.engine.try_info(row["container"])
+        status = info.exit_code if info else None
+        self.sink.heroku(row["app"], row["name"], f"Process exited with status {status}" if status is not None
+                         else "Process exited")
+        if row["container"]:
+            self.engine.remove(row["container"])
+            self.followed.discard(row["container"])
+        app = self.store.app(row["app"])
+        if row["one_off"] or app is None:
+            self.sink.state(row["app"], row["name"], row["state"], "complete")
+            self.store.delete_dyno(row["app"], row["name"])
+            if app and app["space"] and row["instance"]:
+                self.retire_instance(row["instance"])
+            return
+        self._crashed(row, app, time.time())
+
+    def _crashed(self, row: dict[str, Any], app: dict[str, Any], now: float) -> None:
+        """Crash policy (heroku-reference §2.4): PS restarts at once; CR cools off after the first restart.
+
+        Lab choice: a dyno that stayed up for at least the boot timeout had "a good start", which
+        resets its crash count.
+        """
+        crashes = row["crashes"]
+        if row["up_since"] and now - row["up_since"] >= self.scale(clock.BOOT_TIMEOUT):
+            crashes = 0
+        crashes += 1
+        delay = self.scale(clock.crash_delay(crashes, bool(app["space"])))
+        self.sink.state(row["app"], row["name"], row["state"], "crashed")
+        self.store.update_dyno(row["app"], row["name"], state="crashed", updated_at=now, container=None,
+                               crashes=crashes, next_start=now + delay, up_since=None, boot_deadline=None)
+
+    # -- stopping -------------------------------------------------------------------------------------
+    def apply_plan(self, row: dict[str, Any], plan: DynoPlan, release: int | None = None) -> None:
+        """Carry out a restart/stop plan; a replacement starts as soon as SIGTERM is sent (§2.3)."""
+        app_name, name = row["app"], row["name"]
+        app = self.store.app(app_name)
+        assert app is not None
+        old_container, old_instance = row["container"], row["instance"]
+        self.sink.heroku(app_name, name, plan.event)
+        if not plan.start_again:
+            self.store.delete_dyno(app_name, name)
+        else:
+            self.store.update_dyno(app_name, name, container=None, port=None, crashes=0,
+                                   release=release or row["release"], next_start=None)
+        self.sync_router()  # the old address leaves the routing set before the dyno is signalled
+        retire = old_instance if plan.retire_instance else None
+        if old_container:
+            self.sink.heroku(app_name, name, "Stopping all processes with SIGTERM")
+            self.sink.state(app_name, name, row["state"], "starting" if plan.start_again else "down")
+            self.retire_container(old_container, app_name, name, retire_instance=retire)
+        elif retire:
+            self.retire_instance(retire)
+        if plan.start_again:
+            fresh = self.store.dyno(app_name, name)
+            assert fresh is not None
+            fresh["state"] = "starting" if old_container else fresh["state"]
+            if plan.placement is Placement.NEW:
+                fresh["instance"] = None
+            self.start_dyno(fresh, plan.placement)
+        self.wake()
+
+    def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
+                         quiet: bool = False) -> None:
+        """SIGTERM → grace → SIGKILL (R12) in a thread, then remove; optionally tear the instance down."""
+        info = {"app": app, "dyno": dyno, "port": None}
+        self.terminating[cid] = info
+        grace = self.scale(clock.SHUTDOWN_GRACE)
+
+        def run() -> None:
+            time.sleep(DRAIN_DELAY)
+            status, killed = self.engine.terminate(cid, grace)
+            if not quiet:
+                if killed:
+                    self.sink.heroku(app, dyno, "Error R12 (Exit timeout) -> At least one process failed to exit "
+                                     "within 30 seconds of SIGTERM")
+                    self.sink.heroku(app, dyno, "Stopping remaining processes with SIGKILL")
+                if status is not None:
+                    self.sink.heroku(app, dyno, f"Process exited with status {status}")
+            try:
+                self.engine.remove(cid)
+            except ENGINE_ERRORS:
+                log.warning("could not remove %s", cid)
+            with self.lock:
+                self.terminating.pop(cid, None)
+                self.followed.discard(cid)
+                if retire_instance:
+                    self.retire_instance(retire_instance)
+            self.wake()
+
+        threading.Thread(target=run, daemon=True, name=f"stop-{cid[:12]}").start()
+
+    def retire_instance(self, iid: str) -> None:
+        """Tear a dedicated instance down (its sandbox containers go with it)."""
+        if any(r["instance"] == iid and r["container"] for r in self.store.dynos()):
+            return  # still hosts a dyno (e.g. a restart raced in): keep it
+        for sb in self.store.sandboxes(iid):
+            self.engine.remove(sb["container"])
+        self.store.delete_instance(iid)
+
+    # -- router -----------------------------------------------------------------------------------
+    def _render_routes(self) -> tuple[tuple, str]:
+        routes = []
+        sandboxes = {(s["instance"], s["app"]): s["ip"] for s in self.store.sandboxes()}
+        dynos = self.store.dynos()
+        for app in self.store.apps():
+            rel = self.store.current_release(app["name"])
+            web = [r for r in dynos if r["app"] == app["name"] and r["type"] == "web" and not r["one_off"]]
+            backends = tuple(
+                router_conf.Backend(r["name"], f"{sandboxes[(r['instance'], r['app'])]}:{r['port']}", r["release"])
+                for r in web
+                if r["state"] == "up" and r["container"] and (r["instance"], r["app"]) in sandboxes
+            )
+            if rel is None:
+                code = "H81"
+            elif not web:
+                code = "H14"
+            elif any(r["state"] == "crashed" for r in web):
+                code = "H10"
+            else:
+                code = "H20"
+            routes.append(router_conf.AppRoute(app["name"], backends, retry=not app["space"], empty_code=code,
+                                               maintenance=bool(app["maintenance"])))
+        settings = router_conf.RouterSettings(http_port_public=self.http_port, timescale=self.scale.factor)
+        return tuple(routes), router_conf.render_nginx_conf(routes, settings)
+
+    def sync_router(self) -> None:
+        key, conf = self._render_routes()
+        if key != self.applied_routes:
+            self.engine.reload_router(conf)
+            self.applied_routes = key

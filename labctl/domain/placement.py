@@ -1,0 +1,44 @@
+"""Which runtime instance a dyno lands on (lab-spec §2 Placement)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from labctl.domain.actions import Placement
+
+
+@dataclass(frozen=True)
+class InstanceLoad:
+    id: str
+    dynos: int
+
+
+def choose_pool_instance(
+    pool: list[InstanceLoad], placement: Placement, current: str | None, rng: random.Random | None = None
+) -> str | None:
+    """Common Runtime: the least-loaded shared instance; OTHER excludes the current one.
+
+    Returns None when no instance qualifies (the caller reports it).
+    """
+    rng = rng or random.Random()
+    candidates = list(pool)
+    if placement is Placement.OTHER and current is not None and len(candidates) > 1:
+        candidates = [i for i in candidates if i.id != current]
+    if placement is Placement.SAME and current is not None and any(i.id == current for i in pool):
+        return current
+    if not candidates:
+        return None
+    low = min(i.dynos for i in candidates)
+    return rng.choice(sorted(i.id for i in candidates if i.dynos == low))
+
+
+def needs_new_dedicated_instance(placement: Placement, current: str | None) -> bool:
+    """Private Space: a dyno keeps its dedicated instance unless the plan replaces it."""
+    return current is None or placement is Placement.NEW
+
+
+def new_instance_id(rng: random.Random | None = None) -> str:
+    """``i-`` + 17 hex digits, like an EC2 instance id."""
+    rng = rng or random.Random()
+    return "i-" + "".join(rng.choice("0123456789abcdef") for _ in range(17))

@@ -1,0 +1,378 @@
+"""The only module that talks to the Docker engine about containers and networks (style.md §4).
+
+Everything it creates carries ``io.labctl.*`` labels; ``remove_lab`` removes exactly those objects.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from labctl import const
+from labctl.errors import EngineUnavailable, LabError
+
+ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+def connect() -> docker.DockerClient:
+    """Build the one Docker client from the environment (``DOCKER_HOST`` respected) and check it answers."""
+    try:
+        client = docker.from_env(max_pool_size=200, timeout=120)
+        client.ping()
+    except ENGINE_ERRORS as err:
+        raise EngineUnavailable(f"Docker engine is not reachable ({_short(err)}). Is the Docker daemon running?")
+    return client
+
+
+def _short(err: Exception) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:200]
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str  # created | running | exited | dead | ...
+    exit_code: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class DynoSpec:
+    """Everything needed to start one dyno container."""
+
+    app: str
+    dyno: str
+    release: int
+    instance: str
+    image: str
+    command: str
+    env: dict[str, str]
+    sandbox: str  # container id whose network namespace the dyno joins
+    memory_mb: int
+    cpu_shares: int
+
+
+def lab_labels(lab: str, kind: str, **extra: str | None) -> dict[str, str]:
+    labels = {const.LABEL_LAB: lab, const.LABEL_KIND: kind}
+    keys = {"app": const.LABEL_APP, "dyno": const.LABEL_DYNO, "instance": const.LABEL_INSTANCE,
+            "release": const.LABEL_RELEASE, "space": const.LABEL_SPACE}
+    for k, v in extra.items():
+        if v is not None:
+            labels[keys[k]] = str(v)
+    return labels
+
+
+class Engine:
+    """Container and network operations for one lab."""
+
+    def __init__(self, client: docker.DockerClient, lab: str):
+        self.client = client
+        self.lab = lab
+        self.prefix = f"labctl-{lab}"
+
+    # -- networks ---------------------------------------------------------------------------------
+    def network_name(self, space: str | None) -> str:
+        return f"{self.prefix}-space-{space}" if space else f"{self.prefix}-common"
+
+    def ensure_network(self, space: str | None) -> str:
+        name = self.network_name(space)
+        try:
+            self.client.networks.get(name)
+        except docker.errors.NotFound:
+            self.client.networks.create(
+                name, driver="bridge", labels=lab_labels(self.lab, const.KIND_NETWORK, space=space)
+            )
+        return name
+
+    def remove_network(self, space: str | None) -> None:
+        try:
+            self.client.networks.get(self.network_name(space)).remove()
+        except docker.errors.NotFound:
+            pass
+
+    # -- router -----------------------------------------------------------------------------------
+    def router_name(self) -> str:
+        return f"{self.prefix}-router"
+
+    def ensure_router(self, image: str, http_port: int, networks: Iterable[str], conf: str) -> ContainerInfo:
+        """Start the nginx router (published on 127.0.0.1 only) attached to every lab network."""
+        networks = list(networks)
+        try:
+            c = self.client.containers.get(self.router_name())
+            if c.status != "running":
+                c.start()
+        except docker.errors.NotFound:
+            c = self.client.containers.create(
+                image, ["nginx", "-g", "daemon off;"], name=self.router_name(), init=True,
+                labels=lab_labels(self.lab, const.KIND_ROUTER), ports={"80/tcp": ("127.0.0.1", http_port)},
+                network=networks[0], restart_policy={"Name": "unless-stopped"},
+            )
+            self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
+            c.start()
+        c.reload()
+        attached = set(c.attrs["NetworkSettings"]["Networks"])
+        for net in networks:
+            if net not in attached:
+                self.client.networks.get(net).connect(c)
+        return self.info(c.id)
+
+    def router_port(self) -> int | None:
+        try:
+            c = self.client.containers.get(self.router_name())
+        except docker.errors.NotFound:
+            return None
+        ports = (c.attrs["NetworkSettings"].get("Ports") or {}).get("80/tcp") or []
+        return int(ports[0]["HostPort"]) if ports else None
+
+    def connect_router(self, network: str) -> None:
+        c = self.client.containers.get(self.router_name())
+        c.reload()
+        if network not in c.attrs["NetworkSettings"]["Networks"]:
+            self.client.networks.get(network).connect(c)
+
+    def reload_router(self, conf: str) -> None:
+        """Install a new nginx.conf and reload gracefully (in-flight requests finish on old workers)."""
+        c = self.client.containers.get(self.router_name())
+        self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
+        code, out = c.exec_run(["nginx", "-s", "reload"])
+        if code != 0:
+            raise LabError(f"router rejected its configuration: {out.decode(errors='replace').strip()[:300]}")
+
+    def put_file(self, container_id: str, path: str, text: str) -> None:
+        data = text.encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(path.rsplit("/", 1)[1])
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+        self.client.api.put_archive(container_id, path.rsplit("/", 1)[0], buf.getvalue())
+
+    # -- sandboxes (an instance's network namespace for one app) ----------------------------------
+    def create_sandbox(self, image: str, instance: str, app: str, network: str, space: str | None) -> tuple[str, str]:
+        """A long-lived container that owns the network namespace dynos of ``app`` join on ``instance``.
+
+        It holds NET_ADMIN so faults can be applied from inside it; dynos joining it do not get it.
+        """
+        c = self.client.containers.run(
+            image, ["sleep", "infinity"], name=f"{self.prefix}-{instance}-{app}", detach=True, init=True,
+            labels=lab_labels(self.lab, const.KIND_SANDBOX, app=app, instance=instance, space=space),
+            network=network, cap_add=["NET_ADMIN"], hostname=instance[:63],
+        )
+        c.reload()
+        ip = c.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+        return c.id, ip
+
+    # -- dynos ------------------------------------------------------------------------------------
+    def start_dyno(self, spec: DynoSpec, name_suffix: str) -> ContainerInfo:
+        """Create and start a dyno container under an init so SIGTERM reaches the process (lab-spec §2)."""
+        env = {**spec.env, "TINI_KILL_PROCESS_GROUP": "1"}
+        mem = f"{spec.memory_mb}m"
+        c = self.client.containers.run(
+            spec.image, ["/bin/bash", "-c", spec.command], name=f"{self.prefix}-{spec.app}-{spec.dyno}-{name_suffix}",
+            detach=True, init=True, environment=env, working_dir="/app",
+            labels=lab_labels(self.lab, const.KIND_DYNO, app=spec.app, dyno=spec.dyno,
+                              instance=spec.instance, release=str(spec.release)),
+            network_mode=f"container:{spec.sandbox}", mem_limit=mem, memswap_limit=mem,
+            cpu_shares=spec.cpu_shares,
+        )
+        return self.info(c.id)
+
+    def info(self, container_id: str) -> ContainerInfo:
+        c = self.client.containers.get(container_id)
+        st = c.attrs["State"]
+        return ContainerInfo(c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0))
+
+    def try_info(self, container_id: str | None) -> ContainerInfo | None:
+        if not container_id:
+            return None
+        try:
+            return self.info(container_id)
+        except docker.errors.NotFound:
+            return None
+
+    def containers(self, kind: str | None = None) -> list[ContainerInfo]:
+        filters = [f"{const.LABEL_LAB}={self.lab}"]
+        if kind:
+            filters.append(f"{const.LABEL_KIND}={kind}")
+        out = []
+        for c in self.client.api.containers(all=True, filters={"label": filters}):
+            out.append(ContainerInfo(c["Id"], c["Names"][0].lstrip("/"), c["Labels"], c["State"], 0, 0))
+        return out
+
+    def terminate(self, container_id: str, grace: float) -> tuple[int | None, bool]:
+        """SIGTERM (to the whole process group via the init), wait ``grace`` s, then SIGKILL.
+
+        Returns (exit status, killed_after_grace). Missing container -> (None, False).
+        """
+        try:
+            c = self.client.containers.get(container_id)
+            if c.status == "running":
+                c.kill("SIGTERM")
+        except docker.errors.NotFound:
+            return None, False
+        except docker.errors.APIError:
+            pass  # raced with its own exit
+        try:
+            return int(c.wait(timeout=max(grace, 0.05))["StatusCode"]), False
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            pass
+        try:
+            c.kill("SIGKILL")
+        except docker.errors.APIError:
+            pass
+        try:
+            return int(c.wait(timeout=30)["StatusCode"]), True
+        except ENGINE_ERRORS:
+            return 137, True
+
+    def wait(self, container_id: str) -> int | None:
+        """Block until the container exits; its status, or None when it is gone."""
+        try:
+            return int(self.client.containers.get(container_id).wait()["StatusCode"])
+        except ENGINE_ERRORS:
+            return None
+
+    def output(self, container_id: str) -> Iterable[str]:
+        """The container's output from its start, following until it exits."""
+        try:
+            yield from (b.decode(errors="replace") for b in
+                        self.client.api.logs(container_id, stream=True, follow=True))
+        except ENGINE_ERRORS:
+            return
+
+    def kill(self, container_id: str) -> None:
+        try:
+            self.client.containers.get(container_id).kill("SIGKILL")
+        except docker.errors.APIError:
+            pass
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.client.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as err:
+            if "already in progress" not in str(err):
+                raise
+
+    def listening_ports(self, info: ContainerInfo) -> set[int]:
+        """TCP ports the container's network namespace listens on, on a non-loopback address.
+
+        Read from the host's /proc (no traffic, no exec); falls back to an exec for a remote engine.
+        A process that binds 127.0.0.1 is not reachable by the router, so it does not count (R10).
+        """
+        texts = []
+        try:
+            for name in ("tcp", "tcp6"):
+                with open(f"/proc/{info.pid}/net/{name}") as f:
+                    texts.append(f.read())
+        except OSError:
+            try:
+                code, out = self.client.containers.get(info.id).exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+                texts = [out.decode(errors="replace")] if code in (0, 1) else []
+            except ENGINE_ERRORS:
+                return set()
+        return parse_proc_listen("\n".join(texts))
+
+    def follow_logs(self, container_id: str, on_line: Callable[[float, str], None], since: float | None = None) -> None:
+        """Stream a container's output to ``on_line(ts, text)`` in a daemon thread until it exits."""
+
+        def run() -> None:
+            try:
+                stream = self.client.api.logs(container_id, stream=True, follow=True, timestamps=True,
+                                              since=int(since) if since else None)
+                buf = b""
+                for chunk in stream:
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        on_line(*_split_ts(line.decode(errors="replace")))
+                if buf:
+                    on_line(*_split_ts(buf.decode(errors="replace")))
+            except ENGINE_ERRORS:
+                return
+
+        threading.Thread(target=run, daemon=True, name=f"logs-{container_id[:12]}").start()
+
+    def watch_events(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``on_event`` for every container event of this lab, in a daemon thread (reconnects)."""
+
+        def run() -> None:
+            import time
+
+            while True:
+                try:
+                    for ev in self.client.events(decode=True, filters={
+                            "type": "container", "label": f"{const.LABEL_LAB}={self.lab}"}):
+                        on_event(ev)
+                except ENGINE_ERRORS:
+                    time.sleep(1)
+
+        threading.Thread(target=run, daemon=True, name="docker-events").start()
+
+    # -- teardown ---------------------------------------------------------------------------------
+    def remove_lab(self) -> dict[str, int]:
+        """Remove every container, network and slug image labelled with this lab, and nothing else."""
+        label = f"{const.LABEL_LAB}={self.lab}"
+        counts = {"containers": 0, "networks": 0, "images": 0}
+        conts = self.client.api.containers(all=True, filters={"label": label})
+        threads = [threading.Thread(target=self.remove, args=(c["Id"],)) for c in conts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        counts["containers"] = len(conts)
+        for net in self.client.networks.list(filters={"label": label}):
+            try:
+                net.remove()
+                counts["networks"] += 1
+            except docker.errors.NotFound:
+                pass
+        for img in self.client.images.list(filters={"label": label}):
+            try:
+                self.client.images.remove(img.id, force=True)
+                counts["images"] += 1
+            except docker.errors.NotFound:
+                pass
+        return counts
+
+
+def _split_ts(line: str) -> tuple[float, str]:
+    from datetime import datetime
+
+    stamp, _, text = line.partition(" ")
+    try:
+        # Docker gives RFC3339 with nanoseconds: trim to microseconds for fromisoformat.
+        head, _, frac = stamp.rstrip("Z").partition(".")
+        ts = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+    except ValueError:
+        import time
+
+        return time.time(), line
+    return ts, text.rstrip("\r")
+
+
+def parse_proc_listen(text: str) -> set[int]:
+    """Ports in LISTEN state (st 0A) on a non-loopback address, from /proc/net/tcp{,6} text."""
+    ports = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[3] != "0A" or ":" not in parts[1]:
+            continue
+        addr, port = parts[1].rsplit(":", 1)
+        if addr in ("0100007F", "00000000000000000000000001000000") or addr.endswith("0100007F"):
+            continue  # 127.0.0.1 / ::1 / ::ffff:127.0.0.1
+        ports.add(int(port, 16))
+    return ports

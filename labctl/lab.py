@@ -1,0 +1,123 @@
+"""Lab lifecycle: ``up``, ``down``, ``status`` (lab-spec §10). Used by the CLI and by tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from labctl.client import Client
+from labctl.controller.daemon import spawn_supervisor
+from labctl.engine import images
+from labctl.engine.docker import Engine, connect
+from labctl.errors import ControllerUnavailable, LabError
+from labctl.labdir import LabDir, Settings
+
+START_TIMEOUT = 60.0
+
+
+def _alive(d: LabDir) -> bool:
+    api = d.api()
+    if not api:
+        return False
+    try:
+        return requests.get(f"http://127.0.0.1:{api['port']}/health", timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = None, timescale: float | None = None,
+       pool_size: int | None = None, base_image: str | None = None) -> dict[str, Any]:
+    """Build images if needed, start the controller (which starts the router). Idempotent."""
+    d = LabDir(lab)
+    client = connect()
+    if d.exists() and _alive(d):
+        s = d.settings()
+        if (http_port not in (None, s.http_port) or timescale not in (None, s.timescale)
+                or pool_size not in (None, s.pool_size)):
+            raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
+        return {"changed": False, **Client(lab).get("/lab")}
+    images.ensure_stack_image(client, progress, base_override=base_image)
+    if d.exists():
+        s = d.settings()
+    else:
+        s = Settings(lab=lab)
+    s.http_port = http_port if http_port is not None else s.http_port
+    s.timescale = timescale if timescale is not None else s.timescale
+    s.pool_size = pool_size if pool_size is not None else s.pool_size
+    _check_settings(s)
+    d.create(s)
+    progress(f"Starting the controller of lab {lab}…")
+    spawn_supervisor(lab)
+    deadline = time.time() + START_TIMEOUT
+    while time.time() < deadline:
+        if _alive(d):
+            return {"changed": True, **Client(lab).get("/lab")}
+        time.sleep(0.2)
+    raise ControllerUnavailable(f"The controller did not start within {START_TIMEOUT:.0f} s; see "
+                                f"{d.file('controller.log')}")
+
+
+def _check_settings(s: Settings) -> None:
+    if not (0 <= s.http_port <= 65535):
+        raise LabError(f"Invalid HTTP port {s.http_port}")
+    if not (0.001 <= s.timescale <= 100):
+        raise LabError(f"Invalid time scale {s.timescale}: it must be between 0.001 and 100")
+    if not (1 <= s.pool_size <= 20):
+        raise LabError(f"Invalid pool size {s.pool_size}: it must be between 1 and 20")
+
+
+def down(lab: str) -> dict[str, int]:
+    """Stop the controller and remove every Docker object labelled with this lab, then its state."""
+    d = LabDir(lab)
+    engine = Engine(connect(), lab)
+    _stop_processes(d)
+    counts = engine.remove_lab()
+    if d.path.exists():
+        shutil.rmtree(d.path, ignore_errors=True)
+    return counts
+
+
+def _stop_processes(d: LabDir) -> None:
+    pids = []
+    for name in ("supervisor.pid",):
+        try:
+            pids.append(int(d.file(name).read_text()))
+        except (OSError, ValueError):
+            pass
+    api = d.api()
+    if api:
+        pids.append(int(api["pid"]))
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.time() + 10
+    for pid in pids:
+        while time.time() < deadline and _pid_alive(pid):
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False

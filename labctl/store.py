@@ -1,0 +1,245 @@
+"""SQLite store: the lab's intent and history (style.md §5). Labels on Docker objects are the runtime truth.
+
+One connection shared by the controller's threads behind a lock; every write is one transaction, so a
+crash (even ``kill -9``) leaves the database at the last committed state, never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS spaces (name TEXT PRIMARY KEY, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS apps (
+  name TEXT PRIMARY KEY, space TEXT, maintenance INTEGER NOT NULL DEFAULT 0,
+  features TEXT NOT NULL DEFAULT '{}', config TEXT NOT NULL DEFAULT '{}',
+  formation TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS releases (
+  app TEXT NOT NULL, version INTEGER NOT NULL, image TEXT, procfile TEXT NOT NULL DEFAULT '{}',
+  config TEXT NOT NULL DEFAULT '{}', description TEXT NOT NULL, status TEXT NOT NULL,
+  created_at REAL NOT NULL, PRIMARY KEY (app, version));
+CREATE TABLE IF NOT EXISTS instances (
+  id TEXT PRIMARY KEY, runtime TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL,
+  faults TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE IF NOT EXISTS sandboxes (
+  instance TEXT NOT NULL, app TEXT NOT NULL, container TEXT NOT NULL, ip TEXT NOT NULL,
+  PRIMARY KEY (instance, app));
+CREATE TABLE IF NOT EXISTS dynos (
+  app TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, size TEXT NOT NULL, command TEXT NOT NULL,
+  release INTEGER NOT NULL, instance TEXT, state TEXT NOT NULL, updated_at REAL NOT NULL,
+  container TEXT, port INTEGER, crashes INTEGER NOT NULL DEFAULT 0, next_start REAL,
+  boot_deadline REAL, up_since REAL, cycle_at REAL, one_off INTEGER NOT NULL DEFAULT 0,
+  attach INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (app, name));
+CREATE TABLE IF NOT EXISTS logs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, ts REAL NOT NULL,
+  source TEXT NOT NULL, dyno TEXT NOT NULL, msg TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_app ON logs (app, id);
+"""
+
+JSON_COLUMNS = {"features", "config", "formation", "procfile", "faults"}
+LOG_KEEP = 1500  # Logplex keeps the last 1500 lines (heroku-reference §8)
+
+
+def _decode(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {k: (json.loads(row[k]) if k in JSON_COLUMNS and row[k] is not None else row[k]) for k in row.keys()}
+
+
+def _encode(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+
+
+class Store:
+    """Thin typed-dict access to the lab database."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[Store]:
+        """One atomic transaction; nested calls join the outer one."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield self
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _all(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_decode(r) for r in self._db.execute(sql, args).fetchall()]  # type: ignore[misc]
+
+    def _one(self, sql: str, args: tuple = ()) -> dict[str, Any] | None:
+        with self._lock:
+            return _decode(self._db.execute(sql, args).fetchone())
+
+    def _exec(self, sql: str, args: tuple = ()) -> None:
+        with self.tx():
+            self._db.execute(sql, tuple(_encode(a) for a in args))
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self._exec(f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+
+    def _update(self, table: str, keys: dict[str, Any], changes: dict[str, Any]) -> None:
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        where = " AND ".join(f"{k} = ?" for k in keys)
+        self._exec(f"UPDATE {table} SET {sets} WHERE {where}", (*changes.values(), *keys.values()))
+
+    # meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row["value"] if row else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._insert("meta", {"key": key, "value": value})
+
+    # spaces
+    def spaces(self) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM spaces ORDER BY name")
+
+    def space(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM spaces WHERE name = ?", (name,))
+
+    def add_space(self, name: str) -> None:
+        self._insert("spaces", {"name": name, "created_at": time.time()})
+
+    def delete_space(self, name: str) -> None:
+        self._exec("DELETE FROM spaces WHERE name = ?", (name,))
+
+    # apps
+    def apps(self) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM apps ORDER BY name")
+
+    def app(self, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM apps WHERE name = ?", (name,))
+
+    def add_app(self, name: str, space: str | None) -> None:
+        self._insert("apps", {"name": name, "space": space, "created_at": time.time()})
+
+    def update_app(self, name: str, **changes: Any) -> None:
+        self._update("apps", {"name": name}, changes)
+
+    def delete_app(self, name: str) -> None:
+        with self.tx():
+            for table in ("apps", "releases", "dynos", "logs"):
+                col = "name" if table == "apps" else "app"
+                self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (name,))
+
+    # releases
+    def releases(self, app: str) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM releases WHERE app = ? ORDER BY version DESC", (app,))
+
+    def release(self, app: str, version: int) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM releases WHERE app = ? AND version = ?", (app, version))
+
+    def current_release(self, app: str) -> dict[str, Any] | None:
+        return self._one(
+            "SELECT * FROM releases WHERE app = ? AND status = 'succeeded' ORDER BY version DESC LIMIT 1", (app,)
+        )
+
+    def next_version(self, app: str) -> int:
+        row = self._one("SELECT MAX(version) AS v FROM releases WHERE app = ?", (app,))
+        return (row["v"] or 0) + 1 if row else 1
+
+    def add_release(self, row: dict[str, Any]) -> None:
+        self._insert("releases", {**row, "created_at": row.get("created_at", time.time())})
+
+    def delete_release(self, app: str, version: int) -> None:
+        self._exec("DELETE FROM releases WHERE app = ? AND version = ?", (app, version))
+
+    # instances and their sandboxes
+    def instances(self) -> list[dict[str, Any]]:
+        return self._all("SELECT * FROM instances ORDER BY created_at, id")
+
+    def instance(self, iid: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM instances WHERE id = ?", (iid,))
+
+    def add_instance(self, iid: str, runtime: str) -> None:
+        self._insert("instances", {"id": iid, "runtime": runtime, "state": "running", "created_at": time.time()})
+
+    def update_instance(self, iid: str, **changes: Any) -> None:
+        self._update("instances", {"id": iid}, changes)
+
+    def delete_instance(self, iid: str) -> None:
+        with self.tx():
+            self._db.execute("DELETE FROM instances WHERE id = ?", (iid,))
+            self._db.execute("DELETE FROM sandboxes WHERE instance = ?", (iid,))
+
+    def sandboxes(self, instance: str | None = None) -> list[dict[str, Any]]:
+        if instance:
+            return self._all("SELECT * FROM sandboxes WHERE instance = ?", (instance,))
+        return self._all("SELECT * FROM sandboxes")
+
+    def sandbox(self, instance: str, app: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM sandboxes WHERE instance = ? AND app = ?", (instance, app))
+
+    def add_sandbox(self, instance: str, app: str, container: str, ip: str) -> None:
+        self._insert("sandboxes", {"instance": instance, "app": app, "container": container, "ip": ip})
+
+    def delete_sandbox(self, instance: str, app: str) -> None:
+        self._exec("DELETE FROM sandboxes WHERE instance = ? AND app = ?", (instance, app))
+
+    # dynos
+    def dynos(self, app: str | None = None) -> list[dict[str, Any]]:
+        if app:
+            return self._all("SELECT * FROM dynos WHERE app = ? ORDER BY name", (app,))
+        return self._all("SELECT * FROM dynos ORDER BY app, name")
+
+    def dyno(self, app: str, name: str) -> dict[str, Any] | None:
+        return self._one("SELECT * FROM dynos WHERE app = ? AND name = ?", (app, name))
+
+    def add_dyno(self, row: dict[str, Any]) -> None:
+        self._insert("dynos", row)
+
+    def update_dyno(self, app: str, name: str, **changes: Any) -> None:
+        self._update("dynos", {"app": app, "name": name}, changes)
+
+    def delete_dyno(self, app: str, name: str) -> None:
+        self._exec("DELETE FROM dynos WHERE app = ? AND name = ?", (app, name))
+
+    # logs
+    def add_log(self, app: str, source: str, dyno: str, msg: str, ts: float | None = None) -> None:
+        self._exec(
+            "INSERT INTO logs (app, ts, source, dyno, msg) VALUES (?, ?, ?, ?, ?)",
+            (app, ts if ts is not None else time.time(), source, dyno, msg),
+        )
+
+    def logs(self, app: str, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT * FROM logs WHERE app = ? AND id > ? ORDER BY id DESC LIMIT ?", (app, after, limit)
+        )
+        return list(reversed(rows))
+
+    def prune_logs(self) -> None:
+        self._exec(
+            "DELETE FROM logs WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
+            "(PARTITION BY app ORDER BY id DESC) AS rn FROM logs) WHERE rn > ?)",
+            (LOG_KEEP,),
+        )
