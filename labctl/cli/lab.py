@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, Json, Lab, app, client
 

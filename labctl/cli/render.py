@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -30,7 +30,7 @@ def progress(line: str) -> None:
 
 
 def _parse_iso(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def ago(stamp: str | None, now: float | None = None) -> str:
@@ -116,5 +116,5 @@ def instances_text(instances: list[dict[str, Any]]) -> str:
 
 def log_line(row: dict[str, Any]) -> str:
     """``2026-11-23T10:00:00.000000+00:00 app[web.1]: …`` (heroku-reference §8)."""
-    stamp = datetime.fromtimestamp(row["ts"], tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    stamp = datetime.fromtimestamp(row["ts"], tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
     return f"{stamp} {row['source']}[{row['dyno']}]: {row['msg']}"

@@ -21,7 +21,7 @@ from labctl.domain.formation import Process, desired_dyno_names
 from labctl.domain.placement import InstanceLoad, choose_pool_instance, new_instance_id
 from labctl.domain.sizes import get_size
 from labctl.engine import router as router_conf
-from labctl.engine.docker import ENGINE_ERRORS, ContainerInfo, DynoSpec, Engine
+from labctl.engine.docker import ENGINE_ERRORS, DynoSpec, Engine
 from labctl.store import Store
 
 log = logging.getLogger("labctl.runtime")
@@ -58,6 +58,7 @@ class Runtime:
             nets = [self.engine.ensure_network(None)]
             nets += [self.engine.ensure_network(s["name"]) for s in self.store.spaces()]
             self.engine.ensure_router(const.STACK_IMAGE, self.http_port, nets, self._render_routes()[1])
+            self.http_port = self.engine.router_port() or self.http_port  # port 0 = let the engine choose
             self.ensure_pool()
             self._adopt()
         self.engine.watch_events(self._on_event)
@@ -358,7 +359,7 @@ class Runtime:
         if old_container:
             self.sink.heroku(app_name, name, "Stopping all processes with SIGTERM")
             self.sink.state(app_name, name, row["state"], "starting" if plan.start_again else "down")
-            self.retire_container(old_container, app_name, name, retire_instance=retire)
+            self.retire_container(old_container, app_name, name, retire_instance=retire, port=row["port"])
         elif retire:
             self.retire_instance(retire)
         if plan.start_again:
@@ -371,9 +372,9 @@ class Runtime:
         self.wake()
 
     def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
-                         quiet: bool = False) -> None:
+                         quiet: bool = False, port: int | None = None) -> None:
         """SIGTERM → grace → SIGKILL (R12) in a thread, then remove; optionally tear the instance down."""
-        info = {"app": app, "dyno": dyno, "port": None}
+        info = {"app": app, "dyno": dyno, "port": port}
         self.terminating[cid] = info
         grace = self.scale(clock.SHUTDOWN_GRACE)
 

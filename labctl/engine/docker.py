@@ -28,7 +28,9 @@ def connect() -> docker.DockerClient:
         client = docker.from_env(max_pool_size=200, timeout=120)
         client.ping()
     except ENGINE_ERRORS as err:
-        raise EngineUnavailable(f"Docker engine is not reachable ({_short(err)}). Is the Docker daemon running?")
+        raise EngineUnavailable(
+            f"Docker engine is not reachable ({_short(err)}). Is the Docker daemon running?"
+        ) from None
     return client
 
 
@@ -115,7 +117,7 @@ class Engine:
         except docker.errors.NotFound:
             c = self.client.containers.create(
                 image, ["nginx", "-g", "daemon off;"], name=self.router_name(), init=True,
-                labels=lab_labels(self.lab, const.KIND_ROUTER), ports={"80/tcp": ("127.0.0.1", http_port)},
+                labels=lab_labels(self.lab, const.KIND_ROUTER), ports={"80/tcp": ("127.0.0.1", http_port or None)},
                 network=networks[0], restart_policy={"Name": "unless-stopped"},
             )
             self.put_file(c.id, "/etc/nginx/nginx.conf", conf)

@@ -1,0 +1,157 @@
+"""The platform core against the real engine: spaces, apps, deploys, ps, restart/stop semantics, router, logs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import SAMPLE_APP, Lab, wait_until
+
+pytestmark = pytest.mark.docker
+
+
+def served_by(lab: Lab, app: str, tries: int = 40) -> set[str]:
+    seen = set()
+    for _ in range(tries):
+        r = lab.get(app)
+        if r.status_code == 200:
+            seen.add(r.json()["dyno"])
+    return seen
+
+
+@pytest.fixture
+def space_app(lab: Lab, app_name: str):
+    space = f"s{app_name[1:]}"
+    lab.ok("spaces:create", space)
+    lab.ok("apps:create", app_name, "--space", space)
+    lab.ok("deploy", str(SAMPLE_APP), "-a", app_name)
+    lab.ok("ps:scale", "web=2", "-a", app_name)
+    lab.wait_up(app_name, ["web.1", "web.2"])
+    yield app_name
+    lab.ok("apps:destroy", "-a", app_name)
+    lab.ok("spaces:destroy", space)
+
+
+@pytest.fixture
+def cr_app(lab: Lab, app_name: str):
+    lab.ok("apps:create", app_name)
+    lab.ok("deploy", str(SAMPLE_APP), "-a", app_name)
+    lab.ok("ps:scale", "web=2", "-a", app_name)
+    lab.wait_up(app_name, ["web.1", "web.2"])
+    yield app_name
+    lab.ok("apps:destroy", "-a", app_name)
+
+
+def test_up_is_idempotent(lab: Lab):
+    r = lab.cli("up", "--json")
+    assert r.code == 0 and '"changed": false' in r.out
+    status = lab.json("status")
+    assert status["router"]["url"] == f"http://127.0.0.1:{lab.port}"
+
+
+def test_private_space_restart_keeps_instance_stop_replaces_it(lab: Lab, space_app: str):
+    app = space_app
+    assert served_by(lab, app) == {"web.1", "web.2"}
+    before = lab.dynos(app)["web.1"]
+    body = lab.get(app).json()
+    assert body["app"] == app and body["release"] == "v1" and body["instance"].startswith("i-")
+
+    lab.ok("ps:restart", "web.1", "-a", app)
+    wait_until(lambda: lab.dynos(app)["web.1"]["container"] != before["container"]
+               and lab.dynos(app)["web.1"]["state"] == "up", 30, what="web.1 restarted")
+    after = lab.dynos(app)["web.1"]
+    assert after["instance"] == before["instance"], "ps:restart in a Private Space keeps the instance"
+    assert "web.1" in served_by(lab, app)
+
+    lab.ok("ps:stop", "--dyno-name", "web.1", "-a", app)
+    wait_until(lambda: lab.dynos(app)["web.1"]["instance"] != before["instance"]
+               and lab.dynos(app)["web.1"]["state"] == "up", 30, what="web.1 on a new instance")
+    ids = {i["id"] for i in lab.json("instances")}
+    wait_until(lambda: before["instance"] not in {i["id"] for i in lab.json("instances")}, 20,
+               what="old instance gone")
+    assert lab.dynos(app)["web.1"]["instance"] in ids
+    import docker
+
+    leftovers = docker.from_env().containers.list(
+        all=True, filters={"label": f"io.labctl.instance={before['instance']}"})
+    assert leftovers == [], "the replaced instance's containers are gone"
+    assert "web.1" in served_by(lab, app)
+
+
+def test_common_runtime_restart_moves_stop_comes_back(lab: Lab, cr_app: str):
+    app = cr_app
+    before = lab.dynos(app)["web.1"]
+    lab.ok("ps:restart", "web.1", "-a", app)
+    wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "up"
+               and lab.dynos(app)["web.1"]["container"] != before["container"], 30, what="restart")
+    assert lab.dynos(app)["web.1"]["instance"] != before["instance"], "CR restart lands on another host"
+
+    mid = lab.dynos(app)["web.1"]
+    lab.ok("ps:stop", "web.1", "-a", app)
+    wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "up"
+               and lab.dynos(app)["web.1"]["container"] != mid["container"], 30, what="web.1 back by itself")
+    assert served_by(lab, app) == {"web.1", "web.2"}
+
+
+def test_scale_to_zero_h14_and_one_offs(lab: Lab, cr_app: str):
+    app = cr_app
+    lab.ok("ps:scale", "web=0", "-a", app)
+    wait_until(lambda: lab.get(app).status_code == 503, 20, what="503 after web=0")
+    wait_until(lambda: "code=H14" in lab.logs(app), 10, what="H14 router line")
+    out = lab.ok("ps", "-a", app)
+    assert out.strip() == f"No dynos on ⬢ {app}"
+
+    r = lab.cli("run", "-a", app, "python3", "-c", "print('hello from run'); raise SystemExit(3)")
+    assert r.code == 3 and "hello from run" in r.out
+
+    detached = lab.json("run:detached", "-a", app, "sleep", "600")
+    name = detached["name"]
+    assert name.startswith("run.")
+    wait_until(lambda: lab.dynos(app).get(name, {}).get("state") == "up", 20, what="detached one-off up")
+    lab.ok("ps:stop", name, "-a", app)
+    wait_until(lambda: name not in lab.dynos(app), 20, what="one-off gone for good")
+
+
+def test_config_set_new_release_and_rollback(lab: Lab, cr_app: str):
+    app = cr_app
+    out = lab.ok("config:set", "GREETING=bar", "-a", app)
+    assert "v2" in out
+    wait_until(lambda: lab.get(app).json().get("greeting") == "bar", 30, what="dynos see GREETING")
+    assert lab.ok("config:get", "GREETING", "-a", app).strip() == "bar"
+    releases = lab.json("releases", "-a", app)
+    assert [r["version"] for r in releases][:2] == [2, 1]
+    assert releases[0]["description"] == "Set GREETING config vars"
+    lab.ok("rollback", "-a", app)
+    wait_until(lambda: lab.get(app).json().get("greeting") is None
+               and lab.get(app).json().get("release") == "v3", 30, what="rollback served")
+    logs = lab.logs(app)
+    assert "app[api]: Release v3 created by user" in logs and "Rollback to v2" in logs
+    assert "heroku[web.1]: State changed from starting to up" in logs
+    assert "heroku[router]: at=info method=GET" in logs
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("ps", "-a", "nosuchapp"), "Couldn't find that app"),
+    (("ps", "-a", "Bad_Name"), "Couldn't find that app"),
+    (("apps:create", "Bad_Name"), "is invalid"),
+    (("ps:scale", "web==2", "-a", "nosuchapp"), "Invalid argument"),
+    (("ps:restart", "web.99", "-a", "nosuchapp"), "Couldn't find that app"),
+    (("deploy", "/tmp", "-a", "nosuchapp"), "No Procfile"),
+    (("ps:stop", "-a", "nosuchapp"), "Please specify a process type or dyno name"),
+])
+def test_bad_input_is_one_line(lab: Lab, args, needle):
+    r = lab.cli(*args)
+    assert r.code != 0
+    assert needle in r.err
+    assert "Traceback" not in r.err + r.out
+    assert len(r.err.strip().splitlines()) == 1
+
+
+def test_unknown_dyno_and_bad_scale_change_nothing(lab: Lab, cr_app: str):
+    app = cr_app
+    before = lab.dynos(app)
+    r = lab.cli("ps:restart", "web.9", "-a", app)
+    assert r.code != 0 and "No such dyno web.9" in r.err
+    r = lab.cli("ps:scale", "mailer=2", "-a", app)
+    assert r.code != 0 and "Couldn't find that process type" in r.err
+    after = lab.dynos(app)
+    assert {k: v["container"] for k, v in after.items()} == {k: v["container"] for k, v in before.items()}

@@ -1,0 +1,263 @@
+"""The router's nginx.conf in a real nginx (stack image) in front of two sample-app containers.
+
+Everything here carries ``io.labctl.lab=test-router`` and is removed by the fixture's finalizer.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+import pytest
+import requests
+
+from labctl import const
+from labctl.engine.router import (
+    AppRoute,
+    Backend,
+    RouterEntry,
+    RouterSettings,
+    format_router_line,
+    parse_access_line,
+    render_nginx_conf,
+)
+from tests.conftest import SAMPLE_APP, wait_until
+
+pytestmark = pytest.mark.docker
+
+LAB = "test-router"
+TIMESCALE = 0.05  # connect 250 ms, first byte 1.5 s, idle 2.75 s
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def _tar(name: str, data: bytes) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@dataclass
+class RouterLab:
+    client: docker.DockerClient
+    router: docker.models.containers.Container
+    port: int
+    backends: list[Backend]
+    extra: list[AppRoute] = field(default_factory=list)
+
+    def routes(self) -> list[AppRoute]:
+        web1, web2 = self.backends
+        dead = Backend("web.1", web1.addr.rsplit(":", 1)[0] + ":5999", 1)  # nothing listens there
+        return [
+            AppRoute("demo", (web1, web2), retry=True),
+            AppRoute("empty", (), retry=True, empty_code="H14"),
+            AppRoute("maint", (web1,), retry=True, maintenance=True),
+            AppRoute("refused", (dead,), retry=False),
+            AppRoute("mixed", (dead, Backend("web.2", web2.addr, 4)), retry=True),
+            *self.extra,
+        ]
+
+    def conf(self, public_port: int) -> str:
+        settings = RouterSettings(http_port_public=public_port, timescale=TIMESCALE)
+        return render_nginx_conf(self.routes(), settings)
+
+    def reload(self) -> None:
+        self.router.put_archive("/etc/nginx", _tar("nginx.conf", self.conf(self.port).encode()))
+        code, out = self.router.exec_run(["nginx", "-s", "reload"])
+        assert code == 0, out.decode()
+        time.sleep(0.3)  # the master starts new workers; old ones finish what they serve
+
+    def get(self, app: str, path: str = "/", timeout: float = 10.0, **headers: str) -> requests.Response:
+        return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=timeout,
+                            headers={"Host": f"{app}.localhost:{self.port}", **headers})
+
+    def entries(self) -> list[RouterEntry]:
+        lines = self.router.logs(stdout=True, stderr=False).decode(errors="replace").splitlines()
+        return [e for e in map(parse_access_line, lines) if e is not None]
+
+    def entry(self, request_id: str) -> RouterEntry:
+        def find():
+            return next((e for e in self.entries() if e.request_id == request_id), None)
+
+        return wait_until(find, 10, 0.1, f"router log line for {request_id}")
+
+
+def _remove_all(client: docker.DockerClient) -> None:
+    for c in client.containers.list(all=True, filters={"label": f"{const.LABEL_LAB}={LAB}"}):
+        c.remove(force=True)
+    for n in client.networks.list(filters={"label": f"{const.LABEL_LAB}={LAB}"}):
+        n.remove()
+
+
+def _backend(client, net: str, dyno: str, release: int, suffix: str):
+    c = client.containers.create(
+        const.STACK_IMAGE, ["python3", "/app/app.py"], name=f"{LAB}-{dyno.replace('.', '-')}-{suffix}",
+        init=True, network=net, working_dir="/app",
+        labels={const.LABEL_LAB: LAB, const.LABEL_KIND: const.KIND_DYNO, const.LABEL_DYNO: dyno},
+        environment={"PORT": "5000", "DYNO": dyno, "LABCTL_APP": "demo",
+                     "HEROKU_RELEASE_VERSION": f"v{release}"},
+    )
+    c.put_archive("/app", _tar("app.py", (SAMPLE_APP / "app.py").read_bytes()))
+    c.start()
+    return c
+
+
+@pytest.fixture(scope="module")
+def rlab() -> Iterator[RouterLab]:
+    client = docker.from_env()
+    try:
+        client.images.get(const.STACK_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"{const.STACK_IMAGE} is missing: build it first (labctl up builds it)")
+    _remove_all(client)  # leftovers of an interrupted run
+    suffix = uuid.uuid4().hex[:6]
+    try:
+        net = client.networks.create(f"{LAB}-{suffix}", driver="bridge", labels={const.LABEL_LAB: LAB})
+        dynos = [_backend(client, net.name, f"web.{i}", 2 + i, suffix) for i in (1, 2)]
+        for c in dynos:
+            wait_until(lambda c=c: b"listening on" in c.logs(), 20, 0.1, f"{c.name} listening")
+            c.reload()
+        ips = [c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"] for c in dynos]
+        backends = [Backend(f"web.{i}", f"{ip}:5000", 2 + i) for i, ip in enumerate(ips, start=1)]
+        router = client.containers.create(
+            const.STACK_IMAGE, ["nginx", "-g", "daemon off;"], name=f"{LAB}-router-{suffix}", init=True,
+            network=net.name, ports={"80/tcp": ("127.0.0.1", None)},
+            labels={const.LABEL_LAB: LAB, const.LABEL_KIND: const.KIND_ROUTER},
+        )
+        lab = RouterLab(client, router, 0, backends)
+        router.put_archive("/etc/nginx", _tar("nginx.conf", lab.conf(0).encode()))
+        router.start()
+        router.reload()
+        lab.port = int(router.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
+        wait_until(lambda: _answers(lab), 20, 0.1, "router answering")
+        lab.reload()  # now that the published port is known (X-Forwarded-Port)
+        yield lab
+    finally:
+        _remove_all(client)
+        assert client.containers.list(all=True, filters={"label": f"{const.LABEL_LAB}={LAB}"}) == []
+
+
+def _answers(lab: RouterLab) -> bool:
+    try:
+        return lab.get("nosuch", timeout=1).status_code == 404
+    except requests.RequestException:
+        return False
+
+
+def test_routes_by_host_to_every_backend(rlab: RouterLab):
+    seen = set()
+    for _ in range(40):
+        r = rlab.get("demo")
+        assert r.status_code == 200
+        assert r.headers["X-Labctl-Dyno"] == r.json()["dyno"]
+        seen.add(r.json()["dyno"])
+        if seen == {"web.1", "web.2"}:
+            break
+    assert seen == {"web.1", "web.2"}
+    r = requests.get(f"http://127.0.0.1:{rlab.port}/", headers={"Host": "demo.localhost"}, timeout=10)
+    assert r.status_code == 200 and r.json()["app"] == "demo"  # Host without the port
+
+
+def test_router_headers_reach_the_dyno(rlab: RouterLab):
+    before = time.time() * 1000
+    r = rlab.get("demo", "/headers")
+    h = r.json()["headers"]
+    assert UUID_RE.match(h["X-Request-Id"])
+    assert h["X-Forwarded-For"] and h["X-Forwarded-Proto"] == "http"
+    assert h["X-Forwarded-Port"] == str(rlab.port)
+    assert before - 2000 <= int(h["X-Request-Start"]) <= time.time() * 1000 + 2000
+    assert h["Via"] == "1.1 vegur" and h["Host"] == f"demo.localhost:{rlab.port}"
+    e = rlab.entry(h["X-Request-Id"])
+    line = format_router_line(e)
+    assert line.startswith('at=info method=GET path="/headers" host=demo.localhost ')
+    assert e.dyno in ("web.1", "web.2") and f" dyno={e.dyno} " in line
+    assert re.search(r" connect=\d+ms service=\d+ms status=200 bytes=\d+ protocol=http$", line)
+    # a client's own valid X-Request-Id is kept, XFF is appended to
+    mine = {"X-Request-Id": "client-supplied-id-0123456789", "X-Forwarded-For": "9.9.9.9"}
+    r = rlab.get("demo", "/headers", **mine)
+    h = r.json()["headers"]
+    assert h["X-Request-Id"] == "client-supplied-id-0123456789"
+    assert h["X-Forwarded-For"].startswith("9.9.9.9, ")
+
+
+def test_app_errors_pass_through_untouched(rlab: RouterLab):
+    r = rlab.get("demo", "/no-such-path")
+    assert r.status_code == 404 and r.json()["error"] == "not found"
+    assert "X-Labctl-Error" not in r.headers
+
+
+def _error(rlab: RouterLab, app: str, path: str = "/") -> tuple[requests.Response, str]:
+    rid = uuid.uuid4().hex + "-labctl-test"
+    r = rlab.get(app, path, **{"X-Request-Id": rid})
+    return r, format_router_line(rlab.entry(rid))
+
+
+def test_empty_routing_set_is_h14(rlab: RouterLab):
+    r, line = _error(rlab, "empty")
+    assert r.status_code == 503 and "Application error" in r.text and r.headers["X-Labctl-Error"] == "H14"
+    assert line.startswith('at=error code=H14 desc="No web dynos running" method=GET path="/" ')
+    assert line.endswith("dyno= connect= service= status=503 bytes= protocol=http")
+
+
+def test_maintenance_is_h80_info(rlab: RouterLab):
+    r, line = _error(rlab, "maint")
+    assert r.status_code == 503 and "Maintenance" in r.text
+    assert line.startswith('at=info code=H80 desc="Maintenance mode" ')
+    assert line.endswith("dyno= connect= service= status=503 bytes= protocol=http")
+
+
+def test_no_first_byte_in_time_is_h12_and_not_retried(rlab: RouterLab):
+    t = time.monotonic()
+    r, line = _error(rlab, "demo", "/slow?ms=4000")
+    took = time.monotonic() - t
+    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H12"
+    assert 30 * TIMESCALE - 0.1 <= took < 2 * 30 * TIMESCALE  # one first-byte window, no retry
+    assert line.startswith('at=error code=H12 desc="Request timeout" method=GET path="/slow?ms=4000" ')
+    tail = r" dyno=web\.[12] connect=\d+ms service=1[45]\d\dms status=503 bytes=0 protocol=http$"
+    assert re.search(tail, line)
+
+
+def test_refused_is_h21_and_common_runtime_retries(rlab: RouterLab):
+    r, line = _error(rlab, "refused")
+    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H21"
+    assert line.startswith('at=error code=H21 desc="Backend connection refused" ')
+    assert " dyno=web.1 " in line and " service= status=503 bytes=0 " in line
+    for _ in range(10):  # one dyno refuses, the router moves on to the other (heroku-reference §3.1)
+        assert rlab.get("mixed").status_code == 200
+
+
+def test_unknown_host_is_404(rlab: RouterLab):
+    r = rlab.get("nosuch")
+    assert r.status_code == 404 and "nothing here, yet" in r.text
+
+
+def test_reload_keeps_the_request_in_flight(rlab: RouterLab):
+    result: dict[str, object] = {}
+
+    def slow():
+        try:
+            r = rlab.get("demo", "/slow?ms=1000")
+            result["status"], result["body"] = r.status_code, r.json()
+        except requests.RequestException as err:
+            result["error"] = err
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(0.3)
+    rlab.extra.append(AppRoute("other", (), retry=True, empty_code="H81"))
+    rlab.reload()
+    assert rlab.get("other").headers["X-Labctl-Error"] == "H81"  # the new config is live
+    thread.join(timeout=10)
+    assert result.get("status") == 200, result
+    assert result["body"]["slept_ms"] == 1000

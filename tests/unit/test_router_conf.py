@@ -1,0 +1,280 @@
+"""The router's nginx.conf and its log lines (engine/router.py; heroku-reference §3). No Docker needed.
+
+``nginx -t`` checks run when an nginx binary is on PATH (the stack image and dev machines have one).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from labctl.engine.router import (
+    AppRoute,
+    Backend,
+    RouterEntry,
+    RouterSettings,
+    format_router_line,
+    parse_access_line,
+    parse_router_fields,
+    render_nginx_conf,
+)
+
+SETTINGS = RouterSettings(http_port_public=5080, timescale=0.02)
+DEMO = AppRoute("demo", (Backend("web.1", "172.18.0.5:5001", 3), Backend("web.2", "172.18.0.6:5002", 4)),
+                retry=True)
+PRIVATE = AppRoute("secret", (Backend("web.1", "172.19.0.2:5001", 7),), retry=False)
+
+# Real lines printed by nginx with this module's log_format (captured from a run).
+OK_LINE = (
+    '{"kind":"labctl-router","msec":"1795437246.869","app":"demo","method":"GET","path":"/?q=1",'
+    '"host":"demo.localhost","request_id":"8601b555-6a83-4c12-8269-97c8e32cdb22","fwd":"9.9.9.9, 172.17.0.1",'
+    '"scheme":"http","status":"200","bytes":"113","request_time":"0.019","upstream":"172.18.0.6:5002, '
+    '172.18.0.5:5001","upstream_status":"502, 200","connect_time":"-, 0.001","response_time":"0.000, 0.019",'
+    '"dyno":"web.1","release":"3","code":"","desc":""}'
+)
+H12_LINE = (
+    '{"kind":"labctl-router","msec":"1795437300.706","app":"demo","method":"GET","path":"/slow?ms=2500",'
+    '"host":"demo.localhost","request_id":"438c3b95-0089-6b33-050b-c7cfbf806ddd","fwd":"127.0.0.1",'
+    '"scheme":"http","status":"503","bytes":"471","request_time":"1.502","upstream":"127.0.0.1:49027",'
+    '"upstream_status":"504","connect_time":"0.000","response_time":"1.501","dyno":"web.2","release":"4",'
+    '"code":"H12","desc":"Request timeout"}'
+)
+H19_LINE = (
+    '{"kind":"labctl-router","msec":"1795437299.195","app":"full","method":"GET","path":"/",'
+    '"host":"full.localhost","request_id":"2d82abb4-b082-dd6d-ca62-4e0d9baeda8a","fwd":"127.0.0.1",'
+    '"scheme":"http","status":"503","bytes":"471","request_time":"0.250","upstream":"127.0.0.1:56863",'
+    '"upstream_status":"504","connect_time":"-","response_time":"0.250","dyno":"web.1","release":"1",'
+    '"code":"H19","desc":"Backend connection timeout"}'
+)
+H14_LINE = (
+    '{"kind":"labctl-router","msec":"1795437301.633","app":"other","method":"GET","path":"/",'
+    '"host":"other.localhost","request_id":"656fe1f8-119f-db2d-0510-ab92f886c688","fwd":"127.0.0.1",'
+    '"scheme":"http","status":"503","bytes":"471","request_time":"0.000","upstream":"","upstream_status":"",'
+    '"connect_time":"","response_time":"","dyno":"","release":"","code":"H14","desc":"No web dynos running"}'
+)
+H80_LINE = H14_LINE.replace('"H14","desc":"No web dynos running"', '"H80","desc":"Maintenance mode"')
+ABORT_LINE = (
+    '{"kind":"labctl-router","msec":"1795437301.009","app":"demo","method":"GET","path":"/slow?ms=800",'
+    '"host":"demo.localhost","request_id":"8e991c70-45d9-99be-aae1-3412f5e50b8b","fwd":"127.0.0.1",'
+    '"scheme":"http","status":"499","bytes":"0","request_time":"0.300","upstream":"127.0.0.1:34115",'
+    '"upstream_status":"-","connect_time":"0.001","response_time":"0.301","dyno":"web.1","release":"3",'
+    '"code":"","desc":""}'
+)
+HEROKU_ORDER = ["at", "method", "path", "host", "request_id", "fwd", "dyno", "connect", "service", "status",
+                "bytes", "protocol"]
+
+
+def _block(conf: str, head: str) -> str:
+    """The text of the ``head { … }`` block (first one), nested braces included."""
+    start = conf.index(head)
+    depth, i = 0, conf.index("{", start)
+    while True:
+        depth += {"{": 1, "}": -1}.get(conf[i], 0)
+        if depth == 0:
+            return conf[start:i + 1]
+        i += 1
+
+
+# -- nginx.conf --------------------------------------------------------------------------------------
+def test_upstream_per_app_random_and_never_marked_down():
+    conf = render_nginx_conf([DEMO], SETTINGS)
+    up = _block(conf, "upstream labctl_app_demo")
+    assert "random;" in up
+    assert "server 172.18.0.5:5001 max_fails=0;" in up and "server 172.18.0.6:5002 max_fails=0;" in up
+    server = _block(conf, "server {\n        listen 80;\n        server_name demo.localhost;")
+    assert "proxy_pass http://labctl_app_demo;" in server
+    assert "set $labctl_app demo;" in server
+
+
+def test_dyno_and_release_maps_key_on_app_and_last_upstream_address():
+    conf = render_nginx_conf([DEMO, PRIVATE], SETTINGS)
+    dyno_map = _block(conf, 'map "$labctl_app $labctl_last_addr" $labctl_dyno')
+    assert '"demo 172.18.0.5:5001" web.1;' in dyno_map
+    assert '"demo 172.18.0.6:5002" web.2;' in dyno_map
+    assert '"secret 172.19.0.2:5001" web.1;' in dyno_map
+    release_map = _block(conf, 'map "$labctl_app $labctl_last_addr" $labctl_release')
+    assert '"demo 172.18.0.6:5002" 4;' in release_map
+    # $upstream_addr lists every try ("a, b"): the last address is the dyno that answered.
+    last = _block(conf, "map $upstream_addr $labctl_last_addr")
+    pattern = re.search(r'"~(.*)" \$labctl_la;', last).group(1).replace("?<labctl_la>", "?P<labctl_la>")
+    assert re.search(pattern, "172.18.0.6:5002, 172.18.0.5:5001").group("labctl_la") == "172.18.0.5:5001"
+
+
+def test_timeouts_are_scaled_and_never_zero():
+    conf = render_nginx_conf([DEMO], SETTINGS)
+    assert "proxy_connect_timeout 100ms;" in conf  # 5 s × 0.02
+    assert "proxy_read_timeout 600ms;" in conf  # 30 s × 0.02 (H12)
+    assert "proxy_send_timeout 1100ms;" in conf and "send_timeout 1100ms;" in conf  # 55 s × 0.02
+    tiny = render_nginx_conf([DEMO], RouterSettings(5080, timescale=1e-6))
+    assert "proxy_connect_timeout 1ms;" in tiny
+    real = render_nginx_conf([DEMO], RouterSettings(5080))
+    assert "proxy_read_timeout 30000ms;" in real
+
+
+def test_retry_only_in_the_common_runtime_and_at_most_ten_tries():
+    conf = render_nginx_conf([DEMO, PRIVATE], SETTINGS)
+    demo = _block(conf, "server {\n        listen 80;\n        server_name demo.localhost;")
+    assert "proxy_next_upstream error timeout;" in demo and "proxy_next_upstream_tries 2;" in demo
+    assert "proxy_next_upstream_timeout 600ms;" in demo  # never retry after a first-byte timeout (H12)
+    secret = _block(conf, "server {\n        listen 80;\n        server_name secret.localhost;")
+    assert "proxy_next_upstream off;" in secret
+    many = AppRoute("big", tuple(Backend(f"web.{i}", f"10.0.0.{i}:5000", 1) for i in range(1, 13)), True)
+    assert "proxy_next_upstream_tries 10;" in render_nginx_conf([many], SETTINGS)
+
+
+def test_router_headers_and_app_errors_pass_through():
+    conf = render_nginx_conf([DEMO], SETTINGS)
+    for header in ("X-Request-Id $labctl_request_id", "X-Forwarded-For $proxy_add_x_forwarded_for",
+                   "X-Forwarded-Proto $scheme", "X-Forwarded-Port $labctl_forwarded_port",
+                   "X-Request-Start $labctl_request_start", 'Via "1.1 vegur"', "Host $http_host"):
+        assert f"proxy_set_header {header};" in conf
+    assert "default 5080;" in _block(conf, "map $scheme $labctl_forwarded_port")
+    assert "proxy_intercept_errors off;" in conf  # an app's own 500 reaches the client untouched
+
+
+def test_router_errors_are_503_with_a_code():
+    conf = render_nginx_conf([DEMO], SETTINGS)
+    assert "error_page 502 = @labctl_502;" in conf and "error_page 504 = @labctl_504;" in conf
+    at502 = _block(conf, "location @labctl_502")
+    assert "set $labctl_code $labctl_code_502;" in at502 and "return 503 $labctl_page_app_error;" in at502
+    assert "H13" in _block(conf, "map $upstream_connect_time $labctl_code_502")
+    assert "H21" in _block(conf, "map $upstream_connect_time $labctl_code_502")
+    assert "H12" in _block(conf, "map $upstream_connect_time $labctl_code_504")
+    assert "H19" in _block(conf, "map $upstream_connect_time $labctl_code_504")
+
+
+@pytest.mark.parametrize("code", ["H14", "H10", "H81", "H20"])
+def test_empty_routing_set_answers_the_empty_code(code):
+    conf = render_nginx_conf([AppRoute("demo", (), True, empty_code=code)], SETTINGS)
+    server = _block(conf, "server {\n        listen 80;\n        server_name demo.localhost;")
+    assert f"set $labctl_code {code};" in server and "return 503 $labctl_page_app_error;" in server
+    assert "upstream labctl_app_demo" not in conf
+
+
+def test_maintenance_wins_over_backends():
+    conf = render_nginx_conf([AppRoute("demo", DEMO.backends, True, maintenance=True)], SETTINGS)
+    server = _block(conf, "server {\n        listen 80;\n        server_name demo.localhost;")
+    assert "set $labctl_code H80;" in server and "return 503 $labctl_page_maintenance;" in server
+    assert "proxy_pass" not in server
+
+
+def test_unknown_host_is_404_and_empty_route_list_is_valid():
+    conf = render_nginx_conf([], RouterSettings(http_port_public=0))
+    default = _block(conf, "server {\n        listen 80 default_server;")
+    assert "return 404 $labctl_page_no_such_app;" in default
+    assert "upstream labctl_app_" not in conf and "proxy_pass" not in conf
+    assert "default $labctl_host_port;" in conf  # port unknown yet: taken from the Host header
+
+
+def test_rendering_is_deterministic_and_rejects_unsafe_names():
+    assert render_nginx_conf([DEMO, PRIVATE], SETTINGS) == render_nginx_conf([PRIVATE, DEMO], SETTINGS)
+    with pytest.raises(ValueError):
+        render_nginx_conf([AppRoute("demo; evil", (), True)], SETTINGS)
+    with pytest.raises(ValueError):
+        render_nginx_conf([AppRoute("demo", (Backend("web.1", "1.2.3.4:80; x", 1),), True)], SETTINGS)
+    with pytest.raises(ValueError):
+        render_nginx_conf([AppRoute("demo", (Backend("web.1 x", "1.2.3.4:80", 1),), True)], SETTINGS)
+
+
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+
+
+@pytest.mark.skipif(NGINX is None, reason="no nginx binary here")
+@pytest.mark.parametrize("routes", [
+    [],
+    [DEMO, PRIVATE, AppRoute("empty", (), True, "H10"),
+     AppRoute("maint", DEMO.backends, False, maintenance=True)],
+], ids=["empty", "mixed"])
+def test_nginx_accepts_the_config(routes, tmp_path):
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render_nginx_conf(routes, SETTINGS))
+    r = subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-e", "stderr", "-c", str(conf),
+                        "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+# -- access log → Heroku line -------------------------------------------------------------------------
+def test_success_line_in_heroku_field_order():
+    e = parse_access_line(OK_LINE)
+    assert e is not None and e.app == "demo" and e.dyno == "web.1" and e.release == 3
+    assert e.time == datetime(2026, 11, 23, 12, 34, 6, 869000, tzinfo=UTC)
+    assert format_router_line(e) == (
+        'at=info method=GET path="/?q=1" host=demo.localhost request_id=8601b555-6a83-4c12-8269-97c8e32cdb22 '
+        'fwd="9.9.9.9, 172.17.0.1" dyno=web.1 connect=1ms service=18ms status=200 bytes=113 protocol=http')
+
+
+def test_timeout_lines():
+    h12 = format_router_line(parse_access_line(H12_LINE))
+    assert h12.startswith('at=error code=H12 desc="Request timeout" method=GET path="/slow?ms=2500" ')
+    assert h12.endswith("dyno=web.2 connect=0ms service=1501ms status=503 bytes=0 protocol=http")
+    h19 = format_router_line(parse_access_line(H19_LINE))
+    assert 'code=H19 desc="Backend connection timeout"' in h19
+    assert "dyno=web.1 connect=250ms service= status=503 bytes=0 protocol=http" in h19
+
+
+def test_error_without_dyno_leaves_fields_empty():
+    line = format_router_line(parse_access_line(H14_LINE))
+    assert line == ('at=error code=H14 desc="No web dynos running" method=GET path="/" host=other.localhost '
+                    'request_id=656fe1f8-119f-db2d-0510-ab92f886c688 fwd="127.0.0.1" '
+                    'dyno= connect= service= status=503 bytes= protocol=http')
+    h80 = format_router_line(parse_access_line(H80_LINE))
+    assert h80.startswith('at=info code=H80 desc="Maintenance mode" ')
+
+
+def test_client_abort_is_h27_warning():
+    e = parse_access_line(ABORT_LINE)
+    assert (e.code, e.at, e.status, e.bytes) == ("H27", "warning", 499, 0)
+
+
+def test_round_trip_through_heroku_fields():
+    for raw in (OK_LINE, H12_LINE, H14_LINE, H19_LINE):
+        e = parse_access_line(raw)
+        fields = parse_router_fields(format_router_line(e))
+        keys = [k for k in fields if k not in ("code", "desc")]
+        assert keys == HEROKU_ORDER
+        assert fields["request_id"] == e.request_id and fields["path"] == e.path and fields["fwd"] == e.fwd
+        assert fields["dyno"] == e.dyno and int(fields["status"]) == e.status
+        assert fields.get("code") == e.code
+
+
+def test_other_output_is_not_an_entry():
+    assert parse_access_line("") is None
+    assert parse_access_line("2026/11/23 12:34:06 [error] 7#7: *47 connect() failed (111: refused)") is None
+    assert parse_access_line('{"kind":"something-else","status":"200"}') is None
+    assert parse_access_line('{"kind":"labctl-router", broken') is None
+    assert parse_access_line('{"kind":"labctl-router","status":"x"}') is None
+
+
+def test_entry_can_be_built_directly():
+    e = RouterEntry(time=datetime.now(UTC), app="demo", method="POST", path='/a"b', host="demo.localhost",
+                    request_id="r" * 20, fwd="1.2.3.4", dyno="", connect_ms=None, service_ms=None, status=503,
+                    bytes=None, protocol="https", code="H81", desc="Blank app", at="info")
+    assert format_router_line(e) == (
+        'at=info code=H81 desc="Blank app" method=POST path="/a%22b" host=demo.localhost '
+        f'request_id={"r" * 20} fwd="1.2.3.4" dyno= connect= service= status=503 bytes= protocol=https')
+
+
+def test_tls_listens_on_443_and_forwards_the_https_port(tmp_path):
+    settings = RouterSettings(5080, tls_cert="/etc/labctl/tls.crt", tls_key="/etc/labctl/tls.key",
+                              https_port_public=5443)
+    conf = render_nginx_conf([DEMO], settings)
+    assert "ssl_certificate /etc/labctl/tls.crt;" in conf
+    assert "ssl_certificate_key /etc/labctl/tls.key;" in conf
+    assert "listen 443 ssl;" in conf and "listen 443 ssl default_server;" in conf
+    port_map = _block(conf, "map $scheme $labctl_forwarded_port")
+    assert "https 5443;" in port_map and "default 5080;" in port_map
+    if NGINX and shutil.which("openssl"):
+        crt, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=*.localhost", "-keyout", str(key), "-out", str(crt)],
+                       check=True, capture_output=True)
+        path = tmp_path / "nginx.conf"
+        path.write_text(render_nginx_conf([DEMO], RouterSettings(5080, tls_cert=str(crt), tls_key=str(key))))
+        r = subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-e", "stderr", "-c", str(path),
+                            "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
