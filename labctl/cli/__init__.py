@@ -16,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every failure is one line on stderr and a non-zero exit; never a traceback."""
     command = typer.main.get_command(typer_app)
     try:
-        command.main(args=argv if argv is not None else sys.argv[1:], prog_name="labctl", standalone_mode=False)
+        rv = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="labctl", standalone_mode=False)
+        if isinstance(rv, int):  # without standalone mode, an Exit(code) comes back as the return value
+            return rv
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:

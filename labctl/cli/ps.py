@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from typing import Annotated
 from urllib.parse import quote
@@ -113,12 +114,17 @@ Command = Annotated[list[str], typer.Argument(help="The command to run")]
 Size = Annotated[str | None, typer.Option("--size", "-s", help="Dyno size")]
 
 
+def _command_line(args: list[str]) -> str:
+    """One argument is a shell command line as typed; several are quoted where needed (as Heroku's CLI)."""
+    return args[0] if len(args) == 1 else shlex.join(args)
+
+
 @app.command("run", context_settings={"allow_interspersed_args": False})
 def run(command: Command, app_name: AppOpt = None, size: Size = None,
         lab: Lab = DEFAULT_LAB) -> None:
     """Run a one-off dyno attached to this terminal; exits with the command's status."""
     name = require_app(app_name)
-    line = " ".join(command)
+    line = _command_line(command)
     status = None
     for row in client(lab).stream("POST", f"/apps/{quote(name)}/dynos",
                                   {"command": line, "attach": True, "size": size}):
@@ -137,7 +143,7 @@ def run_detached(command: Command, app_name: AppOpt = None, size: Size = None,
                  lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Run a one-off dyno in the background; see its output with `labctl logs`."""
     name = require_app(app_name)
-    line = " ".join(command)
+    line = _command_line(command)
     dyno = client(lab).post(f"/apps/{quote(name)}/dynos", {"command": line, "attach": False, "size": size})
     if json:
         return render.as_json(dyno)

@@ -81,19 +81,8 @@ class Manager:
 
     def destroy_app(self, name: str) -> None:
         with self.rt.lock:
-            self.app(name)
-            for row in self.store.dynos(name):
-                self.rt.remove_dyno(row)
-            self.store.delete_app(name)
-            for sb in self.store.sandboxes():
-                if sb["app"] == name:
-                    inst = self.store.instance(sb["instance"])
-                    if inst and inst["runtime"] != "common":
-                        self.rt.retire_instance(sb["instance"])
-                    elif not any(t["app"] == name for t in self.rt.terminating.values()):
-                        self.rt.engine.remove(sb["container"])
-                        self.store.delete_sandbox(sb["instance"], name)
-            self.rt.sync_router()
+            self.rt.destroy_app(self.app(name))
+        self.rt.engine.remove_app_images(name)
 
     def set_maintenance(self, name: str, on: bool) -> dict[str, Any]:
         with self.rt.lock:

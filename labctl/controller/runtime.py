@@ -48,6 +48,7 @@ class Runtime:
         self.exited: set[str] = set()
         self.last_full_sync = 0.0
         self.applied_routes: tuple | None = None
+        self.generation = int(time.time() * 1000)
         self.rng = random.Random()
         self.stopping = False
 
@@ -290,6 +291,7 @@ class Runtime:
     def _check_booting(self) -> bool:
         """Web dynos are ``up`` once they listen on $PORT; past the boot timeout: R10 (heroku-reference §2.2)."""
         booting = False
+        bound: list[dict[str, Any]] = []
         for row in self.store.dynos():
             if row["state"] != "starting" or not row["container"] or row["type"] != "web":
                 continue
@@ -297,7 +299,7 @@ class Runtime:
             if info is None or info.status != "running":
                 continue
             if row["port"] in self.engine.listening_ports(info):
-                self._mark_up(row["app"], row["name"], "starting")
+                bound.append(row)
             elif row["boot_deadline"] and time.time() > row["boot_deadline"]:
                 self.sink.heroku(row["app"], row["name"], "Error R10 (Boot timeout) -> Web process failed to bind "
                                  "to $PORT within 60 seconds of launch")
@@ -306,6 +308,11 @@ class Runtime:
                 self.exited.add(row["container"])
             else:
                 booting = True
+        if bound:
+            # Route to the newly bound dynos first; only then does anyone see them `up` (lab-spec §5).
+            self.sync_router(also_up={(r["app"], r["name"]) for r in bound})
+            for r in bound:
+                self._mark_up(r["app"], r["name"], "starting")
         return booting
 
     # -- exits and crashes ------------------------------------------------------------------------
@@ -352,8 +359,8 @@ class Runtime:
         if not plan.start_again:
             self.store.delete_dyno(app_name, name)
         else:
-            self.store.update_dyno(app_name, name, container=None, port=None, crashes=0,
-                                   release=release or row["release"], next_start=None)
+            self.store.update_dyno(app_name, name, container=None, port=None, crashes=0, state="starting",
+                                   updated_at=time.time(), release=release or row["release"], next_start=None)
         self.sync_router()  # the old address leaves the routing set before the dyno is signalled
         retire = old_instance if plan.retire_instance else None
         if old_container:
@@ -365,7 +372,6 @@ class Runtime:
         if plan.start_again:
             fresh = self.store.dyno(app_name, name)
             assert fresh is not None
-            fresh["state"] = "starting" if old_container else fresh["state"]
             if plan.placement is Placement.NEW:
                 fresh["instance"] = None
             self.start_dyno(fresh, plan.placement)
@@ -401,6 +407,26 @@ class Runtime:
 
         threading.Thread(target=run, daemon=True, name=f"stop-{cid[:12]}").start()
 
+    def destroy_app(self, app: dict[str, Any]) -> None:
+        """``apps:destroy``: the app's dynos and sandboxes go at once (no grace), its dedicated instances too."""
+        rows = self.store.dynos(app["name"])
+        doomed = [r["container"] for r in rows if r["container"]]
+        doomed += [cid for cid, t in self.terminating.items() if t["app"] == app["name"]]
+        sandboxes = [sb for sb in self.store.sandboxes() if sb["app"] == app["name"]]
+        self.engine.remove_many(doomed)
+        self.engine.remove_many([sb["container"] for sb in sandboxes])
+        for sb in sandboxes:
+            inst = self.store.instance(sb["instance"])
+            if inst and inst["runtime"] != "common":
+                self.store.delete_instance(sb["instance"])
+            else:
+                self.store.delete_sandbox(sb["instance"], app["name"])
+        for r in rows:
+            if app["space"] and r["instance"] and self.store.instance(r["instance"]):
+                self.store.delete_instance(r["instance"])
+        self.store.delete_app(app["name"])
+        self.sync_router()
+
     def retire_instance(self, iid: str) -> None:
         """Tear a dedicated instance down (its sandbox containers go with it)."""
         if any(r["instance"] == iid and r["container"] for r in self.store.dynos()):
@@ -410,7 +436,8 @@ class Runtime:
         self.store.delete_instance(iid)
 
     # -- router -----------------------------------------------------------------------------------
-    def _render_routes(self) -> tuple[tuple, str]:
+    def _render_routes(self, generation: int = 0,
+                       also_up: set[tuple[str, str]] | None = None) -> tuple[tuple, str]:
         routes = []
         sandboxes = {(s["instance"], s["app"]): s["ip"] for s in self.store.sandboxes()}
         dynos = self.store.dynos()
@@ -420,7 +447,8 @@ class Runtime:
             backends = tuple(
                 router_conf.Backend(r["name"], f"{sandboxes[(r['instance'], r['app'])]}:{r['port']}", r["release"])
                 for r in web
-                if r["state"] == "up" and r["container"] and (r["instance"], r["app"]) in sandboxes
+                if (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))
+                and r["container"] and (r["instance"], r["app"]) in sandboxes
             )
             if rel is None:
                 code = "H81"
@@ -432,11 +460,15 @@ class Runtime:
                 code = "H20"
             routes.append(router_conf.AppRoute(app["name"], backends, retry=not app["space"], empty_code=code,
                                                maintenance=bool(app["maintenance"])))
-        settings = router_conf.RouterSettings(http_port_public=self.http_port, timescale=self.scale.factor)
+        settings = router_conf.RouterSettings(http_port_public=self.http_port, timescale=self.scale.factor,
+                                              generation=generation)
         return tuple(routes), router_conf.render_nginx_conf(routes, settings)
 
-    def sync_router(self) -> None:
-        key, conf = self._render_routes()
+    def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None:
+        """Reload the router when the routing set changed; returns once the new set is in force."""
+        key, _ = self._render_routes(also_up=also_up)
         if key != self.applied_routes:
-            self.engine.reload_router(conf)
+            self.generation += 1
+            _, conf = self._render_routes(self.generation, also_up)
+            self.engine.reload_router(conf, self.generation, self.http_port)
             self.applied_routes = key

@@ -98,10 +98,16 @@ class Engine:
         return name
 
     def remove_network(self, space: str | None) -> None:
+        """Detach the router, then remove the network."""
         try:
-            self.client.networks.get(self.network_name(space)).remove()
+            net = self.client.networks.get(self.network_name(space))
         except docker.errors.NotFound:
+            return
+        try:
+            net.disconnect(self.router_name(), force=True)
+        except docker.errors.APIError:
             pass
+        net.remove()
 
     # -- router -----------------------------------------------------------------------------------
     def router_name(self) -> str:
@@ -143,13 +149,37 @@ class Engine:
         if network not in c.attrs["NetworkSettings"]["Networks"]:
             self.client.networks.get(network).connect(c)
 
-    def reload_router(self, conf: str) -> None:
-        """Install a new nginx.conf and reload gracefully (in-flight requests finish on old workers)."""
+    def reload_router(self, conf: str, generation: int, port: int | None) -> None:
+        """Install a new nginx.conf, reload gracefully, and wait until the new config answers.
+
+        In-flight requests finish on the old workers. Old workers keep accepting for a few ms after the
+        reload signal, so the caller only reports a routing change once three requests in a row were
+        answered by the new generation (a stale address is then no longer used).
+        """
         c = self.client.containers.get(self.router_name())
         self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
         code, out = c.exec_run(["nginx", "-s", "reload"])
         if code != 0:
             raise LabError(f"router rejected its configuration: {out.decode(errors='replace').strip()[:300]}")
+        self._await_generation(generation, port)
+
+    @staticmethod
+    def _await_generation(generation: int, port: int | None, timeout: float = 3.0) -> None:
+        import time
+
+        if not port:
+            time.sleep(0.2)
+            return
+        url = f"http://127.0.0.1:{port}/__labctl/generation"
+        deadline, streak = time.time() + timeout, 0
+        while time.time() < deadline and streak < 3:
+            try:
+                seen = requests.get(url, headers={"Host": "labctl-router.internal"}, timeout=0.5).text.strip()
+            except requests.RequestException:
+                seen = ""
+            streak = streak + 1 if seen == str(generation) else 0
+            if streak == 0:
+                time.sleep(0.01)
 
     def put_file(self, container_id: str, path: str, text: str) -> None:
         data = text.encode()
@@ -269,6 +299,14 @@ class Engine:
             if "already in progress" not in str(err):
                 raise
 
+    def remove_many(self, container_ids: Iterable[str]) -> None:
+        """Force-remove containers in parallel (a removal takes ~0.1-0.3 s each)."""
+        threads = [threading.Thread(target=self.remove, args=(cid,)) for cid in container_ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
     def listening_ports(self, info: ContainerInfo) -> set[int]:
         """TCP ports the container's network namespace listens on, on a non-loopback address.
 
@@ -325,23 +363,33 @@ class Engine:
         threading.Thread(target=run, daemon=True, name="docker-events").start()
 
     # -- teardown ---------------------------------------------------------------------------------
+    def remove_app_images(self, app: str) -> None:
+        """Slug images of one app of this lab."""
+        filters = {"label": [f"{const.LABEL_LAB}={self.lab}", f"{const.LABEL_APP}={app}"]}
+        for img in self.client.images.list(filters=filters):
+            try:
+                self.client.images.remove(img.id, force=True)
+            except docker.errors.APIError:
+                pass
+
     def remove_lab(self) -> dict[str, int]:
         """Remove every container, network and slug image labelled with this lab, and nothing else."""
         label = f"{const.LABEL_LAB}={self.lab}"
         counts = {"containers": 0, "networks": 0, "images": 0}
         conts = self.client.api.containers(all=True, filters={"label": label})
-        threads = [threading.Thread(target=self.remove, args=(c["Id"],)) for c in conts]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        self.remove_many(c["Id"] for c in conts)
         counts["containers"] = len(conts)
         for net in self.client.networks.list(filters={"label": label}):
             try:
+                net.reload()
+                for cid in (net.attrs.get("Containers") or {}):
+                    net.disconnect(cid, force=True)
                 net.remove()
                 counts["networks"] += 1
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as err:
+                raise LabError(f"could not remove network {net.name}: {_short(err)}") from None
         for img in self.client.images.list(filters={"label": label}):
             try:
                 self.client.images.remove(img.id, force=True)

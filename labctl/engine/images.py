@@ -25,10 +25,11 @@ from typing import IO
 
 import docker
 import docker.errors
-import requests
+from docker.models.images import Image
 
 from labctl import const
 from labctl.domain.names import validate_process_type
+from labctl.engine.docker import ENGINE_ERRORS as _ENGINE_ERRORS
 from labctl.errors import BuildFailed, EngineUnavailable, InvalidInput, LabError
 
 Progress = Callable[[str], None]
@@ -40,7 +41,6 @@ SLUG_REPO = "labctl-slug"
 VENV = "/app/.heroku/python"  # where Heroku's Python buildpack puts Python (heroku-reference.md)
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 REPO_STACK_DOCKERFILE = Path(__file__).resolve().parents[2] / "images" / "stack" / "Dockerfile"
-_ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 # Byte-identical to images/stack/Dockerfile (a test checks): pyproject ships only *.py in the package, and a
 # non-editable install must still be able to build the stack.
@@ -111,7 +111,7 @@ def host_debian_mirror(etc_apt: Path = Path("/etc/apt")) -> str:
         return os.environ[ENV_MIRROR].rstrip("/")
     for uri, suites, components in _apt_sources(etc_apt):
         if ("main" in components and any(_DEBIAN_SUITES.match(s) for s in suites)
-                and re.match(r"^(https?|file):", uri) and "security" not in uri):
+                and re.match(r"^(https?|file):", uri)):  # no -security suite matches
             return uri.rstrip("/")
     raise LabError("No Debian archive found in the host's apt sources (/etc/apt/sources.list*); set "
                    f"{ENV_MIRROR} to a Debian mirror URI or {ENV_BASE_IMAGE} to a Debian trixie image")
@@ -214,7 +214,7 @@ def _debootstrap(debootstrap: str, rootfs: Path, mirror: str, progress: Progress
                                                           r"Configuring|Resolving|Found) "))
     if tail is not None:
         hint = ""
-        if any("unknown key" in t or "NO_PUBKEY" in t or "signature" in t.lower() for t in tail):
+        if any(re.search(r"unknown key|Invalid Release signature|NO_PUBKEY", t) for t in tail):
             hint = " (the host's debian-archive-keyring lacks the trixie keys: upgrade that package)"
         raise BuildFailed(f"debootstrap {const.DEBIAN_SUITE} failed{hint}: {_meaningful(tail)}")
 
@@ -298,22 +298,27 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress,
     dockerfile = stack_dockerfile()
     base_ref = base_override or os.environ.get(ENV_BASE_IMAGE) or const.BASE_IMAGE
     want = hashlib.sha256(f"{base_ref}\n{dockerfile}".encode()).hexdigest()[:16]
-    if _label(client, const.STACK_IMAGE, LABEL_STACK_HASH) == want:
+    if _stack_hash(_image(client, const.STACK_IMAGE)) == want:
         return const.STACK_IMAGE
     with _file_lock("stack", progress):
-        if _label(client, const.STACK_IMAGE, LABEL_STACK_HASH) == want:
-            return const.STACK_IMAGE
+        old = _image(client, const.STACK_IMAGE)
+        if _stack_hash(old) == want:
+            return const.STACK_IMAGE  # built by another process while we waited
         base = ensure_base_image(client, progress, base_override)
-        old = _image_id(client, const.STACK_IMAGE)
         progress(f"Building stack image {const.STACK_IMAGE} from {base}…")
         context = _tar_context({"Dockerfile": dockerfile.encode()})
         _build(client, context, tag=const.STACK_IMAGE, what=f"Build of {const.STACK_IMAGE}",
                progress=progress, buildargs={"BASE": base},
                labels={LABEL_STACK_HASH: want})  # the Dockerfile sets io.labctl.image=stack
-        if old and old != _image_id(client, const.STACK_IMAGE):
+        new = _image(client, const.STACK_IMAGE)
+        if old and new and old.id != new.id:
             with contextlib.suppress(*_ENGINE_ERRORS):  # still used by a container: leave it
-                client.images.remove(old)
+                client.images.remove(old.id)
     return const.STACK_IMAGE
+
+
+def _stack_hash(image: Image | None) -> str | None:
+    return image.labels.get(LABEL_STACK_HASH) if image else None
 
 
 # -- slugs ----------------------------------------------------------------------------------------------
@@ -447,9 +452,9 @@ def _remove_images(client: docker.DockerClient, labels: dict[str, str]) -> None:
 
 
 # -- small helpers --------------------------------------------------------------------------------------
-def _image_id(client: docker.DockerClient, ref: str) -> str | None:
+def _image(client: docker.DockerClient, ref: str) -> Image | None:
     try:
-        return client.images.get(ref).id
+        return client.images.get(ref)
     except docker.errors.ImageNotFound:
         return None
     except _ENGINE_ERRORS as err:
@@ -457,16 +462,7 @@ def _image_id(client: docker.DockerClient, ref: str) -> str | None:
 
 
 def _exists(client: docker.DockerClient, ref: str) -> bool:
-    return _image_id(client, ref) is not None
-
-
-def _label(client: docker.DockerClient, ref: str, key: str) -> str | None:
-    try:
-        return (client.images.get(ref).labels or {}).get(key)
-    except docker.errors.ImageNotFound:
-        return None
-    except _ENGINE_ERRORS as err:
-        raise EngineUnavailable(f"Docker engine is not reachable ({_short(err)})") from None
+    return _image(client, ref) is not None
 
 
 @contextlib.contextmanager

@@ -81,6 +81,7 @@ class RouterSettings:
     tls_key: str | None = None
     https_port_public: int = 0  # X-Forwarded-Port for https requests
     https_listen_port: int = 443
+    generation: int = 0  # answered at /__labctl/generation so the controller can tell a reload took effect
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,11 @@ def _default_server(s: RouterSettings) -> str:
         server_name _;
         set $labctl_app "";
         set $labctl_code "";
+        location = /__labctl/generation {{
+            access_log off;
+            default_type text/plain;
+            return 200 "{int(s.generation)}";
+        }}
         location / {{
             default_type "text/html; charset=utf-8";
             return 404 $labctl_page_no_such_app;

@@ -103,7 +103,9 @@ def test_scale_to_zero_h14_and_one_offs(lab: Lab, cr_app: str):
     r = lab.cli("run", "-a", app, "python3", "-c", "print('hello from run'); raise SystemExit(3)")
     assert r.code == 3 and "hello from run" in r.out
 
-    detached = lab.json("run:detached", "-a", app, "sleep", "600")
+    import json
+
+    detached = json.loads(lab.ok("run:detached", "--json", "-a", app, "sleep", "600"))
     name = detached["name"]
     assert name.startswith("run.")
     wait_until(lambda: lab.dynos(app).get(name, {}).get("state") == "up", 20, what="detached one-off up")
