@@ -105,7 +105,7 @@ def _leftovers(name: str) -> list[str]:
     label = f"io.labctl.lab={name}"
     found = [c.name for c in client.containers.list(all=True, filters={"label": label})]
     found += [n.name for n in client.networks.list(filters={"label": label})]
-    found += [i.id for i in client.images.list(filters={"label": label})]
+    found += [i.id for i in client.images.list(all=True, filters={"label": label})]
     return found
 
 

@@ -90,3 +90,12 @@ def spaces_destroy(name: Annotated[str, typer.Argument(help="Space name")], lab:
     """Destroy an empty Private Space."""
     client(lab).delete(f"/spaces/{name}")
     render.out(f"Destroying space {name}... done")
+
+
+@app.command("timescale")
+def timescale(factor: Annotated[float | None, typer.Argument(help="New factor, e.g. 0.02")] = None,
+              lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Show or change the lab-wide time scale (1.0 = Heroku's real durations)."""
+    c = client(lab)
+    s = c.patch("/lab", {"timescale": factor}) if factor is not None else c.get("/lab")
+    render.as_json({"timescale": s["timescale"]}) if json else render.out(f"Time scale: {s['timescale']}")

@@ -149,3 +149,79 @@ def run_detached(command: Command, app_name: AppOpt = None, size: Size = None,
         return render.as_json(dyno)
     render.out(f"Running {line} on ⬢ {name}... done, {dyno['name']} ({dyno['size']})")
     render.out(f"Use 'labctl logs -a {name} --dyno {dyno['name']}' to view the output.")
+
+
+def _resize(args: list[str] | None, app_name: str | None, lab: str, json: bool) -> None:
+    name = require_app(app_name)
+    c = client(lab)
+    if args:
+        sizes: dict[str, str] = {}
+        for arg in args:
+            ptype, sep, size = arg.partition("=")
+            if sep:
+                sizes[ptype] = size
+            elif len(args) == 1:
+                sizes["*"] = arg
+            else:
+                raise InvalidInput(f"Invalid argument {arg!r}: expected SIZE or TYPE=SIZE")
+        c.patch(f"/apps/{quote(name)}/formation", {"sizes": sizes})
+        if not json:
+            render.out(f"Scaling dynos on ⬢ {name}... done")
+    formation = c.get(f"/apps/{quote(name)}/formation")
+    if json:
+        return render.as_json(formation)
+    render.out(render.types_text(formation))
+
+
+@app.command("ps:type")
+def ps_type(args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
+            app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Show or change dyno sizes; changed types restart on the new size."""
+    _resize(args, app_name, lab, json)
+
+
+@app.command("ps:resize")
+def ps_resize(args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
+              app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Alias of ps:type."""
+    _resize(args, app_name, lab, json)
+
+
+@app.command("ps:wait")
+def ps_wait(
+    app_name: AppOpt = None,
+    ptype: Annotated[str | None, typer.Option("--type", "-t", help="Only this process type")] = None,
+    with_run: Annotated[bool, typer.Option("--with-run", "-R", help="Include one-off dynos")] = False,
+    wait_interval: Annotated[float, typer.Option("--wait-interval", "-w",
+                                                 help="Seconds between checks (lab default 1)")] = 1.0,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds (0 = never)")] = 0,
+    lab: Lab = DEFAULT_LAB,
+) -> None:
+    """Wait until every dyno is up on the latest release (heroku-reference §1.7)."""
+    import time
+
+    name = require_app(app_name)
+    if wait_interval <= 0:
+        raise InvalidInput("wait-interval must be positive")
+    c = client(lab)
+    releases = c.get(f"/apps/{quote(name)}/releases")
+    if not releases:
+        render.err(f" ▸    App ⬢ {name} has no releases")
+        return
+    latest = releases[0]["version"]
+    started = time.time()
+    last = None
+    while True:
+        dynos = [d for d in c.get(f"/apps/{quote(name)}/dynos") if d["type"] != "release"
+                 and (with_run or d["type"] != "run") and (not ptype or d["type"] == ptype)]
+        ready = sum(1 for d in dynos if d["state"] == "up" and d["release"]["version"] >= latest)
+        line = f"Waiting for every dyno to be running v{latest}... {ready} / {len(dynos)}"
+        if line != last:
+            render.progress(line)
+            last = line
+        if ready == len(dynos):
+            render.progress(f"{ready} / {len(dynos)}, done")
+            return
+        if timeout and time.time() - started > timeout:
+            raise InvalidInput(f"Timed out after {timeout:.0f} s: {ready} / {len(dynos)} dynos up on v{latest}")
+        time.sleep(wait_interval)

@@ -118,3 +118,13 @@ def log_line(row: dict[str, Any]) -> str:
     """``2026-11-23T10:00:00.000000+00:00 app[web.1]: …`` (heroku-reference §8)."""
     stamp = datetime.fromtimestamp(row["ts"], tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
     return f"{stamp} {row['source']}[{row['dyno']}]: {row['msg']}"
+
+
+def types_text(formation: list[dict[str, Any]]) -> str:
+    """``ps:type`` with no arguments: the process types table (heroku-reference §1.5, costs omitted)."""
+    rows = [("Type", "Size", "Qty")] + [(p["type"], p["size"], str(p["quantity"]))
+                                         for p in sorted(formation, key=lambda p: p["type"])]
+    widths = [max(len(r[c]) for r in rows) for c in range(3)]
+    lines = ["=== Process Types", ""] + ["  ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip()
+                                         for r in rows]
+    return "\n".join(lines)

@@ -34,6 +34,7 @@ class Api:
         self.routes: list[Route] = []
         r = self._route
         r("GET", "/lab", lambda q, b: self.status())
+        r("PATCH", "/lab", self._patch_lab)
         r("GET", "/spaces", lambda q, b: self.m.store.spaces())
         r("POST", "/spaces", lambda q, b: self.m.create_space(_field(b, "name")))
         r("DELETE", "/spaces/(?P<space>[^/]+)", lambda q, b, space: self.m.destroy_space(space))
@@ -48,7 +49,7 @@ class Api:
         r("GET", "/apps/(?P<app>[^/]+)/config-vars", lambda q, b, app: self.m.config(app))
         r("PATCH", "/apps/(?P<app>[^/]+)/config-vars", self._config)
         r("GET", "/apps/(?P<app>[^/]+)/formation", lambda q, b, app: self.m.formation(app))
-        r("PATCH", "/apps/(?P<app>[^/]+)/formation", lambda q, b, app: self.m.scale(app, _str_list(b, "args")))
+        r("PATCH", "/apps/(?P<app>[^/]+)/formation", self._formation)
         r("GET", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.dynos(app))
         r("POST", "/apps/(?P<app>[^/]+)/dynos", self._run)
         r("DELETE", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.restart(app))
@@ -62,6 +63,10 @@ class Api:
           lambda q, b, app, ptype: self.m.stop(app, ptype=ptype))
         r("GET", "/apps/(?P<app>[^/]+)/log-lines", self._logs)
         r("GET", "/instances", lambda q, b: self.m.instances())
+
+    def add_route(self, method: str, pattern: str, fn: Callable[..., Any]) -> None:
+        """Extension point: ``fn(query, body, **groups)``; its return value is the JSON answer."""
+        self._route(method, pattern, fn)
 
     def _route(self, method: str, pattern: str, fn: Callable[..., Any]) -> None:
         self.routes.append((method, re.compile(f"^{pattern}$"), fn))
@@ -77,6 +82,21 @@ class Api:
         if allowed:
             raise InvalidInput(f"Method {method} not allowed on {path}")
         raise NotFound(f"No such endpoint: {method} {path}")
+
+    def _formation(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
+        if "sizes" in b:
+            sizes = b["sizes"]
+            if not isinstance(sizes, dict) or not sizes or not all(isinstance(v, str) for v in sizes.values()):
+                raise InvalidInput("'sizes' must map process types to size names")
+            return self.m.resize(app, sizes)
+        return self.m.scale(app, _str_list(b, "args"))
+
+    def _patch_lab(self, q: dict[str, str], b: dict[str, Any]) -> Any:
+        value = b.get("timescale")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.001 <= value <= 100:
+            raise InvalidInput("timescale must be a number between 0.001 and 100")
+        self.m.set_timescale(float(value))
+        return self.status()
 
     def _patch_app(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         if "maintenance" not in b or not isinstance(b["maintenance"], bool):

@@ -46,6 +46,20 @@ class Manager:
             raise NotFound(f"No such dyno {name} on ⬢ {app}")
         return row
 
+    def set_timescale(self, factor: float) -> None:
+        """Change the lab-wide time scale; timers already set keep their deadlines, new ones use it."""
+        from labctl.domain.clock import TimeScale
+        from labctl.labdir import LabDir
+
+        with self.rt.lock:
+            d = LabDir(self.lab)
+            settings = d.settings()
+            settings.timescale = factor
+            d.save_settings(settings)
+            self.rt.scale = TimeScale(factor)
+            self.rt.applied_routes = None  # the router's timeouts scale too
+            self.rt.sync_router()
+
     # -- spaces ---------------------------------------------------------------------------------
     def create_space(self, name: str) -> dict[str, Any]:
         names.validate_space_name(name)
@@ -215,6 +229,41 @@ class Manager:
                           + f" by user {USER}")
             self.rt.tick()
             return {"formation": [vars(p) for p in new.values()], "message": describe(new)}
+
+    def resize(self, name: str, sizes: dict[str, str]) -> dict[str, Any]:
+        """``ps:type``: new sizes restart the dynos of those types (heroku-reference §1.5, §6.1)."""
+        from labctl.domain.sizes import check_size_for_runtime, get_size
+
+        with self.rt.lock:
+            app = self.app(name)
+            formation = self._formation(app)
+            if not formation:
+                raise NotFound(f"No process types on ⬢ {name}. Upload a Procfile to add process types.")
+            targets = dict(sizes)
+            if "*" in targets:
+                size = targets.pop("*")
+                targets.update({t: size for t in formation})
+            for ptype, size in targets.items():
+                if ptype not in formation:
+                    raise InvalidInput(f"Type {ptype} not found in process formation. "
+                                       f"Types: {', '.join(sorted(formation))}")
+                s = get_size(size)
+                check_size_for_runtime(s, app["space"])
+                targets[ptype] = s.name
+            for ptype, size in targets.items():
+                p = formation[ptype]
+                formation[ptype] = Process(p.type, p.quantity, size, p.command)
+                from labctl.domain.formation import _check_single_dyno_tier
+
+                _check_single_dyno_tier(ptype, p.quantity, size)
+            self.store.update_app(name, formation={k: vars(p) for k, p in formation.items()})
+            for row in self.store.dynos(name):
+                if not row["one_off"] and row["type"] in targets and row["size"] != targets[row["type"]]:
+                    self.store.update_dyno(name, row["name"], size=targets[row["type"]])
+                    fresh = self.store.dyno(name, row["name"])
+                    plan = actions.plan_restart(row["name"], bool(app["space"]), False)
+                    self.rt.apply_plan(fresh, plan)  # type: ignore[arg-type]
+            return {"formation": [vars(p) for p in formation.values()]}
 
     # -- dyno actions ------------------------------------------------------------------------------
     def _targets(self, name: str, dyno: str | None, ptype: str | None) -> list[dict[str, Any]]:

@@ -11,10 +11,12 @@ import random
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from labctl import const
 from labctl.controller.logsink import LogSink
+from labctl.controller.watchdog import cycle_deadline, r15_lines
 from labctl.domain import clock
 from labctl.domain.actions import DynoPlan, Placement
 from labctl.domain.formation import Process, desired_dyno_names
@@ -51,6 +53,12 @@ class Runtime:
         self.generation = int(time.time() * 1000)
         self.rng = random.Random()
         self.stopping = False
+        # Extension points (faults): called under the lock.
+        self.on_sandbox_created: list[Callable[[str, dict[str, Any]], None]] = []
+        self.on_dyno_started: list[Callable[[str, str], None]] = []
+        from labctl.controller.watchdog import Watchdog
+
+        self.watchdog = Watchdog(self)
 
     # -- boot ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,6 +132,7 @@ class Runtime:
             if row["container"] is None and row["next_start"] is not None and row["next_start"] <= now:
                 self.start_dyno(row)
         booting = self._check_booting()
+        self.watchdog.tick(now)
         self.sync_router()
         return self._next_delay(booting)
 
@@ -131,7 +140,7 @@ class Runtime:
         if booting:
             return 0.05
         pending = [r["next_start"] for r in self.store.dynos() if r["container"] is None and r["next_start"]]
-        soonest = min(pending, default=time.time() + FULL_SYNC_EVERY) - time.time()
+        soonest = min(pending + [self.watchdog.next_due()], default=time.time() + FULL_SYNC_EVERY) - time.time()
         return max(0.05, min(FULL_SYNC_EVERY, soonest))
 
     def _full_sync(self) -> None:
@@ -229,7 +238,11 @@ class Runtime:
         network = self.engine.ensure_network(app["space"])
         cid, ip = self.engine.create_sandbox(const.STACK_IMAGE, instance, app["name"], network, app["space"])
         self.store.add_sandbox(instance, app["name"], cid, ip)
-        return self.store.sandbox(instance, app["name"])  # type: ignore[return-value]
+        created = self.store.sandbox(instance, app["name"])
+        assert created is not None
+        for hook in self.on_sandbox_created:  # e.g. the instance's faults apply to its new namespace
+            hook(instance, created)
+        return created
 
     def _free_port(self, instance: str, app: str) -> int:
         used = {r["port"] for r in self.store.dynos(app) if r["instance"] == instance and r["port"]}
@@ -269,11 +282,14 @@ class Runtime:
         deadline = now + self.scale(clock.BOOT_TIMEOUT) if is_web else None
         self.store.update_dyno(app["name"], row["name"], instance=instance, container=info.id,
                                port=port if is_web else None, state="starting", updated_at=now,
-                               next_start=None, boot_deadline=deadline, up_since=None)
+                               next_start=None, boot_deadline=deadline, up_since=None,
+                               cycle_at=cycle_deadline(self, now))
         if row["attach"]:
             self.attached.add(info.id)
         else:
             self._follow(app["name"], row["name"], info.id)
+        for hook in self.on_dyno_started:  # e.g. a cpu fault of the instance applies to the new dyno
+            hook(instance, info.id)
         if not is_web:
             self._mark_up(app["name"], row["name"], "starting")
 
@@ -319,6 +335,9 @@ class Runtime:
     def _on_exit(self, row: dict[str, Any]) -> None:
         info = self.engine.try_info(row["container"])
         status = info.exit_code if info else None
+        if info is not None and info.oom_killed:
+            for line in r15_lines(row, get_size(row["size"]).r15_mb):
+                self.sink.heroku(row["app"], row["name"], line)
         self.sink.heroku(row["app"], row["name"], f"Process exited with status {status}" if status is not None
                          else "Process exited")
         if row["container"]:
@@ -349,13 +368,14 @@ class Runtime:
                                crashes=crashes, next_start=now + delay, up_since=None, boot_deadline=None)
 
     # -- stopping -------------------------------------------------------------------------------------
-    def apply_plan(self, row: dict[str, Any], plan: DynoPlan, release: int | None = None) -> None:
+    def apply_plan(self, row: dict[str, Any], plan: DynoPlan, release: int | None = None,
+                   event: str | None = None) -> None:
         """Carry out a restart/stop plan; a replacement starts as soon as SIGTERM is sent (§2.3)."""
         app_name, name = row["app"], row["name"]
         app = self.store.app(app_name)
         assert app is not None
         old_container, old_instance = row["container"], row["instance"]
-        self.sink.heroku(app_name, name, plan.event)
+        self.sink.heroku(app_name, name, event or plan.event)
         if not plan.start_again:
             self.store.delete_dyno(app_name, name)
         else:
@@ -406,6 +426,45 @@ class Runtime:
             self.wake()
 
         threading.Thread(target=run, daemon=True, name=f"stop-{cid[:12]}").start()
+
+    def fail_instance(self, iid: str) -> list[str]:
+        """``host-failure``: the instance dies at once; its dynos are relocated without SIGTERM.
+
+        heroku-reference §1.2 (help.heroku.com KR6BGO6A): "Relocating dyno to a new server"; evacuated
+        dynos may not receive SIGTERM. A Common Runtime pool instance is replaced by a fresh one.
+        """
+        inst = self.store.instance(iid)
+        if inst is None:
+            from labctl.errors import NotFound
+
+            raise NotFound(f"No such instance {iid}")
+        rows = [r for r in self.store.dynos() if r["instance"] == iid]
+        self.store.update_instance(iid, state="failed")
+        self.engine.remove_many([r["container"] for r in rows if r["container"]]
+                                + [sb["container"] for sb in self.store.sandboxes(iid)])
+        self.store.delete_instance(iid)
+        if inst["runtime"] == "common":
+            self.ensure_pool()
+        moved = []
+        for r in rows:
+            if r["container"]:
+                self.followed.discard(r["container"])
+            self.sink.heroku(r["app"], r["name"], "Relocating dyno to a new server")
+            if r["one_off"]:
+                self.sink.state(r["app"], r["name"], r["state"], "down")
+                self.store.delete_dyno(r["app"], r["name"])
+                continue
+            self.sink.state(r["app"], r["name"], r["state"], "starting")
+            self.store.update_dyno(r["app"], r["name"], container=None, port=None, instance=None, state="starting",
+                                   updated_at=time.time(), next_start=None)
+            moved.append(r["name"])
+        self.sync_router()
+        for r in rows:
+            fresh = self.store.dyno(r["app"], r["name"])
+            if fresh is not None and not fresh["container"]:
+                self.start_dyno(fresh, Placement.ANY)
+        self.wake()
+        return moved
 
     def destroy_app(self, app: dict[str, Any]) -> None:
         """``apps:destroy``: the app's dynos and sandboxes go at once (no grace), its dedicated instances too."""

@@ -47,6 +47,7 @@ class ContainerInfo:
     status: str  # created | running | exited | dead | ...
     exit_code: int
     pid: int
+    oom_killed: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,8 @@ class Engine:
     def info(self, container_id: str) -> ContainerInfo:
         c = self.client.containers.get(container_id)
         st = c.attrs["State"]
-        return ContainerInfo(c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0))
+        return ContainerInfo(c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0),
+                             bool(st.get("OOMKilled")))
 
     def try_info(self, container_id: str | None) -> ContainerInfo | None:
         if not container_id:
@@ -299,6 +301,25 @@ class Engine:
             if "already in progress" not in str(err):
                 raise
 
+    def memory_bytes(self, container_id: str) -> int | None:
+        """Memory the container uses (rss + cache, as Heroku counts for R14), from its cgroup.
+
+        cgroup v1 and v2 paths are read from the host; a remote engine falls back to the stats API.
+        """
+        for path in (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.usage_in_bytes",
+                     f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.current",
+                     f"/sys/fs/cgroup/docker/{container_id}/memory.current"):
+            try:
+                with open(path) as f:
+                    return int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+        try:
+            stats = self.client.api.stats(container_id, stream=False, one_shot=True)
+            return int(stats["memory_stats"]["usage"])
+        except (*ENGINE_ERRORS, KeyError, TypeError, ValueError):
+            return None
+
     def remove_many(self, container_ids: Iterable[str]) -> None:
         """Force-remove containers in parallel (a removal takes ~0.1-0.3 s each)."""
         threads = [threading.Thread(target=self.remove, args=(cid,)) for cid in container_ids]
@@ -364,13 +385,24 @@ class Engine:
 
     # -- teardown ---------------------------------------------------------------------------------
     def remove_app_images(self, app: str) -> None:
-        """Slug images of one app of this lab."""
-        filters = {"label": [f"{const.LABEL_LAB}={self.lab}", f"{const.LABEL_APP}={app}"]}
-        for img in self.client.images.list(filters=filters):
-            try:
-                self.client.images.remove(img.id, force=True)
-            except docker.errors.APIError:
-                pass
+        """Slug images of one app of this lab, build-cache layers included."""
+        self._remove_images([f"{const.LABEL_LAB}={self.lab}", f"{const.LABEL_APP}={app}"])
+
+    def _remove_images(self, label_filters: list[str]) -> int:
+        """Tagged images first (their untagged parents go with them), then leftover cache layers."""
+        removed = 0
+        for _ in range(3):
+            images = self.client.images.list(all=True, filters={"label": label_filters})
+            if not images:
+                break
+            images.sort(key=lambda i: not i.tags)
+            for img in images:
+                try:
+                    self.client.images.remove(img.id, force=True)
+                    removed += 1
+                except docker.errors.APIError:
+                    pass  # already gone with its child, or still a parent: the next round takes it
+        return removed
 
     def remove_lab(self) -> dict[str, int]:
         """Remove every container, network and slug image labelled with this lab, and nothing else."""
@@ -390,12 +422,7 @@ class Engine:
                 pass
             except docker.errors.APIError as err:
                 raise LabError(f"could not remove network {net.name}: {_short(err)}") from None
-        for img in self.client.images.list(filters={"label": label}):
-            try:
-                self.client.images.remove(img.id, force=True)
-                counts["images"] += 1
-            except docker.errors.NotFound:
-                pass
+        counts["images"] = self._remove_images([label])
         return counts
 
 

@@ -339,35 +339,52 @@ def build_slug(client: docker.DockerClient, *, lab: str, app: str, version: int,
         raise BuildFailed(f"The stack image {const.STACK_IMAGE} is missing: run `labctl up` to build it")
     labels = {const.LABEL_LAB: lab, const.LABEL_KIND: const.KIND_SLUG, const.LABEL_APP: app,
               const.LABEL_RELEASE: str(version)}
-    reqs = (src / "requirements.txt").is_file()
+    reqs = _has_requirements(src / "requirements.txt")
     ca = HOST_CA_BUNDLE.read_bytes() if reqs and HOST_CA_BUNDLE.is_file() else None
-    files = {".labctl/Dockerfile": _slug_dockerfile(labels, reqs, ca is not None).encode()}
+    files = {".labctl/Dockerfile": _slug_dockerfile(lab, app, reqs, ca is not None).encode()}
     if ca is not None:
         files[".labctl/ca.crt"] = ca
     tag = slug_tag(lab, app, version)
     progress(f"Building {tag}…")
     try:
         _build(client, _tar_context(files, app_dir=src), tag=tag, what="Build", progress=progress,
-               dockerfile=".labctl/Dockerfile")
+               dockerfile=".labctl/Dockerfile", labels=labels)
     except BuildFailed:
         _remove_images(client, labels)  # intermediate images of the failed build carry the labels too
         raise
     return tag
 
 
-def _slug_dockerfile(labels: dict[str, str], reqs: bool, ca: bool) -> str:
-    # LABEL first, so that every intermediate image (a failed build leaves some) carries the lab's labels.
-    # A slug inherits the stack's labels: blank io.labctl.image, a slug is no shared image (const.py).
-    label = " ".join(f"{k}={json.dumps(v)}" for k, v in {const.LABEL_IMAGE: "", **labels}.items())
-    lines = [f"FROM {const.STACK_IMAGE}", f"LABEL {label}", "COPY app/ /app/"]
+def _has_requirements(path: Path) -> bool:
+    """A requirements.txt with at least one requirement (blank lines and comments don't count)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return False
+    return any(line.strip() and not line.strip().startswith("#") for line in lines)
+
+
+def _slug_dockerfile(lab: str, app: str, reqs: bool, ca: bool) -> str:
+    """The buildpack's main path as layers that cache like Heroku's build cache.
+
+    The LABEL comes first so every intermediate image carries the lab's labels (``labctl down`` finds
+    them), but it names no release: a second deploy with unchanged requirements reuses the pip layer and
+    builds in seconds. The release labels go on the final image (build ``labels=``). A slug blanks the
+    stack's ``io.labctl.image``: it is no shared image (const.py).
+    """
+    cache = {const.LABEL_IMAGE: "", const.LABEL_LAB: lab, const.LABEL_KIND: const.KIND_SLUG, const.LABEL_APP: app}
+    label = " ".join(f"{k}={json.dumps(v)}" for k, v in cache.items())
+    lines = [f"FROM {const.STACK_IMAGE}", f"LABEL {label}"]
     if reqs:
         cert = "/tmp/labctl-build-ca.crt"
         if ca:
             lines.append(f"COPY .labctl/ca.crt {cert}")
         pip_cert = f"PIP_CERT={cert} " if ca else ""
-        lines += [f"RUN python3 -m venv {VENV} && {pip_cert}{VENV}/bin/pip install --no-cache-dir --no-input "
+        lines += ["COPY app/requirements.txt /app/requirements.txt",
+                  f"RUN python3 -m venv {VENV} && {pip_cert}{VENV}/bin/pip install --no-cache-dir --no-input "
                   f"--disable-pip-version-check -r /app/requirements.txt; rc=$?; rm -f {cert}; exit $rc",
                   f'ENV PATH="{VENV}/bin:$PATH" VIRTUAL_ENV={VENV}']
+    lines.append("COPY app/ /app/")
     return "\n".join(lines) + "\n"
 
 

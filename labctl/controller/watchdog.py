@@ -1,0 +1,79 @@
+"""Timers the dyno manager runs on running dynos: daily cycling and memory quotas.
+
+- Cycling (heroku-reference §2.5): every dyno, one-offs included, is restarted after 24 h plus its own
+  random 0-216 min; a restart or a release resets the clock. The log says ``Cycling``.
+- Memory (heroku-reference §6.2): above 100 % of the size's quota the dyno logs R14 (and keeps running);
+  at the size's R15 limit the kernel kills it (the container's memory limit) and the exit is logged as R15.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from labctl.domain import clock
+from labctl.domain.actions import plan_restart
+from labctl.domain.sizes import get_size
+
+if TYPE_CHECKING:
+    from labctl.controller.runtime import Runtime
+
+MEMORY_EVERY = 20.0  # Heroku repeats R14 about every 20 s while the dyno stays over quota
+
+
+def cycle_deadline(rt: Runtime, now: float) -> float:
+    return now + rt.scale(clock.CYCLE_BASE + rt.rng.uniform(0, clock.CYCLE_JITTER))
+
+
+class Watchdog:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.next_memory_check = 0.0
+
+    def tick(self, now: float) -> None:
+        self._cycle(now)
+        if now >= self.next_memory_check:
+            self.next_memory_check = now + max(0.5, self.rt.scale(MEMORY_EVERY))
+            self._memory()
+
+    def next_due(self) -> float:
+        due = [r["cycle_at"] for r in self.rt.store.dynos() if r["cycle_at"] and r["state"] == "up"]
+        return min(due + [self.next_memory_check])
+
+    def _cycle(self, now: float) -> None:
+        for row in self.rt.store.dynos():
+            if row["state"] == "up" and row["cycle_at"] and row["cycle_at"] <= now and row["container"]:
+                app = self.rt.store.app(row["app"])
+                if app is None:
+                    continue
+                plan = plan_restart(row["name"], bool(app["space"]), bool(row["one_off"]))
+                self.rt.apply_plan(row, plan, event="Cycling")
+
+    def _memory(self) -> None:
+        for row in self.rt.store.dynos():
+            if row["state"] != "up" or not row["container"]:
+                continue
+            used = self.rt.engine.memory_bytes(row["container"])
+            if used is None:
+                continue
+            self._report(row, used)
+
+    def _report(self, row: dict[str, Any], used: int) -> None:
+        size = get_size(row["size"])
+        mb = used / (1024 * 1024)
+        pct = 100.0 * mb / size.memory_mb
+        if pct > 100.0:
+            self.rt.sink.heroku(row["app"], row["name"], f"Process running mem={mb:.0f}MB({pct:.1f}%)")
+            self.rt.sink.heroku(row["app"], row["name"], "Error R14 (Memory quota exceeded)")
+
+
+def r15_lines(row: dict[str, Any], limit_mb: int) -> list[str]:
+    """What the dyno manager logs when the kernel killed the dyno at its R15 limit."""
+    size = get_size(row["size"])
+    pct = 100.0 * limit_mb / size.memory_mb
+    return [f"Process running mem={limit_mb}MB({pct:.1f}%)", "Error R15 (Memory quota vastly exceeded)",
+            "Stopping process with SIGKILL"]
+
+
+def now() -> float:
+    return time.time()
