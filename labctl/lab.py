@@ -66,8 +66,8 @@ def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = Non
 def _check_settings(s: Settings) -> None:
     if not (0 <= s.http_port <= 65535):
         raise LabError(f"Invalid HTTP port {s.http_port}")
-    if not (0.001 <= s.timescale <= 100):
-        raise LabError(f"Invalid time scale {s.timescale}: it must be between 0.001 and 100")
+    if not (0.000001 <= s.timescale <= 100):
+        raise LabError(f"Invalid time scale {s.timescale}: it must be between 0.000001 and 100")
     if not (1 <= s.pool_size <= 20):
         raise LabError(f"Invalid pool size {s.pool_size}: it must be between 1 and 20")
 

@@ -93,8 +93,8 @@ class Api:
 
     def _patch_lab(self, q: dict[str, str], b: dict[str, Any]) -> Any:
         value = b.get("timescale")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.001 <= value <= 100:
-            raise InvalidInput("timescale must be a number between 0.001 and 100")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.000001 <= value <= 100:
+            raise InvalidInput("timescale must be a number between 0.000001 and 100")
         self.m.set_timescale(float(value))
         return self.status()
 

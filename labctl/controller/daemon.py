@@ -38,6 +38,7 @@ def _setup_logging(d: LabDir) -> None:
 
 def serve(lab: str) -> int:
     from labctl.controller.api import Api, make_server
+    from labctl.controller.faults import FaultManager
     from labctl.controller.logsink import LogSink
     from labctl.controller.manager import Manager
     from labctl.controller.runtime import Runtime
@@ -70,11 +71,15 @@ def serve(lab: str) -> int:
                 "spaces": len(store.spaces()), "dynos": len(store.dynos()), "instances": len(store.instances()),
                 "state_dir": str(d.path)}
 
+    api = Api(manager, status)
+    faults = FaultManager(store, runtime, sink)  # instance faults (lab-spec §8): hooks, routes, expiry timer
+    faults.register(api)
+    faults.start()
     previous = d.api()
     server = None
     for port in ([previous["port"]] if previous else []) + [0]:
         try:
-            server = make_server(Api(manager, status), d.token(), port)
+            server = make_server(api, d.token(), port)
             break
         except OSError:
             continue

@@ -56,9 +56,21 @@ class Manager:
             settings = d.settings()
             settings.timescale = factor
             d.save_settings(settings)
+            old = self.rt.scale.factor
             self.rt.scale = TimeScale(factor)
+            self._rescale_timers(factor / old)
             self.rt.applied_routes = None  # the router's timeouts scale too
             self.rt.sync_router()
+
+    def _rescale_timers(self, ratio: float) -> None:
+        """The lab clock changed speed: what is left of every running timer changes with it."""
+        now = time.time()
+        for row in self.store.dynos():
+            changes = {k: now + (row[k] - now) * ratio for k in ("cycle_at", "next_start", "boot_deadline")
+                       if row[k] is not None and row[k] > now}
+            if changes:
+                self.store.update_dyno(row["app"], row["name"], **changes)
+        self.rt.wake()
 
     # -- spaces ---------------------------------------------------------------------------------
     def create_space(self, name: str) -> dict[str, Any]:
@@ -333,7 +345,8 @@ class Manager:
         return {"name": row["name"], "type": row["type"], "state": row["state"], "size": row["size"],
                 "command": row["command"], "instance": row["instance"], "release": {"version": row["release"]},
                 "updated_at": _iso(row["updated_at"]), "app": {"name": row["app"]}, "port": row["port"],
-                "container": row["container"], "attach": bool(row["attach"])}
+                "container": row["container"], "attach": bool(row["attach"]), "cycle_at": _iso(row["cycle_at"]),
+                "crashes": row["crashes"], "next_start": _iso(row["next_start"])}
 
     def instances(self) -> list[dict[str, Any]]:
         rows = self.store.dynos()

@@ -364,8 +364,14 @@ def _app_blocks(route: AppRoute, s: RouterSettings) -> str:
         code = route.empty_code if route.empty_code in EMPTY_CODES else "H14"
         return head + _error_location("/", code, "labctl_page_app_error") + "\n    }\n"
     upstream = f"labctl_app_{route.app}"
-    retry = "proxy_next_upstream off;"
+    # Private Space: no retry on another dyno; a connect that never completes ends as H12 when the
+    # 30 s first-byte window runs out (heroku-reference §3.1, §5). Lab choice: a refused connect
+    # answers H21 at once (nginx cannot hold a refused request open).
+    retry = (f"proxy_next_upstream off;\n"
+             f"            proxy_connect_timeout {_ms(s.first_byte_timeout_s * s.timescale)};")
+    code_504 = "H12"
     if route.retry:
+        code_504 = "$labctl_code_504"
         # Retries must stop before a first-byte timeout can happen, else an H12 would be retried on
         # another dyno: nginx retries a GET that already reached a dyno (proxy_request_buffering off
         # only protects requests with a body), so bound the retry window by the first-byte timeout.
@@ -386,7 +392,7 @@ def _app_blocks(route: AppRoute, s: RouterSettings) -> str:
             add_header X-Labctl-Release $labctl_release always;
         }}
 {_error_location("@labctl_502", "$labctl_code_502", "labctl_page_app_error")}
-{_error_location("@labctl_504", "$labctl_code_504", "labctl_page_app_error")}
+{_error_location("@labctl_504", code_504, "labctl_page_app_error")}
     }}
 """
 

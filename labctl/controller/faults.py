@@ -1,0 +1,364 @@
+"""Instance faults (lab-spec §8): add, list, clear, expire, and keep them applied as dynos come and go.
+
+A fault belongs to a runtime instance and is stored in ``instances.faults`` as
+``{"id", "kind", <params>, "created_at", "expires_at"}``. So it survives a dyno restart on the instance
+(Private Space ``ps:restart``), applies to sandboxes and dynos placed there later (the runtime's hooks), and
+disappears with the instance (``ps:stop`` in a space, ``host-failure``, scale to 0). ``--for`` is an
+``expires_at`` in the store, so the revert resumes after a controller restart.
+
+Lab choices where Heroku is silent (it has no fault injection):
+* one fault per kind per instance: adding a kind the instance already has replaces it (new parameters,
+  new expiry); ``loss`` and ``blackhole`` may coexist;
+* ``host-failure`` is an event, not a state: it happens at once, is never listed, cannot take ``--for``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from typing import Any
+
+from labctl.controller.logsink import LogSink
+from labctl.controller.runtime import Runtime
+from labctl.domain import names
+from labctl.engine.docker import ENGINE_ERRORS
+from labctl.engine.faults import (
+    KINDS,
+    MAX_CPUS,
+    MIN_CPUS,
+    NET_KINDS,
+    FaultEngine,
+    Support,
+    format_rate,
+    parse_duration,
+    parse_rate,
+)
+from labctl.errors import Conflict, InvalidInput, LabError, NotFound
+from labctl.store import Store
+
+log = logging.getLogger("labctl.faults")
+
+# Which parameter each kind takes (CLI option → body key).
+PARAMS: dict[str, tuple[str, ...]] = {
+    "cpu": ("cpus",), "loss": ("percent",), "blackhole": (), "bandwidth": ("rate",), "latency": ("delay",),
+    "host-failure": (),
+}
+PARAM_HELP = {
+    "cpus": "--cpus F (a fraction of one CPU, e.g. 0.05)",
+    "percent": "--percent N (the share of packets dropped, e.g. 30)",
+    "rate": "--rate R (e.g. 1mbit, 512kbit)",
+    "delay": "--delay DURATION (e.g. 200ms)",
+}
+
+
+# -- pure: validation and description ----------------------------------------------------------------------
+def _number(value: Any, flag: str) -> float:
+    if isinstance(value, bool):
+        raise InvalidInput(f"{flag} must be a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{flag} must be a number, not {value!r}") from None
+
+
+def check_kind(kind: Any) -> str:
+    if kind not in KINDS:
+        raise InvalidInput(f"Unknown fault kind {kind!r}. Kinds: {', '.join(KINDS)}")
+    return kind
+
+
+def build_fault(body: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """Validate a request body into a fault record; raises InvalidInput with one clear line."""
+    now = time.time() if now is None else now
+    kind = check_kind(body.get("kind"))
+    wanted = PARAMS[kind]
+    for key in PARAM_HELP:
+        if body.get(key) is not None and key not in wanted:
+            raise InvalidInput(f"--{key} does not apply to {kind} faults")
+    for key in wanted:
+        if body.get(key) is None:
+            raise InvalidInput(f"{kind} faults need {PARAM_HELP[key]}")
+    fault: dict[str, Any] = {"id": "f-" + secrets.token_hex(4), "kind": kind}
+    if kind == "cpu":
+        cpus = _number(body["cpus"], "--cpus")
+        if not 0 < cpus <= MAX_CPUS:
+            raise InvalidInput(f"--cpus must be more than 0 and at most {MAX_CPUS:g}, not {cpus:g}")
+        if cpus < MIN_CPUS:
+            raise InvalidInput(f"--cpus must be at least {MIN_CPUS:g} (Docker's smallest CPU quota), not {cpus:g}")
+        fault["cpus"] = cpus
+    elif kind == "loss":
+        pct = _number(body["percent"], "--percent")
+        if not 0 < pct <= 100:
+            raise InvalidInput(f"--percent must be more than 0 and at most 100, not {pct:g}")
+        fault["percent"] = pct
+    elif kind == "bandwidth":
+        bps = parse_rate(str(body["rate"]))
+        fault["rate"], fault["rate_bps"] = format_rate(bps), bps
+    elif kind == "latency":
+        fault["delay_ms"] = round(parse_duration(body["delay"]) * 1000, 3)
+    duration = body.get("for")
+    if duration is not None and kind == "host-failure":
+        raise InvalidInput("host-failure happens at once: --for does not apply")
+    seconds = parse_duration(duration) if duration is not None else None
+    fault["created_at"] = now
+    fault["expires_at"] = now + seconds if seconds is not None else None
+    return fault
+
+
+def describe(fault: dict[str, Any]) -> str:
+    """``cpu 0.05 CPU``, ``loss 30%``, ``blackhole``, ``bandwidth 1mbit``."""
+    kind = fault.get("kind", "?")
+    if kind == "cpu":
+        return f"cpu {fault['cpus']:g} CPU"
+    if kind == "loss":
+        return f"loss {fault['percent']:g}%"
+    if kind == "bandwidth":
+        return f"bandwidth {fault['rate']}"
+    if kind == "latency":
+        return f"latency {fault.get('delay_ms', 0):g}ms"
+    return str(kind)
+
+
+def expired(fault: dict[str, Any], now: float) -> bool:
+    return bool(fault.get("expires_at")) and fault["expires_at"] <= now
+
+
+# -- the manager ---------------------------------------------------------------------------------------------
+class FaultManager:
+    """Owns ``instances.faults`` and keeps the engine's state equal to it."""
+
+    def __init__(self, store: Store, runtime: Runtime, sink: LogSink, engine: FaultEngine | None = None):
+        self.store = store
+        self.rt = runtime
+        self.sink = sink
+        self.fe = engine or FaultEngine(runtime.engine)
+        self.wakeup = threading.Event()
+        self.stopping = False
+        runtime.on_sandbox_created.append(self._on_sandbox_created)
+        runtime.on_dyno_started.append(self._on_dyno_started)
+
+    # -- boot --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Re-apply every stored fault (idempotent; covers a crash between store and engine), then run the timer."""
+        with self.rt.lock:
+            for inst in self.store.instances():
+                if inst["faults"]:
+                    try:
+                        self._apply(inst["id"], inst["faults"], force=True)
+                    except (LabError, *ENGINE_ERRORS) as err:
+                        log.warning("could not re-apply faults of %s: %s", inst["id"], err)
+        threading.Thread(target=self._timer, daemon=True, name="fault-expiry").start()
+        threading.Thread(target=self._warm_probe, daemon=True, name="fault-probe").start()
+
+    def _warm_probe(self) -> None:
+        try:
+            self.fe.probe()
+        except (LabError, *ENGINE_ERRORS) as err:
+            log.warning("fault support probe failed: %s", err)
+
+    def register(self, api: Any) -> None:
+        r = api.add_route
+        r("GET", "/faults", lambda q, b: self.list_faults(q.get("app") or None))
+        r("DELETE", "/faults", lambda q, b: self.clear(None, q.get("kind") or None))
+        r("GET", "/faults/support", lambda q, b: {k: s.as_dict() for k, s in self.fe.probe().items()})
+        r("GET", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.list_faults(instance=iid))
+        r("POST", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.add(iid, b))
+        r("DELETE", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.clear(iid, q.get("kind") or None))
+        r("GET", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
+          lambda q, b, app, dyno: self.list_faults(instance=self.dyno_instance(app, dyno)))
+        r("POST", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
+          lambda q, b, app, dyno: self.add(self.dyno_instance(app, dyno), b))
+        r("DELETE", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
+          lambda q, b, app, dyno: self.clear(self.dyno_instance(app, dyno), q.get("kind") or None))
+
+    # -- lookups ---------------------------------------------------------------------------------------
+    def _instance(self, iid: str) -> dict[str, Any]:
+        inst = self.store.instance(iid)
+        if inst is None:
+            raise NotFound(f"No such instance {iid}. See `labctl instances`.")
+        return inst
+
+    def dyno_instance(self, app: str, dyno: str) -> str:
+        """``--dyno web.1 -a APP``: the instance the dyno runs on now."""
+        if self.store.app(app) is None:
+            raise NotFound(f"Couldn't find that app: {app}")
+        try:
+            names.split_dyno_name(dyno)
+        except LabError:
+            raise InvalidInput(f"Invalid dyno name {dyno!r}: use a dyno such as web.1") from None
+        row = self.store.dyno(app, dyno)
+        if row is None:
+            raise NotFound(f"No such dyno {dyno} on ⬢ {app}")
+        if not row["instance"] or not row["container"] or self.store.instance(row["instance"]) is None:
+            raise Conflict(f"{dyno} on ⬢ {app} is not placed on an instance right now (state: {row['state']}); "
+                           "try again once it is up")
+        return row["instance"]
+
+    def _hosted(self, iid: str) -> list[dict[str, Any]]:
+        return [r for r in self.store.dynos() if r["instance"] == iid and r["container"]]
+
+    # -- operations ------------------------------------------------------------------------------------
+    def add(self, iid: str, body: dict[str, Any]) -> dict[str, Any]:
+        kind = check_kind(body.get("kind"))
+        self._instance(iid)
+        if kind != "host-failure":
+            self._require_support(kind)
+        fault = build_fault(body)  # bad input changes nothing
+        with self.rt.lock:
+            inst = self._instance(iid)
+            if kind == "host-failure":
+                hosted = self._hosted(iid)
+                moved = self.rt.fail_instance(iid)
+                log.info("host-failure on %s; relocated %s", iid, moved)
+                return {"instance": iid, "kind": kind, "relocated": moved,
+                        "dynos": [f"{r['app']}/{r['name']}" for r in hosted]}
+            old = inst["faults"]
+            new = [f for f in old if f.get("kind") != kind] + [fault]
+            try:
+                self._apply(iid, new, old=old)
+            except (LabError, *ENGINE_ERRORS) as err:
+                self._restore(iid, old)
+                raise LabError(f"Could not add the {kind} fault on {iid}: {str(err).splitlines()[0][:300]}") \
+                    from None
+            self.store.update_instance(iid, faults=new)
+            until = f" for {fault['expires_at'] - fault['created_at']:g}s" if fault["expires_at"] else ""
+            self._log(iid, f"Fault on instance {iid}: {describe(fault)}{until} (labctl)")
+        self.wakeup.set()
+        return self._view(self._instance(iid), fault)
+
+    def clear(self, iid: str | None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Remove faults (of one kind, or all) from one instance, or from every instance when ``iid`` is None."""
+        if kind is not None:
+            check_kind(kind)
+            if kind == "host-failure":
+                raise InvalidInput("host-failure cannot be cleared: the instance is already gone")
+        if iid is not None:
+            self._instance(iid)
+        removed: list[dict[str, Any]] = []
+        with self.rt.lock:
+            targets = [self._instance(iid)] if iid is not None else self.store.instances()
+            for inst in targets:
+                gone = [f for f in inst["faults"] if kind is None or f.get("kind") == kind]
+                if gone:
+                    removed += self._drop(inst, gone, "cleared")
+        self.wakeup.set()
+        return removed
+
+    def expire(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Revert every fault whose ``--for`` has run out. Returns what was reverted."""
+        now = time.time() if now is None else now
+        removed: list[dict[str, Any]] = []
+        with self.rt.lock:
+            for inst in self.store.instances():
+                gone = [f for f in inst["faults"] if expired(f, now)]
+                if gone:
+                    try:
+                        removed += self._drop(inst, gone, "expired")
+                    except (LabError, *ENGINE_ERRORS) as err:
+                        log.warning("could not revert expired faults of %s: %s", inst["id"], err)
+        return removed
+
+    def _drop(self, inst: dict[str, Any], gone: list[dict[str, Any]], verb: str) -> list[dict[str, Any]]:
+        ids = {f.get("id") for f in gone}
+        keep = [f for f in inst["faults"] if f.get("id") not in ids]
+        self._apply(inst["id"], keep, old=inst["faults"])
+        self.store.update_instance(inst["id"], faults=keep)
+        for f in gone:
+            self._log(inst["id"], f"Fault on instance {inst['id']} {verb}: {describe(f)} (labctl)")
+        return [self._view(inst, f) for f in gone]
+
+    def list_faults(self, app: str | None = None, instance: str | None = None) -> list[dict[str, Any]]:
+        if app is not None and self.store.app(app) is None:
+            raise NotFound(f"Couldn't find that app: {app}")
+        insts = [self._instance(instance)] if instance else self.store.instances()
+        out = []
+        for inst in insts:
+            hosted = self._hosted(inst["id"])
+            if app is not None and not any(r["app"] == app for r in hosted):
+                continue
+            out += [self._view(inst, f, hosted) for f in inst["faults"]]
+        return out
+
+    def _view(self, inst: dict[str, Any], fault: dict[str, Any],
+              hosted: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        hosted = self._hosted(inst["id"]) if hosted is None else hosted
+        return {**fault, "instance": inst["id"], "runtime": inst["runtime"], "description": describe(fault),
+                "dynos": [f"{r['app']}/{r['name']}" for r in hosted]}
+
+    # -- engine ------------------------------------------------------------------------------------------
+    def _require_support(self, kind: str) -> None:
+        support: Support = self.fe.probe()[kind]
+        if not support.supported:
+            raise InvalidInput(f"{kind} faults are not supported on this engine: {support.reason}. "
+                               "See `labctl doctor`.")
+
+    def _apply(self, iid: str, faults: list[dict[str, Any]], old: list[dict[str, Any]] | None = None,
+               force: bool = False) -> None:
+        """Make the instance's sandboxes and dynos carry exactly ``faults``; skips what did not change."""
+        net_new = [f for f in faults if f.get("kind") in NET_KINDS]
+        net_old = [f for f in (old or []) if f.get("kind") in NET_KINDS]
+        if force or _net_key(net_new) != _net_key(net_old):
+            for sb in self.store.sandboxes(iid):
+                if self.rt.engine.try_info(sb["container"]) is None:
+                    continue  # vanished; the runtime will recreate it and the hook applies the faults
+                self.fe.sync_sandbox(sb["container"], net_new)
+        cpu_new, cpu_old = _cpus(faults), _cpus(old or [])
+        if force or cpu_new != cpu_old:
+            for row in self._hosted(iid):
+                self.fe.set_cpu(row["container"], cpu_new)
+
+    def _restore(self, iid: str, old: list[dict[str, Any]]) -> None:
+        try:
+            self._apply(iid, old, force=True)
+        except (LabError, *ENGINE_ERRORS) as err:
+            log.warning("could not restore faults of %s: %s", iid, err)
+
+    # -- hooks (called by the runtime under its lock) ------------------------------------------------------
+    def _on_sandbox_created(self, iid: str, sandbox: dict[str, Any]) -> None:
+        inst = self.store.instance(iid)
+        net = [f for f in (inst["faults"] if inst else []) if f.get("kind") in NET_KINDS]
+        if not net:
+            return
+        try:
+            self.fe.sync_sandbox(sandbox["container"], net)
+        except (LabError, *ENGINE_ERRORS) as err:
+            log.warning("could not apply faults of %s to its new sandbox: %s", iid, err)
+
+    def _on_dyno_started(self, iid: str, container: str) -> None:
+        inst = self.store.instance(iid)
+        cpus = _cpus(inst["faults"]) if inst else None
+        if cpus is None:
+            return
+        try:
+            self.fe.set_cpu(container, cpus)
+        except ENGINE_ERRORS as err:
+            log.warning("could not throttle the new dyno on %s: %s", iid, err)
+
+    # -- timer -----------------------------------------------------------------------------------------------
+    def _timer(self) -> None:
+        while not self.stopping:
+            try:
+                self.expire()
+                pending = [f["expires_at"] for i in self.store.instances() for f in i["faults"]
+                           if f.get("expires_at")]
+            except Exception:  # noqa: BLE001 - the timer must survive anything; the log says what
+                log.exception("fault expiry failed")
+                pending = []
+            delay = min(pending, default=time.time() + 1.0) - time.time()
+            self.wakeup.wait(timeout=min(max(delay, 0.05), 1.0))
+            self.wakeup.clear()
+
+    def _log(self, iid: str, msg: str) -> None:
+        for r in self._hosted(iid):
+            self.sink.heroku(r["app"], r["name"], msg)
+
+
+def _cpus(faults: list[dict[str, Any]]) -> float | None:
+    return next((float(f["cpus"]) for f in faults if f.get("kind") == "cpu"), None)
+
+
+def _net_key(faults: list[dict[str, Any]]) -> list[tuple]:
+    return sorted((f.get("kind", ""), str(f.get("percent")), str(f.get("rate_bps")), str(f.get("delay_ms")))
+                  for f in faults)
