@@ -1,0 +1,105 @@
+"""``scenario run FILE``, ``scenario validate FILE``, ``scenario list`` (lab-spec §9, docs/scenarios.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labctl.cli import render
+from labctl.cli.common import app
+from labctl.errors import LabError
+
+scenario_app = typer.Typer(no_args_is_help=True, help="Run YAML lab scenarios unattended and report on them.")
+app.add_typer(scenario_app, name="scenario")
+
+File = Annotated[Path, typer.Argument(help="A scenario YAML file, e.g. scenarios/private-space-restart-vs-stop.yaml")]
+
+
+@scenario_app.command("run")
+def run(
+    file: File,
+    report: Annotated[Path | None, typer.Option("--report", help="Report directory (default: "
+                                                "reports/<name>-<timestamp>/).")] = None,
+    lab: Annotated[str | None, typer.Option("--lab", help="Lab name (default: scn-<hash>, a lab of its own; "
+                                            "an existing lab is refused).")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the lab up afterwards (labctl down --lab NAME).")] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print result.json instead of the table.")] = False,
+) -> None:
+    """Set up a lab, run the steps, check the expectations, write a report; exit 0 only if all held."""
+    from labctl.labdir import validate_lab_name
+    from labctl.scenario import load
+    from labctl.scenario import report as rep
+    from labctl.scenario.runner import Runner, dumps
+
+    scenario = load(file)
+    if lab is not None:
+        validate_lab_name(lab)
+    out = render.progress if json else render.out
+    runner = Runner(
+        scenario, lab=lab, keep=keep, progress=render.progress,
+        on_steps_start=lambda: None if json else out(rep.table_header(scenario)),
+        on_step=lambda r: None if json else out(rep.table_row(scenario, r)),
+    )
+    render.progress(f"Scenario {scenario.name}: {len(scenario.steps)} steps, {scenario.checks} expectations, "
+                    f"lab {runner.lab}")
+    result = runner.run()
+    directory = report if report is not None else rep.default_report_dir(scenario)
+    try:
+        page: Path | None = rep.write(result, directory)
+    except OSError as err:
+        render.err(f" ▸    cannot write the report to {directory}: {err.strerror or err}")
+        page = None
+    if json:
+        render.out(dumps(result))
+        render.progress(rep.final_line(result, page))
+    else:
+        render.out(rep.final_line(result, page))
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+@scenario_app.command("validate")
+def validate(file: File) -> None:
+    """Check a scenario file without running it: one line naming the file, line and field if it is wrong."""
+    from labctl.scenario import load
+
+    sc = load(file)
+    render.out(f"{file}: valid — {sc.name}: {len(sc.apps)} app(s), {len(sc.steps)} steps, "
+               f"{sc.checks} expectations")
+
+
+@scenario_app.command("list")
+def list_(
+    directory: Annotated[Path | None, typer.Argument(help="Where to look (default: ./scenarios, else the "
+                                                     "scenarios shipped with labctl).")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the scenarios of a directory with their descriptions (and whether each one validates)."""
+    from labctl.scenario import load
+    from labctl.scenario.loader import REPO
+
+    if directory is None:
+        directory = Path("scenarios")
+        if not directory.is_dir():
+            directory = REPO / "scenarios"
+    if not directory.is_dir():
+        raise LabError(f"{directory} is not a directory")
+    rows = []
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            sc = load(path)
+            rows.append({"file": str(path), "name": sc.name, "description": sc.description, "valid": True,
+                         "steps": len(sc.steps), "expectations": sc.checks})
+        except LabError as err:
+            rows.append({"file": str(path), "name": path.stem, "description": "", "valid": False,
+                         "error": str(err)})
+    if json:
+        return render.as_json(rows)
+    if not rows:
+        return render.out(f"No scenarios in {directory}")
+    render.out(f"=== Scenarios in {directory}")
+    for r in rows:
+        render.out(f"{r['file']}")
+        render.out(f"    {r['description']}" if r["valid"] else f"    INVALID: {r['error']}")

@@ -1,0 +1,131 @@
+"""`labctl scenario run` end to end against the real engine: a lab of its own, a report, exit 0/1, teardown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, _leftovers, cli
+
+pytestmark = pytest.mark.docker
+
+SCENARIO = REPO / "scenarios" / "private-space-restart-vs-stop.yaml"
+
+
+def _final_line(out: str) -> str:
+    return out.strip().splitlines()[-1]
+
+
+def test_private_space_scenario_passes_with_a_report(lab_state: Path, tmp_path: Path):
+    report = tmp_path / "report"
+    r = cli("scenario", "run", str(SCENARIO), "--report", str(report))
+    assert r.code == 0, r.out + r.err
+    assert _final_line(r.out) == (f"PASS: private-space-restart-vs-stop (14/14 expectations held) — report: "
+                                  f"{report / 'report.html'}")
+
+    data = json.loads((report / "result.json").read_text())
+    assert data["scenario"] == "private-space-restart-vs-stop" and data["status"] == "pass"
+    assert data["lab"].startswith("scn-") and data["timescale"] == 0.05
+    assert data["expectations"] == {"total": 14, "held": 14}
+    assert data["setup"]["status"] == "done" and data["teardown"]["status"] == "done"
+    steps = data["steps"]
+    assert len(steps) == 17 and [s["number"] for s in steps] == list(range(1, 18))
+    for s in steps:
+        assert s["status"] in ("pass", "done"), s
+        assert s["start"] <= s["end"] and s["started_at"] and s["ended_at"]
+    assert steps[2]["kind"] == "run" and steps[2]["command"] == "ps:restart web.1 -a demo"
+    assert steps[2]["exit_code"] == 0
+
+    # the lesson itself, from the recorded snapshots and measurements
+    assert [s["name"] for s in data["snapshots"]] == ["before", "after-restart"]
+    before, after_restart = (s["dynos"]["demo"]["web.1"] for s in data["snapshots"])
+    assert after_restart["instance"] == before["instance"], "ps:restart kept web.1's instance"
+    assert after_restart["container"] != before["container"], "…with a new container"
+    stop_check = steps[11]
+    assert stop_check["kind"] == "expect" and stop_check["status"] == "pass"
+    assert stop_check["measured"].split()[0] != before["instance"], "ps:stop gave web.1 a new instance"
+    assert before["instance"] in stop_check["expected"]
+    assert steps[12]["measured"].startswith(f"{before['instance']} is gone")
+    assert data["timeline"] and all({"t", "app", "dynos"} <= set(p) for p in data["timeline"])
+
+    html = (report / "report.html").read_text()
+    assert "<svg" in html and "ps:stop web.1 -a demo" in html and before["instance"] in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", ""), "self-contained: nothing fetched"
+    assert _leftovers(data["lab"]) == []
+
+
+def test_a_flipped_expectation_fails_names_it_and_still_tears_down(lab_state: Path, tmp_path: Path):
+    text = SCENARIO.read_text()
+    flipped = text.replace("- expect: {app: demo, dyno: web.1, instance: same, since: before}",
+                           "- expect: {app: demo, dyno: web.1, instance: different, since: before}", 1)
+    assert flipped != text
+    # and a wait_for that cannot be met: it fails the run and stops the remaining steps
+    flipped += ("  - wait_for: {app: demo, dyno: web.3, state: up}\n    timeout: 1500ms\n"
+                "  - expect: {app: demo, dyno: web.1, state: up}\n")
+    path = tmp_path / "flipped.yaml"
+    path.write_text(flipped)
+    report = tmp_path / "report"
+    lab = f"scn-t{uuid.uuid4().hex[:6]}"
+    r = cli("scenario", "run", str(path), "--report", str(report), "--lab", lab)
+    assert r.code == 1, r.out + r.err
+
+    data = json.loads((report / "result.json").read_text())
+    assert data["status"] == "fail" and data["lab"] == lab
+    assert data["expectations"] == {"total": 16, "held": 13}
+    before = data["snapshots"][0]["dynos"]["demo"]["web.1"]["instance"]
+    line = _final_line(r.out)
+    assert line.startswith("FAIL: private-space-restart-vs-stop (13/16 expectations held) — step 5 expect "
+                           "demo web.1: instance different since before: "), line
+    assert f"measured {before} (the same instance) vs expected an instance other than 'before''s {before}" in line
+    assert line.endswith(f" — report: {report / 'report.html'}")
+
+    steps = data["steps"]
+    assert steps[4]["status"] == "fail" and steps[4]["checks"][0]["measured"].startswith(before)
+    assert [s["status"] for s in steps[5:17]].count("fail") == 0, "a failed expect does not stop the run"
+    assert steps[17]["status"] == "fail" and steps[17]["message"].startswith("not met within 1500ms")
+    assert steps[17]["measured"].startswith("absent")
+    assert steps[18]["status"] == "skipped" and steps[18]["start"] is None
+    assert "<svg" in (report / "report.html").read_text()
+    assert data["teardown"]["status"] == "done"
+    assert _leftovers(lab) == []
+
+
+def test_ctrl_c_tears_the_lab_down(lab_state: Path, tmp_path: Path):
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text("name: long-wait\nsetup:\n  apps:\n    - name: idle\nsteps:\n  - wait: 5m\n")
+    lab = f"scn-c{uuid.uuid4().hex[:6]}"
+    report = tmp_path / "report"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from labctl.cli import run; run()", "scenario", "run", str(scenario),
+         "--lab", lab, "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=tmp_path)
+    try:
+        deadline = time.time() + 120
+        header = ""
+        while time.time() < deadline and proc.poll() is None:
+            header = proc.stdout.readline()  # type: ignore[union-attr]
+            if header.lstrip().startswith("#"):
+                break
+        assert header.lstrip().startswith("#"), "the step table never started"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+            cli("down", "--lab", lab)
+    assert proc.returncode == 130, out + err
+    assert "FAIL: long-wait (0/0 expectations held) — interrupted" in out
+    assert f"Tearing down lab {lab}" in err
+    data = json.loads((report / "result.json").read_text())
+    assert data["status"] == "interrupted" and data["teardown"]["status"] == "done"
+    assert _leftovers(lab) == []
