@@ -21,7 +21,7 @@ CREATE TABLE IF NOT EXISTS spaces (name TEXT PRIMARY KEY, created_at REAL NOT NU
 CREATE TABLE IF NOT EXISTS apps (
   name TEXT PRIMARY KEY, space TEXT, maintenance INTEGER NOT NULL DEFAULT 0,
   features TEXT NOT NULL DEFAULT '{}', config TEXT NOT NULL DEFAULT '{}',
-  formation TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL);
+  formation TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, rollout TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS releases (
   app TEXT NOT NULL, version INTEGER NOT NULL, image TEXT, procfile TEXT NOT NULL DEFAULT '{}',
   config TEXT NOT NULL DEFAULT '{}', description TEXT NOT NULL, status TEXT NOT NULL,
@@ -39,13 +39,17 @@ CREATE TABLE IF NOT EXISTS dynos (
   boot_deadline REAL, up_since REAL, cycle_at REAL, one_off INTEGER NOT NULL DEFAULT 0,
   attach INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (app, name));
+CREATE TABLE IF NOT EXISTS old_dynos (
+  container TEXT PRIMARY KEY, app TEXT NOT NULL, name TEXT NOT NULL, instance TEXT, port INTEGER,
+  release INTEGER NOT NULL, size TEXT NOT NULL, command TEXT NOT NULL, started_at REAL NOT NULL,
+  routed INTEGER NOT NULL DEFAULT 1, retire_at REAL);
 CREATE TABLE IF NOT EXISTS logs (
   id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, ts REAL NOT NULL,
   source TEXT NOT NULL, dyno TEXT NOT NULL, msg TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app, id);
 """
 
-JSON_COLUMNS = {"features", "config", "formation", "procfile", "faults"}
+JSON_COLUMNS = {"features", "config", "formation", "procfile", "faults", "rollout"}
 LOG_KEEP = 1500  # Logplex keeps the last 1500 lines (heroku-reference §8)
 
 
@@ -148,7 +152,7 @@ class Store:
 
     def delete_app(self, name: str) -> None:
         with self.tx():
-            for table in ("apps", "releases", "dynos", "logs"):
+            for table in ("apps", "releases", "dynos", "logs", "old_dynos"):
                 col = "name" if table == "apps" else "app"
                 self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (name,))
 
@@ -223,6 +227,21 @@ class Store:
 
     def delete_dyno(self, app: str, name: str) -> None:
         self._exec("DELETE FROM dynos WHERE app = ? AND name = ?", (app, name))
+
+    # old dynos: the previous generation kept alive by preboot (lab-spec §7), hidden from `ps`
+    def old_dynos(self, app: str | None = None) -> list[dict[str, Any]]:
+        if app:
+            return self._all("SELECT * FROM old_dynos WHERE app = ? ORDER BY name, started_at", (app,))
+        return self._all("SELECT * FROM old_dynos ORDER BY app, name, started_at")
+
+    def add_old_dyno(self, row: dict[str, Any]) -> None:
+        self._insert("old_dynos", row)
+
+    def update_old_dyno(self, container: str, **changes: Any) -> None:
+        self._update("old_dynos", {"container": container}, changes)
+
+    def delete_old_dyno(self, container: str) -> None:
+        self._exec("DELETE FROM old_dynos WHERE container = ?", (container,))
 
     # logs
     def add_log(self, app: str, source: str, dyno: str, msg: str, ts: float | None = None) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from labctl.cli import apps, lab, logs, ps, releases  # noqa: F401 - modules register their commands
+from labctl.cli import apps, faults, lab, logs, ps, releases, scenario, traffic  # noqa: F401 - modules register their commands
 from labctl.cli.common import app as typer_app
 from labctl.errors import LabError
 

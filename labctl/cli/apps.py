@@ -112,3 +112,47 @@ def deploy(
     if json:
         return render.as_json(result)
     render.out(f"Deploying {directory} to ⬢ {name}... done, v{result['version']}")  # type: ignore[index]
+
+
+Feature = Annotated[str, typer.Argument(help="Feature name, e.g. preboot")]
+
+
+@app.command("features")
+def features(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """List the app's features (as the Dev Center's Preboot article shows them)."""
+    name = require_app(app_name)
+    rows = client(lab).get(f"/apps/{quote(name)}/features")
+    if json:
+        return render.as_json(rows)
+    width = max(len(f["name"]) for f in rows)
+    render.out(f"=== App Features ({name})")
+    for f in rows:
+        render.out(f"[{'+' if f['enabled'] else ' '}] {f['name']:<{width}}  {f['description']} [{f['state']}]")
+
+
+@app.command("features:info")
+def features_info(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Show one feature."""
+    name = require_app(app_name)
+    f = client(lab).get(f"/apps/{quote(name)}/features/{quote(feature)}")
+    if json:
+        return render.as_json(f)
+    render.out(f"=== {f['name']}\nDescription: {f['description']}\nEnabled:     {str(f['enabled']).lower()}")
+
+
+def _set_feature(lab: str, app_name: str | None, feature: str, on: bool) -> None:
+    name = require_app(app_name)
+    client(lab).patch(f"/apps/{quote(name)}/features/{quote(feature)}", {"enabled": on})
+    render.out(f"{'Enabling' if on else 'Disabling'} {feature} for ⬢ {name}... done")
+
+
+@app.command("features:enable")
+def features_enable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+    """Enable a feature (preboot: no restart)."""
+    _set_feature(lab, app_name, feature, True)
+
+
+@app.command("features:disable")
+def features_disable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+    """Disable a feature (no restart)."""
+    _set_feature(lab, app_name, feature, False)

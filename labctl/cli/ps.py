@@ -23,11 +23,12 @@ Target = Annotated[str | None, typer.Argument(help="web.1 or web (older position
 def ps(
     types: Annotated[list[str] | None, typer.Argument(help="Only these process types")] = None,
     app_name: AppOpt = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Also show old dynos that preboot keeps serving")] = False,
     lab: Lab = DEFAULT_LAB, json: Json = False,
 ) -> None:
     """List the app's dynos, as `heroku ps` prints them."""
     name = require_app(app_name)
-    dynos = client(lab).get(f"/apps/{quote(name)}/dynos")
+    dynos = client(lab).get(f"/apps/{quote(name)}/dynos", **({"all": "1"} if show_all else {}))
     if types:
         dynos = [d for d in dynos if d["type"] in types]
         if not dynos:

@@ -73,9 +73,16 @@ def ps_text(app: str, dynos: list[dict[str, Any]], now: float | None = None) -> 
         groups.setdefault((d["type"], d["size"], d["command"]), []).append(d)
     for (ptype, size, command), members in groups.items():
         lines = [f"=== {ptype} ({size}): {command} ({len(members)})"]
-        lines += [f"{d['name']}: {d['state']} {ago(d['updated_at'], now)}" for d in members]
+        lines += [f"{d['name']}: {d['state']} {ago(d['updated_at'], now)}" + _old_suffix(d) for d in members]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _old_suffix(d: dict[str, Any]) -> str:
+    """``ps --all`` marks the old generation preboot keeps alive (a lab extension)."""
+    if not d.get("old"):
+        return ""
+    return f"  [old, v{d['release']['version']}{', serving' if d.get('routed') else ''}]"
 
 
 def formation_text(formation: list[dict[str, Any]]) -> str:
@@ -127,4 +134,99 @@ def types_text(formation: list[dict[str, Any]]) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
     lines = ["=== Process Types", ""] + ["  ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip()
                                          for r in rows]
+    return "\n".join(lines)
+
+
+# -- faults, doctor, traffic (issue 4) ---------------------------------------------------------------------
+def _table(rows: list[tuple[str, ...]], right: frozenset[int] = frozenset()) -> str:
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return "\n".join("  ".join(v.rjust(widths[c]) if c in right else v.ljust(widths[c]) for c, v in enumerate(r))
+                     .rstrip() for r in rows)
+
+
+def fault_expiry(fault: dict[str, Any], now: float | None = None) -> str:
+    if not fault.get("expires_at"):
+        return "-"
+    left = fault["expires_at"] - (now if now is not None else time.time())
+    return f"in {max(left, 0):.0f}s"
+
+
+def faults_text(rows: list[dict[str, Any]], now: float | None = None) -> str:
+    """``labctl faults``: one row per fault, with the instance it belongs to and the dynos it hits."""
+    if not rows:
+        return "No faults"
+    table = [("INSTANCE", "RUNTIME", "FAULT", "ID", "REVERTS", "DYNOS")]
+    for f in rows:
+        runtime = "common" if f["runtime"] == "common" else f"space:{f['runtime']}"
+        table.append((f["instance"], runtime, f.get("description") or f.get("kind", "?"), f.get("id", "-"),
+                      fault_expiry(f, now), ",".join(f.get("dynos") or []) or "-"))
+    return _table(table)
+
+
+def doctor_text(report: dict[str, Any]) -> str:
+    marks = {"ok": "ok  ", "warn": "WARN", "error": "FAIL", "info": "--  "}
+    lines = [f"=== labctl doctor (lab {report['lab']})"]
+    for c in report["checks"]:
+        lines.append(f"{marks.get(c['status'], c['status'])}  {c['name']:<11} {c['detail']}")
+    lines.append("")
+    lines.append("=== Fault kinds on this engine")
+    for kind, s in report["faults"].items():
+        lines.append(f"{'ok  ' if s['supported'] else 'no  '}  {kind:<12} {s['reason']}")
+    return "\n".join(lines)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _errors_detail(s: dict[str, Any]) -> str:
+    return " ".join(f"{k}×{n}" for k, n in s["error_kinds"].items()) or "-"
+
+
+def traffic_tables(summary: dict[str, Any]) -> str:
+    """Per dyno and per instance: count, errors (by status and H-code), p50/p95/p99 ms, release served."""
+    right = frozenset({2, 3, 4, 5, 6, 7})
+    rows = [("DYNO", "INSTANCE", "REQS", "ERRORS", "ERR%", "P50ms", "P95ms", "P99ms", "RELEASE", "ERROR DETAIL")]
+    for dyno, s in summary["by_dyno"].items():
+        rows.append((dyno, ",".join(s["instances"]), str(s["count"]), str(s["errors"]),
+                     f"{100 * s['error_rate']:.1f}", _ms(s["p50"]), _ms(s["p95"]), _ms(s["p99"]),
+                     ",".join(s["releases"]) or "-", _errors_detail(s)))
+    out = [_table(rows, right) if len(rows) > 1 else "(no requests)"]
+    rows = [("INSTANCE", "DYNOS", "REQS", "ERRORS", "ERR%", "P50ms", "P95ms", "P99ms", "RELEASE", "ERROR DETAIL")]
+    for inst, s in summary["by_instance"].items():
+        rows.append((inst, ",".join(s["dynos"]), str(s["count"]), str(s["errors"]), f"{100 * s['error_rate']:.1f}",
+                     _ms(s["p50"]), _ms(s["p95"]), _ms(s["p99"]), ",".join(s["releases"]) or "-",
+                     _errors_detail(s)))
+    if len(rows) > 1:
+        out += ["", _table(rows, right)]
+    return "\n".join(out)
+
+
+def _total_line(t: dict[str, Any]) -> str:
+    return (f"{t['count']} requests, {t['errors']} errors ({100 * t['error_rate']:.1f}%), "
+            f"p50 {_ms(t['p50'])} ms, p95 {_ms(t['p95'])} ms, p99 {_ms(t['p99'])} ms")
+
+
+def _moves_text(moves: list[dict[str, Any]]) -> list[str]:
+    return [f"  {m['t']:.1f}s  {m['dyno']} moved {m['from']} → {m['to']}" for m in moves]
+
+
+def traffic_live_text(app: str, live: Any, window_s: float) -> str:
+    """The live view, redrawn every second: the last few seconds per dyno and instance."""
+    head = (f"⬢ {app}  {live.elapsed:.0f}/{live.duration:g} s  sent {live.sent}  answered {live.done}  "
+            f"in flight {live.in_flight}")
+    lines = [head, f"Last {window_s:g} s: {_total_line(live.window['total'])}", "",
+             traffic_tables(live.window)]
+    if live.moves:
+        lines += ["", "Instance changes:"] + _moves_text(live.moves[-5:])
+    return "\n".join(lines)
+
+
+def traffic_summary_text(result: Any) -> str:
+    t = result.summary["total"]
+    stopped = " (stopped early)" if result.interrupted else ""
+    lines = [f"=== Traffic to ⬢ {result.app}: {result.rps:g} rps for {result.duration:g} s{stopped}",
+             f"Total: {_total_line(t)}", "", traffic_tables(result.summary)]
+    if result.moves:
+        lines += ["", "Instance changes:"] + _moves_text(result.moves)
     return "\n".join(lines)

@@ -50,7 +50,11 @@ class Api:
         r("PATCH", "/apps/(?P<app>[^/]+)/config-vars", self._config)
         r("GET", "/apps/(?P<app>[^/]+)/formation", lambda q, b, app: self.m.formation(app))
         r("PATCH", "/apps/(?P<app>[^/]+)/formation", self._formation)
-        r("GET", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.dynos(app))
+        r("GET", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.dynos(app, q.get("all") == "1"))
+        r("GET", "/apps/(?P<app>[^/]+)/features", lambda q, b, app: self.m.features(app))
+        r("GET", "/apps/(?P<app>[^/]+)/features/(?P<feature>[^/]+)",
+          lambda q, b, app, feature: self._feature(app, feature))
+        r("PATCH", "/apps/(?P<app>[^/]+)/features/(?P<feature>[^/]+)", self._patch_feature)
         r("POST", "/apps/(?P<app>[^/]+)/dynos", self._run)
         r("DELETE", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.restart(app))
         r("DELETE", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)",
@@ -82,6 +86,17 @@ class Api:
         if allowed:
             raise InvalidInput(f"Method {method} not allowed on {path}")
         raise NotFound(f"No such endpoint: {method} {path}")
+
+    def _feature(self, app: str, feature: str) -> Any:
+        for f in self.m.features(app):
+            if f["name"] == feature:
+                return f
+        raise NotFound(f"Couldn't find that feature: {feature}")
+
+    def _patch_feature(self, q: dict[str, str], b: dict[str, Any], app: str, feature: str) -> Any:
+        if not isinstance(b.get("enabled"), bool):
+            raise InvalidInput("body must have a boolean 'enabled'")
+        return self.m.set_feature(app, feature, b["enabled"])
 
     def _formation(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         if "sizes" in b:

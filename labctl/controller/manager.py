@@ -161,16 +161,11 @@ class Manager:
         return self.store.release(name, version)  # type: ignore[return-value]
 
     def _restart_formation(self, name: str, version: int) -> None:
-        app = self.app(name)
         procfile = self.store.release(name, version)["procfile"]  # type: ignore[index]
         for row in self.store.dynos(name):
-            if row["one_off"]:
-                continue
-            if row["type"] in procfile:
+            if not row["one_off"] and row["type"] in procfile:
                 self.store.update_dyno(name, row["name"], command=procfile[row["type"]])
-                row = self.store.dyno(name, row["name"])
-            plan = actions.plan_restart(row["name"], bool(app["space"]), False)  # type: ignore[index]
-            self.rt.apply_plan(row, plan, release=version)  # type: ignore[arg-type]
+        self.rt.rollouts.on_release(self.app(name), version)
 
     def releases(self, name: str) -> list[dict[str, Any]]:
         self.app(name)
@@ -227,6 +222,7 @@ class Manager:
         updates = parse_scale_args(args)
         with self.rt.lock:
             app = self.app(name)
+            self._check_formation_unlocked(app)
             current = self._formation(app)
             if not current:
                 raise NotFound(f"No process types on ⬢ {name}. Upload a Procfile to add process types.")
@@ -242,12 +238,20 @@ class Manager:
             self.rt.tick()
             return {"formation": [vars(p) for p in new.values()], "message": describe(new)}
 
+    def _check_formation_unlocked(self, app: dict[str, Any]) -> None:
+        """Formation changes are refused while a preboot runs (heroku-reference §4.4)."""
+        from labctl.domain.preboot import FORMATION_LOCKED
+
+        if self.rt.rollouts.preboot_in_progress(app):
+            raise Conflict(FORMATION_LOCKED)
+
     def resize(self, name: str, sizes: dict[str, str]) -> dict[str, Any]:
         """``ps:type``: new sizes restart the dynos of those types (heroku-reference §1.5, §6.1)."""
         from labctl.domain.sizes import check_size_for_runtime, get_size
 
         with self.rt.lock:
             app = self.app(name)
+            self._check_formation_unlocked(app)
             formation = self._formation(app)
             if not formation:
                 raise NotFound(f"No process types on ⬢ {name}. Upload a Procfile to add process types.")
@@ -295,7 +299,13 @@ class Manager:
         with self.rt.lock:
             app = self.app(name)
             targets = self._targets(name, dyno, ptype)
-            for row in targets:
+            rest = targets
+            if self.rt.rollouts.preboot_enabled(app):
+                web = [r for r in targets if r["type"] == "web" and not r["one_off"]]
+                rest = [r for r in targets if r not in web]
+                if web:
+                    self.rt.rollouts.preboot(app, web, None, "restart")
+            for row in rest:
                 plan = actions.plan_restart(row["name"], bool(app["space"]), bool(row["one_off"]))
                 self.rt.apply_plan(row, plan)
             return [r["name"] for r in targets]
@@ -306,6 +316,10 @@ class Manager:
         with self.rt.lock:
             app = self.app(name)
             targets = self._targets(name, dyno, ptype)
+            names = {r["name"] for r in targets}
+            stuck = [o for o in self.store.old_dynos(name) if o["name"] in names]
+            if stuck:  # ps:stop clears old preboot generations at once (lab-spec §7)
+                self.rt.rollouts.retire_old(stuck)
             for row in targets:
                 plan = actions.plan_stop(row["name"], bool(app["space"]), bool(row["one_off"]))
                 self.rt.apply_plan(row, plan)
@@ -336,9 +350,46 @@ class Manager:
                 self.rt._on_exit(row)
 
     # -- views -------------------------------------------------------------------------------------
-    def dynos(self, name: str) -> list[dict[str, Any]]:
+    def dynos(self, name: str, include_old: bool = False) -> list[dict[str, Any]]:
+        """``ps`` shows the current dynos; ``ps --all`` adds the old generations preboot keeps serving."""
         self.app(name)
-        return [self.dyno_view(r) for r in self.store.dynos(name)]
+        views = [self.dyno_view(r) for r in self.store.dynos(name)]
+        if include_old:
+            for o in self.store.old_dynos(name):
+                views.append({"name": o["name"], "type": o["name"].split(".")[0], "state": "up", "size": o["size"],
+                              "command": o["command"], "instance": o["instance"],
+                              "release": {"version": o["release"]}, "updated_at": _iso(o["started_at"]),
+                              "app": {"name": name}, "port": o["port"], "container": o["container"],
+                              "attach": False, "old": True, "routed": bool(o["routed"]),
+                              "retire_at": _iso(o["retire_at"])})
+        return views
+
+    # -- features ------------------------------------------------------------------------------------
+    def features(self, name: str) -> list[dict[str, Any]]:
+        from labctl.domain.preboot import KNOWN_FEATURES
+
+        enabled = self.app(name)["features"]
+        return [{"name": k, "description": v, "enabled": bool(enabled.get(k)), "state": "general"}
+                for k, v in KNOWN_FEATURES.items()]
+
+    def set_feature(self, name: str, feature: str, on: bool) -> dict[str, Any]:
+        """``features:enable/disable``: no restart (heroku-reference §4.1)."""
+        from labctl.domain import preboot
+        from labctl.domain.sizes import get_size
+
+        if feature not in preboot.KNOWN_FEATURES:
+            raise NotFound(f"Couldn't find that feature: {feature}")
+        with self.rt.lock:
+            app = self.app(name)
+            features = dict(app["features"])
+            if on:
+                tiers = {get_size(p.size).tier for p in self._formation(app).values()}
+                preboot.check_can_enable(app["space"], tiers, bool(features.get(feature)))
+            elif not features.get(feature):
+                raise Conflict(f"{feature} is already disabled.")
+            features[feature] = on
+            self.store.update_app(name, features=features)
+            return next(f for f in self.features(name) if f["name"] == feature)
 
     @staticmethod
     def dyno_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,9 @@ class Runtime:
         from labctl.controller.watchdog import Watchdog
 
         self.watchdog = Watchdog(self)
+        from labctl.controller.rollout import Rollouts
+
+        self.rollouts = Rollouts(self)
 
     # -- boot ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -133,6 +136,7 @@ class Runtime:
                 self.start_dyno(row)
         booting = self._check_booting()
         self.watchdog.tick(now)
+        self.rollouts.tick(now)
         self.sync_router()
         return self._next_delay(booting)
 
@@ -158,6 +162,12 @@ class Runtime:
             if c is None or c.status in ("exited", "dead"):
                 if cid not in self.attached:
                     self._on_exit(row)
+        for old in self.store.old_dynos():
+            known.add(old["container"])
+            c = live.get(old["container"])
+            if c is None or c.status in ("exited", "dead"):
+                self.store.delete_old_dyno(old["container"])
+                self.engine.remove(old["container"])
         sandboxes = {sb["container"] for sb in self.store.sandboxes()}
         for c in live.values():
             kind = c.labels.get(const.LABEL_KIND)
@@ -247,6 +257,7 @@ class Runtime:
     def _free_port(self, instance: str, app: str) -> int:
         used = {r["port"] for r in self.store.dynos(app) if r["instance"] == instance and r["port"]}
         used |= {t.get("port") for t in self.terminating.values()}
+        used |= {o["port"] for o in self.store.old_dynos(app) if o["instance"] == instance}
         while True:
             port = self.rng.randint(10000, 60000)
             if port not in used:
@@ -503,11 +514,13 @@ class Runtime:
         for app in self.store.apps():
             rel = self.store.current_release(app["name"])
             web = [r for r in dynos if r["app"] == app["name"] and r["type"] == "web" and not r["one_off"]]
+            new_ok = self.rollouts.new_routable(app)
+            routed = [r for r in web if new_ok and r["container"] and (r["instance"], r["app"]) in sandboxes
+                      and (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))]
+            routed += [o for o in self.rollouts.routed_old(app) if (o["instance"], o["app"]) in sandboxes]
             backends = tuple(
                 router_conf.Backend(r["name"], f"{sandboxes[(r['instance'], r['app'])]}:{r['port']}", r["release"])
-                for r in web
-                if (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))
-                and r["container"] and (r["instance"], r["app"]) in sandboxes
+                for r in routed
             )
             if rel is None:
                 code = "H81"

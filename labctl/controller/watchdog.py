@@ -46,6 +46,9 @@ class Watchdog:
                 app = self.rt.store.app(row["app"])
                 if app is None:
                     continue
+                if row["type"] == "web" and self.rt.rollouts.preboot_enabled(app):
+                    self.rt.rollouts.preboot(app, [row], None, "restart", event="Cycling")
+                    continue
                 plan = plan_restart(row["name"], bool(app["space"]), bool(row["one_off"]))
                 self.rt.apply_plan(row, plan, event="Cycling")
 

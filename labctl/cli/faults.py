@@ -1,0 +1,159 @@
+"""``faults``, ``faults:add``, ``faults:clear`` (instance faults, lab-spec §8) and ``doctor`` (§10)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import typer
+
+from labctl import const
+from labctl.cli import render
+from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client
+from labctl.errors import InvalidInput, LabError
+
+KINDS_HELP = "cpu, loss, blackhole, bandwidth, latency, host-failure"
+Instance = Annotated[str | None, typer.Option("--instance", "-i", help="A runtime instance id (i-…).")]
+Dyno = Annotated[str | None, typer.Option("--dyno", "-d", help="The instance hosting this dyno, e.g. web.1 (with -a).")]
+
+
+def _target(instance: str | None, dyno: str | None, app_name: str | None) -> tuple[str, str]:
+    """The API path of the faults of ``--instance ID`` or of ``--dyno web.1 -a APP``, and how to name it."""
+    if (instance is None) == (dyno is None):
+        raise InvalidInput("Give exactly one of --instance ID or --dyno DYNO -a APP")
+    if instance is not None:
+        return f"/instances/{quote(instance, safe='')}/faults", f"instance {instance}"
+    if not app_name:
+        raise InvalidInput("--dyno needs the app: -a, --app APP  (or set LABCTL_APP)")
+    return (f"/apps/{quote(app_name, safe='')}/dynos/{quote(dyno or '', safe='')}/faults",
+            f"the instance of {dyno} on ⬢ {app_name}")
+
+
+@app.command("faults")
+def faults(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """List instance faults (all, or those on instances hosting the app's dynos)."""
+    params = {"app": app_name} if app_name else {}
+    rows = client(lab).get("/faults", **params)
+    render.as_json(rows) if json else render.out(render.faults_text(rows))
+
+
+@app.command("faults:add")
+def faults_add(
+    kind: Annotated[str, typer.Argument(help=f"One of: {KINDS_HELP}")],
+    percent: Annotated[float | None, typer.Option("--percent", help="loss: % of packets dropped, (0, 100].")] = None,
+    cpus: Annotated[float | None, typer.Option("--cpus", help="cpu: CPUs each dyno gets, e.g. 0.05.")] = None,
+    rate: Annotated[str | None, typer.Option("--rate", help="bandwidth: e.g. 1mbit, 512kbit.")] = None,
+    delay: Annotated[str | None, typer.Option("--delay", help="latency: added delay, e.g. 200ms.")] = None,
+    instance: Instance = None,
+    dyno: Dyno = None,
+    app_name: AppOpt = None,
+    for_: Annotated[str | None, typer.Option("--for", help="Revert by itself after this long, e.g. 30s, 5m.")] = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
+    """Inject a fault into a runtime instance (by id, or the one hosting --dyno)."""
+    path, what = _target(instance, dyno, app_name)
+    body: dict[str, Any] = {"kind": kind, "percent": percent, "cpus": cpus, "rate": rate, "delay": delay,
+                            "for": for_}
+    result = client(lab).post(path, {k: v for k, v in body.items() if v is not None})
+    if json:
+        return render.as_json(result)
+    if result.get("kind") == "host-failure":
+        moved = ", ".join(result.get("dynos") or []) or "no dynos"
+        return render.out(f"Failing instance {result['instance']}... done, relocating {moved} to a new server")
+    until = f", reverts {render.fault_expiry(result)}" if result.get("expires_at") else ""
+    render.out(f"Adding {result['description']} fault to instance {result['instance']} "
+               f"({','.join(result['dynos']) or 'no dynos'})... done{until}")
+
+
+@app.command("faults:clear")
+def faults_clear(
+    instance: Instance = None,
+    dyno: Dyno = None,
+    app_name: AppOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Clear the faults of every instance.")] = False,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only faults of this kind.")] = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
+    """Remove faults from an instance (or from every instance with --all)."""
+    if all_:
+        if instance is not None or dyno is not None:
+            raise InvalidInput("Give --all, or one of --instance ID / --dyno DYNO -a APP, not both")
+        path, what = "/faults", "every instance"
+    else:
+        path, what = _target(instance, dyno, app_name)
+    query = f"?{urlencode({'kind': kind})}" if kind else ""
+    removed = client(lab).delete(path + query)
+    if json:
+        return render.as_json(removed)
+    if not removed:
+        return render.out(f"No {kind + ' ' if kind else ''}faults to clear on {what}")
+    done = ", ".join(f"{f['description']} on {f['instance']}" for f in removed)
+    render.out(f"Clearing faults on {what}... done, removed {done}")
+
+
+# -- doctor --------------------------------------------------------------------------------------------------
+def doctor_report(lab: str) -> dict[str, Any]:
+    """Engine, images, controller and fault support; every check done for real (probe cached per engine)."""
+    from labctl.engine.docker import ENGINE_ERRORS, Engine, connect
+    from labctl.engine.faults import KINDS, FaultEngine
+    from labctl.labdir import LabDir
+
+    checks: list[dict[str, str]] = []
+    faults: dict[str, dict[str, Any]] = {}
+    try:
+        dc = connect()
+    except LabError as err:
+        checks.append({"name": "engine", "status": "error", "detail": str(err)})
+        return {"lab": lab, "ok": False, "checks": checks,
+                "faults": {k: {"supported": False, "reason": "the engine is not reachable"} for k in KINDS}}
+    v = dc.version()
+    where = os.environ.get("DOCKER_HOST") or "the local socket (DOCKER_HOST unset)"
+    checks.append({"name": "engine", "status": "ok",
+                   "detail": f"Docker {v.get('Version')} (API {v.get('ApiVersion')}) at {where}, "
+                             f"kernel {v.get('KernelVersion')}"})
+    have_stack = False
+    for image in (const.BASE_IMAGE, const.STACK_IMAGE):
+        try:
+            img = dc.images.get(image)
+            checks.append({"name": "image", "status": "ok", "detail": f"{image} ({img.short_id.split(':')[-1]})"})
+            have_stack = have_stack or image == const.STACK_IMAGE
+        except ENGINE_ERRORS:
+            checks.append({"name": "image", "status": "warn",
+                           "detail": f"{image} missing: `labctl up` builds it (no registry needed)"})
+    checks.append(_controller_check(LabDir(lab), lab))
+    if have_stack:
+        faults = {k: s.as_dict() for k, s in FaultEngine(Engine(dc, lab)).probe().items()}
+    else:
+        faults = {k: {"supported": k == "host-failure",
+                      "reason": "container removal" if k == "host-failure"
+                      else f"not checked: {const.STACK_IMAGE} is missing"} for k in KINDS}
+    return {"lab": lab, "ok": all(c["status"] != "error" for c in checks), "checks": checks, "faults": faults}
+
+
+def _controller_check(d: Any, lab: str) -> dict[str, str]:
+    import requests
+
+    api = d.api() if d.exists() else None
+    if api is None:
+        return {"name": "controller", "status": "info", "detail": f"lab {lab} is not up (`labctl up` starts it)"}
+    try:
+        s = client(lab).get("/lab")
+    except LabError as err:
+        return {"name": "controller", "status": "error", "detail": f"lab {lab}: {err}"}
+    except requests.RequestException as err:
+        return {"name": "controller", "status": "error", "detail": f"lab {lab}: {type(err).__name__}"}
+    return {"name": "controller", "status": "ok",
+            "detail": f"lab {lab} answering on 127.0.0.1:{api['port']} (pid {s['controller_pid']}, "
+                      f"up {s['uptime_s']} s, router {s['router']['url']}, time scale {s['timescale']})"}
+
+
+@app.command("doctor")
+def doctor(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Check the engine, the images, the lab's controller, and which fault kinds this kernel supports."""
+    report = doctor_report(lab)
+    render.as_json(report) if json else render.out(render.doctor_text(report))
+    if not report["ok"]:
+        raise typer.Exit(1)

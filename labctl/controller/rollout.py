@@ -1,0 +1,149 @@
+"""How a release or a restart rolls over the formation: preboot (Common Runtime) and rolling deploys
+(Private Spaces). The rules are in ``labctl.domain.preboot``; this module applies them to containers.
+
+An app's ``rollout`` (in the store) says what is in progress:
+``{"kind": "deploy", "release": 5, "switch_at": ts, "switched": false}`` (preboot deploy),
+``{"kind": "restart"}`` (preboot restart: old dynos carry their own ``retire_at``), or
+``{"kind": "rolling", "release": 5, "pending": [...], "batch": [...]}`` (Private Space).
+Old dynos live in the ``old_dynos`` table: still serving (``routed``), hidden from ``ps``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from labctl.domain import preboot
+from labctl.domain.actions import Placement, plan_restart
+from labctl.domain.formation import Process, desired_dyno_names
+
+if TYPE_CHECKING:
+    from labctl.controller.runtime import Runtime
+
+
+class Rollouts:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.store = rt.store
+
+    # -- queries ------------------------------------------------------------------------------------
+    @staticmethod
+    def preboot_enabled(app: dict[str, Any]) -> bool:
+        return bool(app["features"].get(preboot.FEATURE)) and not app["space"]
+
+    def preboot_in_progress(self, app: dict[str, Any]) -> bool:
+        kind = app["rollout"].get("kind")
+        return kind in ("deploy", "restart") and (not app["rollout"].get("switched") or
+                                                  bool(self.store.old_dynos(app["name"])))
+
+    def routed_old(self, app: dict[str, Any]) -> list[dict[str, Any]]:
+        return [o for o in self.store.old_dynos(app["name"]) if o["routed"]]
+
+    def new_routable(self, app: dict[str, Any]) -> bool:
+        """Before a preboot deploy's switch the new dynos take no requests (while old ones can)."""
+        ro = app["rollout"]
+        return not (ro.get("kind") == "deploy" and not ro.get("switched") and self.routed_old(app))
+
+    # -- starting a rollout ------------------------------------------------------------------------
+    def on_release(self, app: dict[str, Any], version: int) -> None:
+        """Every release restarts the formation: with preboot, rolling, or plainly (stop, then start)."""
+        rows = [r for r in self.store.dynos(app["name"]) if not r["one_off"]]
+        if self.preboot_enabled(app):
+            web = [r for r in rows if r["type"] == "web"]
+            self.preboot(app, web, version, "deploy")
+            rows = [r for r in rows if r["type"] != "web"]  # workers restart as without preboot
+        elif app["space"] and rows:
+            self._start_rolling(app, rows, version)
+            return
+        for row in rows:
+            self.rt.apply_plan(row, plan_restart(row["name"], bool(app["space"]), False), release=version)
+
+    def preboot(self, app: dict[str, Any], rows: list[dict[str, Any]], version: int | None, kind: str,
+                event: str = "Restarting") -> None:
+        """New web dynos start now; the current ones become old generations that keep serving."""
+        now = time.time()
+        ro = app["rollout"] if app["rollout"].get("kind") in ("deploy", "restart") else {}
+        for row in rows:
+            self._keep_as_old(row)
+            self.rt.sink.heroku(app["name"], row["name"], event)
+            self.rt.sink.state(app["name"], row["name"], row["state"], "starting")
+            self.store.update_dyno(app["name"], row["name"], container=None, port=None, state="starting",
+                                   updated_at=now, release=version or row["release"], crashes=0, next_start=None)
+            fresh = self.store.dyno(app["name"], row["name"])
+            self.rt.start_dyno(fresh, Placement.ANY)  # type: ignore[arg-type]
+        if kind == "deploy":
+            ro = {"kind": "deploy", "release": version, "switched": False,
+                  "switch_at": now + self.rt.scale(preboot.SWITCH_AFTER)}
+        else:
+            ro = {**ro, "kind": "restart"} if ro.get("kind") == "deploy" else {"kind": "restart"}
+            # Old dynos stop 4-6 min after the (latest) restart: repeated restarts keep pushing it back.
+            for old in self.store.old_dynos(app["name"]):
+                self.store.update_old_dyno(old["container"], routed=1,
+                                           retire_at=now + self.rt.scale(preboot.restart_old_delay(self.rt.rng)))
+        self.store.update_app(app["name"], rollout=ro)
+        self.rt.sync_router()
+
+    def _keep_as_old(self, row: dict[str, Any]) -> None:
+        if not row["container"]:
+            return
+        self.store.add_old_dyno({"container": row["container"], "app": row["app"], "name": row["name"],
+                                 "instance": row["instance"], "port": row["port"], "release": row["release"],
+                                 "size": row["size"], "command": row["command"], "started_at": row["updated_at"],
+                                 "routed": int(row["state"] == "up"), "retire_at": None})
+
+    def _start_rolling(self, app: dict[str, Any], rows: list[dict[str, Any]], version: int) -> None:
+        names = sorted((r["name"] for r in rows), key=lambda n: (n.split(".")[0] != "web", n))
+        self.store.update_app(app["name"], rollout={"kind": "rolling", "release": version, "pending": names,
+                                                    "batch": []})
+        self._roll(self.store.app(app["name"]))  # type: ignore[arg-type]
+
+    # -- timers --------------------------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        for app in self.store.apps():
+            kind = app["rollout"].get("kind")
+            if kind in ("deploy", "restart"):
+                self._preboot_tick(app, now)
+            elif kind == "rolling":
+                self._roll(app)
+
+    def _preboot_tick(self, app: dict[str, Any], now: float) -> None:
+        ro = app["rollout"]
+        olds = self.store.old_dynos(app["name"])
+        if ro["kind"] == "deploy" and not ro.get("switched") and now >= ro["switch_at"]:
+            ro = {**ro, "switched": True}  # routing moves to the new dynos and away from the old at once
+            self.store.update_app(app["name"], rollout=ro)
+            self.retire_old(olds)
+            olds = []
+        due = [o for o in olds if o["retire_at"] is not None and o["retire_at"] <= now]
+        if due:
+            self.retire_old(due)
+        if (ro["kind"] == "restart" or ro.get("switched")) and not self.store.old_dynos(app["name"]):
+            self.store.update_app(app["name"], rollout={})
+
+    def retire_old(self, olds: list[dict[str, Any]]) -> None:
+        """Take old generations out of the router, then shut them down (SIGTERM, grace)."""
+        for o in olds:  # out of the routing set first; `ps --all` still lists them until they are gone
+            self.store.update_old_dyno(o["container"], routed=0)
+        self.rt.sync_router()
+        for o in olds:
+            self.store.delete_old_dyno(o["container"])
+            self.rt.sink.heroku(o["app"], o["name"], "Stopping all processes with SIGTERM")
+            self.rt.retire_container(o["container"], o["app"], o["name"], port=o["port"])
+
+    def _roll(self, app: dict[str, Any]) -> None:
+        ro = app["rollout"]
+        rows = {r["name"]: r for r in self.store.dynos(app["name"]) if not r["one_off"]}
+        if any(rows[n]["state"] != "up" for n in ro["batch"] if n in rows):
+            return  # the current batch is still booting
+        pending = [n for n in ro["pending"] if n in rows]
+        if not pending:
+            self.store.update_app(app["name"], rollout={})
+            return
+        formation = {k: Process(**v) for k, v in app["formation"].items()}
+        size = preboot.rolling_batch_size(max(1, len(desired_dyno_names(formation))))
+        batch, rest = pending[:size], pending[size:]
+        self.store.update_app(app["name"], rollout={**ro, "pending": rest, "batch": batch})
+        for name in batch:
+            row = self.store.dyno(app["name"], name)
+            if row is not None:
+                self.rt.apply_plan(row, plan_restart(name, True, False), release=ro["release"])

@@ -1,0 +1,241 @@
+"""Preboot and rolling deploys (lab-spec §7, seed 001), asserted with counts from live traffic.
+
+The lab runs at time scale 0.02 for these tests: the deploy switch (boot timeout + 2 min) comes after
+3.6 s, old dynos of a preboot restart stop after 4.8-7.2 s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from tests.conftest import SAMPLE_APP, Lab, wait_until
+
+pytestmark = pytest.mark.docker
+SCALE = 0.02
+
+
+@pytest.fixture
+def fast(lab: Lab):
+    lab.ok("timescale", str(SCALE))
+    yield lab
+    lab.ok("timescale", "0.05")
+
+
+@dataclass
+class Traffic:
+    """Steady requests through the router from a background thread (bounded in count and time)."""
+
+    lab: Lab
+    app: str
+    rps: float = 20.0
+    max_seconds: float = 60.0
+    records: list[dict] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __enter__(self) -> Traffic:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        started = time.time()
+        for _ in range(int(self.rps * self.max_seconds)):
+            if self._stop.is_set() or time.time() - started > self.max_seconds:
+                return
+            t = time.time()
+            rec = {"t": t, "status": 0, "release": None, "dyno": None, "pid": None, "greeting": None}
+            try:
+                # A new connection per request: a keep-alive connection that nginx closes at a reload
+                # while the client reuses it would count as a failure of the client, not of the platform.
+                r = session.get(f"http://127.0.0.1:{self.lab.port}/", timeout=5,
+                                headers={"Host": f"{self.app}.localhost", "Connection": "close"})
+                rec["status"] = r.status_code
+                if r.status_code == 200:
+                    body = r.json()
+                    rec.update(release=body["release"], dyno=body["dyno"], pid=(body["instance"], body["port"]),
+                               greeting=body["greeting"])
+            except requests.RequestException as err:
+                rec["error"] = f"{type(err).__name__}: {err}"[:300]
+            self.records.append(rec)
+            self._stop.wait(max(0.0, 1 / self.rps - (time.time() - t)))
+
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r["status"] != 200]
+
+
+def _app(lab: Lab, name: str, web: int = 2, preboot: bool = True, space: str | None = None) -> str:
+    if space:
+        lab.ok("spaces:create", space)
+        lab.ok("apps:create", name, "--space", space)
+    else:
+        lab.ok("apps:create", name)
+    lab.ok("deploy", str(SAMPLE_APP), "-a", name)
+    lab.ok("ps:scale", f"web={web}", "-a", name)
+    lab.wait_up(name, [f"web.{i}" for i in range(1, web + 1)])
+    if preboot:
+        lab.ok("features:enable", "preboot", "-a", name)
+    return name
+
+
+def _destroy(lab: Lab, name: str, space: str | None = None) -> None:
+    lab.ok("apps:destroy", "-a", name)
+    if space:
+        lab.ok("spaces:destroy", space)
+
+
+def _preboot_done(lab: Lab, app: str) -> bool:
+    return not any(d.get("old") for d in lab.json("ps", "--all", "-a", app))
+
+
+def test_preboot_deploy_zero_errors_hidden_old_and_switch(fast: Lab, app_name: str):
+    lab = fast
+    app = _app(lab, app_name)
+    try:
+        with Traffic(lab, app) as traffic:
+            time.sleep(1)
+            lab.ok("deploy", str(SAMPLE_APP), "-a", app)  # v2
+            deployed = time.time()
+            # ps shows only the new dynos while the old still serve (hidden; ps --all shows them).
+            shown = lab.dynos(app)
+            assert all(d["release"]["version"] == 2 for d in shown.values())
+            old = [d for d in lab.json("ps", "--all", "-a", app) if d.get("old")]
+            assert {d["release"]["version"] for d in old} == {1} and len(old) == 2
+            wait_until(lambda: _preboot_done(lab, app), 30, what="preboot complete")
+            time.sleep(1)
+        assert traffic.failed() == [], f"{len(traffic.failed())} failed requests during a preboot deploy"
+        after = [r for r in traffic.records if r["t"] > deployed]
+        v2_times = [r["t"] for r in after if r["release"] == "v2"]
+        last_v1 = max(r["t"] for r in after if r["release"] == "v1")
+        first_v2 = min(v2_times)
+        switch = (60 + 120) * SCALE
+        assert last_v1 - deployed >= switch * 0.8, "old code served until the switch"
+        assert first_v2 - deployed >= switch * 0.8, "new dynos got no request before the switch"
+        assert last_v1 - first_v2 < 0.5, "at most a short overlap at the switch"
+    finally:
+        _destroy(lab, app)
+
+
+def test_deploy_without_preboot_shows_the_gap(fast: Lab, app_name: str):
+    lab = fast
+    app = _app(lab, app_name, preboot=False)
+    try:
+        with Traffic(lab, app) as traffic:
+            time.sleep(1)
+            lab.ok("deploy", str(SAMPLE_APP), "-a", app)
+            lab.wait_up(app, ["web.1", "web.2"])
+            wait_until(lambda: lab.get(app).status_code == 200, 10)
+            time.sleep(1)
+        assert len(traffic.failed()) > 0, "without preboot the restart leaves a gap with failed requests"
+        assert {r["status"] for r in traffic.failed()} <= {503}
+    finally:
+        _destroy(lab, app)
+
+
+def test_preboot_restart_overlap_then_old_stop(fast: Lab, app_name: str):
+    lab = fast
+    app = _app(lab, app_name)
+    try:
+        with Traffic(lab, app) as traffic:
+            time.sleep(1)
+            before = {r["pid"] for r in traffic.records if r["status"] == 200}
+            lab.ok("ps:restart", "-a", app)
+            restarted = time.time()
+            wait_until(lambda: _preboot_done(lab, app), 30, what="old dynos stopped")
+            done = time.time()
+            time.sleep(0.5)
+        assert traffic.failed() == []
+        overlap = [r for r in traffic.records if restarted + 1 < r["t"] < done - 0.5]
+        olds = {r["pid"] for r in overlap} & before
+        news = {r["pid"] for r in overlap} - before
+        assert olds and news, "both generations answer during the overlap"
+        assert 4 * 60 * SCALE * 0.9 <= done - restarted <= 6 * 60 * SCALE + 3, "old stop at the scaled 4-6 min"
+    finally:
+        _destroy(lab, app)
+
+
+def test_formation_change_refused_mid_preboot_and_config_seen_by_old(fast: Lab, app_name: str):
+    lab = fast
+    app = _app(lab, app_name)
+    try:
+        lab.ok("config:set", "GREETING=old", "-a", app)
+        wait_until(lambda: _preboot_done(lab, app), 30)
+        with Traffic(lab, app) as traffic:
+            lab.ok("config:set", "GREETING=new", "-a", app)
+            changed = time.time()
+            r = lab.cli("ps:scale", "web=3", "-a", app)
+            assert r.code != 0
+            assert "Cannot change formation for a preboot app until preboot is complete" in r.err
+            assert len(lab.dynos(app)) == 2
+            wait_until(lambda: _preboot_done(lab, app), 30)
+        early = [r for r in traffic.records if r["status"] == 200 and changed <= r["t"] < changed + 180 * SCALE * 0.8]
+        assert early and all(r["greeting"] == "old" for r in early), "old dynos keep the old config"
+        assert traffic.records[-1]["greeting"] == "new"
+        assert traffic.failed() == []
+        lab.ok("ps:scale", "web=3", "-a", app)
+    finally:
+        _destroy(lab, app)
+
+
+def test_stuck_dyno_old_kept_until_ps_stop(fast: Lab, app_name: str):
+    lab = fast
+    app = _app(lab, app_name, web=1)
+    try:
+        lab.ok("ps:restart", "web.1", "-a", app)
+        time.sleep(1)
+        lab.ok("ps:restart", "web.1", "-a", app)
+        olds = [d for d in lab.json("ps", "--all", "-a", app) if d.get("old")]
+        assert len(olds) == 2, "each restart leaves one more old generation running"
+        lab.ok("ps:stop", "web.1", "-a", app)
+        wait_until(lambda: _preboot_done(lab, app), 5, what="ps:stop clears the old generations at once")
+        lab.wait_up(app, ["web.1"])
+    finally:
+        _destroy(lab, app)
+
+
+def test_private_space_rolling_deploy_one_at_a_time(fast: Lab, app_name: str):
+    lab = fast
+    space = f"s{app_name[1:]}"
+    app = _app(lab, app_name, web=4, preboot=False, space=space)
+    try:
+        most_down = 0
+        with Traffic(lab, app) as traffic:
+            lab.ok("deploy", str(SAMPLE_APP), "-a", app)
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                dynos = lab.dynos(app)
+                most_down = max(most_down, sum(1 for d in dynos.values() if d["state"] != "up"))
+                if all(d["state"] == "up" and d["release"]["version"] == 2 for d in dynos.values()):
+                    break
+                time.sleep(0.05)
+            time.sleep(0.5)
+        assert most_down <= 1, "rolling deploy: at most 25 % (1 of 4) replaced at a time"
+        assert all(d["release"]["version"] == 2 for d in lab.dynos(app).values())
+        assert traffic.failed() == [], traffic.failed()
+    finally:
+        _destroy(lab, app, space)
+
+
+def test_preboot_refused_on_eco_and_in_a_space(lab: Lab, app_name: str):
+    eco = _app(lab, app_name, web=1, preboot=False)
+    space = f"s{app_name[1:]}"
+    ps = _app(lab, f"p{app_name[1:]}", web=1, preboot=False, space=space)
+    try:
+        lab.ok("ps:type", "web=eco", "worker=eco", "-a", eco)
+        r = lab.cli("features:enable", "preboot", "-a", eco)
+        assert r.code != 0 and "not eco or basic" in r.err
+        r = lab.cli("features:enable", "preboot", "-a", ps)
+        assert r.code != 0 and "Private Space" in r.err and "rolling deploys" in r.err
+        assert "[ ] preboot" in lab.ok("features", "-a", ps)
+    finally:
+        _destroy(lab, eco)
+        _destroy(lab, f"p{app_name[1:]}", space)
