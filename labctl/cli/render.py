@@ -93,12 +93,15 @@ def formation_text(formation: list[dict[str, Any]]) -> str:
 def releases_text(app: str, releases: list[dict[str, Any]], now: float | None = None) -> str:
     if not releases:
         return f"=== ⬢ {app} Releases\n\nNo releases yet"
-    current = releases[0]["version"]
+    current = next((r["version"] for r in releases if r.get("status", "succeeded") == "succeeded"),
+                   releases[0]["version"])
     lines = [f"=== ⬢ {app} Releases - Current: v{current}"]
     width = max(len(r["description"]) for r in releases)
     for r in releases:
         stamp = ago(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"])), now)
-        lines.append(f"v{r['version']:<4} {r['description']:<{width}}  labctl@localhost  {stamp}")
+        status = {"failed": "  release command failed", "pending": "  release command executing"}.get(
+            r.get("status", ""), "")
+        lines.append(f"v{r['version']:<4} {r['description']:<{width}}  labctl@localhost  {stamp}{status}")
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ from labctl.domain import actions, names
 from labctl.domain.formation import Process, apply_updates, describe, initial_formation, parse_scale_args
 from labctl.domain.sizes import default_size
 from labctl.engine import images
-from labctl.errors import Conflict, InvalidInput, NotFound
+from labctl.errors import BuildFailed, Conflict, InvalidInput, NotFound
 from labctl.store import Store
 
 USER = "labctl@localhost"
@@ -138,8 +138,11 @@ class Manager:
         digest = _source_digest(src_dir)
         with self.rt.lock:
             formation = initial_formation(procfile, app["space"], self._formation(self.app(name)))
+            config = self.app(name)["config"]
+        rel = self._release(name, version, image, procfile, config, f"Deploy {digest}", progress)
+        with self.rt.lock:  # the formation follows the Procfile once the release went out
             self.store.update_app(name, formation={k: vars(p) for k, p in formation.items()})
-            rel = self._release(name, version, image, procfile, self.app(name)["config"], f"Deploy {digest}")
+            self.rt.tick()
         return rel
 
     def _reserve_version(self, name: str) -> int:
@@ -150,15 +153,66 @@ class Manager:
             return version
 
     def _release(self, name: str, version: int, image: str | None, procfile: dict[str, str],
-                 config: dict[str, str], description: str) -> dict[str, Any]:
-        """Record a release and restart the app's formation dynos on it (every release restarts, §7)."""
-        self.store.add_release({"app": name, "version": version, "image": image, "procfile": procfile,
-                                "config": config, "description": description, "status": "succeeded"})
-        self.sink.api(name, f"Release v{version} created by user {USER}")
-        self.sink.api(name, f"{description} by user {USER}")
-        self._restart_formation(name, version)
-        self.rt.wake()
-        return self.store.release(name, version)  # type: ignore[return-value]
+                 config: dict[str, str], description: str,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Record a release, run its release phase, then restart the formation on it (§7).
+
+        Release phase (heroku-reference §7): the Procfile's ``release:`` command runs in a one-off
+        ``release.NNNN`` dyno before any dyno boots on the new release; a non-zero exit fails the release
+        and the current one keeps running. Called without the lock held: the release dyno may take a while.
+        """
+        with self.rt.lock:
+            self.store.add_release({"app": name, "version": version, "image": image, "procfile": procfile,
+                                    "config": config, "description": description, "status": "pending"})
+        status = self._release_phase(name, version, procfile.get("release"), progress or (lambda _l: None))
+        with self.rt.lock:
+            if status != 0:
+                self.store.add_release({**self.store.release(name, version), "status": "failed"})  # type: ignore[dict-item]
+                self.sink.api(name, f"Release v{version} failed: release command exited with status {status}")
+                current = self.store.current_release(name)
+                keep = f"v{current['version']} keeps running" if current else "nothing was deployed"
+                raise BuildFailed(f"Release command failed (exit status {status}): v{version} was not released; "
+                                  f"{keep}.")
+            self.store.add_release({**self.store.release(name, version), "status": "succeeded"})  # type: ignore[dict-item]
+            self.sink.api(name, f"Release v{version} created by user {USER}")
+            self.sink.api(name, f"{description} by user {USER}")
+            self._restart_formation(name, version)
+            self.rt.wake()
+            return self.store.release(name, version)  # type: ignore[return-value]
+
+    def _release_phase(self, name: str, version: int, command: str | None, progress: Callable[[str], None]) -> int:
+        """Run the release command attached; its output goes to ``progress`` and the logs. Returns its status."""
+        if not command:
+            return 0
+        with self.rt.lock:
+            app = self.app(name)
+            taken = {r["name"] for r in self.store.dynos(name)}
+            dyno = names.one_off_name("release", taken)
+            proc = Process("release", 1, default_size(app["space"]), command)
+            row = self.rt._new_dyno_row(app, dyno, proc, version, one_off=True, attach=True)
+            row["next_start"] = None
+            progress(f"Running release command... ({dyno}: {command})")
+            self.rt.start_dyno(row)
+            fresh = self.store.dyno(name, dyno)
+        cid = fresh["container"] if fresh else None
+        if not cid:
+            return 1
+        status = None
+        try:
+            buf = ""
+            for chunk in self.rt.engine.output(cid):
+                buf += chunk
+                while "\n" in buf:
+                    line, buf = buf.split("\n", 1)
+                    progress(line)
+                    self.sink.app(name, dyno, line)
+            if buf:
+                progress(buf)
+                self.sink.app(name, dyno, buf)
+            status = self.rt.engine.wait(cid)
+        finally:
+            self.finish_attached(name, dyno, cid)
+        return status if status is not None else 1
 
     def _restart_formation(self, name: str, version: int) -> None:
         procfile = self.store.release(name, version)["procfile"]  # type: ignore[index]
@@ -181,8 +235,9 @@ class Manager:
             target = self.store.release(name, target_v)
             if target is None or target["status"] != "succeeded":
                 raise NotFound(f"Couldn't find release v{target_v} of ⬢ {name}")
-            return self._release(name, self.store.next_version(name), target["image"], target["procfile"],
-                                 target["config"], f"Rollback to v{target_v}")
+            version = self._reserve_version(name)
+        return self._release(name, version, target["image"], target["procfile"], target["config"],
+                             f"Rollback to v{target_v}")
 
     def config(self, name: str) -> dict[str, str]:
         return dict(self.app(name)["config"])
@@ -206,9 +261,9 @@ class Manager:
             current = self.store.current_release(name)
             if current is None:  # nothing deployed yet: config waits for the first deploy
                 return {"config": config, "release": None}
-            rel = self._release(name, self.store.next_version(name), current["image"], current["procfile"], config,
-                                f"{verb} {keys} config vars")
-            return {"config": config, "release": rel}
+            version = self._reserve_version(name)
+        rel = self._release(name, version, current["image"], current["procfile"], config, f"{verb} {keys} config vars")
+        return {"config": config, "release": rel}
 
     # -- formation ---------------------------------------------------------------------------------
     @staticmethod

@@ -29,6 +29,7 @@ from labctl.store import Store
 log = logging.getLogger("labctl.runtime")
 DRAIN_DELAY = 0.15  # seconds between removing a dyno from the router and sending it SIGTERM
 FULL_SYNC_EVERY = 5.0
+MIN_BOOT = 2.0
 
 
 class Runtime:
@@ -290,7 +291,9 @@ class Runtime:
             self.sink.heroku(app["name"], row["name"], f"Error starting process: {str(err)[:200]}")
             self._crashed(row, app, now)
             return
-        deadline = now + self.scale(clock.BOOT_TIMEOUT) if is_web else None
+        # R10 counts from the process launch, not from the container's creation (heroku-reference §2.2).
+        # Lab floor: a scaled boot timeout never drops below MIN_BOOT seconds, what a container needs here.
+        deadline = time.time() + max(MIN_BOOT, self.scale(clock.BOOT_TIMEOUT)) if is_web else None
         self.store.update_dyno(app["name"], row["name"], instance=instance, container=info.id,
                                port=port if is_web else None, state="starting", updated_at=now,
                                next_start=None, boot_deadline=deadline, up_since=None,
