@@ -156,3 +156,17 @@ def features_enable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAUL
 def features_disable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
     """Disable a feature (no restart)."""
     _set_feature(lab, app_name, feature, False)
+
+
+@app.command("stacks")
+def stacks(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """List the stacks dynos run on (one here: lab-24, Debian trixie with Python 3.13)."""
+    from labctl import const
+
+    rows = [{"name": const.STACK_NAME, "image": const.STACK_IMAGE, "base": f"Debian {const.DEBIAN_SUITE}",
+             "python": "3.13", "default": True}]
+    if json:
+        return render.as_json(rows)
+    render.out("=== Available Stacks")
+    for r in rows:
+        render.out(f"* {r['name']}  ({r['base']}, Python {r['python']}; image {r['image']})")
