@@ -28,6 +28,9 @@ STACK_IMAGE = f"labctl/stack:{STACK_NAME}"
 DEBIAN_SUITE = "trixie"
 
 DEFAULT_HTTP_PORT = 5080
+DEFAULT_HTTPS_PORT = 5443
+ROUTER_CERT = "/etc/nginx/labctl/router.crt"  # inside the router container
+ROUTER_KEY = "/etc/nginx/labctl/router.key"
 DEFAULT_POOL_SIZE = 3
 
 # Env var a dyno reads to learn the runtime instance it runs on (documented in README).

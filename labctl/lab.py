@@ -32,13 +32,14 @@ def _alive(d: LabDir) -> bool:
 
 
 def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = None, timescale: float | None = None,
-       pool_size: int | None = None, base_image: str | None = None) -> dict[str, Any]:
+       pool_size: int | None = None, base_image: str | None = None, https_port: int | None = None) -> dict[str, Any]:
     """Build images if needed, start the controller (which starts the router). Idempotent."""
     d = LabDir(lab)
     client = connect()
     if d.exists() and _alive(d):
         s = d.settings()
         if (http_port not in (None, s.http_port) or timescale not in (None, s.timescale)
+                or https_port not in (None, s.https_port) and not (https_port == 0 and http_port == 0)
                 or pool_size not in (None, s.pool_size)):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
         return {"changed": False, **Client(lab).get("/lab")}
@@ -47,7 +48,10 @@ def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = Non
         s = d.settings()
     else:
         s = Settings(lab=lab)
+    if https_port is None and http_port == 0:
+        https_port = 0  # "any free port" for HTTP means the same for HTTPS (tests, scenarios, bench)
     s.http_port = http_port if http_port is not None else s.http_port
+    s.https_port = https_port if https_port is not None else s.https_port
     s.timescale = timescale if timescale is not None else s.timescale
     s.pool_size = pool_size if pool_size is not None else s.pool_size
     _check_settings(s)
@@ -64,8 +68,9 @@ def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = Non
 
 
 def _check_settings(s: Settings) -> None:
-    if not (0 <= s.http_port <= 65535):
-        raise LabError(f"Invalid HTTP port {s.http_port}")
+    for port in (s.http_port, s.https_port):
+        if not (0 <= port <= 65535):
+            raise LabError(f"Invalid port {port}")
     if not (0.000001 <= s.timescale <= 100):
         raise LabError(f"Invalid time scale {s.timescale}: it must be between 0.000001 and 100")
     if not (1 <= s.pool_size <= 20):

@@ -23,6 +23,7 @@ _LAB_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 class Settings:
     lab: str
     http_port: int = const.DEFAULT_HTTP_PORT
+    https_port: int = const.DEFAULT_HTTPS_PORT
     timescale: float = 1.0
     pool_size: int = const.DEFAULT_POOL_SIZE
 

@@ -14,6 +14,8 @@ def _status_text(s: dict) -> str:
     return "\n".join([
         f"=== Lab {s['lab']}",
         f"Router:      {s['router']['url']}  (apps: {s['router']['app_url']})",
+        *([f"HTTPS:       {s['router']['https_url']}  (apps: {s['router']['https_app_url']}; "
+           f"CA: {s['router']['ca_cert']})"] if s["router"].get("https_url") else []),
         f"Time scale:  {s['timescale']}",
         f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
         f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
@@ -25,6 +27,7 @@ def _status_text(s: dict) -> str:
 def up(
     lab: Lab = DEFAULT_LAB,
     http_port: Annotated[int | None, typer.Option(help="Router port on 127.0.0.1 (default 5080; 0 = any).")] = None,
+    https_port: Annotated[int | None, typer.Option(help="Router TLS port on 127.0.0.1 (default 5443).")] = None,
     timescale: Annotated[float | None, typer.Option(help="Multiplies every platform duration (default 1.0).")] = None,
     pool_size: Annotated[int | None, typer.Option(help="Common Runtime shared instances (default 3).")] = None,
     base_image: Annotated[str | None, typer.Option(envvar="LABCTL_BASE_IMAGE",
@@ -35,7 +38,7 @@ def up(
     from labctl import lab as lablib
 
     result = lablib.up(lab, render.progress, http_port=http_port, timescale=timescale, pool_size=pool_size,
-                       base_image=base_image)
+                       base_image=base_image, https_port=https_port)
     if json:
         return render.as_json(result)
     render.out(f"Lab {lab} is {'up' if result['changed'] else 'already up'}.")
@@ -99,3 +102,31 @@ def timescale(factor: Annotated[float | None, typer.Argument(help="New factor, e
     c = client(lab)
     s = c.patch("/lab", {"timescale": factor}) if factor is not None else c.get("/lab")
     render.as_json({"timescale": s["timescale"]}) if json else render.out(f"Time scale: {s['timescale']}")
+
+
+@app.command("certs")
+def certs(lab: Lab = DEFAULT_LAB, install: Annotated[bool, typer.Option(
+        "--install", help="Add the lab's CA to this machine's trust store (Debian: update-ca-certificates).")] = False,
+          json: Json = False) -> None:
+    """Print the lab's local CA certificate (the router's HTTPS is signed by it), or install it."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from labctl.errors import LabError
+
+    ca = Path(client(lab).get("/lab")["router"].get("ca_cert") or "")
+    if not ca.is_file():
+        raise LabError("This lab has no CA (HTTPS is off); see controller.log in the state directory")
+    if install:
+        dest = Path("/usr/local/share/ca-certificates/labctl-" + lab + ".crt")
+        try:
+            shutil.copyfile(ca, dest)
+            subprocess.run(["update-ca-certificates"], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as err:
+            raise LabError(f"Could not install the CA into {dest}: {err} (run as root)") from None
+        return render.out(f"Installed {ca} as {dest}")
+    if json:
+        return render.as_json({"ca_cert": str(ca)})
+    render.out(f"# {ca}  (curl --cacert {ca} https://<app>.localhost:PORT/)")
+    render.out(ca.read_text().rstrip())

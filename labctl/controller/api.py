@@ -144,16 +144,44 @@ class Api:
         return self._attached(app, view)
 
     def _attached(self, app: str, view: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Stream an attached one-off's output; a heartbeat each second notices a client that went away.
+
+        A vanished client gets Heroku's treatment (heroku-reference §1.6): SIGHUP to the dyno's processes,
+        and R16 then a stop if it keeps running.
+        """
+        import queue
+        import threading
+
         cid = view["container"]
         yield {"dyno": view}
+        if not cid:
+            yield {"result": {"status": None, "dyno": view["name"]}}
+            return
+        chunks: queue.Queue[str | None] = queue.Queue()
+
+        def pump() -> None:
+            for chunk in self.m.rt.engine.output(cid):
+                chunks.put(chunk)
+            chunks.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        finished = False
         try:
-            if cid:
-                for chunk in self.m.rt.engine.output(cid):
-                    yield {"output": chunk}
-            status = self.m.rt.engine.wait(cid) if cid else None
+            while True:
+                try:
+                    chunk = chunks.get(timeout=1.0)
+                except queue.Empty:
+                    yield {"heartbeat": True}
+                    continue
+                if chunk is None:
+                    break
+                yield {"output": chunk}
+            status = self.m.rt.engine.wait(cid)
+            finished = True
         finally:
-            if cid:
-                self.m.finish_attached(app, view["name"], cid)
+            if not finished:
+                self.m.hang_up(app, view["name"], cid)
+            self.m.finish_attached(app, view["name"], cid)
         yield {"result": {"status": status, "dyno": view["name"]}}
 
 
@@ -267,6 +295,10 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
                 return
             except LabError as err:
                 self.wfile.write(json.dumps({"error": {"id": type(err).__name__, "message": str(err)}}).encode())
+            finally:
+                close = getattr(rows, "close", None)
+                if close:
+                    close()  # a generator's cleanup (e.g. hanging up an attached one-off) runs now
 
         def do_GET(self) -> None:  # noqa: N802
             self._handle("GET")

@@ -55,17 +55,22 @@ def serve(lab: str) -> int:
     store = Store(d.file("lab.db"))
     engine = Engine(connect(), lab)
     sink = LogSink(store)
+    tls_files = _router_tls(d)
     runtime = Runtime(store, engine, sink, timescale=settings.timescale, http_port=settings.http_port,
-                      pool_size=settings.pool_size)
+                      pool_size=settings.pool_size, https_port=settings.https_port, tls=tls_files)
     runtime.start()
     manager = Manager(store, runtime, sink, lab)
     started = time.time()
 
     def status() -> dict:
         s = d.settings()
-        port = engine.router_port() or s.http_port
-        return {"lab": lab, "router": {"url": f"http://127.0.0.1:{port}", "port": port,
-                                       "app_url": f"http://<app>.localhost:{port}"},
+        ports = engine.router_ports()
+        port, tport = ports.get("http", s.http_port), ports.get("https")
+        router = {"url": f"http://127.0.0.1:{port}", "port": port, "app_url": f"http://<app>.localhost:{port}"}
+        if tport:
+            router.update(https_url=f"https://127.0.0.1:{tport}", https_port=tport,
+                          https_app_url=f"https://<app>.localhost:{tport}", ca_cert=str(d.file("ca.crt")))
+        return {"lab": lab, "router": router,
                 "timescale": runtime.scale.factor, "pool_size": s.pool_size, "controller_pid": os.getpid(),
                 "uptime_s": round(time.time() - started, 1), "apps": len(store.apps()),
                 "spaces": len(store.spaces()), "dynos": len(store.dynos()), "instances": len(store.instances()),
@@ -91,6 +96,26 @@ def serve(lab: str) -> int:
     runtime.stopping = True
     store.close()
     return 0
+
+
+def _router_tls(d: LabDir):  # noqa: ANN202 - returns a function: app names -> files for the router
+    """The router's certificate from the lab's local CA (created once, under the state dir).
+
+    Browsers and curl do not accept a ``*.localhost`` wildcard (one label under a top-level name), so the
+    certificate names every app: it is issued again when an app appears.
+    """
+    from labctl import const
+    from labctl.engine import tls
+
+    def files_for(apps: list[str]) -> dict[str, str]:
+        try:
+            files = tls.ensure_ca(d.path, [f"{a}.localhost" for a in apps])
+        except Exception:  # noqa: BLE001 - HTTPS is optional: log why and serve HTTP only
+            log.exception("no TLS for the router")
+            return {}
+        return {const.ROUTER_CERT: files.router_cert.read_text(), const.ROUTER_KEY: files.router_key.read_text()}
+
+    return files_for
 
 
 def supervise(lab: str) -> int:

@@ -397,6 +397,19 @@ class Manager:
             self.rt.start_dyno(row)
             return self.dyno_view(self.store.dyno(name, dyno) or row)
 
+    def hang_up(self, name: str, dyno: str, container: str) -> None:
+        """The attached client went away: SIGHUP, then R16 and a stop if the process keeps running."""
+        from labctl.domain import clock
+
+        self.sink.heroku(name, dyno, "Client connection closed. Sending SIGHUP to all processes")
+        engine = self.rt.engine
+        engine.signal(container, "SIGHUP")
+        if engine.wait_for_exit(container, max(1.0, self.rt.scale(clock.SHUTDOWN_GRACE))):
+            return
+        self.sink.heroku(name, dyno, "Error R16 (Detached) -> An attached process is not responding to SIGHUP "
+                                     "after its external connection was closed.")
+        engine.terminate(container, self.rt.scale(clock.SHUTDOWN_GRACE))
+
     def finish_attached(self, name: str, dyno: str, container: str) -> None:
         with self.rt.lock:
             self.rt.attached.discard(container)

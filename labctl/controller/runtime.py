@@ -36,12 +36,17 @@ class Runtime:
     """Applies plans to containers and keeps the engine converged on the store's intent."""
 
     def __init__(self, store: Store, engine: Engine, sink: LogSink, *, timescale: float, http_port: int,
-                 pool_size: int):
+                 pool_size: int, https_port: int | None = None,
+                 tls: Callable[[list[str]], dict[str, str]] | None = None):
         self.store = store
         self.engine = engine
         self.sink = sink
         self.scale = clock.TimeScale(timescale)
         self.http_port = http_port
+        self.https_port = https_port
+        self.tls_for = tls  # app names -> {path in the router: PEM text} (certificate and key)
+        self.tls: dict[str, str] = {}
+        self.tls_names: tuple[str, ...] | None = None
         self.pool_size = pool_size
         self.lock = threading.RLock()
         self.wakeup = threading.Event()
@@ -68,10 +73,14 @@ class Runtime:
     def start(self) -> None:
         """Bring networks, router and pool up, adopt what runs, then reconcile forever in a thread."""
         with self.lock:
+            self._refresh_tls()
             nets = [self.engine.ensure_network(None)]
             nets += [self.engine.ensure_network(s["name"]) for s in self.store.spaces()]
-            self.engine.ensure_router(const.STACK_IMAGE, self.http_port, nets, self._render_routes()[1])
-            self.http_port = self.engine.router_port() or self.http_port  # port 0 = let the engine choose
+            self.engine.ensure_router(const.STACK_IMAGE, self.http_port, nets, self._render_routes()[1],
+                                      https_port=self.https_port if self.tls else None, files=self.tls)
+            ports = self.engine.router_ports()  # port 0 = let the engine choose
+            self.http_port = ports.get("http", self.http_port)
+            self.https_port = ports.get("https", self.https_port)
             self.ensure_pool()
             self._adopt()
         self.engine.watch_events(self._on_event)
@@ -535,13 +544,29 @@ class Runtime:
                 code = "H20"
             routes.append(router_conf.AppRoute(app["name"], backends, retry=not app["space"], empty_code=code,
                                                maintenance=bool(app["maintenance"])))
+        tls = {"tls_cert": const.ROUTER_CERT, "tls_key": const.ROUTER_KEY,
+               "https_port_public": self.https_port or 0} if self.tls else {}
         settings = router_conf.RouterSettings(http_port_public=self.http_port, timescale=self.scale.factor,
-                                              generation=generation)
+                                              generation=generation, **tls)
         return tuple(routes), router_conf.render_nginx_conf(routes, settings)
+
+    def _refresh_tls(self) -> bool:
+        """Issue the router certificate again when the set of apps changed; True when it did."""
+        names = tuple(sorted(a["name"] for a in self.store.apps()))
+        if self.tls_for is None or names == self.tls_names:
+            return False
+        self.tls = self.tls_for(list(names))
+        self.tls_names = names
+        return True
 
     def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None:
         """Reload the router when the routing set changed; returns once the new set is in force."""
         key, _ = self._render_routes(also_up=also_up)
+        if self._refresh_tls() and self.engine.router_ports().get("https"):
+            for path, text in self.tls.items():
+                self.engine.put_file(self.engine.router_name(), path, text,
+                                     mode=0o600 if path.endswith(".key") else 0o644)
+            self.applied_routes = None  # nginx reads certificates at reload
         if key != self.applied_routes:
             self.generation += 1
             _, conf = self._render_routes(self.generation, also_up)

@@ -114,19 +114,28 @@ class Engine:
     def router_name(self) -> str:
         return f"{self.prefix}-router"
 
-    def ensure_router(self, image: str, http_port: int, networks: Iterable[str], conf: str) -> ContainerInfo:
-        """Start the nginx router (published on 127.0.0.1 only) attached to every lab network."""
+    def ensure_router(self, image: str, http_port: int, networks: Iterable[str], conf: str,
+                      https_port: int | None = None, files: dict[str, str] | None = None) -> ContainerInfo:
+        """Start the nginx router (published on 127.0.0.1 only) attached to every lab network.
+
+        ``files`` (path -> text) are installed before nginx starts: the TLS certificate and key.
+        """
         networks = list(networks)
         try:
             c = self.client.containers.get(self.router_name())
             if c.status != "running":
                 c.start()
         except docker.errors.NotFound:
+            ports: dict[str, tuple[str, int | None]] = {"80/tcp": ("127.0.0.1", http_port or None)}
+            if https_port is not None:
+                ports["443/tcp"] = ("127.0.0.1", https_port or None)
             c = self.client.containers.create(
                 image, ["nginx", "-g", "daemon off;"], name=self.router_name(), init=True,
-                labels=lab_labels(self.lab, const.KIND_ROUTER), ports={"80/tcp": ("127.0.0.1", http_port or None)},
+                labels=lab_labels(self.lab, const.KIND_ROUTER), ports=ports,
                 network=networks[0], restart_policy={"Name": "unless-stopped"},
             )
+            for path, text in (files or {}).items():
+                self.put_file(c.id, path, text, mode=0o600 if path.endswith(".key") else 0o644)
             self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
             c.start()
         c.reload()
@@ -135,6 +144,19 @@ class Engine:
             if net not in attached:
                 self.client.networks.get(net).connect(c)
         return self.info(c.id)
+
+    def router_ports(self) -> dict[str, int]:
+        """The router's published loopback ports: {"http": N, "https": M}."""
+        try:
+            c = self.client.containers.get(self.router_name())
+        except docker.errors.NotFound:
+            return {}
+        out = {}
+        for key, name in (("80/tcp", "http"), ("443/tcp", "https")):
+            bound = (c.attrs["NetworkSettings"].get("Ports") or {}).get(key) or []
+            if bound:
+                out[name] = int(bound[0]["HostPort"])
+        return out
 
     def router_port(self) -> int | None:
         try:
@@ -182,15 +204,21 @@ class Engine:
             if streak == 0:
                 time.sleep(0.01)
 
-    def put_file(self, container_id: str, path: str, text: str) -> None:
+    def put_file(self, container_id: str, path: str, text: str, mode: int = 0o644) -> None:
         data = text.encode()
         buf = io.BytesIO()
+        directory, name = path.rsplit("/", 1)
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(path.rsplit("/", 1)[1])
+            parts = directory.strip("/").split("/")
+            for i in range(len(parts)):  # the parent directories too, so any path works
+                d = tarfile.TarInfo("/".join(parts[: i + 1]))
+                d.type, d.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(d)
+            info = tarfile.TarInfo(f"{directory.strip('/')}/{name}")
             info.size = len(data)
-            info.mode = 0o644
+            info.mode = mode
             tar.addfile(info, io.BytesIO(data))
-        self.client.api.put_archive(container_id, path.rsplit("/", 1)[0], buf.getvalue())
+        self.client.api.put_archive(container_id, "/", buf.getvalue())
 
     # -- sandboxes (an instance's network namespace for one app) ----------------------------------
     def create_sandbox(self, image: str, instance: str, app: str, network: str, space: str | None) -> tuple[str, str]:
@@ -285,6 +313,22 @@ class Engine:
                         self.client.api.logs(container_id, stream=True, follow=True))
         except ENGINE_ERRORS:
             return
+
+    def signal(self, container_id: str, sig: str) -> None:
+        try:
+            self.client.containers.get(container_id).kill(sig)
+        except ENGINE_ERRORS:
+            pass
+
+    def wait_for_exit(self, container_id: str, timeout: float) -> bool:
+        """True when the container exited within ``timeout`` seconds (or is gone)."""
+        try:
+            self.client.containers.get(container_id).wait(timeout=timeout)
+            return True
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            return False
+        except docker.errors.NotFound:
+            return True
 
     def kill(self, container_id: str) -> None:
         try:

@@ -163,3 +163,21 @@ def test_unknown_dyno_and_bad_scale_change_nothing(lab: Lab, cr_app: str):
     assert r.code != 0 and "Couldn't find that process type" in r.err
     after = lab.dynos(app)
     assert {k: v["container"] for k, v in after.items()} == {k: v["container"] for k, v in before.items()}
+
+
+def test_attached_run_hangs_up_when_the_client_goes_away(lab: Lab, cr_app: str):
+    import requests
+
+    from labctl.labdir import LabDir
+
+    d = LabDir(lab.name)
+    resp = requests.post(f"http://127.0.0.1:{d.api()['port']}/apps/{cr_app}/dynos", stream=True, timeout=30,
+                         headers={"Authorization": f"Bearer {d.token()}"}, json={"command": "sleep 600",
+                                                                                 "attach": True})
+    first = next(resp.iter_lines())
+    assert b'"dyno"' in first
+    name = [dn for dn in lab.dynos(cr_app) if dn.startswith("run.")][0]
+    resp.close()  # the learner closed the terminal
+    wait_until(lambda: "Client connection closed. Sending SIGHUP to all processes" in lab.logs(cr_app), 15,
+               what="SIGHUP on hang-up")
+    wait_until(lambda: name not in lab.dynos(cr_app), 20, what="the one-off ends")
