@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json as jsonlib
+import shutil
 import sys
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -24,7 +26,9 @@ class _LiveView:
 
     def __call__(self, live: trafficlib.Live) -> None:
         if self.tty:
-            text = render.traffic_live_text(self.app, live, trafficlib.WINDOW_S)
+            width = shutil.get_terminal_size((120, 40)).columns - 1  # no wrapping, so the redraw stays in place
+            text = "\n".join(line[:width] for line in
+                              render.traffic_live_text(self.app, live, trafficlib.WINDOW_S).splitlines())
             up = f"\x1b[{self.drawn}F\x1b[J" if self.drawn else ""
             sys.stdout.write(up + text + "\n")
             sys.stdout.flush()
@@ -59,12 +63,14 @@ def traffic(
     name = require_app(app_name)
     seconds = parse_duration(duration)
     trafficlib.check_params(rps, seconds, timeout)
+    api = client(lab)
+    api.get(f"/apps/{quote(name)}")  # an unknown app: one line, before anything is sent
     to_stdout = json_file == "-"
     view = _LiveView(name, tty=sys.stdout.isatty() and not to_stdout)
     render.progress(f"Sending {rps:g} requests/s to ⬢ {name} for {seconds:g} s "
                     f"(at most {max(1, round(rps * seconds))} requests)…")
     result = trafficlib.run_traffic(name, rps=rps, duration=seconds, path=path, timeout=timeout,
-                                    on_tick=view, client=client(lab))
+                                    on_tick=view, client=api)
     view.clear()
     if to_stdout:
         sys.stdout.write(jsonlib.dumps(result.to_json(), indent=1, default=str) + "\n")

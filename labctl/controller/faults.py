@@ -150,13 +150,6 @@ class FaultManager:
                     except (LabError, *ENGINE_ERRORS) as err:
                         log.warning("could not re-apply faults of %s: %s", inst["id"], err)
         threading.Thread(target=self._timer, daemon=True, name="fault-expiry").start()
-        threading.Thread(target=self._warm_probe, daemon=True, name="fault-probe").start()
-
-    def _warm_probe(self) -> None:
-        try:
-            self.fe.probe()
-        except (LabError, *ENGINE_ERRORS) as err:
-            log.warning("fault support probe failed: %s", err)
 
     def register(self, api: Any) -> None:
         r = api.add_route
@@ -289,6 +282,7 @@ class FaultManager:
 
     # -- engine ------------------------------------------------------------------------------------------
     def _require_support(self, kind: str) -> None:
+        """The first fault of a controller's life probes the engine (about a second); the verdict is cached."""
         support: Support = self.fe.probe()[kind]
         if not support.supported:
             raise InvalidInput(f"{kind} faults are not supported on this engine: {support.reason}. "

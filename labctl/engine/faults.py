@@ -18,6 +18,7 @@ The pure part (parsing rates and durations, building the shell script) is tested
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shlex
@@ -256,7 +257,7 @@ class FaultEngine:
     # -- what this engine and kernel can do ---------------------------------------------------------------
     def probe(self, image: str = const.STACK_IMAGE, refresh: bool = False) -> dict[str, Support]:
         """Try every mechanism for real in a throwaway NET_ADMIN container; cached per engine for the process."""
-        key = str(self.client.api.base_url)
+        key = f"{os.environ.get('DOCKER_HOST', '')} {self.client.api.base_url}"  # one verdict per engine
         with _PROBE_LOCK:
             if key in _PROBES and not refresh:
                 return _PROBES[key]
