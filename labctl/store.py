@@ -250,10 +250,21 @@ class Store:
             (app, ts if ts is not None else time.time(), source, dyno, msg),
         )
 
-    def logs(self, app: str, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._all(
-            "SELECT * FROM logs WHERE app = ? AND id > ? ORDER BY id DESC LIMIT ?", (app, after, limit)
-        )
+    def logs(self, app: str, after: int = 0, limit: int = 100, dyno: str | None = None, ptype: str | None = None,
+             source: str | None = None) -> list[dict[str, Any]]:
+        """The last ``limit`` lines after id ``after``; ``dyno`` matches a name (web.1) or a type (web)."""
+        where, args = ["app = ?", "id > ?"], [app, after]
+        if source:
+            where.append("source = ?")
+            args.append(source)
+        if dyno:
+            where.append("(dyno = ? OR dyno LIKE ?)")
+            args += [dyno, f"{dyno}.%"]
+        if ptype:
+            where.append("dyno LIKE ?")
+            args.append(f"{ptype}.%")
+        rows = self._all(f"SELECT * FROM logs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+                         (*args, limit))
         return list(reversed(rows))
 
     def prune_logs(self) -> None:

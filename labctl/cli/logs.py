@@ -38,7 +38,8 @@ def logs(
     if source not in (None, "app", "heroku"):
         raise InvalidInput("--source must be app or heroku")
     c = client(lab)
-    rows = c.get(f"/apps/{quote(name)}/log-lines", n=1500)
+    filters = {k: v for k, v in {"dyno": dyno, "ptype": ptype, "source": source}.items() if v}
+    rows = c.get(f"/apps/{quote(name)}/log-lines", n=num, **filters)
     shown = [r for r in rows if matches(r, dyno, ptype, source)][-num:]
     emit = render.as_json if json else (lambda r: render.out(render.log_line(r)))
     if json and not tail:
@@ -48,7 +49,7 @@ def logs(
     last = rows[-1]["id"] if rows else 0
     while tail:
         time.sleep(0.5)
-        for r in c.get(f"/apps/{quote(name)}/log-lines", after=last, n=1500):
+        for r in c.get(f"/apps/{quote(name)}/log-lines", after=last, n=1500, **filters):
             last = r["id"]
             if matches(r, dyno, ptype, source):
                 emit(r)

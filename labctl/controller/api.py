@@ -125,7 +125,8 @@ class Api:
 
     def _logs(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         try:
-            return self.m.logs(app, int(q.get("after", 0)), int(q.get("n", 100)))
+            return self.m.logs(app, int(q.get("after", 0)), int(q.get("n", 100)), dyno=q.get("dyno"),
+                               ptype=q.get("ptype"), source=q.get("source"))
         except ValueError:
             raise InvalidInput("after and n must be integers") from None
 

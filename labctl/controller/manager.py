@@ -484,9 +484,9 @@ class Manager:
                 "release": rel["version"] if rel else None, "web_url": None,
                 "formation": self.formation(name), "region": "lab"}
 
-    def logs(self, name: str, after: int, limit: int) -> list[dict[str, Any]]:
+    def logs(self, name: str, after: int, limit: int, **filters: str | None) -> list[dict[str, Any]]:
         self.app(name)
-        return self.store.logs(name, after=after, limit=min(max(limit, 1), 1500))
+        return self.store.logs(name, after=after, limit=min(max(limit, 1), 1500), **filters)
 
 
 def _iso(ts: float | None) -> str | None:
