@@ -19,9 +19,12 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import docker
 import docker.errors
@@ -322,70 +325,306 @@ def _stack_hash(image: Image | None) -> str | None:
 
 
 # -- slugs ----------------------------------------------------------------------------------------------
+STACK_PYTHON = "3.13"  # the stack's Python minor version (images/stack/Dockerfile: Debian trixie's python3)
+BUILD_TMP = "/tmp/labctl-build"  # build-only files (CA bundle, generated requirements), deleted after pip
+PIP_INSTALL = (f"{VENV}/bin/pip install --no-cache-dir --no-input --disable-pip-version-check "
+               "--progress-bar off")
+COLLECTSTATIC = "python manage.py collectstatic --noinput"
+INDENT = "       "  # the buildpack indents what a step prints under its "-----> " line
+
+
 def slug_tag(lab: str, app: str, version: int) -> str:
     return f"{SLUG_REPO}/{lab}-{app}:v{version}"
 
 
 def build_slug(client: docker.DockerClient, *, lab: str, app: str, version: int, src_dir: Path,
-               progress: Progress) -> str:
-    """Build release ``version``'s app image from ``src_dir`` as Heroku's Python buildpack lays it out:
-    the app in /app, its requirements in a virtualenv at /app/.heroku/python, first on PATH.
+               progress: Progress, build_env: Mapping[str, str] | None = None) -> str:
+    """Build release ``version``'s app image from ``src_dir`` as Heroku's Python buildpack's main path does:
+    the app in /app, its dependencies in a virtualenv at /app/.heroku/python (first on PATH), installed with
+    pip from requirements.txt, else from pyproject.toml's ``[project] dependencies`` (pinned by uv.lock when
+    there is one); ``.python-version`` checked against the stack's Python; Django's collectstatic run.
 
+    ``build_env`` is what the build may read of the app's config: only ``DISABLE_COLLECTSTATIC``. The build
+    steps themselves run without the app's config vars (collectstatic included).
+    Output goes to ``progress`` in the buildpack's shape (``-----> `` steps, indented detail).
     Returns the image's tag. Raises BuildFailed (no Procfile, no stack image, a failing step)."""
     src = Path(src_dir)
     if not (src / "Procfile").is_file():
         raise BuildFailed(f"No Procfile in {src}: a Procfile declares the app's process types.")
+    try:
+        process_types = sorted(parse_procfile((src / "Procfile").read_text(errors="replace")))
+    except InvalidInput as err:
+        raise BuildFailed(str(err)) from None
     if not _exists(client, const.STACK_IMAGE):
         raise BuildFailed(f"The stack image {const.STACK_IMAGE} is missing: run `labctl up` to build it")
-    labels = {const.LABEL_LAB: lab, const.LABEL_KIND: const.KIND_SLUG, const.LABEL_APP: app,
-              const.LABEL_RELEASE: str(version)}
-    reqs = _has_requirements(src / "requirements.txt")
-    ca = HOST_CA_BUNDLE.read_bytes() if reqs and HOST_CA_BUNDLE.is_file() else None
-    files = {".labctl/Dockerfile": _slug_dockerfile(lab, app, reqs, ca is not None).encode()}
-    if ca is not None:
-        files[".labctl/ca.crt"] = ca
     tag = slug_tag(lab, app, version)
-    progress(f"Building {tag}…")
+    progress(f"-----> Building {tag} on the {const.STACK_NAME} stack")
+    progress("-----> Python app detected")
+    progress(_python_version_line(src))
+    deps = _dependencies(src)
+    if deps.warning:
+        progress(deps.warning)
+    collectstatic = (src / "manage.py").is_file()
+    if collectstatic and (reason := _collectstatic_disabled(src, build_env or {})):
+        progress(f"-----> Skipping Django collectstatic since {reason}.")
+        collectstatic = False
+    steps = _slug_steps(lab, app, deps, collectstatic)
+    output = _BuildpackOutput(progress, steps)
+    started = time.time()
     try:
-        _build(client, _tar_context(files, app_dir=src), tag=tag, what="Build", progress=progress,
-               dockerfile=".labctl/Dockerfile", labels=labels)
-    except BuildFailed:
-        _remove_images(client, labels)  # intermediate images of the failed build carry the labels too
+        _build(client, _tar_context(_slug_context(steps, deps), app_dir=src), tag=tag, what="Build",
+               progress=output, dockerfile=".labctl/Dockerfile", labels={const.LABEL_RELEASE: str(version)}, raw=True)
+    except BuildFailed as err:
+        _remove_build_leftovers(client, lab, app, started)
+        if output.current and output.current.kind == "collectstatic":
+            raise BuildFailed(f"Build failed: $ {COLLECTSTATIC}: {str(err).removeprefix('Build failed: ')}") from None
         raise
+    progress("-----> Discovering process types")
+    progress(f"{INDENT}Procfile declares types -> {', '.join(process_types)}")
     return tag
+
+
+# .python-version: "3.13" or "3.13.5" (the buildpack's forms), "3" accepted too; comments on their own lines.
+_VERSION = re.compile(r"^(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
+
+
+def _python_version_line(src: Path) -> str:
+    """The build's line about the Python version: the app's request honoured, or a warning (the build goes on
+    with the stack's Python either way: the lab has one Python)."""
+    stack = f"the {const.STACK_NAME} stack has Python {STACK_PYTHON}.x"
+    origin, request = _requested_python(src)
+    if origin is None:
+        return f"-----> No Python version specified: using the {const.STACK_NAME} stack's Python {STACK_PYTHON}.x"
+    m = _VERSION.match(request)
+    if not m:
+        return f"Warning: {origin} has no valid Python version ({request[:40]!r}); {stack} — building with it"
+    major, minor = STACK_PYTHON.split(".")
+    if m.group(1) == major and m.group(2) in (None, minor):
+        return f"-----> Using Python {STACK_PYTHON}.x of the {const.STACK_NAME} stack ({origin} asks for {request})"
+    return f"Warning: {origin} asks for {request}; {stack} — building with it"
+
+
+def _requested_python(src: Path) -> tuple[str | None, str]:
+    text = _read(src / ".python-version")
+    if text:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        return ".python-version", " ".join(lines)
+    text = _read(src / "runtime.txt").strip()  # the buildpack's older file: python-3.13
+    if text:
+        return "runtime.txt", text.removeprefix("python-")
+    return None, ""
+
+
+def _collectstatic_disabled(src: Path, build_env: Mapping[str, str]) -> str | None:
+    """Why the buildpack would skip collectstatic (its two switches), or None."""
+    if build_env.get("DISABLE_COLLECTSTATIC", "0") not in ("", "0"):
+        return "the env var DISABLE_COLLECTSTATIC is set"
+    if (src / ".heroku" / "collectstatic_disabled").is_file():
+        return "the file '.heroku/collectstatic_disabled' exists"
+    return None
+
+
+@dataclass
+class _Deps:
+    """How the app's dependencies get installed: ``pip`` arguments and the files they need first."""
+
+    header: str = ""  # the step's line; empty: nothing to install (no venv, the stack's Python)
+    pip_args: str = ""
+    cwd: str = "/app"  # where pip runs (relative paths in requirement lines are relative to it, as on Heroku)
+    files: dict[str, bytes] = field(default_factory=dict)  # under BUILD_TMP, copied in before the install
+    late: bool = False  # pip needs the whole app (a local path requirement): install after the app's files
+    warning: str = ""
+
+
+def _dependencies(src: Path) -> _Deps:
+    """requirements.txt first (the buildpack's pip path), else pyproject.toml (+ uv.lock).
+
+    Choice for pyproject.toml/uv.lock: the lab has neither uv nor a build backend in the stack, so it does not
+    ``pip install .`` (a Django project without [build-system] fails setuptools' flat-layout discovery).
+    It installs what ``uv sync --locked --no-default-groups`` installs for such a project: the
+    ``[project] dependencies``, not the project itself nor its dependency groups. With a uv.lock, every
+    registry package the lock names (once) becomes a pip constraint ``name==version``, so pip installs the
+    locked versions; packages that the lock pins from git or a path, or several times (per-platform forks),
+    are left to pip's resolver.
+    """
+    if _has_requirements(src / "requirements.txt"):
+        # The requirement files alone come first (in BUILD_TMP/app, the layer pip's cache rests on); a
+        # requirement that needs the app's own files (-e ., ./pkg) makes pip run in /app after the app's code.
+        names, late = _requirement_files(src, "requirements.txt")
+        header = "-----> Installing requirements with pip"
+        if late:
+            return _Deps(header, "-r requirements.txt", late=True)
+        return _Deps(header, "-r requirements.txt", f"{BUILD_TMP}/app",
+                     {f"app/{rel}": (src / rel).read_bytes() for rel in names})
+    pyproject = src / "pyproject.toml"
+    if pyproject.is_file():
+        project = _toml(pyproject).get("project") or {}
+        reqs = [str(r) for r in project.get("dependencies") or []]
+        lock = src / "uv.lock"
+        if not reqs:
+            return _Deps(warning="" if "dependencies" in project else
+                         "Warning: pyproject.toml has no [project] dependencies: nothing to install")
+        generated = {"requirements.txt": "".join(f"{r}\n" for r in reqs).encode()}
+        args = f"-r {BUILD_TMP}/requirements.txt"
+        source = "pyproject.toml"
+        if lock.is_file():
+            generated["constraints.txt"] = "".join(f"{p}\n" for p in _uv_lock_pins(lock)).encode()
+            args += f" -c {BUILD_TMP}/constraints.txt"
+            source = "uv.lock"
+        late = any(_local_requirement(r) for r in reqs)
+        return _Deps(f"-----> Installing dependencies from {source} with pip", args, files=generated, late=late)
+    for name in ("Pipfile.lock", "Pipfile", "poetry.lock"):
+        if (src / name).is_file():
+            return _Deps(warning=f"Warning: {name} found, which the lab does not install from: add a "
+                                 "requirements.txt (or [project] dependencies in pyproject.toml)")
+    return _Deps()
 
 
 def _has_requirements(path: Path) -> bool:
     """A requirements.txt with at least one requirement (blank lines and comments don't count)."""
+    return any(line.strip() and not line.strip().startswith("#") for line in _read(path).splitlines())
+
+
+_INCLUDE = re.compile(r"^(?:-r|-c|--requirement|--constraint)(?:\s+|=|(?=[^\s-]))(\S+)")
+
+
+def _requirement_files(src: Path, first: str) -> tuple[list[str], bool]:
+    """The requirement files pip will read (``-r``/``-c`` followed, relative to the including file as pip
+    resolves them) and whether any line needs the app's own files (``-e .``, ``./pkg``, ``file:``)."""
+    root = src.resolve()
+    seen: list[str] = []
+    late = False
+    todo = [first]
+    while todo:
+        rel = todo.pop()
+        if rel in seen or len(seen) > 50:
+            continue
+        seen.append(rel)
+        for raw in _read(src / rel).splitlines():
+            line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+            m = _INCLUDE.match(line)
+            if m and "://" not in m.group(1):
+                target = (src / rel).parent / m.group(1)
+                try:
+                    inner = target.resolve().relative_to(root).as_posix()
+                except ValueError:
+                    late = True  # outside the app: pip will fail, as it would on Heroku
+                    continue
+                if target.is_file():
+                    todo.append(inner)
+            elif line and _local_requirement(line):
+                late = True
+    return seen, late
+
+
+def _local_requirement(line: str) -> bool:
+    line = re.sub(r"^(-e|--editable)(\s+|=)", "", line.strip())
+    return line.startswith((".", "/", "file:")) or bool(re.search(r"@\s*file:", line))
+
+
+def _uv_lock_pins(lock: Path) -> list[str]:
+    """``name==version`` for each registry package uv.lock names exactly once."""
+    versions: dict[str, list[str]] = {}
+    for pkg in _toml(lock).get("package") or []:
+        name, version, source = pkg.get("name"), pkg.get("version"), pkg.get("source") or {}
+        if name and version and "registry" in source:
+            versions.setdefault(re.sub(r"[-_.]+", "-", str(name)).lower(), []).append(str(version))
+    return [f"{name}=={vs[0]}" for name, vs in sorted(versions.items()) if len(set(vs)) == 1]
+
+
+def _toml(path: Path) -> dict[str, Any]:
     try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return False
-    return any(line.strip() and not line.strip().startswith("#") for line in lines)
+        return tomllib.loads(path.read_text(errors="replace"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise BuildFailed(f"{path.name} is not valid TOML: {str(err).splitlines()[0][:200]}") from None
 
 
-def _slug_dockerfile(lab: str, app: str, reqs: bool, ca: bool) -> str:
-    """The buildpack's main path as layers that cache like Heroku's build cache.
+@dataclass(frozen=True)
+class _Step:
+    """One Dockerfile instruction and what the build output shows for it."""
+
+    instruction: str
+    kind: str = ""  # pip | collectstatic | "" (silent)
+    header: str = ""  # shown when the step starts
+    cached: str = ""  # shown when the engine reuses the step's layer
+
+
+def _slug_steps(lab: str, app: str, deps: _Deps, collectstatic: bool) -> list[_Step]:
+    """The buildpack's main path as layers that cache like Heroku's build cache: the dependency files, the
+    pip install, then the app's code, so a deploy with unchanged dependencies reuses the pip layer.
 
     The LABEL comes first so every intermediate image carries the lab's labels (``labctl down`` finds
     them), but it names no release: a second deploy with unchanged requirements reuses the pip layer and
-    builds in seconds. The release labels go on the final image (build ``labels=``). A slug blanks the
+    builds in seconds. The release label goes on the final image (build ``labels=``, one more step: the
+    engine commits a layer per step, so the other labels are not repeated there). A slug blanks the
     stack's ``io.labctl.image``: it is no shared image (const.py).
     """
     cache = {const.LABEL_IMAGE: "", const.LABEL_LAB: lab, const.LABEL_KIND: const.KIND_SLUG, const.LABEL_APP: app}
     label = " ".join(f"{k}={json.dumps(v)}" for k, v in cache.items())
-    lines = [f"FROM {const.STACK_IMAGE}", f"LABEL {label}"]
-    if reqs:
-        cert = "/tmp/labctl-build-ca.crt"
-        if ca:
-            lines.append(f"COPY .labctl/ca.crt {cert}")
-        pip_cert = f"PIP_CERT={cert} " if ca else ""
-        lines += ["COPY app/requirements.txt /app/requirements.txt",
-                  f"RUN python3 -m venv {VENV} && {pip_cert}{VENV}/bin/pip install --no-cache-dir --no-input "
-                  f"--disable-pip-version-check -r /app/requirements.txt; rc=$?; rm -f {cert}; exit $rc",
-                  f'ENV PATH="{VENV}/bin:$PATH" VIRTUAL_ENV={VENV}']
-    lines.append("COPY app/ /app/")
-    return "\n".join(lines) + "\n"
+    steps = [_Step(f"FROM {const.STACK_IMAGE}"), _Step(f"LABEL {label}")]
+    app_code = _Step("COPY app/ /app/")
+    if deps.header:
+        if HOST_CA_BUNDLE.is_file() or deps.files:
+            steps.append(_Step(f"COPY .labctl/build/ {BUILD_TMP}/"))
+        if deps.late:
+            steps.append(app_code)
+        cert = f"PIP_CERT={BUILD_TMP}/ca.crt " if HOST_CA_BUNDLE.is_file() else ""
+        steps.append(_Step(f"RUN python3 -m venv {VENV} && cd {deps.cwd} && {cert}{PIP_INSTALL} {deps.pip_args}; "
+                           f"rc=$?; cd /app; rm -rf {BUILD_TMP}; exit $rc",
+                           "pip", deps.header, f"{INDENT}Dependencies unchanged: reusing the cached install"))
+        steps.append(_Step(f'ENV PATH="{VENV}/bin:$PATH" VIRTUAL_ENV={VENV}'))
+    if not deps.late:
+        steps.append(app_code)
+    if collectstatic:
+        # As the buildpack: only when Django is installed, PYTHONPATH=., the app's config vars absent (the
+        # build has none), a failure fails the build.
+        fail = (f"{{ echo ' !     Error: Unable to generate Django static files: {COLLECTSTATIC} failed "
+                "(traceback above). To skip it: labctl config:set DISABLE_COLLECTSTATIC=1'; exit 1; }")
+        steps.append(_Step(
+            "RUN if python -c \"import importlib.util as u, sys; sys.exit(not u.find_spec('django'))\" "
+            f"2>/dev/null; then echo '-----> $ {COLLECTSTATIC}' && PYTHONPATH=. {COLLECTSTATIC} --traceback "
+            f"|| {fail}; fi",
+            "collectstatic", "", f"-----> $ {COLLECTSTATIC}\n{INDENT}App unchanged: reusing the cached static files"))
+    return steps
+
+
+def _slug_context(steps: list[_Step], deps: _Deps) -> dict[str, bytes]:
+    """The build context's own files (the app goes in as ``app/``)."""
+    files = {".labctl/Dockerfile": ("\n".join(s.instruction for s in steps) + "\n").encode()}
+    if any(s.instruction.startswith("COPY .labctl/build/") for s in steps):
+        if HOST_CA_BUNDLE.is_file():
+            files[".labctl/build/ca.crt"] = HOST_CA_BUNDLE.read_bytes()
+        files.update({f".labctl/build/{name}": data for name, data in deps.files.items()})
+    return files
+
+
+class _BuildpackOutput:
+    """The engine's build stream shown as the buildpack shows a build: a step's line when it starts, its
+    output indented, the engine's own lines (Step N/M, layer ids) left out."""
+
+    _STEP = re.compile(r"^Step (\d+)/\d+ : ")
+
+    def __init__(self, progress: Progress, steps: list[_Step]):
+        self.progress, self.steps = progress, steps
+        self.current: _Step | None = None
+
+    def __call__(self, line: str) -> None:
+        m = self._STEP.match(line)
+        if m:
+            n = int(m.group(1))
+            self.current = self.steps[n - 1] if n <= len(self.steps) else None
+            if self.current and self.current.header:
+                self.progress(self.current.header)
+        elif line.startswith(" ---> Using cache"):
+            if self.current and self.current.cached:
+                for text in self.current.cached.splitlines():
+                    self.progress(text)
+        elif _NOISE.match(line) or line.startswith(("Successfully tagged ", " ---> ")):
+            pass
+        elif line.startswith(("-----> ", " !", "Warning: ")):
+            self.progress(line)
+        else:
+            self.progress(INDENT + line)
 
 
 _SKIPPED = {".git", "__pycache__", ".venv"}
@@ -415,7 +654,8 @@ def _tar_context(files: dict[str, bytes], app_dir: Path | None = None) -> IO[byt
 
 def _build(client: docker.DockerClient, context: IO[bytes], *, tag: str, what: str, progress: Progress,
            dockerfile: str = "Dockerfile", buildargs: dict[str, str] | None = None,
-           labels: dict[str, str] | None = None) -> None:
+           labels: dict[str, str] | None = None, raw: bool = False) -> None:
+    """Run a build, its output lines to ``progress`` (``raw``: every line, the engine's own included)."""
     lines: list[str] = []
     try:
         stream = client.api.build(fileobj=context, custom_context=True, decode=True, rm=True, forcerm=True,
@@ -426,7 +666,7 @@ def _build(client: docker.DockerClient, context: IO[bytes], *, tag: str, what: s
                 raise BuildFailed(f"{what} failed: {_meaningful(lines) or chunk['error'].strip()}")
             for line in _lines(chunk.get("stream") or chunk.get("status") or ""):
                 lines = [*lines[-200:], line]
-                if not _NOISE.match(line):
+                if raw or not _NOISE.match(line):
                     progress(line)
     except _ENGINE_ERRORS as err:
         if isinstance(err, docker.errors.APIError):
@@ -449,10 +689,19 @@ def _lines(text: str) -> Iterable[str]:
             yield line
 
 
+_PY_EXCEPTION = re.compile(r"^([a-z_]\w*\.)*[A-Z]\w*(Error|Exception|Configured|Exit): ")
+
+
 def _meaningful(lines: list[str]) -> str:
-    """The line of a failed build's output that says why: pip's and apt's ``ERROR:``/``E:`` lines first."""
+    """The line of a failed build's output that says why, from the failing step's output: pip's and apt's
+    ``ERROR:``/``E:`` lines first, then a Python traceback's last line."""
+    starts = [i for i, line in enumerate(lines) if line.startswith("Step ")]
+    lines = lines[starts[-1] + 1:] if starts else lines
     for line in reversed(lines):
         if re.match(r"^\s*(ERROR|E|error|fatal|FATAL):", line):
+            return line.strip()[:300]
+    for line in reversed(lines):
+        if _PY_EXCEPTION.match(line):
             return line.strip()[:300]
     for line in reversed(lines):
         if not (line.startswith("Step ") or _NOISE.match(line) or "returned a non-zero code" in line):
@@ -460,12 +709,27 @@ def _meaningful(lines: list[str]) -> str:
     return ""
 
 
-def _remove_images(client: docker.DockerClient, labels: dict[str, str]) -> None:
-    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+def _remove_build_leftovers(client: docker.DockerClient, lab: str, app: str, since: float) -> None:
+    """Remove the untagged layers a failed slug build committed (they carry the LABEL of its Dockerfile), newest
+    first; older layers (the cache of earlier builds, parents of releases) are kept."""
+    filters = {"label": [f"{const.LABEL_LAB}={lab}", f"{const.LABEL_APP}={app}"]}
     with contextlib.suppress(*_ENGINE_ERRORS):
-        for image in client.images.list(all=True, filters=filters):
-            with contextlib.suppress(*_ENGINE_ERRORS):
-                client.images.remove(image.id, force=True)
+        rows = client.api.images(all=True, filters=filters)
+        new = [r for r in rows if r.get("Created", 0) >= int(since) - 1
+               and not [t for t in r.get("RepoTags") or [] if t != "<none>:<none>"]]
+        left = [r["Id"] for r in sorted(new, key=lambda r: r.get("Created", 0), reverse=True)]
+        while left:  # a parent goes once its child is gone: layers committed in one second sort in any order
+            kept = []
+            for image_id in left:
+                try:
+                    client.images.remove(image_id)
+                except docker.errors.ImageNotFound:
+                    pass
+                except _ENGINE_ERRORS:
+                    kept.append(image_id)
+            if len(kept) == len(left):
+                break
+            left = kept
 
 
 # -- small helpers --------------------------------------------------------------------------------------
