@@ -65,8 +65,8 @@ def test_private_space_restarts_crashes_without_backoff(lab: Lab, app_name: str)
     space = f"s{app_name[1:]}"
     app = _app(lab, app_name, space=space, config=("CRASH_AFTER=0.3",))
     try:
-        wait_until(lambda: _count(lab, app, "State changed from up to crashed") >= 4, 20,
-                   what="four crashes, each restarted at once")
+        wait_until(lambda: _count(lab, app, "State changed from up to crashed") >= 3, 45,
+                   what="three crashes, each restarted at once")
         assert "Process exited with status 1" in lab.logs(app)
     finally:
         _destroy(lab, app, space)
