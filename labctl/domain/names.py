@@ -12,24 +12,23 @@ _DYNO_RE = re.compile(r"^([a-z][a-z0-9_-]*)\.(\d+)$")
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
-def validate_app_name(name: str) -> str:
-    """Heroku's rule: lowercase letters, digits and dashes, 3-30 chars, starting with a letter."""
+def _validate(kind: str, name: str) -> str:
     if not _APP_RE.match(name or ""):
         raise InvalidInput(
-            f"Name {name!r} is invalid: it must start with a letter, be 3 to 30 characters long "
+            f"{kind} {name!r} is invalid: it must start with a letter, be 3 to 30 characters long "
             "and contain only lowercase letters, digits and dashes."
         )
     return name
 
 
+def validate_app_name(name: str) -> str:
+    """Heroku's rule: lowercase letters, digits and dashes, 3-30 chars, starting with a letter."""
+    return _validate("Name", name)
+
+
 def validate_space_name(name: str) -> str:
     """Spaces follow the app-name rule."""
-    if not _APP_RE.match(name or ""):
-        raise InvalidInput(
-            f"Space name {name!r} is invalid: it must start with a letter, be 3 to 30 characters "
-            "long and contain only lowercase letters, digits and dashes."
-        )
-    return name
+    return _validate("Space name", name)
 
 
 def is_dyno_name(target: str) -> bool:
