@@ -13,7 +13,6 @@ import typer
 from labctl import traffic as trafficlib
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Lab, app, client, require_app
-from labctl.engine.faults import parse_duration
 
 
 class _LiveView:
@@ -61,6 +60,8 @@ def traffic(
 ) -> None:
     """Send requests through the router at a steady rate; show per dyno and instance: errors, p50/p95/p99."""
     name = require_app(app_name)
+    from labctl.engine.faults import parse_duration  # lazy: keeps the Docker SDK out of every CLI start
+
     seconds = parse_duration(duration)
     trafficlib.check_params(rps, seconds, timeout)
     api = client(lab)

@@ -39,7 +39,7 @@ class Api:
         r("POST", "/spaces", lambda q, b: self.m.create_space(_field(b, "name")))
         r("DELETE", "/spaces/(?P<space>[^/]+)", lambda q, b, space: self.m.destroy_space(space))
         r("GET", "/apps", lambda q, b: [self.m.app_view(a["name"]) for a in self.m.store.apps()])
-        r("POST", "/apps", lambda q, b: self.m.create_app(_field(b, "name"), b.get("space")))
+        r("POST", "/apps", lambda q, b: self.m.create_app(_field(b, "name"), _opt_str(b, "space")))
         r("GET", "/apps/(?P<app>[^/]+)", lambda q, b, app: self.m.app_view(app))
         r("DELETE", "/apps/(?P<app>[^/]+)", lambda q, b, app: self.m.destroy_app(app))
         r("PATCH", "/apps/(?P<app>[^/]+)", self._patch_app)
@@ -138,7 +138,7 @@ class Api:
     def _run(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         command = _field(b, "command")
         attach = bool(b.get("attach", False))
-        size = b.get("size")
+        size = _opt_str(b, "size")
         view = self.m.run(app, command, attach, size)
         if not attach:
             return view
@@ -215,6 +215,13 @@ def _field(body: dict[str, Any], key: str) -> str:
     return value
 
 
+def _opt_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidInput(f"{key!r} must be a non-empty string")
+    return value
+
+
 def _opt_int(body: dict[str, Any], key: str) -> int | None:
     value = body.get(key)
     if value is None:
@@ -261,8 +268,11 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
             return self._send(200, result)
 
         def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                raise InvalidInput("Content-Length must be a whole number") from None
+            if length < 0 or length > MAX_BODY:
                 raise InvalidInput("request body too large")
             if not length:
                 return {}

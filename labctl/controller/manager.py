@@ -244,9 +244,11 @@ class Manager:
 
     def update_config(self, name: str, changes: dict[str, str | None]) -> dict[str, Any]:
         """``config:set``/``config:unset``: a new release restarting the dynos (heroku-reference §7)."""
-        for key in changes:
+        for key, value in changes.items():
             if not key or "=" in key or not key.replace("_", "a").isalnum():
                 raise InvalidInput(f"Invalid config var name {key!r}")
+            if value is not None and "\x00" in value:
+                raise InvalidInput(f"Config var {key} has a NUL byte: values must be text without NUL")
         with self.rt.lock:
             app = self.app(name)
             config = dict(app["config"])
@@ -391,6 +393,14 @@ class Manager:
                 raise Conflict(f"⬢ {name} has no release yet: deploy it first")
             taken = {r["name"] for r in self.store.dynos(name)}
             dyno = names.one_off_name("run", taken)
+            if size:  # checked before anything is recorded: a bad size changes nothing
+                from labctl.domain.sizes import check_size_for_runtime, get_size
+
+                chosen = get_size(size)
+                check_size_for_runtime(chosen, app["space"])
+                size = chosen.name
+            if "\x00" in command:
+                raise InvalidInput("The command has a NUL byte")
             proc = Process("run", 1, size or default_size(app["space"]), command)
             row = self.rt._new_dyno_row(app, dyno, proc, rel["version"], one_off=True, attach=attach)
             row["next_start"] = None

@@ -178,6 +178,7 @@ class Runtime:
             if c is None or c.status in ("exited", "dead"):
                 self.store.delete_old_dyno(old["container"])
                 self.engine.remove(old["container"])
+        self._sweep_dedicated_instances()
         sandboxes = {sb["container"] for sb in self.store.sandboxes()}
         for c in live.values():
             kind = c.labels.get(const.LABEL_KIND)
@@ -187,6 +188,14 @@ class Runtime:
                                       quiet=True)
             elif kind == const.KIND_SANDBOX and c.id not in sandboxes and not self._sandbox_busy(c.id):
                 self.engine.remove(c.id)
+
+    def _sweep_dedicated_instances(self) -> None:
+        """A Private Space instance no dyno uses any more (e.g. after a crash mid ps:stop) is torn down."""
+        used = {r["instance"] for r in self.store.dynos()} | {o["instance"] for o in self.store.old_dynos()}
+        busy = {t.get("instance") for t in self.terminating.values()}
+        for inst in self.store.instances():
+            if inst["runtime"] != "common" and inst["id"] not in used and inst["id"] not in busy:
+                self.retire_instance(inst["id"])
 
     def _sandbox_busy(self, cid: str) -> bool:
         return any(t.get("sandbox") == cid for t in self.terminating.values())
@@ -402,8 +411,10 @@ class Runtime:
         if not plan.start_again:
             self.store.delete_dyno(app_name, name)
         else:
+            # next_start = now: should the controller die before the new container exists, the loop starts it.
             self.store.update_dyno(app_name, name, container=None, port=None, crashes=0, state="starting",
-                                   updated_at=time.time(), release=release or row["release"], next_start=None)
+                                   updated_at=time.time(), release=release or row["release"], next_start=time.time(),
+                                   instance=None if plan.placement is Placement.NEW else row["instance"])
         self.sync_router()  # the old address leaves the routing set before the dyno is signalled
         retire = old_instance if plan.retire_instance else None
         if old_container:
@@ -423,7 +434,7 @@ class Runtime:
     def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
                          quiet: bool = False, port: int | None = None) -> None:
         """SIGTERM → grace → SIGKILL (R12) in a thread, then remove; optionally tear the instance down."""
-        info = {"app": app, "dyno": dyno, "port": port}
+        info = {"app": app, "dyno": dyno, "port": port, "instance": retire_instance}
         self.terminating[cid] = info
         grace = self.scale(clock.SHUTDOWN_GRACE)
 

@@ -30,7 +30,8 @@ def test_django_app_over_https_with_release_phase_and_cache(lab: Lab, app_name: 
         lab.wait_up(app, ["web.1"], timeout=60)
         wait_until(lambda: _https(lab, app).status_code == 200, 20, what="HTTPS 200 through the router")
         assert "web.1" in _https(lab, app).text
-        plain = lab.get(app)
+        plain = requests.get(f"http://127.0.0.1:{lab.port}/", headers={"Host": f"{app}.localhost"}, timeout=10,
+                             allow_redirects=False)
         assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
         assert _https(lab, app, "/static/css/site.css").status_code in (200, 404)  # served if whitenoise is on
         logs = lab.ok("logs", "-a", app, "-p", "release", "-n", "500")

@@ -132,7 +132,7 @@ def test_config_set_new_release_and_rollback(lab: Lab, cr_app: str):
     wait_until(lambda: body(lab, app).get("release") == "v3" and "greeting" in body(lab, app)
                and body(lab, app)["greeting"] is None, 30, what="rollback served")
     api = lab.ok("logs", "-a", app, "-d", "api", "-n", "200")
-    assert "app[api]: Release v3 created by user" in api and "Rollback to v2" in api
+    assert "app[api]: Release v3 created by user" in api and "Rollback to v1" in api
     logs = lab.logs(app)
     assert "heroku[web.1]: State changed from starting to up" in logs
     assert "heroku[router]: at=info method=GET" in logs
