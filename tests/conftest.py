@@ -103,7 +103,7 @@ def _leftovers(name: str) -> list[str]:
 
     client = docker.from_env()
     label = f"io.labctl.lab={name}"
-    found = [c.name for c in client.containers.list(all=True, filters={"label": label})]
+    found = [c.name for c in client.containers.list(all=True, ignore_removed=True, filters={"label": label})]
     found += [n.name for n in client.networks.list(filters={"label": label})]
     found += [i.id for i in client.images.list(all=True, filters={"label": label})]
     return found

@@ -143,7 +143,8 @@ def _refuse(lab: Lab, app: str, dyno: str) -> None:
     """Make one dyno refuse connections while staying `up` (a reject rule in its instance's namespace)."""
     d = lab.dynos(app)[dyno]
     client = docker.from_env()
-    sandbox = client.containers.list(filters={"label": [f"io.labctl.lab={lab.name}", "io.labctl.kind=sandbox",
+    sandbox = client.containers.list(ignore_removed=True, filters={"label": [
+                                                        f"io.labctl.lab={lab.name}", "io.labctl.kind=sandbox",
                                                         f"io.labctl.instance={d['instance']}",
                                                         f"io.labctl.app={app}"]})[0]
     code, out = sandbox.exec_run(["iptables", "-I", "INPUT", "-p", "tcp", "--dport", str(d["port"]),

@@ -40,7 +40,7 @@ def instances(lab: Lab) -> dict[str, dict]:
 
 
 def sandboxes(lab: Lab, instance: str) -> list:
-    return docker.from_env().containers.list(filters={"label": [
+    return docker.from_env().containers.list(ignore_removed=True, filters={"label": [
         f"io.labctl.lab={lab.name}", "io.labctl.kind=sandbox", f"io.labctl.instance={instance}"]})
 
 
@@ -269,8 +269,8 @@ def test_host_failure_relocates_dynos(lab: Lab, space_app: str):
                "web.1 up elsewhere")
     assert "Relocating dyno to a new server" in lab.logs(app)
     assert lab.json("faults", "-a", app) == [], "the faults went with the instance"
-    assert docker.from_env().containers.list(all=True, filters={"label": f"io.labctl.instance={first['instance']}"}) \
-        == []
+    assert docker.from_env().containers.list(
+        all=True, ignore_removed=True, filters={"label": f"io.labctl.instance={first['instance']}"}) == []
     s = run(lab, app, 20, 2)
     assert s["total"]["errors"] == 0 and dyno_stats(s, "web.1")["count"] > 0
 
@@ -340,7 +340,7 @@ def test_doctor_reports_engine_images_controller_and_fault_support(lab: Lab):
         assert "sch_netem" in f["latency"]["reason"]
     text = lab.ok("doctor")
     assert "latency" in text and "=== Fault kinds on this engine" in text
-    assert docker.from_env().containers.list(all=True, filters={"label": [
+    assert docker.from_env().containers.list(all=True, ignore_removed=True, filters={"label": [
         f"io.labctl.lab={lab.name}", "io.labctl.kind=probe"]}) == [], "the probe container is removed"
 
 

@@ -33,12 +33,12 @@ def test_kill_9_during_scale_converges_without_orphans(fresh_lab: Lab, app_name:
     client = docker.from_env()
 
     def settled():
-        dynos = client.containers.list(all=True, filters={"label": [f"io.labctl.lab={lab.name}",
+        dynos = client.containers.list(all=True, ignore_removed=True, filters={"label": [f"io.labctl.lab={lab.name}",
                                                                    "io.labctl.kind=dyno"]})
         return len(dynos) == 4 and all(c.status == "running" for c in dynos)
 
     wait_until(settled, 30, what="exactly 4 running dyno containers (no orphans)")
-    ids = {c.id for c in client.containers.list(filters={"label": [f"io.labctl.lab={lab.name}",
+    ids = {c.id for c in client.containers.list(ignore_removed=True, filters={"label": [f"io.labctl.lab={lab.name}",
                                                                    "io.labctl.kind=dyno"]})}
     assert ids == {d["container"] for d in lab.dynos(app_name).values()}
     assert lab.json("releases", "-a", app_name)[0]["version"] == 1
@@ -60,7 +60,7 @@ def test_down_removes_everything_even_after_kill_9(lab_state, app_name: str):
     assert cli("down", lab=name).code == 0
     client = docker.from_env()
     label = f"io.labctl.lab={name}"
-    assert client.containers.list(all=True, filters={"label": label}) == []
+    assert client.containers.list(all=True, ignore_removed=True, filters={"label": label}) == []
     assert client.networks.list(filters={"label": label}) == []
     assert client.images.list(filters={"label": label}) == []
     r = cli("ps", "-a", app_name, lab=name)

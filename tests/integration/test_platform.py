@@ -78,7 +78,7 @@ def test_private_space_restart_keeps_instance_stop_replaces_it(lab: Lab, space_a
     import docker
 
     leftovers = docker.from_env().containers.list(
-        all=True, filters={"label": f"io.labctl.instance={before['instance']}"})
+        all=True, ignore_removed=True, filters={"label": f"io.labctl.instance={before['instance']}"})
     assert leftovers == [], "the replaced instance's containers are gone"
     assert "web.1" in served_by(lab, app)
 

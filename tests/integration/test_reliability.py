@@ -48,7 +48,7 @@ def lab_containers(lab: str, kind: str, app: str | None = None, **labels: str) -
     filters = [f"io.labctl.lab={lab}", f"io.labctl.kind={kind}"]
     filters += [f"io.labctl.app={app}"] if app else []
     filters += [f"io.labctl.{k}={v}" for k, v in labels.items()]
-    return _docker().containers.list(all=True, filters={"label": filters})
+    return _docker().containers.list(all=True, ignore_removed=True, filters={"label": filters})
 
 
 def formation_of(lab: Lab, app: str) -> dict[str, int]:
@@ -660,6 +660,6 @@ def test_disk_full_state_dir(tiny_state_dir: Path):
     finally:
         down = cli("down", lab=name)
         assert down.code == 0, down.err
-        assert not _docker().containers.list(all=True, filters={"label": f"io.labctl.lab={name}"})
+        assert not _docker().containers.list(all=True, ignore_removed=True, filters={"label": f"io.labctl.lab={name}"})
 
 

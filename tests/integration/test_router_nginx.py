@@ -94,7 +94,7 @@ class RouterLab:
 
 
 def _remove_all(client: docker.DockerClient) -> None:
-    for c in client.containers.list(all=True, filters={"label": f"{const.LABEL_LAB}={LAB}"}):
+    for c in client.containers.list(all=True, ignore_removed=True, filters={"label": f"{const.LABEL_LAB}={LAB}"}):
         c.remove(force=True)
     for n in client.networks.list(filters={"label": f"{const.LABEL_LAB}={LAB}"}):
         n.remove()
@@ -145,7 +145,8 @@ def rlab() -> Iterator[RouterLab]:
         yield lab
     finally:
         _remove_all(client)
-        assert client.containers.list(all=True, filters={"label": f"{const.LABEL_LAB}={LAB}"}) == []
+        label = f"{const.LABEL_LAB}={LAB}"
+        assert client.containers.list(all=True, ignore_removed=True, filters={"label": label}) == []
 
 
 def _answers(lab: RouterLab) -> bool:
