@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from labctl.domain import clock
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
     from labctl.controller.runtime import Runtime
 
 MEMORY_EVERY = 20.0  # Heroku repeats R14 about every 20 s while the dyno stays over quota
+PRUNE_EVERY = 30.0  # real seconds between trims of the log store to Logplex's last 1500 lines per app
 
 
 def cycle_deadline(rt: Runtime, now: float) -> float:
@@ -29,12 +29,16 @@ class Watchdog:
     def __init__(self, rt: Runtime):
         self.rt = rt
         self.next_memory_check = 0.0
+        self.next_prune = 0.0
 
     def tick(self, now: float) -> None:
         self._cycle(now)
         if now >= self.next_memory_check:
             self.next_memory_check = now + max(0.5, self.rt.scale(MEMORY_EVERY))
             self._memory()
+        if now >= self.next_prune:  # logs keep the last 1500 lines per app (heroku-reference §8)
+            self.next_prune = now + PRUNE_EVERY
+            self.rt.store.prune_logs()
 
     def next_due(self) -> float:
         due = [r["cycle_at"] for r in self.rt.store.dynos() if r["cycle_at"] and r["state"] == "up"]
@@ -76,7 +80,3 @@ def r15_lines(row: dict[str, Any], limit_mb: int) -> list[str]:
     pct = 100.0 * limit_mb / size.memory_mb
     return [f"Process running mem={limit_mb}MB({pct:.1f}%)", "Error R15 (Memory quota vastly exceeded)",
             "Stopping process with SIGKILL"]
-
-
-def now() -> float:
-    return time.time()
