@@ -118,6 +118,9 @@ def lab(lab_state: Path) -> Iterator[Lab]:
     import json
 
     port = json.loads(r.out)["router"]["port"]
+    if not port:  # never send a request to 127.0.0.1:0 (urllib3 reads it as :80)
+        cli("down", lab=name)
+        pytest.fail(f"up --http-port 0 answered port {port!r}: {r.out}")
     try:
         yield Lab(name, port)
     finally:
@@ -134,8 +137,12 @@ def fresh_lab(lab_state: Path) -> Iterator[Lab]:
     name = f"t{uuid.uuid4().hex[:8]}"
     r = cli("up", "--timescale", "0.05", "--http-port", "0", "--json", lab=name)
     assert r.code == 0, r.err + r.out
+    port = json.loads(r.out)["router"]["port"]
+    if not port:  # never send a request to 127.0.0.1:0 (urllib3 reads it as :80)
+        cli("down", lab=name)
+        pytest.fail(f"up --http-port 0 answered port {port!r}: {r.out}")
     try:
-        yield Lab(name, json.loads(r.out)["router"]["port"])
+        yield Lab(name, port)
     finally:
         cli("down", lab=name)
         assert _leftovers(name) == []

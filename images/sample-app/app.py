@@ -57,6 +57,13 @@ def burn_cpu(ms: float) -> None:
         pass
 
 
+def burn_cpu_time(ms: float) -> None:
+    """Burn ``ms`` of this thread's CPU time: on a throttled instance the same work takes longer to finish."""
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+
+
 def exit_soon(code: int, why: str) -> None:
     log(f"{why}: exiting with status {code}")
     sys.stdout.flush()
@@ -130,6 +137,13 @@ class Handler(BaseHTTPRequestHandler):
         burn_cpu(ms)
         self.reply(200, {**info(self.server.server_address[1]), "cpu_ms": ms}, head)
 
+    def work(self, q: dict, head: bool) -> None:
+        ms = float(q.get("ms", 20))
+        started = time.monotonic()
+        burn_cpu_time(ms)
+        took = round((time.monotonic() - started) * 1000, 1)
+        self.reply(200, {**info(self.server.server_address[1]), "cpu_ms": ms, "wall_ms": took}, head)
+
     def mem(self, q: dict, head: bool) -> None:
         held = hold_memory(float(q.get("mb", 10)))
         self.reply(200, {**info(self.server.server_address[1]), "held_mb": held}, head)
@@ -149,6 +163,7 @@ ROUTES = {
     "/headers": Handler.headers_echo,
     "/slow": Handler.slow,
     "/cpu": Handler.cpu,
+    "/work": Handler.work,
     "/mem": Handler.mem,
     "/crash": Handler.crash,
     "/exit": Handler.exit,

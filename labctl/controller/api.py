@@ -323,6 +323,12 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
         def do_DELETE(self) -> None:  # noqa: N802
             self._handle("DELETE")
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = _Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 50 concurrent CLI/API calls overflowed it and a
+    # client could be left without an answer. Each accepted call gets a thread of its own.
+    request_queue_size = 128

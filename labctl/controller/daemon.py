@@ -42,7 +42,7 @@ def serve(lab: str) -> int:
     from labctl.controller.logsink import LogSink
     from labctl.controller.manager import Manager
     from labctl.controller.runtime import Runtime
-    from labctl.engine.docker import Engine, connect
+    from labctl.engine.docker import ENGINE_ERRORS, Engine, connect
     from labctl.store import Store
 
     d = LabDir(lab)
@@ -64,8 +64,15 @@ def serve(lab: str) -> int:
 
     def status() -> dict:
         s = d.settings()
-        ports = engine.router_ports()
-        port, tport = ports.get("http", s.http_port), ports.get("https")
+        # The ports the runtime put the router on; the engine's view wins when it has one. A router that is
+        # restarting (or an engine that is away) publishes no ports for a moment, and `up --http-port 0`
+        # must still answer with the real port, never 0.
+        ports = {"http": runtime.http_port, **({"https": runtime.https_port} if runtime.https_port else {})}
+        try:
+            ports.update(engine.router_ports())
+        except ENGINE_ERRORS:
+            pass
+        port, tport = ports.get("http") or s.http_port, ports.get("https")
         router = {"url": f"http://127.0.0.1:{port}", "port": port, "app_url": f"http://<app>.localhost:{port}"}
         if tport:
             router.update(https_url=f"https://127.0.0.1:{tport}", https_port=tport,
@@ -74,7 +81,7 @@ def serve(lab: str) -> int:
                 "timescale": runtime.scale.factor, "pool_size": s.pool_size, "controller_pid": os.getpid(),
                 "uptime_s": round(time.time() - started, 1), "apps": len(store.apps()),
                 "spaces": len(store.spaces()), "dynos": len(store.dynos()), "instances": len(store.instances()),
-                "state_dir": str(d.path)}
+                "state_dir": str(d.path), "engine": "unreachable" if runtime.engine_lost else "ok"}
 
     api = Api(manager, status)
     faults = FaultManager(store, runtime, sink)  # instance faults (lab-spec §8): hooks, routes, expiry timer

@@ -59,7 +59,7 @@ class Manager:
             old = self.rt.scale.factor
             self.rt.scale = TimeScale(factor)
             self._rescale_timers(factor / old)
-            self.rt.applied_routes = None  # the router's timeouts scale too
+            self.rt.routing.applied_routes = None  # the router's timeouts scale too
             self.rt.sync_router()
 
     def _rescale_timers(self, ratio: float) -> None:

@@ -2,6 +2,11 @@
 
 It owns every Docker change the lab makes while it runs. State (intent and timers) lives in the store;
 the labels on containers are the runtime truth, and ``tick`` reconciles the two.
+
+Collaborators, each holding a reference to the runtime and called under its lock: ``instances.py``
+(placement, sandboxes, instance failure and teardown), ``engine_sync.py`` (labels against the store, engine
+loss and recovery), ``routing.py`` (the routing set, the router container and its log), ``watchdog.py``
+(cycling, memory) and ``rollout.py`` (preboot, rolling deploys).
 """
 
 from __future__ import annotations
@@ -15,21 +20,21 @@ from collections.abc import Callable
 from typing import Any
 
 from labctl import const
+from labctl.controller.engine_sync import EngineSync
+from labctl.controller.instances import Instances
 from labctl.controller.logsink import LogSink
+from labctl.controller.routing import MIN_BOOT, Routing
 from labctl.controller.watchdog import cycle_deadline, r15_lines
 from labctl.domain import clock
 from labctl.domain.actions import DynoPlan, Placement
 from labctl.domain.formation import Process, desired_dyno_names
-from labctl.domain.placement import InstanceLoad, choose_pool_instance, new_instance_id
 from labctl.domain.sizes import get_size
-from labctl.engine import router as router_conf
 from labctl.engine.docker import ENGINE_ERRORS, DynoSpec, Engine
 from labctl.store import Store
 
 log = logging.getLogger("labctl.runtime")
 DRAIN_DELAY = 0.15  # seconds between removing a dyno from the router and sending it SIGTERM
 FULL_SYNC_EVERY = 5.0
-MIN_BOOT = 2.0
 
 
 class Runtime:
@@ -44,9 +49,6 @@ class Runtime:
         self.scale = clock.TimeScale(timescale)
         self.http_port = http_port
         self.https_port = https_port
-        self.tls_for = tls  # app names -> {path in the router: PEM text} (certificate and key)
-        self.tls: dict[str, str] = {}
-        self.tls_names: tuple[str, ...] | None = None
         self.pool_size = pool_size
         self.lock = threading.RLock()
         self.wakeup = threading.Event()
@@ -55,13 +57,14 @@ class Runtime:
         self.followed: set[str] = set()
         self.exited: set[str] = set()
         self.last_full_sync = 0.0
-        self.applied_routes: tuple | None = None
-        self.generation = int(time.time() * 1000)
         self.rng = random.Random()
         self.stopping = False
         # Extension points (faults): called under the lock.
         self.on_sandbox_created: list[Callable[[str, dict[str, Any]], None]] = []
         self.on_dyno_started: list[Callable[[str, str], None]] = []
+        self.instances = Instances(self)
+        self.engine_sync = EngineSync(self)
+        self.routing = Routing(self, tls)
         from labctl.controller.watchdog import Watchdog
 
         self.watchdog = Watchdog(self)
@@ -73,47 +76,22 @@ class Runtime:
     def start(self) -> None:
         """Bring networks, router and pool up, adopt what runs, then reconcile forever in a thread."""
         with self.lock:
-            self._refresh_tls()
-            nets = [self.engine.ensure_network(None)]
-            nets += [self.engine.ensure_network(s["name"]) for s in self.store.spaces()]
-            self.engine.ensure_router(const.STACK_IMAGE, self.http_port, nets, self._render_routes()[1],
-                                      https_port=self.https_port if self.tls else None, files=self.tls)
-            ports = self.engine.router_ports()  # port 0 = let the engine choose
-            self.http_port = ports.get("http", self.http_port)
-            self.https_port = ports.get("https", self.https_port)
-            self.ensure_pool()
-            self._adopt()
-        self.engine.watch_events(self._on_event)
-        self.engine.follow_logs(self.engine.router_name(), self._on_router_line, since=time.time())
+            self.routing.start()
+            self.instances.ensure_pool()
+            self.engine_sync.adopt()
+        self.engine.watch_events(self._on_event, on_lost=self.engine_sync.on_lost)
+        self.routing.follow_log()
         threading.Thread(target=self._loop, daemon=True, name="reconcile").start()
 
-    def ensure_pool(self) -> None:
-        """The Common Runtime's shared instances (default 3)."""
-        pool = [i for i in self.store.instances() if i["runtime"] == "common"]
-        for _ in range(self.pool_size - len(pool)):
-            self.store.add_instance(new_instance_id(self.rng), "common")
-
-    def _adopt(self) -> None:
-        """After a (re)start: follow logs of running dynos; forget sandboxes whose container vanished."""
-        live = {c.id: c for c in self.engine.containers()}
-        for sb in self.store.sandboxes():
-            if sb["container"] not in live:
-                self.store.delete_sandbox(sb["instance"], sb["app"])
-        for row in self.store.dynos():
-            c = live.get(row["container"] or "")
-            if c and c.status == "running":
-                self._follow(row["app"], row["name"], c.id, since=time.time())
-        self.last_full_sync = 0.0
+    @property
+    def engine_lost(self) -> bool:
+        """The engine stopped answering; the first good tick after it recovers the lab."""
+        return self.engine_sync.lost
 
     def _on_event(self, ev: dict[str, Any]) -> None:
         if ev.get("Action") in ("die", "destroy", "oom"):
             self.exited.add(ev.get("id", ""))
             self.wakeup.set()
-
-    def _on_router_line(self, ts: float, line: str) -> None:
-        entry = router_conf.parse_access_line(line)
-        if entry is not None and entry.app:
-            self.store.add_log(entry.app, "heroku", "router", router_conf.format_router_line(entry), ts)
 
     # -- the loop ----------------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -124,6 +102,8 @@ class Runtime:
                     delay = self.tick()
             except ENGINE_ERRORS as err:
                 log.warning("engine error during reconcile: %s", err)
+                if not self.engine.answers():
+                    self.engine_sync.on_lost()
                 delay = 1.0
             except Exception:  # noqa: BLE001 - the loop must survive anything; the log says what
                 log.exception("reconcile failed")
@@ -136,9 +116,12 @@ class Runtime:
 
     def tick(self) -> float:
         """One reconciliation pass; returns how long the loop may sleep."""
+        if self.engine_lost:
+            self.engine.client.ping()  # still away: the loop retries in a second
+            self.engine_sync.recover()
         now = time.time()
         if now - self.last_full_sync >= FULL_SYNC_EVERY or self.exited:
-            self._full_sync()
+            self.engine_sync.full_sync()
         for app in self.store.apps():
             self._converge_formation(app)
         for row in self.store.dynos():
@@ -156,49 +139,6 @@ class Runtime:
         pending = [r["next_start"] for r in self.store.dynos() if r["container"] is None and r["next_start"]]
         soonest = min(pending + [self.watchdog.next_due()], default=time.time() + FULL_SYNC_EVERY) - time.time()
         return max(0.05, min(FULL_SYNC_EVERY, soonest))
-
-    def _full_sync(self) -> None:
-        """Compare labels with the store: exits become crashes, unknown containers are removed."""
-        self.last_full_sync = time.time()
-        self.exited.clear()
-        live = {c.id: c for c in self.engine.containers()}
-        known = set()
-        for row in self.store.dynos():
-            cid = row["container"]
-            if not cid:
-                continue
-            known.add(cid)
-            c = live.get(cid)
-            if c is None or c.status in ("exited", "dead"):
-                if cid not in self.attached:
-                    self._on_exit(row)
-        for old in self.store.old_dynos():
-            known.add(old["container"])
-            c = live.get(old["container"])
-            if c is None or c.status in ("exited", "dead"):
-                self.store.delete_old_dyno(old["container"])
-                self.engine.remove(old["container"])
-        self._sweep_dedicated_instances()
-        sandboxes = {sb["container"] for sb in self.store.sandboxes()}
-        for c in live.values():
-            kind = c.labels.get(const.LABEL_KIND)
-            if kind == const.KIND_DYNO and c.id not in known and c.id not in self.terminating \
-                    and c.id not in self.attached:
-                self.retire_container(c.id, c.labels.get(const.LABEL_APP, "?"), c.labels.get(const.LABEL_DYNO, "?"),
-                                      quiet=True)
-            elif kind == const.KIND_SANDBOX and c.id not in sandboxes and not self._sandbox_busy(c.id):
-                self.engine.remove(c.id)
-
-    def _sweep_dedicated_instances(self) -> None:
-        """A Private Space instance no dyno uses any more (e.g. after a crash mid ps:stop) is torn down."""
-        used = {r["instance"] for r in self.store.dynos()} | {o["instance"] for o in self.store.old_dynos()}
-        busy = {t.get("instance") for t in self.terminating.values()}
-        for inst in self.store.instances():
-            if inst["runtime"] != "common" and inst["id"] not in used and inst["id"] not in busy:
-                self.retire_instance(inst["id"])
-
-    def _sandbox_busy(self, cid: str) -> bool:
-        return any(t.get("sandbox") == cid for t in self.terminating.values())
 
     # -- formation -------------------------------------------------------------------------------
     def _converge_formation(self, app: dict[str, Any]) -> None:
@@ -234,45 +174,9 @@ class Runtime:
             self.retire_container(row["container"], row["app"], row["name"],
                                   retire_instance=row["instance"] if in_space else None)
         elif in_space and row["instance"]:
-            self.retire_instance(row["instance"])
+            self.instances.retire_instance(row["instance"])
 
-    # -- placement -------------------------------------------------------------------------------
-    def place(self, row: dict[str, Any], placement: Placement) -> str:
-        """Choose (and record) the instance the dyno's next container runs on."""
-        app = self.store.app(row["app"])
-        assert app is not None
-        if app["space"]:
-            if row["instance"] and placement is not Placement.NEW and self.store.instance(row["instance"]):
-                return row["instance"]
-            iid = new_instance_id(self.rng)
-            self.store.add_instance(iid, app["space"])
-            return iid
-        loads = self._pool_loads()
-        iid = choose_pool_instance(loads, placement, row["instance"], self.rng)
-        if iid is None:
-            self.ensure_pool()
-            iid = choose_pool_instance(self._pool_loads(), Placement.ANY, None, self.rng)
-        assert iid is not None
-        return iid
-
-    def _pool_loads(self) -> list[InstanceLoad]:
-        rows = self.store.dynos()
-        return [InstanceLoad(i["id"], sum(1 for r in rows if r["instance"] == i["id"] and r["container"]))
-                for i in self.store.instances() if i["runtime"] == "common" and i["state"] == "running"]
-
-    def ensure_sandbox(self, instance: str, app: dict[str, Any]) -> dict[str, Any]:
-        sb = self.store.sandbox(instance, app["name"])
-        if sb and self.engine.try_info(sb["container"]):
-            return sb
-        network = self.engine.ensure_network(app["space"])
-        cid, ip = self.engine.create_sandbox(const.STACK_IMAGE, instance, app["name"], network, app["space"])
-        self.store.add_sandbox(instance, app["name"], cid, ip)
-        created = self.store.sandbox(instance, app["name"])
-        assert created is not None
-        for hook in self.on_sandbox_created:  # e.g. the instance's faults apply to its new namespace
-            hook(instance, created)
-        return created
-
+    # -- starting ---------------------------------------------------------------------------------
     def _free_port(self, instance: str, app: str) -> int:
         used = {r["port"] for r in self.store.dynos(app) if r["instance"] == instance and r["port"]}
         used |= {t.get("port") for t in self.terminating.values()}
@@ -282,15 +186,14 @@ class Runtime:
             if port not in used:
                 return port
 
-    # -- starting ---------------------------------------------------------------------------------
     def start_dyno(self, row: dict[str, Any], placement: Placement = Placement.ANY) -> None:
         """Start a new container for the dyno on its (possibly new) instance. Failures become crashes."""
         app = self.store.app(row["app"])
         rel = self.store.release(row["app"], row["release"])
         if app is None or rel is None:
             return
-        instance = self.place(row, placement)
-        sb = self.ensure_sandbox(instance, app)
+        instance = self.instances.place(row, placement)
+        sb = self.instances.ensure_sandbox(instance, app)
         port = self._free_port(instance, app["name"])
         size = get_size(row["size"])
         is_web = row["type"] == "web"
@@ -380,7 +283,7 @@ class Runtime:
             self.sink.state(row["app"], row["name"], row["state"], "complete")
             self.store.delete_dyno(row["app"], row["name"])
             if app and app["space"] and row["instance"]:
-                self.retire_instance(row["instance"])
+                self.instances.retire_instance(row["instance"])
             return
         self._crashed(row, app, time.time())
 
@@ -422,7 +325,7 @@ class Runtime:
             self.sink.state(app_name, name, row["state"], "starting" if plan.start_again else "down")
             self.retire_container(old_container, app_name, name, retire_instance=retire, port=row["port"])
         elif retire:
-            self.retire_instance(retire)
+            self.instances.retire_instance(retire)
         if plan.start_again:
             fresh = self.store.dyno(app_name, name)
             assert fresh is not None
@@ -456,49 +359,14 @@ class Runtime:
                 self.terminating.pop(cid, None)
                 self.followed.discard(cid)
                 if retire_instance:
-                    self.retire_instance(retire_instance)
+                    self.instances.retire_instance(retire_instance)
             self.wake()
 
         threading.Thread(target=run, daemon=True, name=f"stop-{cid[:12]}").start()
 
     def fail_instance(self, iid: str) -> list[str]:
-        """``host-failure``: the instance dies at once; its dynos are relocated without SIGTERM.
-
-        heroku-reference §1.2 (help.heroku.com KR6BGO6A): "Relocating dyno to a new server"; evacuated
-        dynos may not receive SIGTERM. A Common Runtime pool instance is replaced by a fresh one.
-        """
-        inst = self.store.instance(iid)
-        if inst is None:
-            from labctl.errors import NotFound
-
-            raise NotFound(f"No such instance {iid}")
-        rows = [r for r in self.store.dynos() if r["instance"] == iid]
-        self.store.update_instance(iid, state="failed")
-        self.engine.remove_many([r["container"] for r in rows if r["container"]]
-                                + [sb["container"] for sb in self.store.sandboxes(iid)])
-        self.store.delete_instance(iid)
-        if inst["runtime"] == "common":
-            self.ensure_pool()
-        moved = []
-        for r in rows:
-            if r["container"]:
-                self.followed.discard(r["container"])
-            self.sink.heroku(r["app"], r["name"], "Relocating dyno to a new server")
-            if r["one_off"]:
-                self.sink.state(r["app"], r["name"], r["state"], "down")
-                self.store.delete_dyno(r["app"], r["name"])
-                continue
-            self.sink.state(r["app"], r["name"], r["state"], "starting")
-            self.store.update_dyno(r["app"], r["name"], container=None, port=None, instance=None, state="starting",
-                                   updated_at=time.time(), next_start=None)
-            moved.append(r["name"])
-        self.sync_router()
-        for r in rows:
-            fresh = self.store.dyno(r["app"], r["name"])
-            if fresh is not None and not fresh["container"]:
-                self.start_dyno(fresh, Placement.ANY)
-        self.wake()
-        return moved
+        """``host-failure``: the instance dies at once; its dynos are relocated (``Instances.fail_instance``)."""
+        return self.instances.fail_instance(iid)
 
     def destroy_app(self, app: dict[str, Any]) -> None:
         """``apps:destroy``: the app's dynos and sandboxes go at once (no grace), its dedicated instances too."""
@@ -520,66 +388,7 @@ class Runtime:
         self.store.delete_app(app["name"])
         self.sync_router()
 
-    def retire_instance(self, iid: str) -> None:
-        """Tear a dedicated instance down (its sandbox containers go with it)."""
-        if any(r["instance"] == iid and r["container"] for r in self.store.dynos()):
-            return  # still hosts a dyno (e.g. a restart raced in): keep it
-        for sb in self.store.sandboxes(iid):
-            self.engine.remove(sb["container"])
-        self.store.delete_instance(iid)
-
     # -- router -----------------------------------------------------------------------------------
-    def _render_routes(self, generation: int = 0,
-                       also_up: set[tuple[str, str]] | None = None) -> tuple[tuple, str]:
-        routes = []
-        sandboxes = {(s["instance"], s["app"]): s["ip"] for s in self.store.sandboxes()}
-        dynos = self.store.dynos()
-        for app in self.store.apps():
-            rel = self.store.current_release(app["name"])
-            web = [r for r in dynos if r["app"] == app["name"] and r["type"] == "web" and not r["one_off"]]
-            new_ok = self.rollouts.new_routable(app)
-            routed = [r for r in web if new_ok and r["container"] and (r["instance"], r["app"]) in sandboxes
-                      and (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))]
-            routed += [o for o in self.rollouts.routed_old(app) if (o["instance"], o["app"]) in sandboxes]
-            backends = tuple(
-                router_conf.Backend(r["name"], f"{sandboxes[(r['instance'], r['app'])]}:{r['port']}", r["release"])
-                for r in routed
-            )
-            if rel is None:
-                code = "H81"
-            elif not web:
-                code = "H14"
-            elif any(r["state"] == "crashed" for r in web):
-                code = "H10"
-            else:
-                code = "H20"
-            routes.append(router_conf.AppRoute(app["name"], backends, retry=not app["space"], empty_code=code,
-                                               maintenance=bool(app["maintenance"])))
-        tls = {"tls_cert": const.ROUTER_CERT, "tls_key": const.ROUTER_KEY,
-               "https_port_public": self.https_port or 0} if self.tls else {}
-        settings = router_conf.RouterSettings(http_port_public=self.http_port, timescale=self.scale.factor,
-                                              generation=generation, **tls)
-        return tuple(routes), router_conf.render_nginx_conf(routes, settings)
-
-    def _refresh_tls(self) -> bool:
-        """Issue the router certificate again when the set of apps changed; True when it did."""
-        names = tuple(sorted(a["name"] for a in self.store.apps()))
-        if self.tls_for is None or names == self.tls_names:
-            return False
-        self.tls = self.tls_for(list(names))
-        self.tls_names = names
-        return True
-
     def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None:
         """Reload the router when the routing set changed; returns once the new set is in force."""
-        key, _ = self._render_routes(also_up=also_up)
-        if self._refresh_tls() and self.engine.router_ports().get("https"):
-            for path, text in self.tls.items():
-                self.engine.put_file(self.engine.router_name(), path, text,
-                                     mode=0o600 if path.endswith(".key") else 0o644)
-            self.applied_routes = None  # nginx reads certificates at reload
-        if key != self.applied_routes:
-            self.generation += 1
-            _, conf = self._render_routes(self.generation, also_up)
-            self.engine.reload_router(conf, self.generation, self.http_port)
-            self.applied_routes = key
+        self.routing.sync(also_up)

@@ -129,13 +129,16 @@ class Engine:
             ports: dict[str, tuple[str, int | None]] = {"80/tcp": ("127.0.0.1", http_port or None)}
             if https_port is not None:
                 ports["443/tcp"] = ("127.0.0.1", https_port or None)
+            from labctl.engine import router as router_conf  # nginx + the hold service (router_hold.py)
+
             c = self.client.containers.create(
-                image, ["nginx", "-g", "daemon off;"], name=self.router_name(), init=True,
+                image, router_conf.router_command(), name=self.router_name(), init=True,
                 labels=lab_labels(self.lab, const.KIND_ROUTER), ports=ports,
                 network=networks[0], restart_policy={"Name": "unless-stopped"},
             )
             for path, text in (files or {}).items():
                 self.put_file(c.id, path, text, mode=0o600 if path.endswith(".key") else 0o644)
+            self.put_file(c.id, router_conf.HOLD_SCRIPT, router_conf.hold_script())
             self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
             c.start()
         c.reload()
@@ -158,13 +161,17 @@ class Engine:
                 out[name] = int(bound[0]["HostPort"])
         return out
 
-    def router_port(self) -> int | None:
-        try:
-            c = self.client.containers.get(self.router_name())
-        except docker.errors.NotFound:
-            return None
-        ports = (c.attrs["NetworkSettings"].get("Ports") or {}).get("80/tcp") or []
-        return int(ports[0]["HostPort"]) if ports else None
+    def settled_router_ports(self, timeout: float = 10.0) -> dict[str, int]:
+        """``router_ports()`` once the router publishes its HTTP port: a container that is (re)starting
+        publishes none for a moment, and a port chosen by the engine (0) is only known then."""
+        import time
+
+        deadline = time.time() + timeout
+        ports = self.router_ports()
+        while "http" not in ports and time.time() < deadline:
+            time.sleep(0.1)
+            ports = self.router_ports()
+        return ports
 
     def connect_router(self, network: str) -> None:
         c = self.client.containers.get(self.router_name())
@@ -187,7 +194,11 @@ class Engine:
         self._await_generation(generation, port)
 
     @staticmethod
-    def _await_generation(generation: int, port: int | None, timeout: float = 3.0) -> None:
+    def _await_generation(generation: int, port: int | None, timeout: float = 10.0) -> None:
+        """Poll the router until three answers in a row come from ``generation`` (a reload takes ~50 ms;
+        the long timeout is for a machine under load, where a routing change reported early made an old
+        dyno answer after its switch)."""
+        import logging
         import time
 
         if not port:
@@ -203,6 +214,8 @@ class Engine:
             streak = streak + 1 if seen == str(generation) else 0
             if streak == 0:
                 time.sleep(0.01)
+        if streak < 3:
+            logging.getLogger(__name__).warning("router generation %d not seen within %.0f s", generation, timeout)
 
     def put_file(self, container_id: str, path: str, text: str, mode: int = 0o644) -> None:
         data = text.encode()
@@ -391,8 +404,9 @@ class Engine:
                 return set()
         return parse_proc_listen("\n".join(texts))
 
-    def follow_logs(self, container_id: str, on_line: Callable[[float, str], None], since: float | None = None) -> None:
-        """Stream a container's output to ``on_line(ts, text)`` in a daemon thread until it exits."""
+    def follow_logs(self, container_id: str, on_line: Callable[[float, str], None],
+                    since: float | None = None) -> threading.Thread:
+        """Stream a container's output to ``on_line(ts, text)`` in a daemon thread (returned) until it exits."""
 
         def run() -> None:
             try:
@@ -409,10 +423,16 @@ class Engine:
             except ENGINE_ERRORS:
                 return
 
-        threading.Thread(target=run, daemon=True, name=f"logs-{container_id[:12]}").start()
+        thread = threading.Thread(target=run, daemon=True, name=f"logs-{container_id[:12]}")
+        thread.start()
+        return thread
 
-    def watch_events(self, on_event: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``on_event`` for every container event of this lab, in a daemon thread (reconnects)."""
+    def watch_events(self, on_event: Callable[[dict[str, Any]], None],
+                     on_lost: Callable[[], None] | None = None) -> None:
+        """Call ``on_event`` for every container event of this lab, in a daemon thread (reconnects).
+
+        When the stream breaks and the engine does not answer a ping, ``on_lost()`` is called (dockerd
+        stopped or restarting)."""
 
         def run() -> None:
             import time
@@ -423,9 +443,19 @@ class Engine:
                             "type": "container", "label": f"{const.LABEL_LAB}={self.lab}"}):
                         on_event(ev)
                 except ENGINE_ERRORS:
-                    time.sleep(1)
+                    pass
+                if on_lost is not None and not self.answers():
+                    on_lost()
+                time.sleep(1)
 
         threading.Thread(target=run, daemon=True, name="docker-events").start()
+
+    def answers(self) -> bool:
+        """True when the engine answers a ping now."""
+        try:
+            return bool(self.client.ping())
+        except ENGINE_ERRORS:
+            return False
 
     # -- teardown ---------------------------------------------------------------------------------
     def remove_app_images(self, app: str) -> None:

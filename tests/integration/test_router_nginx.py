@@ -21,20 +21,25 @@ import requests
 
 from labctl import const
 from labctl.engine.router import (
+    HOLD_SCRIPT,
     AppRoute,
     Backend,
     RouterEntry,
     RouterSettings,
     format_router_line,
+    hold_script,
     parse_access_line,
     render_nginx_conf,
+    router_command,
 )
 from tests.conftest import SAMPLE_APP, wait_until
 
 pytestmark = pytest.mark.docker
 
 LAB = "test-router"
-TIMESCALE = 0.05  # connect 250 ms, first byte 1.5 s, idle 2.75 s
+TIMESCALE = 0.05  # connect 250 ms, first byte 1.5 s, idle 2.75 s, boot hold (H20) 3.75 s
+FIRST_BYTE = 30 * TIMESCALE
+BOOT_HOLD = 75 * TIMESCALE
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -55,6 +60,7 @@ class RouterLab:
     port: int
     backends: list[Backend]
     extra: list[AppRoute] = field(default_factory=list)
+    generation: int = 0  # answered at /__labctl/generation: tells when a reload is in force
 
     def routes(self) -> list[AppRoute]:
         web1, web2 = self.backends
@@ -64,19 +70,34 @@ class RouterLab:
             AppRoute("empty", (), retry=True, empty_code="H14"),
             AppRoute("maint", (web1,), retry=True, maintenance=True),
             AppRoute("refused", (dead,), retry=False),
+            AppRoute("refusedcr", (dead,), retry=True),
             AppRoute("mixed", (dead, Backend("web.2", web2.addr, 4)), retry=True),
             *self.extra,
         ]
 
     def conf(self, public_port: int) -> str:
-        settings = RouterSettings(http_port_public=public_port, timescale=TIMESCALE)
+        settings = RouterSettings(http_port_public=public_port, timescale=TIMESCALE, generation=self.generation)
         return render_nginx_conf(self.routes(), settings)
 
+    def route(self, route: AppRoute) -> None:
+        """Add ``route``, or replace the one of that app, and reload."""
+        self.extra = [r for r in self.extra if r.app != route.app] + [route]
+        self.reload()
+
     def reload(self) -> None:
+        self.generation += 1
         self.router.put_archive("/etc/nginx", _tar("nginx.conf", self.conf(self.port).encode()))
         code, out = self.router.exec_run(["nginx", "-s", "reload"])
         assert code == 0, out.decode()
-        time.sleep(0.3)  # the master starts new workers; old ones finish what they serve
+
+        def live() -> bool:  # as the controller does: three answers in a row from the new configuration
+            try:
+                return requests.get(f"http://127.0.0.1:{self.port}/__labctl/generation", timeout=1,
+                                    headers={"Host": "labctl-router.internal"}).text.strip() == str(self.generation)
+            except requests.RequestException:
+                return False
+
+        wait_until(lambda: live() and live() and live(), 10, 0.01, f"router generation {self.generation}")
 
     def get(self, app: str, path: str = "/", timeout: float = 10.0, **headers: str) -> requests.Response:
         return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=timeout,
@@ -131,12 +152,13 @@ def rlab() -> Iterator[RouterLab]:
         ips = [c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"] for c in dynos]
         backends = [Backend(f"web.{i}", f"{ip}:5000", 2 + i) for i, ip in enumerate(ips, start=1)]
         router = client.containers.create(
-            const.STACK_IMAGE, ["nginx", "-g", "daemon off;"], name=f"{LAB}-router-{suffix}", init=True,
+            const.STACK_IMAGE, router_command(), name=f"{LAB}-router-{suffix}", init=True,
             network=net.name, ports={"80/tcp": ("127.0.0.1", None)},
             labels={const.LABEL_LAB: LAB, const.LABEL_KIND: const.KIND_ROUTER},
         )
         lab = RouterLab(client, router, 0, backends)
         router.put_archive("/etc/nginx", _tar("nginx.conf", lab.conf(0).encode()))
+        router.put_archive("/etc/nginx", _tar(HOLD_SCRIPT.rsplit("/", 1)[1], hold_script().encode()))
         router.start()
         router.reload()
         lab.port = int(router.attrs["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"])
@@ -219,9 +241,8 @@ def test_maintenance_is_h80_info(rlab: RouterLab):
 
 
 def test_no_first_byte_in_time_is_h12_and_not_retried(rlab: RouterLab):
-    t = time.monotonic()
     r, line = _error(rlab, "demo", "/slow?ms=4000")
-    took = time.monotonic() - t
+    took = r.elapsed.total_seconds()  # the request alone, not the wait for its log line
     assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H12"
     assert 30 * TIMESCALE - 0.1 <= took < 2 * 30 * TIMESCALE  # one first-byte window, no retry
     assert line.startswith('at=error code=H12 desc="Request timeout" method=GET path="/slow?ms=4000" ')
@@ -230,12 +251,90 @@ def test_no_first_byte_in_time_is_h12_and_not_retried(rlab: RouterLab):
 
 
 def test_refused_is_h21_and_common_runtime_retries(rlab: RouterLab):
-    r, line = _error(rlab, "refused")
+    r, line = _error(rlab, "refusedcr")
+    assert r.elapsed.total_seconds() < FIRST_BYTE / 2, "every dyno refused: H21 at once"  # the request alone
     assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H21"
     assert line.startswith('at=error code=H21 desc="Backend connection refused" ')
     assert " dyno=web.1 " in line and " service= status=503 bytes=0 " in line
     for _ in range(10):  # one dyno refuses, the router moves on to the other (heroku-reference §3.1)
         assert rlab.get("mixed").status_code == 200
+
+
+def test_private_space_refused_connect_times_out_as_h12(rlab: RouterLab):
+    # heroku-reference §3.1, §5: no retry on another dyno; the request times out after 30 s with H12.
+    r, line = _error(rlab, "refused")
+    took = r.elapsed.total_seconds()  # the request alone, not the wait for its log line
+    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H12" and "Application error" in r.text
+    assert r.headers["X-Labctl-Dyno"] == "web.1"
+    assert FIRST_BYTE - 0.05 <= took < FIRST_BYTE + 1.0, f"the scaled 30 s first-byte window (took {took:.2f}s)"
+    assert line.startswith('at=error code=H12 desc="Request timeout" method=GET path="/" ')
+    ms = int(re.search(r" dyno=web\.1 connect= service=(\d+)ms status=503 bytes=0 protocol=http$", line).group(1))
+    assert FIRST_BYTE * 1000 - 50 <= ms < FIRST_BYTE * 1000 + 500
+
+
+def _in_thread(fn) -> tuple[threading.Thread, dict[str, object]]:
+    result: dict[str, object] = {}
+
+    def run():
+        t = time.monotonic()
+        try:
+            result["response"] = fn()
+        except requests.RequestException as err:
+            result["error"] = err
+        result["took"] = time.monotonic() - t
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result
+
+
+def test_boot_hold_serves_the_request_once_a_dyno_is_up(rlab: RouterLab):
+    # heroku-reference §2.2 / §3.5 H20: while the web dynos are starting the router holds requests;
+    # the dyno that comes up serves them, although they arrived under the config without it.
+    web1 = rlab.backends[0]
+    rlab.route(AppRoute("boot", (), retry=True, empty_code="H20"))
+    rid = uuid.uuid4().hex + "-labctl-test"
+    get, got = _in_thread(lambda: rlab.get("boot", "/headers", **{"X-Request-Id": rid}))
+    post, posted = _in_thread(lambda: requests.post(
+        f"http://127.0.0.1:{rlab.port}/headers?via=post", data=b"0123456789", timeout=10,
+        headers={"Host": f"boot.localhost:{rlab.port}"}))
+    time.sleep(1.0)
+    assert get.is_alive() and post.is_alive(), "held while no dyno is up"
+    rlab.route(AppRoute("boot", (web1,), retry=True))  # web.1 is up: a reload; the held requests keep the old config
+    get.join(10)
+    post.join(10)
+    r = got["response"]
+    assert r.status_code == 200 and r.headers["X-Labctl-Dyno"] == "web.1", got
+    assert 1.0 <= got["took"] < BOOT_HOLD
+    h = r.json()["headers"]
+    assert h["X-Request-Id"] == rid and h["Via"] == "1.1 vegur" and h["X-Forwarded-Port"] == str(rlab.port)
+    assert abs(int(h["X-Request-Start"]) / 1000 - (time.time() - got["took"])) < 1.5, "when the router got it"
+    p = posted["response"]
+    assert p.status_code == 200 and p.json()["headers"]["Content-Length"] == "10", posted  # body and method kept
+    line = format_router_line(rlab.entry(rid))
+    assert line.startswith('at=info method=GET path="/headers" host=boot.localhost ')
+    assert re.search(r" dyno=web\.1 connect=\d+ms service=\d+ms status=200 bytes=\d+ protocol=http$", line)
+
+
+def test_boot_hold_ends_in_h20_after_the_scaled_75_s(rlab: RouterLab):
+    rlab.route(AppRoute("slowboot", (), retry=False, empty_code="H20"))
+    r, line = _error(rlab, "slowboot")
+    took = r.elapsed.total_seconds()  # the request alone, not the wait for its log line
+    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H20" and "Application error" in r.text
+    assert BOOT_HOLD - 0.05 <= took < BOOT_HOLD + 1.0, f"held the scaled 75 s (took {took:.2f}s)"
+    assert line.startswith('at=error code=H20 desc="App boot timeout" method=GET path="/" host=slowboot.localhost ')
+    assert line.endswith(" dyno= connect= service= status=503 bytes= protocol=http")
+
+
+def test_boot_hold_ends_at_once_when_the_dynos_stop_starting(rlab: RouterLab):
+    rlab.route(AppRoute("crashing", (), retry=True, empty_code="H20"))
+    held, result = _in_thread(lambda: rlab.get("crashing"))
+    time.sleep(0.8)
+    rlab.route(AppRoute("crashing", (), retry=True, empty_code="H10"))  # crashed, in a cool-off: nothing to wait for
+    held.join(10)
+    r = result["response"]
+    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H10", result
+    assert result["took"] < BOOT_HOLD - 1.0
 
 
 def test_unknown_host_is_404(rlab: RouterLab):

@@ -5,15 +5,20 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import subprocess
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from labctl.engine import router_hold
 from labctl.engine.router import (
+    HOLD_ADDR,
     AppRoute,
     Backend,
     RouterEntry,
@@ -22,6 +27,7 @@ from labctl.engine.router import (
     parse_access_line,
     parse_router_fields,
     render_nginx_conf,
+    router_command,
 )
 
 SETTINGS = RouterSettings(http_port_public=5080, timescale=0.02)
@@ -148,7 +154,7 @@ def test_router_errors_are_503_with_a_code():
     assert "H19" in _block(conf, "map $upstream_connect_time $labctl_code_504")
 
 
-@pytest.mark.parametrize("code", ["H14", "H10", "H81", "H20"])
+@pytest.mark.parametrize("code", ["H14", "H10", "H81"])
 def test_empty_routing_set_answers_the_empty_code(code):
     conf = render_nginx_conf([AppRoute("demo", (), True, empty_code=code)], SETTINGS)
     server = _block(conf, "server {\n        listen 80;\n        server_name demo.localhost;")
@@ -184,17 +190,34 @@ def test_rendering_is_deterministic_and_rejects_unsafe_names():
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 
 
-@pytest.mark.skipif(NGINX is None, reason="no nginx binary here")
+def _nginx_t(tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``nginx -t`` of tmp_path/nginx.conf: the host's nginx, else the router's own nginx in the stack image
+    (the image the router runs; the integration tests build it before the unit tests run)."""
+    if NGINX is not None:
+        return subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-e", "stderr", "-c",
+                               str(tmp_path / "nginx.conf"), "-g", f"pid {tmp_path}/nginx.pid;"],
+                              capture_output=True, text=True)
+    from labctl import const
+
+    if shutil.which("docker") is None or subprocess.run(["docker", "image", "inspect", const.STACK_IMAGE],
+                                                        capture_output=True).returncode != 0:
+        pytest.skip(f"neither an nginx binary nor the {const.STACK_IMAGE} image here (pytest runs the "
+                    "integration tests first: they build it)")
+    return subprocess.run(["docker", "run", "--rm", "--label", "io.labctl.lab=unit-nginx-t", "--network", "none",
+                           "-v", f"{tmp_path}:/conf", const.STACK_IMAGE, "nginx", "-t", "-q", "-p", "/conf", "-e",
+                           "stderr", "-c", "/conf/nginx.conf", "-g", "pid /conf/nginx.pid;"],
+                          capture_output=True, text=True)
+
+
 @pytest.mark.parametrize("routes", [
     [],
     [DEMO, PRIVATE, AppRoute("empty", (), True, "H10"),
-     AppRoute("maint", DEMO.backends, False, maintenance=True)],
+     AppRoute("maint", DEMO.backends, False, maintenance=True),
+     AppRoute("booting", (), True, "H20"), AppRoute("psboot", (), False, "H20")],
 ], ids=["empty", "mixed"])
 def test_nginx_accepts_the_config(routes, tmp_path):
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(render_nginx_conf(routes, SETTINGS))
-    r = subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-e", "stderr", "-c", str(conf),
-                        "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True)
+    (tmp_path / "nginx.conf").write_text(render_nginx_conf(routes, SETTINGS))
+    r = _nginx_t(tmp_path)
     assert r.returncode == 0, r.stderr
 
 
@@ -278,3 +301,163 @@ def test_tls_listens_on_443_and_forwards_the_https_port(tmp_path):
         r = subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-e", "stderr", "-c", str(path),
                             "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+# -- the hold service: H20 boot hold, Private Space refused connect -----------------------------------
+BOOTING = AppRoute("boot", (), True, empty_code="H20")
+H20_LINE = (
+    '{"kind":"labctl-router","msec":"1795437310.100","app":"boot","method":"GET","path":"/",'
+    '"host":"boot.localhost","request_id":"0d4c2a7e-1b1e-4a57-9d55-6f1e0c1d2b3a","fwd":"127.0.0.1",'
+    '"scheme":"http","status":"503","bytes":"471","request_time":"1.503","upstream":"127.0.0.1:8099",'
+    '"upstream_status":"200","connect_time":"0.000","response_time":"1.502","dyno":"","release":"",'
+    '"code":"H20","desc":"App boot timeout","hold":"boot"}'
+)
+HELD_LINE = (
+    '{"kind":"labctl-router","msec":"1795437311.200","app":"boot","method":"GET","path":"/",'
+    '"host":"boot.localhost","request_id":"5e0f3b8a-2c2f-4b68-8e66-7a2f1d2e3c4b","fwd":"127.0.0.1",'
+    '"scheme":"http","status":"200","bytes":"120","request_time":"0.812","upstream":"127.0.0.1:8099 : '
+    '172.18.0.5:5001","upstream_status":"200 : 200","connect_time":"0.000 : 0.001","response_time":'
+    '"0.800 : 0.010","dyno":"web.1","release":"3","code":"","desc":"","hold":"boot"}'
+)
+PS_REFUSED_LINE = (
+    '{"kind":"labctl-router","msec":"1795437312.300","app":"secret","method":"GET","path":"/",'
+    '"host":"secret.localhost","request_id":"6f1a4c9b-3d3a-4c79-9f77-8b3a2e3f4d5c","fwd":"127.0.0.1",'
+    '"scheme":"http","status":"503","bytes":"471","request_time":"0.603","upstream":"172.19.0.2:5001 : '
+    '127.0.0.1:8099","upstream_status":"502 : 200","connect_time":"- : 0.000","response_time":"0.000 : 0.602",'
+    '"dyno":"web.1","release":"7","code":"H12","desc":"Request timeout","hold":"wait"}'
+)
+
+
+def test_booting_app_hands_requests_to_the_hold_service():
+    conf = render_nginx_conf([BOOTING], SETTINGS)
+    server = _block(conf, "server {\n        listen 80;\n        server_name boot.localhost;")
+    root = _block(server, "location / ")
+    assert f"proxy_pass http://{HOLD_ADDR};" in root and "set $labctl_hold boot;" in root
+    assert "proxy_set_header X-Labctl-Limit-Ms 1500;" in root  # 75 s × 0.02
+    assert "proxy_set_header X-Labctl-App $labctl_app;" in root and "proxy_pass_request_body off;" in root
+    assert "error_page 502 504 = @labctl_H20;" in root  # no hold service: H20 at once, as before
+    held = _block(server, "location @labctl_held")
+    assert "set $labctl_held_addr $upstream_http_x_labctl_addr;" in held
+    assert "proxy_pass http://$labctl_held_addr;" in held and "error_page 502 = @labctl_502;" in held
+    for code in router_hold.CODE_LOCATIONS:
+        assert f"set $labctl_code {code};" in _block(server, f"location @labctl_{code} ")
+    assert "return 503 $labctl_page_maintenance;" in _block(server, "location @labctl_H80 ")
+    assert "upstream labctl_app_boot" not in conf
+
+
+def test_boot_hold_is_the_scaled_75_s_with_a_floor():
+    assert SETTINGS.boot_hold() == pytest.approx(1.5)
+    assert RouterSettings(5080).boot_hold() == 75.0
+    floored = RouterSettings(5080, timescale=0.02, boot_hold_floor_s=2.3)
+    assert floored.boot_hold() == 2.3
+    assert "X-Labctl-Limit-Ms 2300;" in render_nginx_conf([BOOTING], floored)
+
+
+def test_private_space_refused_connect_waits_out_the_first_byte_window():
+    conf = render_nginx_conf([DEMO, PRIVATE], SETTINGS)
+    secret = _block(conf, "server {\n        listen 80;\n        server_name secret.localhost;")
+    at502 = _block(secret, "location @labctl_502")
+    assert "set $labctl_pin_dyno $labctl_dyno_out;" in at502 and "recursive_error_pages on;" in at502
+    assert "proxy_set_header X-Labctl-Hold wait;" in at502 and "X-Labctl-Limit-Ms 600;" in at502  # 30 s × 0.02
+    assert "proxy_set_header X-Labctl-Code $labctl_code;" in at502 and "= @labctl_now;" in at502
+    assert "set $labctl_code H12;" in _block(secret, "location @labctl_H12 ")
+    demo = _block(conf, "server {\n        listen 80;\n        server_name demo.localhost;")
+    assert "proxy_pass" not in _block(demo, "location @labctl_502")  # Common Runtime: H21 at once, after retries
+
+
+def test_router_command_runs_the_hold_service_next_to_nginx():
+    cmd = router_command()
+    assert cmd[:2] == ["sh", "-c"]
+    assert "python3 /etc/nginx/labctl-hold.py 8099 /etc/nginx/nginx.conf" in cmd[2]
+    assert cmd[2].endswith("exec nginx -g 'daemon off;'")
+
+
+def test_routes_line_carries_the_routing_set():
+    conf = render_nginx_conf([DEMO, BOOTING, AppRoute("maint", (), True, maintenance=True)], SETTINGS)
+    routes = router_hold.read_routes(conf)
+    assert routes["demo"] == {"b": [["web.1", "172.18.0.5:5001", 3], ["web.2", "172.18.0.6:5002", 4]],
+                              "c": "H14", "m": False}
+    assert routes["boot"] == {"b": [], "c": "H20", "m": False} and routes["maint"]["m"] is True
+    assert router_hold.read_routes("worker_processes 2;\n") is None
+    assert router_hold.read_routes(router_hold.ROUTES_MARK + '{"cut') is None
+
+
+def test_hold_decisions():
+    decide = router_hold.decide
+    starting = {"b": [], "c": "H20", "m": False}
+    assert decide(starting, 1.0, 3.75) is None  # keep holding
+    assert decide(starting, 3.75, 3.75) == ("@labctl_H20", {})
+    up = {"b": [["web.2", "10.0.0.2:5000", 4]], "c": "H14", "m": False}
+    assert decide(up, 1.0, 3.75) == ("@labctl_held", {"X-Labctl-Addr": "10.0.0.2:5000", "X-Labctl-Dyno": "web.2",
+                                                       "X-Labctl-Release": "4"})
+    assert decide({"b": [], "c": "H10", "m": False}, 0.1, 3.75) == ("@labctl_H10", {})  # cool-off: no wait
+    assert decide({"b": [], "c": "H14", "m": False}, 0.1, 3.75) == ("@labctl_H14", {})  # scaled to 0
+    assert decide({"b": up["b"], "c": "H14", "m": True}, 0.1, 3.75) == ("@labctl_H80", {})
+    assert decide(None, 0.1, 3.75) == ("@labctl_gone", {})  # app destroyed meanwhile
+    assert decide({"b": [], "c": "H42"}, 0.1, 3.75) == ("@labctl_H99", {})
+
+
+def test_hold_lines_in_heroku_form():
+    h20 = format_router_line(parse_access_line(H20_LINE))
+    assert h20.startswith('at=error code=H20 desc="App boot timeout" method=GET path="/" host=boot.localhost ')
+    assert h20.endswith("dyno= connect= service= status=503 bytes= protocol=http")
+    held = format_router_line(parse_access_line(HELD_LINE))
+    assert held.startswith("at=info method=GET ")
+    assert held.endswith("dyno=web.1 connect=1ms service=9ms status=200 bytes=120 protocol=http")
+    refused = format_router_line(parse_access_line(PS_REFUSED_LINE))
+    assert refused.startswith('at=error code=H12 desc="Request timeout" ')
+    assert refused.endswith("dyno=web.1 connect= service=603ms status=503 bytes=0 protocol=http")
+
+
+@pytest.fixture
+def hold_service(tmp_path):
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(render_nginx_conf([BOOTING], SETTINGS))
+    router_hold.Handler.routes = router_hold.Routes(str(conf))
+    server = router_hold.Server(("127.0.0.1", 0), router_hold.Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], conf
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _ask(port: int, **headers: str) -> tuple[str | None, dict[str, str], float]:
+    t = time.monotonic()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/", headers={k.replace("_", "-"): v for k, v in headers.items()})
+    r = c.getresponse()
+    c.close()
+    return r.getheader("X-Accel-Redirect"), dict(r.getheaders()), time.monotonic() - t
+
+
+def test_hold_service_releases_a_held_request_when_the_conf_names_a_dyno(hold_service):
+    port, conf = hold_service
+    result = {}
+    held = threading.Thread(target=lambda: result.update(
+        answer=_ask(port, X_Labctl_Hold="boot", X_Labctl_App="boot", X_Labctl_Elapsed="0.001",
+                    X_Labctl_Limit_Ms="5000")))
+    held.start()
+    time.sleep(0.3)
+    assert held.is_alive()
+    conf.write_text(render_nginx_conf([AppRoute("boot", DEMO.backends[:1], True)], SETTINGS))
+    held.join(5)
+    where, headers, took = result["answer"]
+    assert where == "@labctl_held" and headers["X-Labctl-Addr"] == "172.18.0.5:5001"
+    assert headers["X-Labctl-Dyno"] == "web.1" and headers["X-Labctl-Release"] == "3"
+    assert 0.3 <= took < 2
+
+
+def test_hold_service_times_out_and_waits(hold_service):
+    port, _ = hold_service
+    where, _, took = _ask(port, X_Labctl_Hold="boot", X_Labctl_App="boot", X_Labctl_Elapsed="0.1",
+                          X_Labctl_Limit_Ms="400")
+    assert where == "@labctl_H20" and 0.25 <= took < 1.0  # the time nginx already spent counts
+    where, _, took = _ask(port, X_Labctl_Hold="wait", X_Labctl_Code="H21", X_Labctl_Elapsed="0.05",
+                          X_Labctl_Limit_Ms="300")
+    assert where == "@labctl_H12" and 0.2 <= took < 0.8
+    where, _, took = _ask(port, X_Labctl_Hold="wait", X_Labctl_Code="H13", X_Labctl_Elapsed="0",
+                          X_Labctl_Limit_Ms="5000")
+    assert where == "@labctl_now" and took < 0.5  # accepted then closed: no wait

@@ -165,5 +165,7 @@ def test_cpu_and_mem(run_app):
     t = time.monotonic()
     assert app.get("/cpu?ms=100")["cpu_ms"] == 100
     assert time.monotonic() - t >= 0.1
+    work = app.get("/work?ms=50")  # CPU time, not wall time: at least as long on the clock
+    assert work["cpu_ms"] == 50 and work["wall_ms"] >= 50
     assert app.get("/mem?mb=5")["held_mb"] == 5
     assert app.get("/mem?mb=5")["held_mb"] == 10
