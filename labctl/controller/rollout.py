@@ -45,9 +45,10 @@ class Rollouts:
         return not (ro.get("kind") == "deploy" and not ro.get("switched") and self.routed_old(app))
 
     # -- starting a rollout ------------------------------------------------------------------------
-    def on_release(self, app: dict[str, Any], version: int) -> None:
+    def on_release(self, app: dict[str, Any], version: int, rows: list[dict[str, Any]] | None = None) -> None:
         """Every release restarts the formation: with preboot, rolling, or plainly (stop, then start)."""
-        rows = [r for r in self.store.dynos(app["name"]) if not r["one_off"]]
+        if rows is None:
+            rows = [r for r in self.store.dynos(app["name"]) if not r["one_off"]]
         if self.preboot_enabled(app):
             web = [r for r in rows if r["type"] == "web"]
             self.preboot(app, web, version, "deploy")
@@ -60,28 +61,38 @@ class Rollouts:
 
     def preboot(self, app: dict[str, Any], rows: list[dict[str, Any]], version: int | None, kind: str,
                 event: str = "Restarting") -> None:
-        """New web dynos start now; the current ones become old generations that keep serving."""
+        """New web dynos start now; the current ones become old generations that keep serving.
+
+        Crash-safe order (the controller may be killed anywhere in here): the rollout and its timer are
+        recorded first, and each dyno's new container is due (``next_start``) before it is started, so
+        a restarted controller resumes the same rollout on the same timer.
+        """
         now = time.time()
         ro = app["rollout"] if app["rollout"].get("kind") in ("deploy", "restart") else {}
-        for row in rows:
-            self._keep_as_old(row)
-            self.rt.sink.heroku(app["name"], row["name"], event)
-            self.rt.sink.state(app["name"], row["name"], row["state"], "starting")
-            self.store.update_dyno(app["name"], row["name"], container=None, port=None, state="starting",
-                                   updated_at=now, release=version or row["release"], crashes=0, next_start=None)
-            fresh = self.store.dyno(app["name"], row["name"])
-            self.rt.start_dyno(fresh, Placement.ANY)  # type: ignore[arg-type]
         if kind == "deploy":
             ro = {"kind": "deploy", "release": version, "switched": False,
                   "switch_at": now + self.rt.scale(preboot.SWITCH_AFTER)}
         else:
             ro = {**ro, "kind": "restart"} if ro.get("kind") == "deploy" else {"kind": "restart"}
+        self.store.update_app(app["name"], rollout=ro)
+        self._replace_web(app, rows, version, event, now)
+        if kind != "deploy":
             # Old dynos stop 4-6 min after the (latest) restart: repeated restarts keep pushing it back.
             for old in self.store.old_dynos(app["name"]):
                 self.store.update_old_dyno(old["container"], routed=1,
                                            retire_at=now + self.rt.scale(preboot.restart_old_delay(self.rt.rng)))
-        self.store.update_app(app["name"], rollout=ro)
         self.rt.sync_router()
+
+    def _replace_web(self, app: dict[str, Any], rows: list[dict[str, Any]], version: int | None, event: str,
+                     now: float) -> None:
+        for row in rows:
+            self._keep_as_old(row)
+            self.rt.sink.heroku(app["name"], row["name"], event)
+            self.rt.sink.state(app["name"], row["name"], row["state"], "starting")
+            self.store.update_dyno(app["name"], row["name"], container=None, port=None, state="starting",
+                                   updated_at=now, release=version or row["release"], crashes=0, next_start=now)
+            fresh = self.store.dyno(app["name"], row["name"])
+            self.rt.start_dyno(fresh, Placement.ANY)  # type: ignore[arg-type]
 
     def _keep_as_old(self, row: dict[str, Any]) -> None:
         if not row["container"]:
@@ -105,16 +116,36 @@ class Rollouts:
                 self._preboot_tick(app, now)
             elif kind == "rolling":
                 self._roll(app)
+            else:
+                self._resume(app)
+
+    def _resume(self, app: dict[str, Any]) -> None:
+        """Dynos behind the current release with no rollout under way: the controller was killed between
+        a release and its rollout (or in the middle of a plain restart of the formation). Finish it."""
+        rel = self.store.current_release(app["name"])
+        if rel is None:
+            return
+        behind = [r for r in self.store.dynos(app["name"]) if not r["one_off"] and r["release"] < rel["version"]]
+        if behind:
+            self.on_release(app, rel["version"], behind)
 
     def _preboot_tick(self, app: dict[str, Any], now: float) -> None:
         ro = app["rollout"]
         olds = self.store.old_dynos(app["name"])
+        if ro["kind"] == "deploy" and not ro.get("switched"):
+            behind = [r for r in self.store.dynos(app["name"])
+                      if r["type"] == "web" and not r["one_off"] and r["release"] < ro["release"]]
+            if behind:  # the controller was killed before it replaced them: same rollout, same switch time
+                self._replace_web(app, behind, ro["release"], "Restarting", now)
+                self.rt.sync_router()
         if ro["kind"] == "deploy" and not ro.get("switched") and now >= ro["switch_at"]:
             ro = {**ro, "switched": True}  # routing moves to the new dynos and away from the old at once
             self.store.update_app(app["name"], rollout=ro)
             self.retire_old(olds)
             olds = []
         due = [o for o in olds if o["retire_at"] is not None and o["retire_at"] <= now]
+        if ro["kind"] == "deploy" and ro.get("switched"):
+            due = olds  # left by a controller killed while it retired them at the switch
         if due:
             self.retire_old(due)
         if (ro["kind"] == "restart" or ro.get("switched")) and not self.store.old_dynos(app["name"]):
