@@ -10,13 +10,16 @@ with one ``requests.Session`` per worker. Each request becomes a record::
 ``dyno``, ``release`` and ``code`` come from the router's ``X-Labctl-Dyno``, ``X-Labctl-Release`` and
 ``X-Labctl-Error`` (Hxx) headers; ``instance`` from the API's dyno list, refreshed every second, so that
 per-instance figures follow restarts. A request that gets no answer within the client timeout is an error
-(``status`` null, ``error`` ``"timeout"``), never a hang. An error is a 5xx or no answer at all.
+(``status`` null, ``error`` ``"timeout"``), never a hang. An error is a 5xx or no answer at all. A request that
+went out on a keep-alive connection the router closed at that moment (nginx does on every reload) is sent once
+more, as a browser would (``stale_keepalive``; the record says ``"retried": true``).
 
 ``summarize`` (pure) turns records into counts, error breakdowns and p50/p95/p99 per dyno and per instance.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import threading
@@ -28,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 from labctl.errors import InvalidInput
 
@@ -118,6 +122,18 @@ def _dyno_sort(name: str) -> tuple[int, str, int]:
     return (0, kind, int(num) if num.isdigit() else 0)
 
 
+def stale_keepalive(err: requests.ConnectionError) -> bool:
+    """The server closed an idle keep-alive connection just as a request went out on it.
+
+    nginx closes its idle client connections on every reload (a preboot switch, a dyno up or down), and a
+    request already on its way on such a connection dies with no answer. RFC 9112 §9.3.1 lets a client retry
+    an idempotent request then, and browsers do; a refused or failed *new* connection is not this.
+    """
+    cause = err.args[0] if err.args else None
+    return (isinstance(cause, urllib3.exceptions.ProtocolError) and len(cause.args) > 1
+            and isinstance(cause.args[1], http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError))
+
+
 # -- the run ---------------------------------------------------------------------------------------------------
 @dataclass
 class TrafficResult:
@@ -158,8 +174,9 @@ class Live:
 
 
 def default_timeout(timescale: float) -> float:
-    """Longer than the router's own first-byte timeout (30 s × time scale), so the router speaks first."""
-    return max(2.0, timescale * 30.0 + 5.0)
+    """Longer than the router's longest wait — the 75 s boot hold before H20 (heroku-reference §3.1), which is
+    longer than the 30 s first-byte timeout — times the time scale, so that the router always speaks first."""
+    return max(2.0, timescale * 75.0 + 5.0)
 
 
 def check_params(rps: float, duration: float, timeout: float | None = None) -> None:
@@ -174,11 +191,14 @@ def check_params(rps: float, duration: float, timeout: float | None = None) -> N
 def run_traffic(app: str, *, rps: float, duration: float, lab: str | None = None, path: str = "/",
                 timeout: float | None = None, on_tick: Callable[[Live], None] | None = None,
                 stop: threading.Event | None = None, client: Any = None,
-                router_port: int | None = None) -> TrafficResult:
+                router_port: int | None = None, records: list[dict[str, Any]] | None = None,
+                pending: dict[int, float] | None = None) -> TrafficResult:
     """Send ``round(rps × duration)`` requests at a steady rate through the lab's router; see the module doc.
 
     ``client`` (a ``labctl.client.Client``) is made from ``lab`` when not given; it tells the router's port,
     the time scale and, every second, which instance each dyno runs on. ``stop`` ends the run early.
+    ``records``: a list the records are appended to as they come (a caller in another thread reads it live);
+    ``pending``: a dict holding, while a request is in flight, its start (``time.time()``).
     """
     from labctl import const
     from labctl.client import Client
@@ -195,7 +215,11 @@ def run_traffic(app: str, *, rps: float, duration: float, lab: str | None = None
     total = max(1, int(round(rps * duration)))
     stop = stop or threading.Event()
     result = TrafficResult(app, url, rps, duration, timeout, time.time())
+    if records is not None:
+        result.records = records
     runner = _Runner(api, app, url, timeout, result, stop)
+    if pending is not None:
+        runner.pending = pending
     runner.run(total, rps, duration, on_tick)
     result.summary = summarize(result.records)
     return result
@@ -214,6 +238,7 @@ class _Runner:
         self.local = threading.local()
         self.sessions: list[requests.Session] = []
         self.instances: dict[str, str] = {}
+        self.pending: dict[int, float] = {}  # in flight: id -> start (wall clock)
         self.sent = 0
         self.done = 0
         self.t0 = 0.0
@@ -250,8 +275,10 @@ class _Runner:
         rec: dict[str, Any] = {"t": round(start - self.t0, 4), "ts": round(time.time(), 4), "status": None,
                                "latency_ms": None, "dyno": None, "instance": None, "release": None,
                                "code": None, "error": None}
+        with self.lock:
+            self.pending[id(rec)] = rec["ts"]
         try:
-            resp = s.get(self.url, timeout=(min(self.timeout, 5.0), self.timeout), allow_redirects=False)
+            resp = self._get(s, rec)
             _ = resp.content
             rec["status"] = resp.status_code
             rec["dyno"] = resp.headers.get("X-Labctl-Dyno") or None
@@ -269,7 +296,22 @@ class _Runner:
             if rec["dyno"]:
                 rec["instance"] = self.instances.get(rec["dyno"])
             self.result.records.append(rec)
+            self.pending.pop(id(rec), None)
             self.done += 1
+
+    def _get(self, s: requests.Session, rec: dict[str, Any]) -> requests.Response:
+        """One GET; sent once more (``rec["retried"]``) when it went out on a keep-alive connection the router
+        had just closed (``stale_keepalive``), as a browser would. Latency counts from the first try."""
+        timeout = (min(self.timeout, 5.0), self.timeout)
+        reused = getattr(self.local, "used", False)
+        self.local.used = True
+        try:
+            return s.get(self.url, timeout=timeout, allow_redirects=False)
+        except requests.ConnectionError as err:
+            if not (reused and stale_keepalive(err)):
+                raise
+            rec["retried"] = True
+            return s.get(self.url, timeout=timeout, allow_redirects=False)
 
     def _ticker(self, duration: float, on_tick: Callable[[Live], None] | None, finished: threading.Event) -> None:
         while not finished.wait(1.0):
@@ -317,4 +359,5 @@ class _Runner:
         if on_tick is not None:
             on_tick(self.live(duration))
         with self.lock:
-            self.result.records.sort(key=lambda r: r["t"])
+            # a new list in one step: a reader copying it meanwhile never sees it empty (list.sort empties it)
+            self.result.records[:] = sorted(self.result.records, key=lambda r: r["t"])

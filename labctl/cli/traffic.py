@@ -51,7 +51,8 @@ def traffic(
     duration: Annotated[str, typer.Option("--duration", "-t", help="How long, e.g. 30s, 2m (at most 1h).")] = "30s",
     path: Annotated[str, typer.Option("--path", help="Request path, e.g. /cpu?ms=50")] = "/",
     timeout: Annotated[float | None, typer.Option(
-        "--timeout", help="Client timeout in seconds (default: the router's first-byte timeout + 5 s, min 2 s).")
+        "--timeout",
+        help="Client timeout in seconds (default: the router's boot hold, 75 s x time scale, + 5 s; min 2 s).")
     ] = None,
     json_file: Annotated[str | None, typer.Option(
         "--json", help="Write every request and the summary as JSON to FILE ('-' = stdout, no live view).")

@@ -72,9 +72,9 @@ def test_check_params_bounds():
     for rps, dur, to in [(0, 10, None), (201, 10, None), (10, 0, None), (10, 3601, None), (10, 10, 0)]:
         with pytest.raises(InvalidInput):
             traffic.check_params(rps, dur, to)
-    assert traffic.default_timeout(0.05) == 6.5
-    assert traffic.default_timeout(0.001) == 5.03
-    assert traffic.default_timeout(1.0) == 35.0
+    assert traffic.default_timeout(0.05) == 8.75
+    assert traffic.default_timeout(0.001) == 5.075
+    assert traffic.default_timeout(1.0) == 80.0
 
 
 # -- a run against a fake router ---------------------------------------------------------------------------------
@@ -178,3 +178,57 @@ def test_stop_event_ends_early_and_json_shape(router, tmp_path):
 def test_bad_path_is_refused(router):
     with pytest.raises(InvalidInput):
         traffic.run_traffic("demo", rps=1, duration=1, path="http://elsewhere/", client=FakeApi(router))
+
+
+class ClosingRouter(BaseHTTPRequestHandler):
+    """Answers the first request of each connection (keep-alive), then closes the connection when the next
+    request arrives on it without answering: what an nginx worker leaving on a reload does to an idle client
+    connection that a request is already on its way on."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        served = getattr(self, "served", 0)
+        if served:
+            self.close_connection = True
+            return
+        self.served = 1
+        self.send_response(200)
+        self.send_header("X-Labctl-Dyno", "web.1")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+def test_a_request_on_a_keepalive_connection_the_router_closed_is_sent_once_more():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ClosingRouter)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        result = traffic.run_traffic("demo", rps=20, duration=0.5, client=FakeApi(port))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.summary["total"]["count"] == 10
+    assert [r for r in result.records if r["status"] != 200] == []
+    assert any(r.get("retried") for r in result.records), "the close was never met: the test proves nothing"
+
+
+def test_stale_keepalive_is_only_a_closed_reused_connection():
+    import http.client
+
+    import requests
+    import urllib3
+
+    def wrap(cause: BaseException) -> requests.ConnectionError:
+        return requests.ConnectionError(urllib3.exceptions.ProtocolError("Connection aborted.", cause))
+
+    assert traffic.stale_keepalive(wrap(http.client.RemoteDisconnected("closed")))
+    assert traffic.stale_keepalive(wrap(ConnectionResetError(104, "reset")))
+    refused = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+    assert not traffic.stale_keepalive(requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", refused)))
+    assert not traffic.stale_keepalive(requests.ConnectionError("no cause"))
