@@ -26,19 +26,32 @@ def run(
                                             "an existing lab is refused).")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the lab up afterwards (labctl down --lab NAME).")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print result.json instead of the table.")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="A lab sheet: each task waits for "
+                                              "your commands at a `lab>` prompt, with hints; graded at the end.")
+                           ] = False,
 ) -> None:
     """Set up a lab, run the steps, check the expectations, write a report; exit 0 only if all held."""
     from labctl.labdir import validate_lab_name
     from labctl.scenario import load
     from labctl.scenario import report as rep
-    from labctl.scenario.runner import Runner, dumps
+    from labctl.scenario.result import dumps
+    from labctl.scenario.runner import Runner
 
+    if interactive and json:
+        from labctl.errors import InvalidInput
+
+        raise InvalidInput("--interactive talks to you on the terminal; it cannot be combined with --json")
     scenario = load(file)
     if lab is not None:
         validate_lab_name(lab)
     out = render.progress if json else render.out
+    learner = None
+    if interactive:
+        from labctl.scenario.interactive import Learner
+
+        learner = Learner()
     runner = Runner(
-        scenario, lab=lab, keep=keep, progress=render.progress,
+        scenario, lab=lab, keep=keep, progress=render.progress, learner=learner,
         on_steps_start=lambda: None if json else out(rep.table_header(scenario)),
         on_step=lambda r: None if json else out(rep.table_row(scenario, r)),
     )
@@ -56,6 +69,7 @@ def run(
         render.progress(rep.final_line(result, page))
     else:
         render.out(rep.final_line(result, page))
+    runner.redeliver_sigterm()
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -78,7 +92,7 @@ def list_(
 ) -> None:
     """List the scenarios of a directory with their descriptions (and whether each one validates)."""
     from labctl.scenario import load
-    from labctl.scenario.loader import REPO
+    from labctl.scenario.model import REPO
 
     if directory is None:
         directory = Path("scenarios")

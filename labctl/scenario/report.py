@@ -1,7 +1,8 @@
 """What a scenario run shows: the live step table, the final line, ``result.json`` and ``report.html``.
 
 The HTML report is self-contained (inline CSS and SVG, no script, nothing fetched) and is rendered from the same
-dictionary that ``result.json`` holds, so a report can be rebuilt from a result file.
+dictionary that ``result.json`` holds, so a report can be rebuilt from a result file (``write_report``). Its
+picture (``report_plot``, matplotlib) is drawn once and saved twice: ``report.png`` and the page's inline SVG.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labctl.scenario.loader import Scenario
-from labctl.scenario.runner import RunResult, StepResult
+from labctl.scenario.model import Scenario
+from labctl.scenario.report_model import dyno_key as _dyno_key
+from labctl.scenario.report_model import instance_colors
+from labctl.scenario.result import RunResult, StepResult
+from labctl.traffic import NONE, summarize
 
 # -- text -------------------------------------------------------------------------------------------
 
@@ -68,105 +72,187 @@ def final_line(result: RunResult, report_html: Path | None) -> str:
 
 
 def write(result: RunResult, directory: Path) -> Path:
-    """Write ``result.json`` and ``report.html`` into ``directory``; return the HTML file's path."""
+    """Write ``result.json``, ``report.png`` and ``report.html`` into ``directory``; return the HTML file's path."""
     directory.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
     (directory / "result.json").write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return write_report(data, directory)
+
+
+def write_report(data: dict[str, Any], directory: Path) -> Path:
+    """``report.png`` and ``report.html`` from a result dictionary (a ``result.json``): the picture is drawn once.
+
+    A picture that cannot be drawn is named on the page; the page and ``result.json`` stand.
+    """
+    from labctl.scenario import report_plot
+
+    picture_html = "<p class=hint>(no picture: the steps did not run)</p>"
+    try:
+        picture = report_plot.render(data)
+    except Exception as err:  # noqa: BLE001 - the run's result must not be lost to a drawing problem
+        picture, picture_html = None, f"<p class=bad>(the picture could not be drawn: {_e(err)})</p>"
+    if picture is not None:
+        (directory / "report.png").write_bytes(picture.png)
+        picture_html = f"<div class=tl>{picture.svg}</div>"
     page = directory / "report.html"
-    page.write_text(render_html(data), encoding="utf-8")
+    page.write_text(render_html(data, picture_html), encoding="utf-8")
     return page
 
 
 # -- HTML -------------------------------------------------------------------------------------------
 
-PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7",
-           "#8cd17d", "#a0cbe8", "#d37295"]
 _STATUS_COLORS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#c62828", "done": "#555", "skipped": "#999",
                   "interrupted": "#c62828"}
+_PICTURE_HINT = (
+    "Time runs left to right, in seconds since the run started. Top: one lane per dyno, colored by the runtime "
+    "instance it ran on (solid: up; pale: starting; dashed outline: no container; hatched: down or crashed). "
+    "↻ marks a new container on the same instance, → and a change of color a new instance; a red band is a fault "
+    "on the dyno's instance. Then, with traffic: latency per dyno (log scale; thick: p50, dashed: p95, dots: "
+    "requests, the numbers: p50 between two actions) and errors per second by kind. Dashed vertical lines: the "
+    "actions (commands, faults, tasks; dash-dot: traffic); dotted: snapshots; bottom lane: checks (✓ held, "
+    "✗ failed; a bar is the wait).")
 
 
 def _e(x: Any) -> str:
     return html.escape("" if x is None else str(x))
 
 
-def _dyno_key(name: str) -> tuple[str, int]:
-    kind, _, num = name.partition(".")
-    return kind, int(num) if num.isdigit() else 0
-
-
-def instance_colors(data: dict[str, Any]) -> dict[str, str]:
-    """One color per instance id, in order of first appearance (snapshots and timeline)."""
-    colors: dict[str, str] = {}
-    for sample in data.get("timeline", []):
-        for d in sample["dynos"].values():
-            inst = d.get("instance")
-            if inst and inst not in colors:
-                colors[inst] = PALETTE[len(colors) % len(PALETTE)]
-    for snap in data.get("snapshots", []):
-        for dynos in snap["dynos"].values():
-            for d in dynos.values():
-                inst = d.get("instance")
-                if inst and inst not in colors:
-                    colors[inst] = PALETTE[len(colors) % len(PALETTE)]
-    return colors
-
-
-def render_html(data: dict[str, Any]) -> str:
+def render_html(data: dict[str, Any], picture_html: str = "") -> str:
+    """The whole page; ``picture_html`` is the inline SVG (``write_report`` draws it)."""
     colors = instance_colors(data)
     status = data["status"]
     verdict = "PASS" if status == "pass" else ("INTERRUPTED" if status == "interrupted" else "FAIL")
-    exp = data["expectations"]
-    rows = []
-    for s in data["steps"]:
-        color = _STATUS_COLORS.get(s["status"], "#333")
-        t = "" if s["start"] is None else f"{s['start']:.1f}–{s['end']:.1f}s" if s["end"] is not None else ""
-        message = s["message"]
-        if s.get("output") and s["kind"] == "run":
-            message = (message + "\n" if message else "") + s["output"].strip()[-600:]
-        rows.append(
-            f"<tr><td class=n>{s['number']}</td><td>{_e(s['kind'])}</td><td class=mono>{_e(s['description'])}</td>"
-            f"<td class=n>{_e(t)}</td><td><b style='color:{color}'>{_e(s['status'])}</b></td>"
-            f"<td class=mono>{_e(s['measured'])}</td><td class=mono>{_e(s['expected'])}</td>"
-            f"<td class=pre>{_e(message)}</td></tr>")
-    setup = data.get("setup") or {}
-    teardown = data.get("teardown") or {}
-    first = data.get("first_failure")
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{_e(verdict)}: {_e(data['scenario'])} — labctl scenario</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1><span class='verdict {status}'>{_e(verdict)}</span> {_e(data['scenario'])}</h1>",
         f"<p class=desc>{_e(data['description'])}</p>",
+        _meta_html(data),
+        "<h2>Timeline</h2>",
+        picture_html,
+        f"<p class=hint>{_e(_PICTURE_HINT)}</p>",
+        _tasks_html(data),
+        "<h2>Steps</h2>",
+        _steps_html(data),
+        _traffic_html(data, colors),
+        _faults_html(data, colors),
+        _snapshots_html(data, colors),
+        "</body></html>",
+    ]
+    return "\n".join(p for p in parts if p) + "\n"
+
+
+def _meta_html(data: dict[str, Any]) -> str:
+    exp = data["expectations"]
+    setup = data.get("setup") or {}
+    teardown = data.get("teardown") or {}
+    first = data.get("first_failure")
+    mode = f", {_e(data['mode'])}" if data.get("mode") else ""
+    commands = [f"{t.get('command')} → exit {t.get('exit_code')}" for t in teardown.get("steps") or []]
+    rows = [
         "<table class=meta>",
         f"<tr><th>expectations held</th><td>{exp['held']}/{exp['total']}</td></tr>",
         f"<tr><th>file</th><td class=mono>{_e(data['file'])}</td></tr>",
         f"<tr><th>lab</th><td class=mono>{_e(data['lab'])} (time scale {_e(data['timescale'])}, "
-        f"router port {_e(data.get('router_port'))})</td></tr>",
+        f"router port {_e(data.get('router_port'))}{mode})</td></tr>",
         f"<tr><th>started</th><td>{_e(data['started_at'])} ({_e(data['duration_s'])} s in all)</td></tr>",
         f"<tr><th>setup</th><td>{_e(setup.get('status'))} {_e(setup.get('message', ''))}"
         f"<div class=mono>{'<br>'.join(_e(c) for c in setup.get('commands', []))}</div></td></tr>",
-        f"<tr><th>teardown</th><td>{_e(teardown.get('status'))} {_e(teardown.get('message', ''))}</td></tr>",
+        f"<tr><th>teardown</th><td>{_e(teardown.get('status'))} {_e(teardown.get('message', ''))}"
+        f"<div class=mono>{'<br>'.join(_e(c) for c in commands)}</div></td></tr>",
     ]
-    if first and status != "pass":
-        parts.append(f"<tr><th>first failure</th><td class='mono bad'>{_e(first)}</td></tr>")
-    parts += [
-        "</table>",
-        "<h2>Timeline: which instance each dyno ran on</h2>",
-        "<p class=hint>One row per dyno; the color is the runtime instance it ran on. ↻ marks a new container on "
-        "the same instance; → and a change of color, a new instance. "
-        "Solid: up; pale: starting; dashed outline: no container (the old one stopping, the new one not yet "
-        "created); hatched: down or crashed; empty: no such dyno. Dashed lines: the commands run; "
-        "grey dotted lines: snapshots; bottom lane: checks (✓ held, ✗ failed; a bar is the wait).</p>",
-        svg_timeline(data, colors),
-        "<h2>Steps</h2>",
-        "<table class=steps><tr><th>#</th><th>kind</th><th>description</th><th>time</th><th>result</th>"
-        "<th>measured</th><th>expected</th><th>message / output</th></tr>",
-        *rows,
-        "</table>",
-        _snapshots_html(data, colors),
-        "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
+    if first and data["status"] != "pass":
+        rows.append(f"<tr><th>first failure</th><td class='mono bad'>{_e(first)}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
+def _steps_html(data: dict[str, Any]) -> str:
+    rows = []
+    for s in data["steps"]:
+        color = _STATUS_COLORS.get(s["status"], "#333")
+        t = "" if s["start"] is None else f"{s['start']:.1f}–{s['end']:.1f}s" if s["end"] is not None else ""
+        message = s["message"]
+        if s.get("output") and s["kind"] in ("run", "fault", "command"):
+            message = (message + "\n" if message else "") + s["output"].strip()[-600:]
+        rows.append(
+            f"<tr><td class=n>{s['number']}</td><td>{_e(s['kind'])}</td><td class=mono>{_e(s['description'])}</td>"
+            f"<td class=n>{_e(t)}</td><td><b style='color:{color}'>{_e(s['status'])}</b></td>"
+            f"<td class=mono>{_e(s['measured'])}</td><td class=mono>{_e(s['expected'])}</td>"
+            f"<td class=pre>{_e(message)}</td></tr>")
+    return ("<table class=steps><tr><th>#</th><th>kind</th><th>description</th><th>time</th><th>result</th>"
+            "<th>measured</th><th>expected</th><th>message / output</th></tr>" + "".join(rows) + "</table>")
+
+
+def _tasks_html(data: dict[str, Any]) -> str:
+    tasks = [s for s in data["steps"] if s["kind"] == "task"]
+    if not tasks:
+        return ""
+    out = ["<h2>Tasks</h2>"]
+    for s in tasks:
+        color = _STATUS_COLORS.get(s["status"], "#333")
+        how = {"solution": "the solution was run", "learner": "graded at the terminal", "timeout": "time ran out",
+               "skip": "skipped", "quit": "the learner quit", "condition": "waited for the condition"
+               }.get(s.get("graded_by") or "", s.get("graded_by") or "")
+        hints = s.get("hints_shown") or []
+        out.append(f"<div class=task><b>step {s['number']}</b> <b style='color:{color}'>{_e(s['status'])}</b>"
+                   f"{' — ' + _e(how) if how else ''}<div class=prompt>{_e((s.get('prompt') or '').strip())}</div>"
+                   f"<small>solution: <span class=mono>{_e(s.get('solution') or '—')}</span>; hints shown: "
+                   f"{_e('; '.join(hints) if isinstance(hints, list) and hints else 'none')}</small></div>")
+    return "".join(out)
+
+
+_SUMMARY_HEAD = "<th>count</th><th>errors</th><th>p50</th><th>p95</th><th>p99</th><th>max</th>"
+
+
+def _summary_cells(st: dict[str, Any]) -> str:
+    kinds = ", ".join(f"{k} ×{n}" for k, n in (st.get("error_kinds") or {}).items())
+    errors = f"{st['errors']}" + (f" <small>({_e(kinds)})</small>" if kinds else "")
+    cls = " class=bad" if st["errors"] else ""
+    return (f"<td class=n>{st['count']}</td><td{cls}>{errors}</td>"
+            + "".join(f"<td class=n>{_ms(st.get(p))}</td>" for p in ("p50", "p95", "p99", "max")))
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0f} ms" if v < 1000 else f"{v / 1000:.2f} s"
+
+
+def _traffic_html(data: dict[str, Any], colors: dict[str, str]) -> str:
+    out = []
+    for s in data.get("traffic") or []:
+        summary = s.get("summary") or summarize(s.get("records") or [])
+        span = f"{s['start']:.1f}–{s['end']:.1f}s" if s.get("start") is not None and s.get("end") is not None else ""
+        out.append(f"<h2>Traffic: {_e(s['name'])}</h2><p class=desc>{_e(s.get('app'))} "
+                   f"<span class=mono>{_e(s.get('path', '/'))}</span>, {_e(s.get('rps'))} rps for "
+                   f"{_e(s.get('duration'))} s, {_e(s.get('status'))} ({_e(span)})</p>")
+        total = summary.get("total") or {}
+        rows = [f"<tr><th>all</th><td></td>{_summary_cells(total)}</tr>"] if total else []
+        rows += [f"<tr><th class=mono>{_e('no dyno' if d == NONE else d)}</th>"
+                 f"<td class=mono>{_e(', '.join(st.get('instances') or {}))}</td>{_summary_cells(st)}</tr>"
+                 for d, st in (summary.get("by_dyno") or {}).items()]
+        out.append("<table class=traffic><tr><th>by dyno</th><th>instances</th>" + _SUMMARY_HEAD + "</tr>"
+                   + "".join(rows) + "</table>")
+        rows = [f"<tr><th class=mono><span class=sw style='background:{colors.get(i, '#ccc')}'></span>{_e(i)}"
+                f"</th><td class=mono>{_e(', '.join(st.get('dynos') or []))}</td>{_summary_cells(st)}</tr>"
+                for i, st in (summary.get("by_instance") or {}).items()]
+        out.append("<table class=traffic><tr><th>by instance</th><th>dynos</th>" + _SUMMARY_HEAD + "</tr>"
+                   + "".join(rows) + "</table>")
+    return "".join(out)
+
+
+def _faults_html(data: dict[str, Any], colors: dict[str, str]) -> str:
+    faults = data.get("faults") or []
+    if not faults:
+        return ""
+    rows = []
+    for f in faults:
+        end = "still on at the end" if f.get("end") is None else f"{f['end']:.1f}s"
+        sw = f"<span class=sw style='background:{colors.get(f.get('instance'), '#ccc')}'></span>"
+        rows.append(f"<tr><td class=mono>{sw}{_e(f.get('instance'))}</td><td>{_e(f.get('kind'))}</td>"
+                    f"<td class=mono>{_e(f.get('detail'))}</td><td class=n>{f['start']:.1f}s</td>"
+                    f"<td class=n>{_e(end)}</td><td class=mono>{_e(', '.join(f.get('dynos') or []))}</td></tr>")
+    return ("<h2>Instance faults</h2><table class=faults><tr><th>instance</th><th>kind</th><th>detail</th>"
+            "<th>from</th><th>to</th><th>dynos on it</th></tr>" + "".join(rows) + "</table>")
 
 
 def _snapshots_html(data: dict[str, Any], colors: dict[str, str]) -> str:
@@ -192,204 +278,6 @@ def _snapshots_html(data: dict[str, Any], colors: dict[str, str]) -> str:
             + "</table>")
 
 
-# -- the SVG timeline -------------------------------------------------------------------------------
-
-_W = 1160  # whole picture
-_LEFT = 150  # row labels
-_RIGHT = 24
-_ROW_H = 34
-_BAR_H = 24
-_LABEL_H = 15
-
-
-def _nice_step(span: float) -> float:
-    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600):
-        if span / step <= 14:
-            return step
-    return 1200
-
-
-def svg_timeline(data: dict[str, Any], colors: dict[str, str] | None = None) -> str:
-    colors = colors if colors is not None else instance_colors(data)
-    steps = [s for s in data["steps"] if s["start"] is not None]
-    samples = sorted(data.get("timeline") or [], key=lambda s: s["t"])
-    if not steps or not samples:
-        return "<p class=hint>(no timeline: the steps did not run)</p>"
-    t_lo = max(0.0, steps[0]["start"] - 0.5)
-    t_hi = max([s["end"] or s["start"] for s in steps] + [samples[-1]["t"]]) + 0.3
-    t_hi = max(t_hi, t_lo + 1.0)
-    plot_w = _W - _LEFT - _RIGHT
-
-    def x(t: float) -> float:
-        return _LEFT + (min(max(t, t_lo), t_hi) - t_lo) / (t_hi - t_lo) * plot_w
-
-    # rows: every dyno seen in the window, apps in setup order
-    app_order: dict[str, int] = {}
-    for s in samples:
-        app_order.setdefault(s["app"], len(app_order))
-    per_app: dict[str, list[dict[str, Any]]] = {}
-    for s in samples:
-        per_app.setdefault(s["app"], []).append(s)
-    keys = sorted({(s["app"], n) for s in samples if s["t"] >= t_lo - 5 for n in s["dynos"]},
-                  key=lambda k: (app_order[k[0]], _dyno_key(k[1])))
-
-    # action labels above the plot, staggered so that they do not overlap
-    runs = [s for s in steps if s["kind"] == "run"]
-    levels: list[float] = []
-    placed = []
-    for s in runs:
-        label = _clip(s.get("command") or s["description"], 46)
-        lx = x(s["start"])
-        width = 6.6 * len(label) + 10
-        lvl = next((i for i, end in enumerate(levels) if end < lx), None)
-        if lvl is None:
-            levels.append(0.0)
-            lvl = len(levels) - 1
-        levels[lvl] = lx + width
-        placed.append((s, label, lx, lvl))
-    top = 12 + max(1, len(levels)) * _LABEL_H + 6
-    rows_h = len(keys) * _ROW_H
-    checks_y = top + rows_h + 8
-    axis_y = checks_y + _ROW_H + 4
-    height = axis_y + 44
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{_W}' height='{height}' viewBox='0 0 {_W} {height}' "
-           "font-family='DejaVu Sans, Helvetica, Arial, sans-serif' font-size='12' class=timeline>",
-           "<defs><pattern id='hatch' width='6' height='6' patternUnits='userSpaceOnUse' "
-           "patternTransform='rotate(45)'><rect width='6' height='6' fill='#eee'/>"
-           "<line x1='0' y1='0' x2='0' y2='6' stroke='#999' stroke-width='2'/></pattern></defs>",
-           f"<rect x='0' y='0' width='{_W}' height='{height}' fill='white'/>"]
-
-    # grid and axis
-    setup_end = (data.get("setup") or {}).get("end")
-    setup_note = f" (lab up and setup done at {setup_end:.1f}s)" if setup_end else ""
-    step = _nice_step(t_hi - t_lo)
-    tick = (int(t_lo / step) + 1) * step if t_lo % step else t_lo
-    for _ in range(100):
-        if tick > t_hi:
-            break
-        tx = x(tick)
-        out.append(f"<line x1='{tx:.1f}' y1='{top - 4}' x2='{tx:.1f}' y2='{axis_y}' stroke='#eee'/>")
-        out.append(f"<text x='{tx:.1f}' y='{axis_y + 14}' text-anchor='middle' fill='#555'>{tick:g}s</text>")
-        tick += step
-    out.append(f"<line x1='{_LEFT}' y1='{axis_y}' x2='{_W - _RIGHT}' y2='{axis_y}' stroke='#888'/>")
-    out.append(f"<text x='{_LEFT + plot_w / 2:.0f}' y='{axis_y + 32}' text-anchor='middle' fill='#555'>"
-               f"seconds since the run started{setup_note}</text>")
-
-    # one row per dyno
-    for i, (app, name) in enumerate(keys):
-        y = top + i * _ROW_H
-        if i % 2 == 0:
-            out.append(f"<rect x='{_LEFT}' y='{y}' width='{plot_w}' height='{_ROW_H}' fill='#fafafa'/>")
-        out.append(f"<text x='{_LEFT - 8}' y='{y + _ROW_H / 2 + 4:.1f}' text-anchor='end' fill='#222'>"
-                   f"{_e(app)} <tspan font-weight='bold'>{_e(name)}</tspan></text>")
-        out += _row_bars(per_app.get(app, []), name, y + (_ROW_H - _BAR_H) / 2, t_lo, t_hi, x, colors)
-
-    # checks lane
-    out.append(f"<text x='{_LEFT - 8}' y='{checks_y + _ROW_H / 2 + 4:.1f}' text-anchor='end' fill='#222'>"
-               "checks</text>")
-    cy = checks_y + _ROW_H / 2
-    for s in steps:
-        if s["kind"] not in ("run", "expect", "wait_for"):
-            continue
-        ok = s["status"] == "pass"
-        color = "#2e7d32" if ok else "#c62828"
-        end = s["end"] if s["end"] is not None else s["start"]
-        title = _e(f"step {s['number']} {s['kind']}: {s['description']} — {s['status']}: {s['measured']}")
-        if s["kind"] == "wait_for":
-            out.append(f"<line x1='{x(s['start']):.1f}' y1='{cy}' x2='{x(end):.1f}' y2='{cy}' stroke='{color}' "
-                       f"stroke-width='4' stroke-opacity='0.35'><title>{title}</title></line>")
-        out.append(f"<g><title>{title}</title><circle cx='{x(end):.1f}' cy='{cy}' r='7' fill='{color}'/>"
-                   f"<text x='{x(end):.1f}' y='{cy + 4}' text-anchor='middle' fill='white' font-size='10' "
-                   f"font-weight='bold'>{'✓' if ok else '✗'}</text></g>")
-
-    # snapshots: grey dotted lines
-    for s in steps:
-        if s["kind"] == "snapshot":
-            sx = x(s["start"])
-            out.append(f"<line x1='{sx:.1f}' y1='{top}' x2='{sx:.1f}' y2='{checks_y}' stroke='#777' "
-                       "stroke-dasharray='2,3'/>")
-            out.append(f"<text x='{sx + 3:.1f}' y='{checks_y + 10}' fill='#666' font-size='10'>"
-                       f"◉ {_e(s.get('snapshot') or '')}</text>")
-
-    # actions: dashed lines with the command on top
-    for s, label, lx, lvl in placed:
-        ly = 12 + lvl * _LABEL_H + 10
-        out.append(f"<line x1='{lx:.1f}' y1='{ly + 3}' x2='{lx:.1f}' y2='{checks_y + _ROW_H}' stroke='#222' "
-                   "stroke-width='1.3' stroke-dasharray='5,3'/>")
-        out.append(f"<text x='{lx + 3:.1f}' y='{ly}' fill='#111' font-family='DejaVu Sans Mono, monospace' "
-                   f"font-size='11'>{_e(label)}<title>{_e(s['description'])}</title></text>")
-
-    # legend: one swatch per instance
-    out.append("</svg>")
-    legend = "".join(f"<span class=lg><span class=sw style='background:{c}'></span>{_e(i)}</span>"
-                     for i, c in colors.items())
-    return "<div class=tl>" + "".join(out) + f"<div class=legend>instances: {legend}</div></div>"
-
-
-def _row_bars(samples: list[dict[str, Any]], name: str, y: float, t_lo: float, t_hi: float, x: Any,
-              colors: dict[str, str]) -> list[str]:
-    # intervals [t_i, t_i+1) carrying the state seen at t_i, merged while nothing changes
-    spans: list[list[Any]] = []  # [t_start, t_end, instance, container, state]
-    for i, s in enumerate(samples):
-        t_next = samples[i + 1]["t"] if i + 1 < len(samples) else t_hi
-        if t_next < t_lo or s["t"] > t_hi:
-            continue
-        d = s["dynos"].get(name)
-        if d is None:
-            continue
-        key = (d["instance"], d["container"], d["state"])
-        if spans and tuple(spans[-1][2:]) == key and abs(spans[-1][1] - s["t"]) < 1e-6:
-            spans[-1][1] = t_next
-        else:
-            spans.append([s["t"], t_next, *key])
-    out = []
-    for j, (a, b, inst, container, state) in enumerate(spans):
-        xa, xb = x(a), x(b)
-        if xb - xa < 0.5:
-            continue
-        color = colors.get(inst, "#bbb")
-        title = _e(f"{name} on {inst}, container {container}, {state}: {a:.1f}–{b:.1f}s")
-        dash = ""
-        if state in ("down", "crashed"):
-            fill, opacity = "url(#hatch)", "1"
-        elif not container:  # between two containers: the old one stopping, the new one not created yet
-            fill, opacity, dash = "white", "1", " stroke-dasharray='4,2' stroke-width='1.5'"
-        elif state == "up":
-            fill, opacity = color, "1"
-        else:  # starting
-            fill, opacity = color, "0.4"
-        out.append(f"<rect x='{xa:.1f}' y='{y:.1f}' width='{xb - xa:.1f}' height='{_BAR_H}' fill='{fill}' "
-                   f"fill-opacity='{opacity}' stroke='{color}' stroke-width='1'{dash}><title>{title}</title></rect>")
-        prev = spans[j - 1] if j else None
-        if prev and prev[2] == inst and prev[3] != container and abs(prev[1] - a) < 1e-6:
-            out.append(f"<line x1='{xa:.1f}' y1='{y - 2:.1f}' x2='{xa:.1f}' y2='{y + _BAR_H + 2:.1f}' "
-                       "stroke='white' stroke-width='3'/>")
-    # labels, one per container: the instance id where a dyno arrives on an instance, "same instance" where a
-    # new container starts on the instance the previous one ran on (what a Private Space restart does)
-    runs: list[list[Any]] = []  # [t_start, t_end, instance, container]
-    for a, b, inst, container, _s in spans:
-        if not container:
-            continue
-        if runs and runs[-1][2:] == [inst, container]:
-            runs[-1][1] = b
-        else:
-            runs.append([a, b, inst, container])
-    for k, (a, b, inst, _container) in enumerate(runs):
-        xa, xb = x(a), x(b)
-        if k == 0:
-            labels = [inst or ""]
-        elif runs[k - 1][2] == inst:
-            labels = [f"↻ same instance {inst}", "↻ same instance", "↻"]
-        else:
-            labels = [f"→ new instance {inst}", inst or "", "→"]
-        label = next((t for t in labels if xb - xa > 7 * len(t) + 8), "")
-        if label:
-            out.append(f"<text x='{xa + 5:.1f}' y='{y + _BAR_H / 2 + 4:.1f}' fill='#111' font-size='11' "
-                       f"font-family='DejaVu Sans Mono, monospace' style='paint-order:stroke' stroke='white' "
-                       f"stroke-width='3' stroke-opacity='0.7'>{_e(label)}</text>")
-    return out
-
-
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 6px}
@@ -399,6 +287,7 @@ table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;paddin
 text-align:left}th{background:#f4f4f4}.meta th{width:140px}.mono{font-family:'DejaVu Sans Mono',monospace;
 font-size:12px}.pre{white-space:pre-wrap;font-family:'DejaVu Sans Mono',monospace;font-size:11px;max-width:380px}
 .n{text-align:right;white-space:nowrap}.bad{color:#c62828}.sw{display:inline-block;width:11px;height:11px;
-margin-right:5px;border-radius:2px;vertical-align:middle}.legend{font-size:12px;margin:4px 0 0 150px}
-.lg{margin-right:14px;font-family:'DejaVu Sans Mono',monospace}.tl{overflow-x:auto}
+margin-right:5px;border-radius:2px;vertical-align:middle}
+.tl{max-width:1500px}.tl svg{height:auto}.traffic{margin:6px 0}.task{margin:6px 0 12px;max-width:1100px}
+.prompt{white-space:pre-wrap;background:#f7f3fb;border-left:4px solid #6a1b9a;padding:6px 10px;margin:4px 0}
 """

@@ -67,8 +67,8 @@ def test_a_flipped_expectation_fails_names_it_and_still_tears_down(lab_state: Pa
     flipped = text.replace("- expect: {app: demo, dyno: web.1, instance: same, since: before}",
                            "- expect: {app: demo, dyno: web.1, instance: different, since: before}", 1)
     assert flipped != text
-    # and a wait_for that cannot be met: it fails the run and stops the remaining steps
-    flipped += ("  - wait_for: {app: demo, dyno: web.3, state: up}\n    timeout: 1500ms\n"
+    # and a wait_for that cannot be met (web.2 keeps running): it fails the run and stops the remaining steps
+    flipped += ("  - wait_for: {app: demo, dyno: web.2, state: crashed}\n    timeout: 1500ms\n"
                 "  - expect: {app: demo, dyno: web.1, state: up}\n")
     path = tmp_path / "flipped.yaml"
     path.write_text(flipped)
@@ -91,14 +91,16 @@ def test_a_flipped_expectation_fails_names_it_and_still_tears_down(lab_state: Pa
     assert steps[4]["status"] == "fail" and steps[4]["checks"][0]["measured"].startswith(before)
     assert [s["status"] for s in steps[5:17]].count("fail") == 0, "a failed expect does not stop the run"
     assert steps[17]["status"] == "fail" and steps[17]["message"].startswith("not met within 1500ms")
-    assert steps[17]["measured"].startswith("absent")
+    assert steps[17]["measured"].startswith("up")
     assert steps[18]["status"] == "skipped" and steps[18]["start"] is None
     assert "<svg" in (report / "report.html").read_text()
     assert data["teardown"]["status"] == "done"
     assert _leftovers(lab) == []
 
 
-def test_ctrl_c_tears_the_lab_down(lab_state: Path, tmp_path: Path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_tears_the_lab_down(lab_state: Path, tmp_path: Path, sig: signal.Signals):
+    """Ctrl-C ends with 130; SIGTERM (a CI timeout) tears down, writes the report, then ends by SIGTERM."""
     scenario = tmp_path / "long.yaml"
     scenario.write_text("name: long-wait\nsetup:\n  apps:\n    - name: idle\nsteps:\n  - wait: 5m\n")
     lab = f"scn-c{uuid.uuid4().hex[:6]}"
@@ -116,16 +118,96 @@ def test_ctrl_c_tears_the_lab_down(lab_state: Path, tmp_path: Path):
                 break
         assert header.lstrip().startswith("#"), "the step table never started"
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
             cli("down", "--lab", lab)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGTERM), out + err
     assert "FAIL: long-wait (0/0 expectations held) — interrupted" in out
     assert f"Tearing down lab {lab}" in err
     data = json.loads((report / "result.json").read_text())
     assert data["status"] == "interrupted" and data["teardown"]["status"] == "done"
+    assert data["message"] == ("interrupted (Ctrl-C)" if sig == signal.SIGINT else "interrupted (SIGTERM)")
     assert _leftovers(lab) == []
+
+
+class _Terminal:
+    """The master side of a pty: ``expect(needle)`` reads until ``needle`` appears after the last match."""
+
+    def __init__(self, fd: int):
+        self.fd, self.text, self.pos = fd, "", 0
+
+    def expect(self, needle: str, timeout: float) -> str:
+        import select
+
+        deadline = time.monotonic() + timeout
+        while True:
+            at = self.text.find(needle, self.pos)
+            if at >= 0:
+                seen, self.pos = self.text[self.pos:at + len(needle)], at + len(needle)
+                return seen
+            if time.monotonic() > deadline:
+                break
+            ready, _, _ = select.select([self.fd], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(self.fd, 65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self.text += data.decode("utf-8", "replace")
+        raise AssertionError(f"no {needle!r} within {timeout:g}s; the terminal showed:\n{self.text[-3000:]}")
+
+    def type(self, line: str) -> None:
+        os.write(self.fd, line.encode() + b"\n")
+
+
+def test_interactive_run_in_a_pty(lab_state: Path, tmp_path: Path):
+    """A learner at a terminal: a wrong answer graded as failed on `check`, the right one completes the task."""
+    import pty
+
+    scenario = REPO / "tests" / "fixtures" / "scenarios" / "interactive-ps.yaml"
+    report = tmp_path / "report"
+    master, slave = pty.openpty()
+    env = {**os.environ, "LABCTL_STATE_DIR": str(lab_state), "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", "from labctl.cli import run; run()", "scenario", "run",
+                             str(scenario), "--interactive",
+                             "--report", str(report)], stdin=slave, stdout=slave, stderr=slave, env=env,
+                            cwd=REPO, close_fds=True)
+    os.close(slave)
+    term = _Terminal(master)
+    try:
+        term.expect("Put web.1 on a new runtime instance.", 300)
+        term.expect("lab> ", 30)
+        term.type("labctl ps:restart web.1 -a demo")
+        assert "Restarting dyno web.1" in term.expect("lab> ", 60)
+        term.type("hint")
+        assert "ps:restart keeps" in term.expect("lab> ", 10)
+        term.type("check")
+        term.expect("Task not done", 60)
+        assert "the same instance" in term.expect("Try again", 60)  # the measured value, then the next task
+        term.expect("lab> ", 30)
+        term.type("kubectl delete pod web-1")
+        assert "not a labctl command" in term.expect("lab> ", 10)
+        term.type("ps:stop web.1 -a demo")
+        term.expect("✓ Task done", 90)
+        assert "FAIL: interactive-ps (2/3" in term.expect("expectations held)", 120)
+        assert proc.wait(timeout=60) == 1
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+        os.close(master)
+
+    data = json.loads((report / "result.json").read_text())
+    assert data["mode"] == "interactive" and data["status"] == "fail"
+    first, second = (s for s in data["steps"] if s["kind"] == "task")
+    assert (first["status"], first["graded_by"]) == ("fail", "learner")
+    assert first["hints_shown"] == ["ps:restart keeps a Private Space dyno on its instance"]
+    assert (second["status"], second["graded_by"]) == ("pass", "learner")
+    assert data["teardown"]["status"] == "done"
+    assert not _leftovers(data["lab"])

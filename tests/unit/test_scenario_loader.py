@@ -44,6 +44,15 @@ def _error(text: str) -> ScenarioError:
     return info.value
 
 
+def test_a_dyno_that_ps_scale_or_a_task_makes_is_known():
+    scaled = BASE.replace("run: ps:restart web.1 -a demo", "run: ps:scale web=3 -a demo")
+    assert _parse(scaled.replace("dynos: [web.1, web.2]", "dynos: [web.1, web.3]")).steps[4].condition.http.dynos \
+        == ["web.1", "web.3"]
+    task = BASE.replace("  - run: ps:restart web.1 -a demo\n",
+                        "  - task: {prompt: Scale up., until: {app: demo, dyno: web.3, state: up}}\n")
+    assert _parse(task).steps[1].task.until.dyno == "web.3"
+
+
 def test_base_document_is_valid():
     sc = _parse(BASE)
     assert sc.name == "t" and sc.timescale == 0.05 and sc.spaces == ["tokyo"]
@@ -125,6 +134,13 @@ CASES = [
      "setup.apps[1].source", "is not a directory"),
     ("bad dyno name", BASE.replace("dyno: web.1, instance", "dyno: web, instance"), 15, "steps[4].expect.dyno",
      "'web' is not valid"),
+    ("unknown dyno", BASE.replace("dyno: web.1, instance", "dyno: web.7, instance"), 15, "steps[4].expect.dyno",
+     "no dyno 'web.7' on demo: its formation has web=2 at most"),
+    ("unknown dyno among http's", BASE.replace("dynos: [web.1, web.2]", "dynos: [web.1, web.3]"), 16,
+     "steps[5].expect.http.dynos[2]", "no dyno 'web.3' on demo"),
+    ("dyno past what ps:scale made", BASE.replace("run: ps:restart web.1 -a demo", "run: ps:scale web+1 -a demo")
+     .replace("dynos: [web.1, web.2]", "dynos: [web.1, web.4]"), 16, "steps[5].expect.http.dynos[2]",
+     "its formation has web=3 at most"),
     ("empty file", "", 1, "", "the file is empty"),
     ("a list, not a mapping", "- name: t\n", 1, "", "expected a mapping with name, setup and steps"),
 ]
