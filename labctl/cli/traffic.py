@@ -5,14 +5,16 @@ from __future__ import annotations
 import json as jsonlib
 import shutil
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
 import typer
 
-from labctl import traffic as trafficlib
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Lab, app, client, require_app
+
+if TYPE_CHECKING:
+    from labctl import traffic as trafficlib
 
 
 class _LiveView:
@@ -24,6 +26,8 @@ class _LiveView:
         self.drawn = 0
 
     def __call__(self, live: trafficlib.Live) -> None:
+        from labctl import traffic as trafficlib
+
         if self.tty:
             width = shutil.get_terminal_size((120, 40)).columns - 1  # no wrapping, so the redraw stays in place
             text = "\n".join(line[:width] for line in
@@ -61,6 +65,7 @@ def traffic(
 ) -> None:
     """Send requests through the router at a steady rate; show per dyno and instance: errors, p50/p95/p99."""
     name = require_app(app_name)
+    from labctl import traffic as trafficlib  # lazy, as below: requests stays out of every CLI start
     from labctl.engine.faults import parse_duration  # lazy: keeps the Docker SDK out of every CLI start
 
     seconds = parse_duration(duration)

@@ -347,7 +347,7 @@ def _ops(apps: list[str], n: int, seed: int = 7) -> list[dict[str, Any]]:
 def _call(lab: str, op: dict[str, Any]) -> dict[str, Any]:
     c = Client(lab, timeout=240)
     try:
-        r = c.session.request(op["method"], c.base + op["path"], json=op["body"], timeout=240)
+        r = requests.request(op["method"], c.base + op["path"], json=op["body"], headers=c.headers, timeout=240)
     except requests.RequestException as err:
         return {**op, "status": None, "answer": f"no answer: {err}"}
     try:
@@ -512,8 +512,8 @@ class Probe:
 
     def send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        r = self.client.session.request(method, self.client.base + path, data=data, timeout=60,
-                                        headers={"Content-Type": "application/json"})
+        r = requests.request(method, self.client.base + path, data=data, timeout=60,
+                             headers={**self.client.headers, "Content-Type": "application/json"})
         try:
             return r.status_code, r.json()
         except ValueError:
