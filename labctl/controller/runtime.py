@@ -305,7 +305,13 @@ class Runtime:
     # -- stopping -------------------------------------------------------------------------------------
     def apply_plan(self, row: dict[str, Any], plan: DynoPlan, release: int | None = None,
                    event: str | None = None) -> None:
-        """Carry out a restart/stop plan; a replacement starts as soon as SIGTERM is sent (§2.3)."""
+        """Carry out a restart/stop plan; a replacement starts as soon as SIGTERM is sent (§2.3).
+
+        The old address leaves the routing set before the old dyno is signalled (lab-spec §5). That router
+        reload and the new container's start (~0.25 s each here) do not depend on each other, so the start
+        runs beside the reload, in a thread of its own that this call joins: nothing else runs meanwhile
+        (the caller holds the runtime's lock), and the new dyno is not routed before it is ``up``.
+        """
         app_name, name = row["app"], row["name"]
         app = self.store.app(app_name)
         assert app is not None
@@ -318,21 +324,37 @@ class Runtime:
             self.store.update_dyno(app_name, name, container=None, port=None, crashes=0, state="starting",
                                    updated_at=time.time(), release=release or row["release"], next_start=time.time(),
                                    instance=None if plan.placement is Placement.NEW else row["instance"])
-        self.sync_router()  # the old address leaves the routing set before the dyno is signalled
         retire = old_instance if plan.retire_instance else None
         if old_container:
             self.sink.heroku(app_name, name, "Stopping all processes with SIGTERM")
             self.sink.state(app_name, name, row["state"], "starting" if plan.start_again else "down")
+            # terminating from now on: its port stays taken for the new container on the same instance
+            self.terminating[old_container] = {"app": app_name, "dyno": name, "port": row["port"],
+                                               "instance": retire}
+        starting = self._start_beside(app_name, name, plan.placement) if plan.start_again else None
+        try:
+            self.sync_router()  # the old address leaves the routing set before the dyno is signalled
+        except BaseException:
+            if old_container:  # not signalled: the next full sync retires it as an unknown container
+                self.terminating.pop(old_container, None)
+            raise
+        finally:
+            if starting is not None:
+                starting.join()
+        if old_container:
             self.retire_container(old_container, app_name, name, retire_instance=retire, port=row["port"])
         elif retire:
             self.instances.retire_instance(retire)
-        if plan.start_again:
-            fresh = self.store.dyno(app_name, name)
-            assert fresh is not None
-            if plan.placement is Placement.NEW:
-                fresh["instance"] = None
-            self.start_dyno(fresh, plan.placement)
+        if starting is not None:
+            starting.result()
         self.wake()
+
+    def _start_beside(self, app_name: str, name: str, placement: Placement) -> _Beside:
+        fresh = self.store.dyno(app_name, name)
+        assert fresh is not None
+        if placement is Placement.NEW:
+            fresh["instance"] = None
+        return _Beside(lambda: self.start_dyno(fresh, placement), f"start-{app_name}-{name}")
 
     def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
                          quiet: bool = False, port: int | None = None) -> None:
@@ -392,3 +414,27 @@ class Runtime:
     def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None:
         """Reload the router when the routing set changed; returns once the new set is in force."""
         self.routing.sync(also_up)
+
+
+class _Beside:
+    """A call run in a thread beside the caller's work; ``result()`` raises what it raised."""
+
+    def __init__(self, fn: Callable[[], None], name: str):
+        self.error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread by result()
+                self.error = err
+
+        self.thread = threading.Thread(target=run, daemon=True, name=name)
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join()
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
