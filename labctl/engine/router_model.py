@@ -40,9 +40,14 @@ HOLD_ADDR = f"127.0.0.1:{HOLD_PORT}"
 
 
 def router_command() -> list[str]:
-    """The router container's command: nginx in the foreground, the hold service beside it (restarted if it dies)."""
+    """The router container's command: nginx in the foreground, the hold service beside it (restarted if it dies).
+
+    A reload is a SIGHUP (``Engine.reload_router``). One that comes before nginx has set up its handlers would
+    end the container (the default action), so HUP is ignored until then: nginx installs its own handler at
+    start, and a lost HUP is made up for by the reload's fallback (``nginx -s reload``).
+    """
     hold = f"while :; do python3 {HOLD_SCRIPT} {HOLD_PORT} {CONF_PATH}; sleep 1; done"
-    return ["sh", "-c", f"({hold}) & exec nginx -g 'daemon off;'"]
+    return ["sh", "-c", f"trap '' HUP; ({hold}) & exec nginx -g 'daemon off;'"]
 
 
 def hold_script() -> str:
