@@ -362,9 +362,8 @@ class Manager:
                 rest = [r for r in targets if r not in web]
                 if web:
                     self.rt.rollouts.preboot(app, web, None, "restart")
-            for row in rest:
-                plan = actions.plan_restart(row["name"], bool(app["space"]), bool(row["one_off"]))
-                self.rt.apply_plan(row, plan)
+            self.rt.apply_plans([(row, actions.plan_restart(row["name"], bool(app["space"]), bool(row["one_off"])))
+                                 for row in rest])
             return [r["name"] for r in targets]
 
     def stop(self, name: str, dyno: str | None = None, ptype: str | None = None) -> list[str]:
@@ -377,9 +376,8 @@ class Manager:
             stuck = [o for o in self.store.old_dynos(name) if o["name"] in names]
             if stuck:  # ps:stop clears old preboot generations at once (lab-spec §7)
                 self.rt.rollouts.retire_old(stuck)
-            for row in targets:
-                plan = actions.plan_stop(row["name"], bool(app["space"]), bool(row["one_off"]))
-                self.rt.apply_plan(row, plan)
+            self.rt.apply_plans([(row, actions.plan_stop(row["name"], bool(app["space"]), bool(row["one_off"])))
+                                 for row in targets])
             return [r["name"] for r in targets]
 
     def run(self, name: str, command: str, attach: bool, size: str | None = None) -> dict[str, Any]:

@@ -56,8 +56,8 @@ class Rollouts:
         elif app["space"] and rows:
             self._start_rolling(app, rows, version)
             return
-        for row in rows:
-            self.rt.apply_plan(row, plan_restart(row["name"], bool(app["space"]), False), release=version)
+        self.rt.apply_plans([(row, plan_restart(row["name"], bool(app["space"]), False)) for row in rows],
+                            release=version)
 
     def preboot(self, app: dict[str, Any], rows: list[dict[str, Any]], version: int | None, kind: str,
                 event: str = "Restarting") -> None:
@@ -174,7 +174,5 @@ class Rollouts:
         size = preboot.rolling_batch_size(max(1, len(desired_dyno_names(formation))))
         batch, rest = pending[:size], pending[size:]
         self.store.update_app(app["name"], rollout={**ro, "pending": rest, "batch": batch})
-        for name in batch:
-            row = self.store.dyno(app["name"], name)
-            if row is not None:
-                self.rt.apply_plan(row, plan_restart(name, True, False), release=ro["release"])
+        batch_rows = [r for r in (self.store.dyno(app["name"], name) for name in batch) if r is not None]
+        self.rt.apply_plans([(r, plan_restart(r["name"], True, False)) for r in batch_rows], release=ro["release"])

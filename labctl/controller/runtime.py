@@ -305,17 +305,52 @@ class Runtime:
     # -- stopping -------------------------------------------------------------------------------------
     def apply_plan(self, row: dict[str, Any], plan: DynoPlan, release: int | None = None,
                    event: str | None = None) -> None:
-        """Carry out a restart/stop plan; a replacement starts as soon as SIGTERM is sent (§2.3).
+        """Carry out a restart/stop plan for one dyno (``apply_plans``)."""
+        self.apply_plans([(row, plan)], release, event)
 
-        The old address leaves the routing set before the old dyno is signalled (lab-spec §5). That router
-        reload and the new container's start (~0.25 s each here) do not depend on each other, so the start
-        runs beside the reload, in a thread of its own that this call joins: nothing else runs meanwhile
-        (the caller holds the runtime's lock), and the new dyno is not routed before it is ``up``.
+    def apply_plans(self, items: list[tuple[dict[str, Any], DynoPlan]], release: int | None = None,
+                    event: str | None = None) -> None:
+        """Carry out restart/stop plans for dynos that go together (a release, ``ps:restart web``).
+
+        As on Heroku, they go at once: one router reload takes every old address out before any old dyno
+        is signalled (lab-spec §5), and a replacement starts as soon as SIGTERM is sent (§2.3) — so without
+        preboot a deploy leaves a gap while the new dynos boot (heroku-reference §4.3). That reload and the
+        new containers' start (~0.25 s each here) do not depend on each other: the starts run beside the
+        reload, in a thread this call joins. Nothing else runs meanwhile (the caller holds the runtime's
+        lock), and no new dyno is routed before it is ``up``.
         """
+        stopping: list[tuple[dict[str, Any], str | None]] = []
+        starts: list[tuple[str, str, Placement]] = []
+        for row, plan in items:
+            retire = row["instance"] if plan.retire_instance else None
+            self._announce(row, plan, release, event, retire)
+            stopping.append((row, retire))
+            if plan.start_again:
+                starts.append((row["app"], row["name"], plan.placement))
+        starting = _Beside(lambda: self._start_all(starts), "start-replacements") if starts else None
+        try:
+            self.sync_router()  # the old addresses leave the routing set before the dynos are signalled
+        except BaseException:
+            for row, _ in stopping:  # not signalled: the next full sync retires them as unknown containers
+                self.terminating.pop(row["container"] or "", None)
+            raise
+        finally:
+            if starting is not None:
+                starting.join()
+        for row, retire in stopping:
+            if row["container"]:
+                self.retire_container(row["container"], row["app"], row["name"], retire_instance=retire,
+                                      port=row["port"])
+            elif retire:
+                self.instances.retire_instance(retire)
+        if starting is not None:
+            starting.result()
+        self.wake()
+
+    def _announce(self, row: dict[str, Any], plan: DynoPlan, release: int | None, event: str | None,
+                  retire: str | None) -> None:
+        """Log the action, record the dyno's new intent; a running container becomes ``terminating``."""
         app_name, name = row["app"], row["name"]
-        app = self.store.app(app_name)
-        assert app is not None
-        old_container, old_instance = row["container"], row["instance"]
         self.sink.heroku(app_name, name, event or plan.event)
         if not plan.start_again:
             self.store.delete_dyno(app_name, name)
@@ -324,37 +359,22 @@ class Runtime:
             self.store.update_dyno(app_name, name, container=None, port=None, crashes=0, state="starting",
                                    updated_at=time.time(), release=release or row["release"], next_start=time.time(),
                                    instance=None if plan.placement is Placement.NEW else row["instance"])
-        retire = old_instance if plan.retire_instance else None
-        if old_container:
+        if row["container"]:
             self.sink.heroku(app_name, name, "Stopping all processes with SIGTERM")
             self.sink.state(app_name, name, row["state"], "starting" if plan.start_again else "down")
-            # terminating from now on: its port stays taken for the new container on the same instance
-            self.terminating[old_container] = {"app": app_name, "dyno": name, "port": row["port"],
-                                               "instance": retire}
-        starting = self._start_beside(app_name, name, plan.placement) if plan.start_again else None
-        try:
-            self.sync_router()  # the old address leaves the routing set before the dyno is signalled
-        except BaseException:
-            if old_container:  # not signalled: the next full sync retires it as an unknown container
-                self.terminating.pop(old_container, None)
-            raise
-        finally:
-            if starting is not None:
-                starting.join()
-        if old_container:
-            self.retire_container(old_container, app_name, name, retire_instance=retire, port=row["port"])
-        elif retire:
-            self.instances.retire_instance(retire)
-        if starting is not None:
-            starting.result()
-        self.wake()
+            # terminating from now on: its port stays taken for a new container on the same instance
+            self.terminating[row["container"]] = {"app": app_name, "dyno": name, "port": row["port"],
+                                                  "instance": retire}
 
-    def _start_beside(self, app_name: str, name: str, placement: Placement) -> _Beside:
-        fresh = self.store.dyno(app_name, name)
-        assert fresh is not None
-        if placement is Placement.NEW:
-            fresh["instance"] = None
-        return _Beside(lambda: self.start_dyno(fresh, placement), f"start-{app_name}-{name}")
+    def _start_all(self, starts: list[tuple[str, str, Placement]]) -> None:
+        """Start the replacements one after another (ports on a shared instance are chosen one at a time)."""
+        for app_name, name, placement in starts:
+            fresh = self.store.dyno(app_name, name)
+            if fresh is None:
+                continue
+            if placement is Placement.NEW:
+                fresh["instance"] = None
+            self.start_dyno(fresh, placement)
 
     def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
                          quiet: bool = False, port: int | None = None) -> None:
