@@ -161,8 +161,11 @@ class _Drawing:
                                        textcoords="offset points", fontsize=20, weight="bold", va="center"))
         held = f"{exp.get('held', 0)}/{exp.get('total', 0)} expectations held"
         desc = self.data.get("description") or ""
-        self.fig.text(0.25 / WIDTH, 1 - 0.82 / total, f"{desc}  —  {held}" if desc else held, fontsize=13,
-                      color="#444", va="center")
+        line = f"{held}  —  {desc}" if desc else held
+        fits = int((WIDTH - 0.5) * 72 / (13 * 0.55))  # characters of 13 pt text across the picture
+        if len(line) > fits:  # one line, never cut off at the edge: the whole text is in report.html
+            line = line[:fits - 1].rstrip() + "…"
+        self.fig.text(0.25 / WIDTH, 1 - 0.82 / total, line, fontsize=13, color="#444", va="center")
 
     def _labels(self, labelled: list[m.Action], placed: list[tuple[int, str]], n_levels: int) -> None:
         ax = self.axes["labels"]
@@ -244,12 +247,11 @@ class _Drawing:
     # -- traffic -------------------------------------------------------------------------------------
 
     def _latency(self) -> None:
-        from matplotlib.ticker import FuncFormatter
-
         ax = self.axes["latency"]
         ax.set_yscale("log")
         ax.set_ylabel("latency", fontsize=13)
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g} ms" if v < 1000 else f"{v / 1000:g} s"))
+        ax.yaxis.set_major_formatter(_ms_formatter())
+        ax.yaxis.set_minor_formatter(_ms_formatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
         ax.tick_params(axis="x", labelbottom=False)
         ax.grid(color="#eeeeee", which="major")
         w = m.bin_width(self.t_hi - self.t_lo)
@@ -392,3 +394,19 @@ def _thin(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _ms(v: float) -> str:
     return f"{v:.0f} ms" if v < 1000 else f"{v / 1000:.2f} s"
+
+
+def _tick(v: float) -> str:
+    return f"{v:g} ms" if v < 1000 else f"{v / 1000:g} s"
+
+
+def _ms_formatter(**kw: Any) -> Any:
+    """Log-axis labels in ms / s. matplotlib picks which ticks get one (minor ones too when the axis spans
+    less than about a decade), which would otherwise read ``6×10⁰``."""
+    from matplotlib.ticker import LogFormatter
+
+    class MsFormatter(LogFormatter):
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+            return _tick(x)
+
+    return MsFormatter(**kw)
