@@ -157,7 +157,7 @@ class BenchLab:
         labels = [f"io.labctl.lab={self.name}", f"io.labctl.kind={kind}"]
         if app:
             labels.append(f"io.labctl.app={app}")
-        return self.docker.containers.list(all=True, filters={"label": labels})
+        return self.docker.containers.list(all=True, ignore_removed=True, filters={"label": labels})
 
     def router_url(self, path: str = "/") -> str:
         return f"http://{LOCALHOST}:{self.router_port}{path}"
@@ -168,7 +168,7 @@ class BenchLab:
     def direct_address(self, app: str, dyno: str = "web.1") -> str:
         """``IP:port`` of a web dyno on the Docker bridge: its instance's sandbox address and the dyno's port."""
         row = self.dynos(app)[dyno]
-        sandboxes = self.docker.containers.list(filters={"label": [
+        sandboxes = self.docker.containers.list(ignore_removed=True, filters={"label": [
             f"io.labctl.lab={self.name}", "io.labctl.kind=sandbox", f"io.labctl.app={app}",
             f"io.labctl.instance={row['instance']}"]})
         if not sandboxes:
