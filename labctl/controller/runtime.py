@@ -314,7 +314,7 @@ class Runtime:
 
         As on Heroku, they go at once: one router reload takes every old address out before any old dyno
         is signalled (lab-spec §5), and a replacement starts as soon as SIGTERM is sent (§2.3) — so without
-        preboot a deploy leaves a gap while the new dynos boot (heroku-reference §4.3). That reload and the
+        preboot a deploy leaves a gap while the new dynos boot (heroku-reference §4.2, §4.3). That reload and the
         new containers' start (~0.25 s each here) do not depend on each other: the starts run beside the
         reload, in a thread this call joins. Nothing else runs meanwhile (the caller holds the runtime's
         lock), and no new dyno is routed before it is ``up``.
