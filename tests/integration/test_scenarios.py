@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,20 @@ def test_a_flipped_expectation_fails_names_it_and_still_tears_down(lab_state: Pa
     assert _leftovers(lab) == []
 
 
+@contextlib.contextmanager
+def _ctrl_c_enabled() -> Iterator[None]:
+    """A child started in here gets Ctrl-C (SIGINT) as a terminal gives it, whoever started pytest.
+
+    A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored across exec: the
+    scenario run would never see its Ctrl-C. A handled one is reset to the default, which Python makes a
+    KeyboardInterrupt."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_tears_the_lab_down(lab_state: Path, tmp_path: Path, sig: signal.Signals):
     """Ctrl-C ends with 130; SIGTERM (a CI timeout) tears down, writes the report, then ends by SIGTERM."""
@@ -105,10 +121,11 @@ def test_interrupt_tears_the_lab_down(lab_state: Path, tmp_path: Path, sig: sign
     scenario.write_text("name: long-wait\nsetup:\n  apps:\n    - name: idle\nsteps:\n  - wait: 5m\n")
     lab = f"scn-c{uuid.uuid4().hex[:6]}"
     report = tmp_path / "report"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from labctl.cli import run; run()", "scenario", "run", str(scenario),
-         "--lab", lab, "--report", str(report)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=tmp_path)
+    with _ctrl_c_enabled():
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from labctl.cli import run; run()", "scenario", "run", str(scenario),
+             "--lab", lab, "--report", str(report)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=tmp_path)
     try:
         deadline = time.time() + 120
         header = ""
@@ -174,10 +191,11 @@ def test_interactive_run_in_a_pty(lab_state: Path, tmp_path: Path):
     report = tmp_path / "report"
     master, slave = pty.openpty()
     env = {**os.environ, "LABCTL_STATE_DIR": str(lab_state), "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", "from labctl.cli import run; run()", "scenario", "run",
-                             str(scenario), "--interactive",
-                             "--report", str(report)], stdin=slave, stdout=slave, stderr=slave, env=env,
-                            cwd=REPO, close_fds=True)
+    with _ctrl_c_enabled():
+        proc = subprocess.Popen([sys.executable, "-c", "from labctl.cli import run; run()", "scenario", "run",
+                                 str(scenario), "--interactive",
+                                 "--report", str(report)], stdin=slave, stdout=slave, stderr=slave, env=env,
+                                cwd=REPO, close_fds=True)
     os.close(slave)
     term = _Terminal(master)
     try:
