@@ -224,6 +224,22 @@ def bin_width(span: float) -> float:
     return next((w for w in (0.25, 0.5, 1, 2, 5, 10, 30, 60) if span / w <= 60), 120)
 
 
+def release_bins(recs: list[dict[str, Any]], w: float) -> dict[str, dict[int, float]]:
+    """Per release (``v1``, ``v2`` …, oldest first): its share of the answers of each ``w``-second bin."""
+    counts: dict[int, dict[str, int]] = {}
+    for r in recs:
+        if r.get("release"):
+            per = counts.setdefault(int(r["t"] // w), {})
+            per[r["release"]] = per.get(r["release"], 0) + 1
+    releases = sorted({rel for per in counts.values() for rel in per}, key=_version)
+    return {rel: {k: per.get(rel, 0) / sum(per.values()) for k, per in sorted(counts.items())} for rel in releases}
+
+
+def _version(release: str) -> tuple[int, str]:
+    digits = release.lstrip("v")
+    return (int(digits), release) if digits.isdigit() else (1 << 30, release)
+
+
 def latency_bins(recs: list[dict[str, Any]], w: float) -> dict[str, list[tuple[float, float, float]]]:
     """Per dyno: (bin middle, p50, p95) of the latencies of each ``w``-second bin that has requests."""
     groups: dict[str, dict[int, list[float]]] = {}

@@ -31,6 +31,7 @@ ACTION_STYLE = {"run": ("#222222", (0, (5, 3)), 1.5), "fault": (RED, (0, (5, 3))
                 "snapshot": ("#9e9e9e", (0, (1, 3)), 1.2)}
 _HALO = {"boxstyle": "round,pad=0.15", "fc": (1, 1, 1, 0.75), "ec": "none"}  # text stays text in the SVG
 ERROR_COLORS = ["#b2182b", "#ef6548", "#fdae61", "#7f2704", "#d6604d", "#f4a582"]
+RELEASE_COLORS = ["#b0bec5", "#37474f", "#8d6e63", "#78909c", "#263238"]  # slate shades: not an instance color, not red
 
 
 @dataclass
@@ -70,6 +71,8 @@ class _Drawing:
         self.spans = {k: m.spans(data, *k, t_lo, t_hi) for k in self.lanes}
         self.actions = m.actions(data)
         self.records = m.records(data)
+        self.w = m.bin_width(t_hi - t_lo)
+        self.releases = m.release_bins(self.records, self.w)  # which release answered, when (preboot's switch)
         self.several_apps = len({a for a, _ in self.lanes}) > 1
         self.right = RIGHT[1] if self.records else RIGHT[0]
         dynos = sorted({r["dyno"] for r in self.records} | {self._lane_name(k) for k in self.lanes}, key=m.dyno_key)
@@ -99,6 +102,8 @@ class _Drawing:
         if self.records:
             self._latency()
             self._errors()
+        if len(self.releases) > 1:
+            self._releases()
         self._checks()
         self._action_lines()
         self._legend()
@@ -112,6 +117,8 @@ class _Drawing:
         heights = [("labels", 0.3 * n_levels + 0.1), ("lanes", LANE_H * max(1, len(self.lanes)) + 0.15)]
         if self.records:
             heights += [("latency", 3.0), ("errors", 1.55)]
+        if len(self.releases) > 1:
+            heights += [("releases", 0.6)]
         heights += [("checks", 0.5)]
         self.legend_handles = self._legend_handles()
         rows = -(-len(self.legend_handles) // LEGEND_COLS)
@@ -325,6 +332,22 @@ class _Drawing:
                 bottom[k] = bottom.get(k, 0.0) + counts[k] / w
         ax.set_ylim(0, max(bottom.values()) * 1.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=11, frameon=False)
+
+    def _releases(self) -> None:
+        """Which release answered the requests of each bin: the old one until a preboot switch, then the new."""
+        ax = self.axes["releases"]
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0.5], ["served by"], fontsize=13)
+        ax.tick_params(axis="x", labelbottom=False)
+        bottom: dict[int, float] = {}
+        for j, (release, shares) in enumerate(self.releases.items()):
+            ks = sorted(shares)
+            ax.bar([(k + 0.5) * self.w for k in ks], [shares[k] for k in ks], width=self.w,
+                   bottom=[bottom.get(k, 0.0) for k in ks], color=RELEASE_COLORS[j % len(RELEASE_COLORS)],
+                   label=f"{release} ({sum(1 for r in self.records if r.get('release') == release)})", zorder=3)
+            for k in ks:
+                bottom[k] = bottom.get(k, 0.0) + shares[k]
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.1), fontsize=11, frameon=False)
 
     # -- checks and legend ---------------------------------------------------------------------------
 

@@ -264,3 +264,22 @@ def test_actions_and_segment_medians_say_restart_did_not_help_stop_did():
     assert web1[16.0] > 500 and web1[RESTART] > 500 and web1[STOP] < 100  # slow, still slow, fast
     errors = model.error_bins(model.records(data), model.bin_width(hi - lo))
     assert list(errors) == ["503 H12"] and sum(errors["503 H12"].values()) == 4
+
+
+def test_release_bins_show_which_release_answered_when():
+    recs = [{"t": 0.1, "release": "v1"}, {"t": 0.3, "release": "v1"}, {"t": 1.2, "release": "v1"},
+            {"t": 1.4, "release": "v10"}, {"t": 2.5, "release": "v10"}, {"t": 2.6, "release": None}]
+    bins = model.release_bins(recs, 1.0)
+    assert list(bins) == ["v1", "v10"], "oldest first, by number"
+    assert bins["v1"] == {0: 1.0, 1: 0.5, 2: 0.0}
+    assert bins["v10"] == {0: 0.0, 1: 0.5, 2: 1.0}
+
+
+def test_a_switch_of_release_gets_a_served_by_strip():
+    one = sample_result()
+    assert "served by" not in report_plot.render(one).svg, "one release: no strip"
+    two = sample_result()
+    for rec in two["traffic"][0]["records"]:
+        rec["release"] = "v3" if rec["t"] < 25 else "v4"
+    svg = report_plot.render(two).svg
+    assert "served by" in svg and "v3 (" in svg and "v4 (" in svg
