@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from labctl import const
@@ -327,24 +328,21 @@ class Runtime:
             stopping.append((row, retire))
             if plan.start_again:
                 starts.append((row["app"], row["name"], plan.placement))
-        starting = _Beside(lambda: self._start_all(starts), "start-replacements") if starts else None
-        try:
-            self.sync_router()  # the old addresses leave the routing set before the dynos are signalled
-        except BaseException:
-            for row, _ in stopping:  # not signalled: the next full sync retires them as unknown containers
-                self.terminating.pop(row["container"] or "", None)
-            raise
-        finally:
-            if starting is not None:
-                starting.join()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="start-replacements") as beside:
+            starting = beside.submit(self._start_all, starts)  # the block's end waits for it
+            try:
+                self.sync_router()  # the old addresses leave the routing set before the dynos are signalled
+            except BaseException:
+                for row, _ in stopping:  # not signalled: the next full sync retires them as unknown containers
+                    self.terminating.pop(row["container"] or "", None)
+                raise
         for row, retire in stopping:
             if row["container"]:
                 self.retire_container(row["container"], row["app"], row["name"], retire_instance=retire,
                                       port=row["port"])
             elif retire:
                 self.instances.retire_instance(retire)
-        if starting is not None:
-            starting.result()
+        starting.result()  # raises what the start raised
         self.wake()
 
     def _announce(self, row: dict[str, Any], plan: DynoPlan, release: int | None, event: str | None,
@@ -435,26 +433,3 @@ class Runtime:
         """Reload the router when the routing set changed; returns once the new set is in force."""
         self.routing.sync(also_up)
 
-
-class _Beside:
-    """A call run in a thread beside the caller's work; ``result()`` raises what it raised."""
-
-    def __init__(self, fn: Callable[[], None], name: str):
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as err:  # noqa: BLE001 - raised again in the caller's thread by result()
-                self.error = err
-
-        self.thread = threading.Thread(target=run, daemon=True, name=name)
-        self.thread.start()
-
-    def join(self) -> None:
-        self.thread.join()
-
-    def result(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise self.error
