@@ -7,6 +7,7 @@ Standard library ``http.client`` on purpose: the API is JSON on 127.0.0.1, and i
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 from collections.abc import Iterator
@@ -44,16 +45,12 @@ class Client:
             headers["Content-Type"] = "application/json"
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         try:
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-        except TimeoutError:
+            with self._talking("does not answer. Run `labctl up` to start it again."):
+                conn.request(method, path, body=data, headers=headers)
+                resp = conn.getresponse()
+        except ControllerUnavailable:
             conn.close()
-            raise ControllerUnavailable(f"The controller of lab {self.lab!r} did not answer in time.") from None
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            raise ControllerUnavailable(
-                f"The controller of lab {self.lab!r} does not answer. Run `labctl up` to start it again."
-            ) from None
+            raise
         if resp.status >= 400:
             text = self._read(resp).decode(errors="replace")
             try:
@@ -63,13 +60,20 @@ class Client:
             raise _STATUS_ERRORS.get(resp.status, LabError)(message)
         return resp
 
-    def _read(self, resp: http.client.HTTPResponse) -> bytes:
+    @contextlib.contextmanager
+    def _talking(self, broken: str) -> Iterator[None]:
+        """Socket trouble in the block becomes one ControllerUnavailable: a timeout, or ``broken``."""
         try:
-            return resp.read()
+            yield
         except TimeoutError:
             raise ControllerUnavailable(f"The controller of lab {self.lab!r} did not answer in time.") from None
         except (OSError, http.client.HTTPException):
-            raise ControllerUnavailable(f"The controller of lab {self.lab!r} hung up mid-answer.") from None
+            raise ControllerUnavailable(f"The controller of lab {self.lab!r} {broken}") from None
+
+    def _read(self, resp: http.client.HTTPResponse) -> bytes:
+        try:
+            with self._talking("hung up mid-answer."):
+                return resp.read()
         finally:
             resp.close()
 
@@ -96,13 +100,8 @@ class Client:
             return
         try:
             while True:
-                try:
+                with self._talking("hung up mid-answer."):
                     raw = resp.readline()
-                except TimeoutError:
-                    raise ControllerUnavailable(
-                        f"The controller of lab {self.lab!r} did not answer in time.") from None
-                except (OSError, http.client.HTTPException):
-                    raise ControllerUnavailable(f"The controller of lab {self.lab!r} hung up mid-answer.") from None
                 if not raw:
                     return
                 if not raw.strip():

@@ -261,7 +261,7 @@ class _Drawing:
         ax.yaxis.set_minor_formatter(_ms_formatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
         ax.tick_params(axis="x", labelbottom=False)
         ax.grid(color="#eeeeee", which="major")
-        w = m.bin_width(self.t_hi - self.t_lo)
+        w = self.w
         for dyno, pts in m.latency_bins(self.records, w).items():
             self._latency_dyno(ax, dyno, pts, w)
         bad = _thin([r for r in self.records if m.is_error(r) and r.get("latency_ms")])
@@ -314,7 +314,7 @@ class _Drawing:
         ax.set_ylabel("errors / s", fontsize=13)
         ax.tick_params(axis="x", labelbottom=False)
         ax.grid(color="#eeeeee")
-        w = m.bin_width(self.t_hi - self.t_lo)
+        w = self.w
         bins = m.error_bins(self.records, w)
         if not bins:
             ax.set_ylim(0, 1)
