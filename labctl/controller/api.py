@@ -197,7 +197,7 @@ def _stream(work: Callable[[Callable[[str], None]], Any]) -> Iterator[dict[str, 
         try:
             q.put({"result": work(lambda line: q.put({"line": line}))})
         except LabError as err:
-            q.put({"error": {"id": type(err).__name__, "message": str(err)}})
+            q.put({"error": {"id": err.id, "message": str(err)}})
         except Exception as err:  # noqa: BLE001 - reported to the client as one line, logged in full
             log.exception("streamed work failed")
             q.put({"error": {"id": "internal", "message": f"internal error: {err}"}})
@@ -259,7 +259,7 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 result = api.dispatch(method, url.path.rstrip("/") or "/", query, body)
             except LabError as err:
-                return self._send(err.http_status, {"id": type(err).__name__, "message": str(err)})
+                return self._send(err.http_status, {"id": err.id, "message": str(err)})
             except Exception as err:  # noqa: BLE001 - the boundary: log it, answer one line
                 log.exception("API %s %s failed", method, self.path)
                 return self._send(500, {"id": "internal", "message": f"internal error: {err}"})
@@ -305,7 +305,7 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
             except (BrokenPipeError, ConnectionResetError):
                 return
             except LabError as err:
-                self.wfile.write(json.dumps({"error": {"id": type(err).__name__, "message": str(err)}}).encode())
+                self.wfile.write(json.dumps({"error": {"id": err.id, "message": str(err)}}).encode())
             finally:
                 close = getattr(rows, "close", None)
                 if close:
