@@ -14,6 +14,7 @@ LABEL_INSTANCE = "io.labctl.instance"
 LABEL_RELEASE = "io.labctl.release"
 LABEL_SPACE = "io.labctl.space"
 LABEL_IMAGE = "io.labctl.image"  # base | stack (shared, not removed by `down`)
+LABEL_STACK_HASH = "io.labctl.stack-hash"  # on the stack image: the Dockerfile and base it was built from
 
 KIND_ROUTER = "router"
 KIND_SANDBOX = "sandbox"
@@ -25,6 +26,8 @@ DEFAULT_LAB = "default"
 STACK_NAME = "lab-24"
 BASE_IMAGE = "labctl/base:trixie"
 STACK_IMAGE = f"labctl/stack:{STACK_NAME}"
+STACK_PYTHON = "3.13"  # the stack's Python minor version (images/stack/Dockerfile: Debian trixie's python3)
+SLUG_REPO = "labctl-slug"  # slugs are tagged labctl-slug/<lab>-<app>:v<version>
 DEBIAN_SUITE = "trixie"
 
 DEFAULT_HTTP_PORT = 5080

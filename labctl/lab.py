@@ -13,7 +13,6 @@ import requests
 
 from labctl.client import Client
 from labctl.controller.daemon import spawn_supervisor
-from labctl.engine import images
 from labctl.engine.docker import Engine, connect
 from labctl.errors import ControllerUnavailable, LabError
 from labctl.labdir import LabDir, Settings
@@ -43,7 +42,7 @@ def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = Non
                 or pool_size not in (None, s.pool_size)):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
         return {"changed": False, **Client(lab).get("/lab")}
-    images.ensure_stack_image(client, progress, base_override=base_image)
+    Engine(client, lab).ensure_stack_image(progress, base_override=base_image)
     if d.exists():
         s = d.settings()
     else:

@@ -130,8 +130,8 @@ class Manager:
         procfile = images.parse_procfile(procfile_path.read_text())
         version = self._reserve_version(name)
         try:
-            image = images.build_slug(self.rt.engine.client, lab=self.lab, app=name, version=version,
-                                      src_dir=src_dir, progress=progress, build_env=app["config"])
+            image = self.rt.engine.build_slug(app=name, version=version,
+                                              src_dir=src_dir, progress=progress, build_env=app["config"])
         except BaseException:
             self.store.delete_release(name, version)  # a failed build leaves the current release untouched
             raise

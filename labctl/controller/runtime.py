@@ -118,7 +118,7 @@ class Runtime:
     def tick(self) -> float:
         """One reconciliation pass; returns how long the loop may sleep."""
         if self.engine_lost:
-            self.engine.client.ping()  # still away: the loop retries in a second
+            self.engine.ping()  # still away: the loop retries in a second
             self.engine_sync.recover()
         now = time.time()
         if now - self.last_full_sync >= FULL_SYNC_EVERY or self.exited:

@@ -1,6 +1,9 @@
-"""The only module that talks to the Docker engine about containers and networks (style.md §4).
+"""The Engine adapter: the one object through which the lab talks to Docker (style.md §4). Containers,
+networks and the router here; images through ``engine/images.py``, which it drives.
 
 Everything it creates carries ``io.labctl.*`` labels; ``remove_lab`` removes exactly those objects.
+Every public method raises the lab's errors (``EngineError``, ``EngineUnavailable``), never the Docker SDK's:
+``translate_errors`` (``engine/translate.py``) wraps them.
 """
 
 from __future__ import annotations
@@ -8,8 +11,9 @@ from __future__ import annotations
 import io
 import tarfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -17,9 +21,13 @@ import docker.errors
 import requests
 
 from labctl import const
-from labctl.errors import EngineUnavailable, LabError
+from labctl.engine import build, images
+from labctl.engine.translate import SDK_ERRORS, translate_errors
+from labctl.errors import EngineError, EngineUnavailable, LabError
 
-ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+# What callers outside labctl.engine used to catch; the Engine raises EngineError now (which this includes).
+# Kept for the controller until its branch merges; nothing in labctl.engine uses it.
+ENGINE_ERRORS = (EngineError, *SDK_ERRORS)
 
 
 def connect() -> docker.DockerClient:
@@ -27,7 +35,7 @@ def connect() -> docker.DockerClient:
     try:
         client = docker.from_env(max_pool_size=200, timeout=120)
         client.ping()
-    except ENGINE_ERRORS as err:
+    except SDK_ERRORS as err:
         raise EngineUnavailable(
             f"Docker engine is not reachable ({_short(err)}). Is the Docker daemon running?"
         ) from None
@@ -76,8 +84,9 @@ def lab_labels(lab: str, kind: str, **extra: str | None) -> dict[str, str]:
     return labels
 
 
+@translate_errors
 class Engine:
-    """Container and network operations for one lab."""
+    """Container, network and image operations for one lab."""
 
     def __init__(self, client: docker.DockerClient, lab: str):
         self.client = client
@@ -277,18 +286,17 @@ class Engine:
         return self.info(c.id)
 
     def info(self, container_id: str) -> ContainerInfo:
-        c = self.client.containers.get(container_id)
-        st = c.attrs["State"]
-        return ContainerInfo(c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0),
-                             bool(st.get("OOMKilled")))
+        return _container_info(self.client.containers.get(container_id))
 
     def try_info(self, container_id: str | None) -> ContainerInfo | None:
+        """``info``, or None when the container is gone."""
         if not container_id:
             return None
         try:
-            return self.info(container_id)
+            c = self.client.containers.get(container_id)
         except docker.errors.NotFound:
             return None
+        return _container_info(c)
 
     def containers(self, kind: str | None = None) -> list[ContainerInfo]:
         filters = [f"{const.LABEL_LAB}={self.lab}"]
@@ -322,14 +330,14 @@ class Engine:
             pass
         try:
             return int(c.wait(timeout=30)["StatusCode"]), True
-        except ENGINE_ERRORS:
+        except SDK_ERRORS:
             return 137, True
 
     def wait(self, container_id: str) -> int | None:
         """Block until the container exits; its status, or None when it is gone."""
         try:
             return int(self.client.containers.get(container_id).wait()["StatusCode"])
-        except ENGINE_ERRORS:
+        except SDK_ERRORS:
             return None
 
     def output(self, container_id: str) -> Iterable[str]:
@@ -337,13 +345,13 @@ class Engine:
         try:
             yield from (b.decode(errors="replace") for b in
                         self.client.api.logs(container_id, stream=True, follow=True))
-        except ENGINE_ERRORS:
+        except SDK_ERRORS:
             return
 
     def signal(self, container_id: str, sig: str) -> None:
         try:
             self.client.containers.get(container_id).kill(sig)
-        except ENGINE_ERRORS:
+        except SDK_ERRORS:
             pass
 
     def wait_for_exit(self, container_id: str, timeout: float) -> bool:
@@ -387,7 +395,7 @@ class Engine:
         try:
             stats = self.client.api.stats(container_id, stream=False, one_shot=True)
             return int(stats["memory_stats"]["usage"])
-        except (*ENGINE_ERRORS, KeyError, TypeError, ValueError):
+        except (*SDK_ERRORS, KeyError, TypeError, ValueError):
             return None
 
     def remove_many(self, container_ids: Iterable[str]) -> None:
@@ -413,7 +421,7 @@ class Engine:
             try:
                 code, out = self.client.containers.get(info.id).exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
                 texts = [out.decode(errors="replace")] if code in (0, 1) else []
-            except ENGINE_ERRORS:
+            except SDK_ERRORS:
                 return set()
         return parse_proc_listen("\n".join(texts))
 
@@ -433,7 +441,7 @@ class Engine:
                         on_line(*_split_ts(line.decode(errors="replace")))
                 if buf:
                     on_line(*_split_ts(buf.decode(errors="replace")))
-            except ENGINE_ERRORS:
+            except SDK_ERRORS:
                 return
 
         thread = threading.Thread(target=run, daemon=True, name=f"logs-{container_id[:12]}")
@@ -455,7 +463,7 @@ class Engine:
                     for ev in self.client.events(decode=True, filters={
                             "type": "container", "label": f"{const.LABEL_LAB}={self.lab}"}):
                         on_event(ev)
-                except ENGINE_ERRORS:
+                except SDK_ERRORS:
                     pass
                 if on_lost is not None and not self.answers():
                     on_lost()
@@ -467,8 +475,33 @@ class Engine:
         """True when the engine answers a ping now."""
         try:
             return bool(self.client.ping())
-        except ENGINE_ERRORS:
+        except SDK_ERRORS:
             return False
+
+    def ping(self) -> None:
+        """Nothing when the engine answers; EngineUnavailable when it does not."""
+        self.client.ping()
+
+    def version(self) -> dict[str, Any]:
+        """The engine's version facts (``Version``, ``ApiVersion``, ``KernelVersion``, …)."""
+        return dict(self.client.version())
+
+    # -- images -----------------------------------------------------------------------------------
+    def image_id(self, ref: str) -> str | None:
+        """The short id of image ``ref`` (12 hex digits), or None when the engine has no such image."""
+        img = build.image(self.client, ref)
+        return img.short_id.split(":")[-1] if img else None
+
+    def ensure_stack_image(self, progress: Callable[[str], None], base_override: str | None = None) -> str:
+        """Build the stack image (and the base image under it) unless it is current; returns its ref."""
+        return images.ensure_stack_image(self.client, progress, base_override=base_override)
+
+    def build_slug(self, *, app: str, version: int, src_dir: Path, progress: Callable[[str], None],
+                   build_env: Mapping[str, str] | None = None) -> str:
+        """Build release ``version`` of ``app`` from ``src_dir`` as the buildpack does; returns the image's tag.
+        Raises BuildFailed (no Procfile, no stack image, a failing step)."""
+        return images.build_slug(self.client, lab=self.lab, app=app, version=version, src_dir=src_dir,
+                                 progress=progress, build_env=build_env)
 
     # -- teardown ---------------------------------------------------------------------------------
     def remove_app_images(self, app: str) -> None:
@@ -511,6 +544,12 @@ class Engine:
                 raise LabError(f"could not remove network {net.name}: {_short(err)}") from None
         counts["images"] = self._remove_images([label])
         return counts
+
+
+def _container_info(c: Any) -> ContainerInfo:
+    st = c.attrs["State"]
+    return ContainerInfo(c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0),
+                         bool(st.get("OOMKilled")))
 
 
 def _split_ts(line: str) -> tuple[float, str]:

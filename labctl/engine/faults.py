@@ -29,7 +29,8 @@ from typing import Any
 import docker.errors
 
 from labctl import const
-from labctl.engine.docker import ENGINE_ERRORS, Engine, lab_labels
+from labctl.engine.docker import Engine, lab_labels
+from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import InvalidInput, LabError
 
 KINDS = ("cpu", "loss", "blackhole", "bandwidth", "latency", "host-failure")
@@ -196,8 +197,9 @@ def support_from_probe(text: str, cpu: tuple[bool, str]) -> dict[str, Support]:
     return out
 
 
+@translate_errors
 class FaultEngine:
-    """Applies and inspects faults on one lab's containers."""
+    """Applies and inspects faults on one lab's containers (its public methods raise the lab's errors only)."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -271,7 +273,7 @@ class FaultEngine:
             c = self.client.containers.run(image, ["sleep", "120"], name=name, detach=True, init=True,
                                            cap_add=["NET_ADMIN"],
                                            labels=lab_labels(self.engine.lab, KIND_PROBE))
-        except ENGINE_ERRORS as err:
+        except SDK_ERRORS as err:
             reason = f"cannot start a probe container from {image}: {str(err).splitlines()[0][:200]}"
             return {k: Support(k == "host-failure", "container removal" if k == "host-failure" else reason)
                     for k in KINDS}
@@ -283,7 +285,7 @@ class FaultEngine:
                 c.reload()
                 ok = c.attrs["HostConfig"].get("CpuQuota") == cpu_quota(0.5)
                 cpu = (ok, "" if ok else "the quota did not stick")
-            except ENGINE_ERRORS as err:
+            except SDK_ERRORS as err:
                 cpu = (False, str(err).splitlines()[0][:200])
             return support_from_probe(text, cpu)
         finally:

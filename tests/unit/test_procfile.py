@@ -2,7 +2,7 @@
 
 import pytest
 
-from labctl.engine.images import parse_procfile
+from labctl.domain.procfile import parse_procfile
 from labctl.errors import InvalidInput
 
 
