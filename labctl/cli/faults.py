@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import typer
 
-from labctl import const
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client
-from labctl.errors import InvalidInput, LabError
+from labctl.errors import InvalidInput
 
 KINDS_HELP = "cpu, loss, blackhole, bandwidth, latency, host-failure"
 Instance = Annotated[str | None, typer.Option("--instance", "-i", help="A runtime instance id (i-…).")]
@@ -94,66 +92,12 @@ def faults_clear(
     render.out(f"Clearing faults on {what}... done, removed {done}")
 
 
-# -- doctor --------------------------------------------------------------------------------------------------
-def doctor_report(lab: str) -> dict[str, Any]:
-    """Engine, images, controller and fault support; every check done for real (probe cached per engine)."""
-    from labctl.engine.docker import ENGINE_ERRORS, Engine, connect
-    from labctl.engine.faults import KINDS, FaultEngine
-    from labctl.labdir import LabDir
-
-    checks: list[dict[str, str]] = []
-    faults: dict[str, dict[str, Any]] = {}
-    try:
-        dc = connect()
-    except LabError as err:
-        checks.append({"name": "engine", "status": "error", "detail": str(err)})
-        return {"lab": lab, "ok": False, "checks": checks,
-                "faults": {k: {"supported": False, "reason": "the engine is not reachable"} for k in KINDS}}
-    v = dc.version()
-    where = os.environ.get("DOCKER_HOST") or "the local socket (DOCKER_HOST unset)"
-    checks.append({"name": "engine", "status": "ok",
-                   "detail": f"Docker {v.get('Version')} (API {v.get('ApiVersion')}) at {where}, "
-                             f"kernel {v.get('KernelVersion')}"})
-    have_stack = False
-    for image in (const.BASE_IMAGE, const.STACK_IMAGE):
-        try:
-            img = dc.images.get(image)
-            checks.append({"name": "image", "status": "ok", "detail": f"{image} ({img.short_id.split(':')[-1]})"})
-            have_stack = have_stack or image == const.STACK_IMAGE
-        except ENGINE_ERRORS:
-            checks.append({"name": "image", "status": "warn",
-                           "detail": f"{image} missing: `labctl up` builds it (no registry needed)"})
-    checks.append(_controller_check(LabDir(lab), lab))
-    if have_stack:
-        faults = {k: s.as_dict() for k, s in FaultEngine(Engine(dc, lab)).probe().items()}
-    else:
-        faults = {k: {"supported": k == "host-failure",
-                      "reason": "container removal" if k == "host-failure"
-                      else f"not checked: {const.STACK_IMAGE} is missing"} for k in KINDS}
-    return {"lab": lab, "ok": all(c["status"] != "error" for c in checks), "checks": checks, "faults": faults}
-
-
-def _controller_check(d: Any, lab: str) -> dict[str, str]:
-    import requests
-
-    api = d.api() if d.exists() else None
-    if api is None:
-        return {"name": "controller", "status": "info", "detail": f"lab {lab} is not up (`labctl up` starts it)"}
-    try:
-        s = client(lab).get("/lab")
-    except LabError as err:
-        return {"name": "controller", "status": "error", "detail": f"lab {lab}: {err}"}
-    except requests.RequestException as err:
-        return {"name": "controller", "status": "error", "detail": f"lab {lab}: {type(err).__name__}"}
-    return {"name": "controller", "status": "ok",
-            "detail": f"lab {lab} answering on 127.0.0.1:{api['port']} (pid {s['controller_pid']}, "
-                      f"up {s['uptime_s']} s, router {s['router']['url']}, time scale {s['timescale']})"}
-
-
 @app.command("doctor")
 def doctor(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Check the engine, the images, the lab's controller, and which fault kinds this kernel supports."""
-    report = doctor_report(lab)
+    from labctl.doctor import gather  # the Docker SDK loads only for the commands that need it
+
+    report = gather(lab).as_dict()
     render.as_json(report) if json else render.out(render.doctor_text(report))
     if not report["ok"]:
         raise typer.Exit(1)

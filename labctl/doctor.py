@@ -1,0 +1,84 @@
+"""``labctl doctor``'s checks (lab-spec §10): the engine, the shared images, the lab's controller and which
+fault kinds this engine and kernel support, each checked for real (the fault probe is cached per engine).
+Data only: the CLI renders the report as text or JSON."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from labctl import const
+from labctl.client import Client
+from labctl.engine.docker import Engine, connect
+from labctl.engine.faults import KINDS, FaultEngine
+from labctl.errors import EngineError, LabError
+from labctl.labdir import LabDir
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # engine | image | controller
+    status: str  # ok | warn | error | info
+    detail: str
+
+
+@dataclass
+class DoctorReport:
+    lab: str
+    checks: list[Check] = field(default_factory=list)
+    faults: dict[str, dict[str, Any]] = field(default_factory=dict)  # kind -> {"supported": bool, "reason": str}
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != "error" for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``doctor --json`` shape: ``{"lab", "ok", "checks": [{name, status, detail}], "faults"}``."""
+        return {"lab": self.lab, "ok": self.ok, "checks": [asdict(c) for c in self.checks], "faults": self.faults}
+
+
+def gather(lab: str) -> DoctorReport:
+    """Run every check for ``lab``."""
+    report = DoctorReport(lab)
+    try:
+        engine = Engine(connect(), lab)
+    except LabError as err:
+        report.checks.append(Check("engine", "error", str(err)))
+        report.faults = {k: {"supported": False, "reason": "the engine is not reachable"} for k in KINDS}
+        return report
+    v = engine.version()
+    where = os.environ.get("DOCKER_HOST") or "the local socket (DOCKER_HOST unset)"
+    report.checks.append(Check("engine", "ok", f"Docker {v.get('Version')} (API {v.get('ApiVersion')}) at {where}, "
+                                               f"kernel {v.get('KernelVersion')}"))
+    have_stack = False
+    for image in (const.BASE_IMAGE, const.STACK_IMAGE):
+        try:
+            image_id = engine.image_id(image)
+        except EngineError:
+            image_id = None
+        if image_id:
+            report.checks.append(Check("image", "ok", f"{image} ({image_id})"))
+            have_stack = have_stack or image == const.STACK_IMAGE
+        else:
+            report.checks.append(Check("image", "warn", f"{image} missing: `labctl up` builds it (no registry needed)"))
+    report.checks.append(_controller_check(LabDir(lab), lab))
+    if have_stack:
+        report.faults = {k: s.as_dict() for k, s in FaultEngine(engine).probe().items()}
+    else:
+        report.faults = {k: {"supported": k == "host-failure",
+                             "reason": "container removal" if k == "host-failure"
+                             else f"not checked: {const.STACK_IMAGE} is missing"} for k in KINDS}
+    return report
+
+
+def _controller_check(d: LabDir, lab: str) -> Check:
+    api = d.api() if d.exists() else None
+    if api is None:
+        return Check("controller", "info", f"lab {lab} is not up (`labctl up` starts it)")
+    try:
+        s = Client(lab).get("/lab")
+    except LabError as err:
+        return Check("controller", "error", f"lab {lab}: {err}")
+    return Check("controller", "ok", f"lab {lab} answering on 127.0.0.1:{api['port']} (pid {s['controller_pid']}, "
+                                     f"up {s['uptime_s']} s, router {s['router']['url']}, time scale {s['timescale']})")
