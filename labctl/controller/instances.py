@@ -49,12 +49,12 @@ class Instances:
             iid = new_instance_id(rng)
             store.add_instance(iid, app["space"])
             return iid
-        iid = choose_pool_instance(self._pool_loads(), placement, row["instance"], rng)
-        if iid is None:
+        chosen = choose_pool_instance(self._pool_loads(), placement, row["instance"], rng)
+        if chosen is None:
             self.ensure_pool()
-            iid = choose_pool_instance(self._pool_loads(), Placement.ANY, None, rng)
-        assert iid is not None
-        return iid
+            chosen = choose_pool_instance(self._pool_loads(), Placement.ANY, None, rng)
+        assert chosen is not None
+        return chosen
 
     def _pool_loads(self) -> list[InstanceLoad]:
         rows = self.store.dynos()
