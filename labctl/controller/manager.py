@@ -265,8 +265,6 @@ class Manager:
             found += [views.old_dyno_view(o, name) for o in self.store.old_dynos(name)]
         return found
 
-    dyno_view = staticmethod(views.dyno_view)
-
     def instances(self) -> list[dict[str, Any]]:
         return views.instance_views(self.store.instances(), self.store.dynos())
 
