@@ -42,7 +42,8 @@ def serve(lab: str) -> int:
     from labctl.controller.logsink import LogSink
     from labctl.controller.manager import Manager
     from labctl.controller.runtime import Runtime
-    from labctl.engine.docker import ENGINE_ERRORS, Engine, connect
+    from labctl.engine.docker import Engine, connect
+    from labctl.errors import EngineError
     from labctl.store import Store
 
     d = LabDir(lab)
@@ -70,7 +71,7 @@ def serve(lab: str) -> int:
         ports = {"http": runtime.http_port, **({"https": runtime.https_port} if runtime.https_port else {})}
         try:
             ports.update(engine.router_ports())
-        except ENGINE_ERRORS:
+        except EngineError:
             pass
         port, tport = ports.get("http") or s.http_port, ports.get("https")
         router = {"url": f"http://127.0.0.1:{port}", "port": port, "app_url": f"http://<app>.localhost:{port}"}
@@ -100,7 +101,7 @@ def serve(lab: str) -> int:
     log.info("controller serving on 127.0.0.1:%s", server.server_address[1])
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever(poll_interval=0.2)
-    runtime.stopping = True
+    runtime.stop()
     store.close()
     return 0
 

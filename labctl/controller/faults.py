@@ -23,7 +23,6 @@ from typing import Any
 from labctl.controller.logsink import LogSink
 from labctl.controller.runtime import Runtime
 from labctl.domain import names
-from labctl.engine.docker import ENGINE_ERRORS
 from labctl.engine.faults import (
     KINDS,
     MAX_CPUS,
@@ -35,7 +34,7 @@ from labctl.engine.faults import (
     parse_duration,
     parse_rate,
 )
-from labctl.errors import Conflict, InvalidInput, LabError, NotFound
+from labctl.errors import Conflict, EngineError, InvalidInput, LabError, NotFound
 from labctl.store import Store
 
 log = logging.getLogger("labctl.faults")
@@ -147,7 +146,7 @@ class FaultManager:
                 if inst["faults"]:
                     try:
                         self._apply(inst["id"], inst["faults"], force=True)
-                    except (LabError, *ENGINE_ERRORS) as err:
+                    except LabError as err:
                         log.warning("could not re-apply faults of %s: %s", inst["id"], err)
         threading.Thread(target=self._timer, daemon=True, name="fault-expiry").start()
 
@@ -211,7 +210,7 @@ class FaultManager:
             new = [f for f in old if f.get("kind") != kind] + [fault]
             try:
                 self._apply(iid, new, old=old)
-            except (LabError, *ENGINE_ERRORS) as err:
+            except LabError as err:
                 self._restore(iid, old)
                 raise LabError(f"Could not add the {kind} fault on {iid}: {str(err).splitlines()[0][:300]}") \
                     from None
@@ -249,7 +248,7 @@ class FaultManager:
                 if gone:
                     try:
                         removed += self._drop(inst, gone, "expired")
-                    except (LabError, *ENGINE_ERRORS) as err:
+                    except LabError as err:
                         log.warning("could not revert expired faults of %s: %s", inst["id"], err)
         return removed
 
@@ -306,7 +305,7 @@ class FaultManager:
     def _restore(self, iid: str, old: list[dict[str, Any]]) -> None:
         try:
             self._apply(iid, old, force=True)
-        except (LabError, *ENGINE_ERRORS) as err:
+        except LabError as err:
             log.warning("could not restore faults of %s: %s", iid, err)
 
     # -- hooks (called by the runtime under its lock) ------------------------------------------------------
@@ -317,7 +316,7 @@ class FaultManager:
             return
         try:
             self.fe.sync_sandbox(sandbox["container"], net)
-        except (LabError, *ENGINE_ERRORS) as err:
+        except LabError as err:
             log.warning("could not apply faults of %s to its new sandbox: %s", iid, err)
 
     def _on_dyno_started(self, iid: str, container: str) -> None:
@@ -327,7 +326,7 @@ class FaultManager:
             return
         try:
             self.fe.set_cpu(container, cpus)
-        except ENGINE_ERRORS as err:
+        except EngineError as err:
             log.warning("could not throttle the new dyno on %s: %s", iid, err)
 
     # -- timer -----------------------------------------------------------------------------------------------

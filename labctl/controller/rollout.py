@@ -11,22 +11,35 @@ Old dynos live in the ``old_dynos`` table: still serving (``routed``), hidden fr
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from labctl.controller.context import Context
 from labctl.domain import preboot
-from labctl.domain.actions import Placement, plan_restart
+from labctl.domain.actions import DynoPlan, Placement, plan_restart
 from labctl.domain.formation import Process, desired_dyno_names
-
-if TYPE_CHECKING:
-    from labctl.controller.runtime import Runtime
+from labctl.store import Store
 
 
-class Rollouts:
-    def __init__(self, rt: Runtime):
-        self.rt = rt
-        self.store = rt.store
+class DynoActions(Protocol):
+    """What a rollout needs of the dyno lifecycle (``Dynos``)."""
 
-    # -- queries ------------------------------------------------------------------------------------
+    def start_dyno(self, row: dict[str, Any], placement: Placement = ...) -> None: ...
+
+    def apply_plans(self, items: list[tuple[dict[str, Any], DynoPlan]], release: int | None = None,
+                    event: str | None = None) -> None: ...
+
+    def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
+                         quiet: bool = False, port: int | None = None) -> None: ...
+
+    def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None: ...
+
+
+class RolloutState:
+    """What is in progress, read from the store: the router asks which generation takes requests."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
     @staticmethod
     def preboot_enabled(app: dict[str, Any]) -> bool:
         return bool(app["features"].get(preboot.FEATURE)) and not app["space"]
@@ -44,6 +57,26 @@ class Rollouts:
         ro = app["rollout"]
         return not (ro.get("kind") == "deploy" and not ro.get("switched") and self.routed_old(app))
 
+
+class Rollouts(RolloutState):
+    """Starts rollouts and moves them on (``tick``) through the dyno lifecycle's actions."""
+
+    def __init__(self, ctx: Context, dynos: DynoActions):
+        super().__init__(ctx.store)
+        self.ctx = ctx
+        self.dynos = dynos
+
+    def restart(self, app: dict[str, Any], rows: list[dict[str, Any]], event: str | None = None) -> None:
+        """``ps:restart`` (or cycling) of these dynos: web dynos preboot when the app has it, others restart."""
+        rest = rows
+        if self.preboot_enabled(app):
+            web = [r for r in rows if r["type"] == "web" and not r["one_off"]]
+            rest = [r for r in rows if r not in web]
+            if web:
+                self.preboot(app, web, None, "restart", event=event or "Restarting")
+        self.dynos.apply_plans([(row, plan_restart(row["name"], bool(app["space"]), bool(row["one_off"])))
+                                for row in rest], event=event)
+
     # -- starting a rollout ------------------------------------------------------------------------
     def on_release(self, app: dict[str, Any], version: int, rows: list[dict[str, Any]] | None = None) -> None:
         """Every release restarts the formation: with preboot, rolling, or plainly (stop, then start)."""
@@ -56,7 +89,7 @@ class Rollouts:
         elif app["space"] and rows:
             self._start_rolling(app, rows, version)
             return
-        self.rt.apply_plans([(row, plan_restart(row["name"], bool(app["space"]), False)) for row in rows],
+        self.dynos.apply_plans([(row, plan_restart(row["name"], bool(app["space"]), False)) for row in rows],
                             release=version)
 
     def preboot(self, app: dict[str, Any], rows: list[dict[str, Any]], version: int | None, kind: str,
@@ -71,7 +104,7 @@ class Rollouts:
         ro = app["rollout"] if app["rollout"].get("kind") in ("deploy", "restart") else {}
         if kind == "deploy":
             ro = {"kind": "deploy", "release": version, "switched": False,
-                  "switch_at": now + self.rt.scale(preboot.SWITCH_AFTER)}
+                  "switch_at": now + self.ctx.scale(preboot.SWITCH_AFTER)}
         else:
             ro = {**ro, "kind": "restart"} if ro.get("kind") == "deploy" else {"kind": "restart"}
         self.store.update_app(app["name"], rollout=ro)
@@ -80,19 +113,19 @@ class Rollouts:
             # Old dynos stop 4-6 min after the (latest) restart: repeated restarts keep pushing it back.
             for old in self.store.old_dynos(app["name"]):
                 self.store.update_old_dyno(old["container"], routed=1,
-                                           retire_at=now + self.rt.scale(preboot.restart_old_delay(self.rt.rng)))
-        self.rt.sync_router()
+                                           retire_at=now + self.ctx.scale(preboot.restart_old_delay(self.ctx.rng)))
+        self.dynos.sync_router()
 
     def _replace_web(self, app: dict[str, Any], rows: list[dict[str, Any]], version: int | None, event: str,
                      now: float) -> None:
         for row in rows:
             self._keep_as_old(row)
-            self.rt.sink.heroku(app["name"], row["name"], event)
-            self.rt.sink.state(app["name"], row["name"], row["state"], "starting")
+            self.ctx.sink.heroku(app["name"], row["name"], event)
+            self.ctx.sink.state(app["name"], row["name"], row["state"], "starting")
             self.store.update_dyno(app["name"], row["name"], container=None, port=None, state="starting",
                                    updated_at=now, release=version or row["release"], crashes=0, next_start=now)
             fresh = self.store.dyno(app["name"], row["name"])
-            self.rt.start_dyno(fresh, Placement.ANY)  # type: ignore[arg-type]
+            self.dynos.start_dyno(fresh, Placement.ANY)  # type: ignore[arg-type]
 
     def _keep_as_old(self, row: dict[str, Any]) -> None:
         if not row["container"]:
@@ -137,7 +170,7 @@ class Rollouts:
                       if r["type"] == "web" and not r["one_off"] and r["release"] < ro["release"]]
             if behind:  # the controller was killed before it replaced them: same rollout, same switch time
                 self._replace_web(app, behind, ro["release"], "Restarting", now)
-                self.rt.sync_router()
+                self.dynos.sync_router()
         if ro["kind"] == "deploy" and not ro.get("switched") and now >= ro["switch_at"]:
             ro = {**ro, "switched": True}  # routing moves to the new dynos and away from the old at once
             self.store.update_app(app["name"], rollout=ro)
@@ -155,11 +188,11 @@ class Rollouts:
         """Take old generations out of the router, then shut them down (SIGTERM, grace)."""
         for o in olds:  # out of the routing set first; `ps --all` still lists them until they are gone
             self.store.update_old_dyno(o["container"], routed=0)
-        self.rt.sync_router()
+        self.dynos.sync_router()
         for o in olds:
             self.store.delete_old_dyno(o["container"])
-            self.rt.sink.heroku(o["app"], o["name"], "Stopping all processes with SIGTERM")
-            self.rt.retire_container(o["container"], o["app"], o["name"], port=o["port"])
+            self.ctx.sink.heroku(o["app"], o["name"], "Stopping all processes with SIGTERM")
+            self.dynos.retire_container(o["container"], o["app"], o["name"], port=o["port"])
 
     def _roll(self, app: dict[str, Any]) -> None:
         ro = app["rollout"]
@@ -175,4 +208,4 @@ class Rollouts:
         batch, rest = pending[:size], pending[size:]
         self.store.update_app(app["name"], rollout={**ro, "pending": rest, "batch": batch})
         batch_rows = [r for r in (self.store.dyno(app["name"], name) for name in batch) if r is not None]
-        self.rt.apply_plans([(r, plan_restart(r["name"], True, False)) for r in batch_rows], release=ro["release"])
+        self.dynos.apply_plans([(r, plan_restart(r["name"], True, False)) for r in batch_rows], release=ro["release"])

@@ -2,8 +2,10 @@
 
 The routing set (up web dynos, old generations still serving, and the H-code an app answers when it has
 no routable dyno) is rendered from the store into nginx.conf by ``engine/router.py``; ``sync`` reloads the
-router when that set changed. The router container is brought up when the runtime starts and brought back
-after an engine outage; its access log becomes the apps' ``heroku[router]`` lines.
+router when that set changed (the engine writes the new file and sends nginx a SIGHUP through the
+container's init, then waits for the new generation to answer). The router container is brought up when the
+runtime starts and brought back after an engine outage, on the lab's ports (``http_port``/``https_port``,
+owned here); its access log becomes the apps' ``heroku[router]`` lines.
 """
 
 from __future__ import annotations
@@ -12,25 +14,37 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from labctl import const
+from labctl.controller.context import Context
 from labctl.domain import clock
 from labctl.engine import router as router_conf
-from labctl.engine.docker import ENGINE_ERRORS
-
-if TYPE_CHECKING:
-    from labctl.controller.runtime import Runtime
+from labctl.errors import EngineError
 
 log = logging.getLogger("labctl.runtime")
 MIN_BOOT = 2.0  # lab floor of a scaled boot timeout, in seconds (the runtime's R10 deadline, the router's hold)
 
 
+class Generations(Protocol):
+    """Which of an app's dynos take requests while a rollout runs (``rollout.RolloutState``)."""
+
+    def new_routable(self, app: dict[str, Any]) -> bool: ...
+
+    def routed_old(self, app: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+
 class Routing:
     """Keeps the router container on the lab's ports and its configuration on the store's routing set."""
 
-    def __init__(self, rt: Runtime, tls: Callable[[list[str]], dict[str, str]] | None = None):
-        self.rt = rt
+    def __init__(self, ctx: Context, generations: Generations, *, http_port: int, https_port: int | None = None,
+                 tls: Callable[[list[str]], dict[str, str]] | None = None):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.engine = ctx.engine
+        self.generations = generations
+        self.http_port = http_port  # 0 until the engine chose one (``start``)
+        self.https_port = https_port
         self.tls_for = tls  # app names -> {path in the router: PEM text} (certificate and key)
         self.tls: dict[str, str] = {}
         self.tls_names: tuple[str, ...] | None = None
@@ -41,48 +55,52 @@ class Routing:
     # -- the router container ---------------------------------------------------------------------------
     def start(self) -> None:
         """Bring the router up on the lab's ports (port 0: the engine chooses; the chosen port is kept)."""
-        rt = self.rt
         self._refresh_tls()
-        rt.engine.ensure_router(const.STACK_IMAGE, rt.http_port, self._networks(), self._render_routes()[1],
-                                https_port=rt.https_port if self.tls else None, files=self.tls)
-        ports = rt.engine.settled_router_ports()  # port 0 = let the engine choose
-        rt.http_port = ports.get("http", rt.http_port)
-        rt.https_port = ports.get("https", rt.https_port)
+        self.engine.ensure_router(const.STACK_IMAGE, self.http_port, self._networks(), self._render_routes()[1],
+                                  https_port=self.https_port if self.tls else None, files=self.tls)
+        self._keep_settled_ports()  # port 0 = let the engine choose
+
+    def _keep_settled_ports(self) -> None:
+        ports = self.engine.settled_router_ports()
+        self.http_port = ports.get("http", self.http_port)
+        self.https_port = ports.get("https", self.https_port)
+
+    def invalidate(self) -> None:
+        """The next ``sync`` reloads the router even if the routing set is the same (e.g. the timescale changed)."""
+        self.applied_routes = None
 
     def follow_log(self) -> None:
         """Turn the router's access log, from now on, into the apps' ``heroku[router]`` lines."""
-        self.router_log = self.rt.engine.follow_logs(self.rt.engine.router_name(), self._on_router_line,
-                                                     since=time.time())
+        self.router_log = self.engine.follow_logs(self.engine.router_name(), self._on_router_line,
+                                                  since=time.time())
 
     def _networks(self) -> list[str]:
-        nets = [self.rt.engine.ensure_network(None)]
-        nets += [self.rt.engine.ensure_network(s["name"]) for s in self.rt.store.spaces()]
+        nets = [self.engine.ensure_network(None)]
+        nets += [self.engine.ensure_network(s["name"]) for s in self.store.spaces()]
         return nets
 
     def _on_router_line(self, ts: float, line: str) -> None:
         entry = router_conf.parse_access_line(line)
         if entry is not None and entry.app:
-            self.rt.store.add_log(entry.app, "heroku", "router", router_conf.format_router_line(entry), ts)
+            self.store.add_log(entry.app, "heroku", "router", router_conf.format_router_line(entry), ts)
 
     def recover(self) -> None:
         """The router running on the ports the lab had (recreated when the engine gave it others)."""
-        rt = self.rt
-        want = {"http": rt.http_port, **({"https": rt.https_port} if rt.https_port else {})}
-        info = rt.engine.try_info(rt.engine.router_name())
-        if info is None or info.status != "running" or rt.engine.router_ports() != want:
+        engine = self.engine
+        want = {"http": self.http_port, **({"https": self.https_port} if self.https_port else {})}
+        info = engine.try_info(engine.router_name())
+        if info is None or info.status != "running" or engine.router_ports() != want:
             nets = self._networks()
             _, conf = self._render_routes()
-            for http, https in ((rt.http_port, rt.https_port), (0, 0 if rt.https_port else None)):
-                rt.engine.remove(rt.engine.router_name())
+            for http, https in ((self.http_port, self.https_port), (0, 0 if self.https_port else None)):
+                engine.remove(engine.router_name())
                 try:
-                    rt.engine.ensure_router(const.STACK_IMAGE, http, nets, conf,
-                                            https_port=https if self.tls else None, files=self.tls)
+                    engine.ensure_router(const.STACK_IMAGE, http, nets, conf,
+                                         https_port=https if self.tls else None, files=self.tls)
                     break
-                except ENGINE_ERRORS as err:  # the port was taken meanwhile: any port
+                except EngineError as err:  # the port was taken meanwhile: any port
                     log.warning("router not on its ports again: %s", err)
-            ports = rt.engine.settled_router_ports()
-            rt.http_port = ports.get("http", rt.http_port)
-            rt.https_port = ports.get("https", rt.https_port)
+            self._keep_settled_ports()
         self.applied_routes = None  # reload with the sandboxes' new addresses
         if self.router_log is None or not self.router_log.is_alive():  # its stream ended with the engine
             self.follow_log()
@@ -90,49 +108,36 @@ class Routing:
     # -- the routing set -----------------------------------------------------------------------------
     def _render_routes(self, generation: int = 0,
                        also_up: set[tuple[str, str]] | None = None) -> tuple[tuple, str]:
-        rt = self.rt
+        store = self.store
         routes = []
-        sandboxes = {(s["instance"], s["app"]): s["ip"] for s in rt.store.sandboxes()}
-        dynos = rt.store.dynos()
-        for app in rt.store.apps():
-            rel = rt.store.current_release(app["name"])
+        sandboxes = {(s["instance"], s["app"]): s["ip"] for s in store.sandboxes()}
+        dynos = store.dynos()
+        for app in store.apps():
+            rel = store.current_release(app["name"])
             web = [r for r in dynos if r["app"] == app["name"] and r["type"] == "web" and not r["one_off"]]
-            new_ok = rt.rollouts.new_routable(app)
+            new_ok = self.generations.new_routable(app)
             routed = [r for r in web if new_ok and r["container"] and (r["instance"], r["app"]) in sandboxes
                       and (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))]
-            routed += [o for o in rt.rollouts.routed_old(app) if (o["instance"], o["app"]) in sandboxes]
+            routed += [o for o in self.generations.routed_old(app) if (o["instance"], o["app"]) in sandboxes]
             backends = tuple(
                 router_conf.Backend(r["name"], f"{sandboxes[(r['instance'], r['app'])]}:{r['port']}", r["release"])
                 for r in routed
             )
-            if rel is None:
-                code = "H81"
-            elif not web:
-                code = "H14"
-            elif any(r["state"] == "starting" or (r["state"] == "crashed" and clock.crash_delay(
-                    r["crashes"], bool(app["space"])) == 0) for r in web):
-                # H20 = the router holds requests until a web dyno is up, up to 75 s (heroku-reference §2.2,
-                # engine/router_hold.py). A crash restarted at once (the Common Runtime's first, any in a
-                # Private Space) keeps the hold going: "crashed to starting", no cool-off.
-                code = "H20"
-            elif any(r["state"] == "crashed" for r in web):
-                code = "H10"  # in a cool-off: nothing is starting, the router answers at once
-            else:
-                code = "H20"
+            code = _empty_code(app, rel is not None, web)
             routes.append(router_conf.AppRoute(app["name"], backends, retry=not app["space"], empty_code=code,
                                                maintenance=bool(app["maintenance"])))
         tls = {"tls_cert": const.ROUTER_CERT, "tls_key": const.ROUTER_KEY,
-               "https_port_public": rt.https_port or 0} if self.tls else {}
+               "https_port_public": self.https_port or 0} if self.tls else {}
         # The hold keeps its 15 s over the boot timeout when the latter is floored (MIN_BOOT).
-        hold_floor = MIN_BOOT + rt.scale(clock.ROUTER_BOOT_HOLD - clock.BOOT_TIMEOUT)
-        settings = router_conf.RouterSettings(http_port_public=rt.http_port, timescale=rt.scale.factor,
+        hold_floor = MIN_BOOT + self.ctx.scale(clock.ROUTER_BOOT_HOLD - clock.BOOT_TIMEOUT)
+        settings = router_conf.RouterSettings(http_port_public=self.http_port, timescale=self.ctx.scale.factor,
                                               generation=generation, boot_hold_s=clock.ROUTER_BOOT_HOLD,
                                               boot_hold_floor_s=hold_floor, **tls)
         return tuple(routes), router_conf.render_nginx_conf(routes, settings)
 
     def _refresh_tls(self) -> bool:
         """Issue the router certificate again when the set of apps changed; True when it did."""
-        names = tuple(sorted(a["name"] for a in self.rt.store.apps()))
+        names = tuple(sorted(a["name"] for a in self.store.apps()))
         if self.tls_for is None or names == self.tls_names:
             return False
         self.tls = self.tls_for(list(names))
@@ -141,7 +146,7 @@ class Routing:
 
     def sync(self, also_up: set[tuple[str, str]] | None = None) -> None:
         """Reload the router when the routing set changed; returns once the new set is in force."""
-        engine = self.rt.engine
+        engine = self.engine
         key, _ = self._render_routes(also_up=also_up)
         if self._refresh_tls() and engine.router_ports().get("https"):
             for path, text in self.tls.items():
@@ -150,5 +155,22 @@ class Routing:
         if key != self.applied_routes:
             self.generation += 1
             _, conf = self._render_routes(self.generation, also_up)
-            engine.reload_router(conf, self.generation, self.rt.http_port)
+            engine.reload_router(conf, self.generation, self.http_port)
             self.applied_routes = key
+
+
+def _empty_code(app: dict[str, Any], released: bool, web: list[dict[str, Any]]) -> str:
+    """The H-code an app answers with when no dyno is routable."""
+    if not released:
+        return "H81"
+    if not web:
+        return "H14"
+    if any(r["state"] == "starting" or (r["state"] == "crashed" and clock.crash_delay(
+            r["crashes"], bool(app["space"])) == 0) for r in web):
+        # H20 = the router holds requests until a web dyno is up, up to 75 s (heroku-reference §2.2,
+        # engine/router_hold.py). A crash restarted at once (the Common Runtime's first, any in a
+        # Private Space) keeps the hold going: "crashed to starting", no cool-off.
+        return "H20"
+    if any(r["state"] == "crashed" for r in web):
+        return "H10"  # in a cool-off: nothing is starting, the router answers at once
+    return "H20"

@@ -8,59 +8,59 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import random
+from collections.abc import Callable
+from typing import Any
 
+from labctl.controller.context import Context, LabClock
 from labctl.domain import clock
-from labctl.domain.actions import plan_restart
 from labctl.domain.sizes import get_size
-
-if TYPE_CHECKING:
-    from labctl.controller.runtime import Runtime
 
 MEMORY_EVERY = 20.0  # Heroku repeats R14 about every 20 s while the dyno stays over quota
 PRUNE_EVERY = 30.0  # real seconds between trims of the log store to Logplex's last 1500 lines per app
 
+# restart(app, rows, event): what ``ps:restart`` does to those dynos (preboot or not), logged as ``event``
+Restart = Callable[[dict[str, Any], list[dict[str, Any]], str | None], None]
 
-def cycle_deadline(rt: Runtime, now: float) -> float:
-    return now + rt.scale(clock.CYCLE_BASE + rt.rng.uniform(0, clock.CYCLE_JITTER))
+
+def cycle_deadline(scale: LabClock, rng: random.Random, now: float) -> float:
+    """When a dyno started at ``now`` is cycled."""
+    return now + scale(clock.CYCLE_BASE + rng.uniform(0, clock.CYCLE_JITTER))
 
 
 class Watchdog:
-    def __init__(self, rt: Runtime):
-        self.rt = rt
+    def __init__(self, ctx: Context, restart: Restart):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.restart = restart
         self.next_memory_check = 0.0
         self.next_prune = 0.0
 
     def tick(self, now: float) -> None:
         self._cycle(now)
         if now >= self.next_memory_check:
-            self.next_memory_check = now + max(0.5, self.rt.scale(MEMORY_EVERY))
+            self.next_memory_check = now + max(0.5, self.ctx.scale(MEMORY_EVERY))
             self._memory()
         if now >= self.next_prune:  # logs keep the last 1500 lines per app (heroku-reference §8)
             self.next_prune = now + PRUNE_EVERY
-            self.rt.store.prune_logs()
+            self.store.prune_logs()
 
     def next_due(self) -> float:
-        due = [r["cycle_at"] for r in self.rt.store.dynos() if r["cycle_at"] and r["state"] == "up"]
+        due = [r["cycle_at"] for r in self.store.dynos() if r["cycle_at"] and r["state"] == "up"]
         return min(due + [self.next_memory_check])
 
     def _cycle(self, now: float) -> None:
-        for row in self.rt.store.dynos():
+        for row in self.store.dynos():
             if row["state"] == "up" and row["cycle_at"] and row["cycle_at"] <= now and row["container"]:
-                app = self.rt.store.app(row["app"])
-                if app is None:
-                    continue
-                if row["type"] == "web" and self.rt.rollouts.preboot_enabled(app):
-                    self.rt.rollouts.preboot(app, [row], None, "restart", event="Cycling")
-                    continue
-                plan = plan_restart(row["name"], bool(app["space"]), bool(row["one_off"]))
-                self.rt.apply_plan(row, plan, event="Cycling")
+                app = self.store.app(row["app"])
+                if app is not None:
+                    self.restart(app, [row], "Cycling")
 
     def _memory(self) -> None:
-        for row in self.rt.store.dynos():
+        for row in self.store.dynos():
             if row["state"] != "up" or not row["container"]:
                 continue
-            used = self.rt.engine.memory_bytes(row["container"])
+            used = self.ctx.engine.memory_bytes(row["container"])
             if used is None:
                 continue
             self._report(row, used)
@@ -70,8 +70,8 @@ class Watchdog:
         mb = used / (1024 * 1024)
         pct = 100.0 * mb / size.memory_mb
         if pct > 100.0:
-            self.rt.sink.heroku(row["app"], row["name"], f"Process running mem={mb:.0f}MB({pct:.1f}%)")
-            self.rt.sink.heroku(row["app"], row["name"], "Error R14 (Memory quota exceeded)")
+            self.ctx.sink.heroku(row["app"], row["name"], f"Process running mem={mb:.0f}MB({pct:.1f}%)")
+            self.ctx.sink.heroku(row["app"], row["name"], "Error R14 (Memory quota exceeded)")
 
 
 def r15_lines(row: dict[str, Any], limit_mb: int) -> list[str]:

@@ -23,11 +23,7 @@ import requests
 from labctl import const
 from labctl.engine import build, images
 from labctl.engine.translate import SDK_ERRORS, translate_errors
-from labctl.errors import EngineError, EngineUnavailable, LabError
-
-# What callers outside labctl.engine used to catch; the Engine raises EngineError now (which this includes).
-# Kept for the controller until its branch merges; nothing in labctl.engine uses it.
-ENGINE_ERRORS = (EngineError, *SDK_ERRORS)
+from labctl.errors import EngineUnavailable, LabError
 
 
 def connect() -> docker.DockerClient:
@@ -497,11 +493,11 @@ class Engine:
         return images.ensure_stack_image(self.client, progress, base_override=base_override)
 
     def build_slug(self, *, app: str, version: int, src_dir: Path, progress: Callable[[str], None],
-                   build_env: Mapping[str, str] | None = None) -> str:
+                   build_env: Mapping[str, str] | None = None, process_types: list[str] | None = None) -> str:
         """Build release ``version`` of ``app`` from ``src_dir`` as the buildpack does; returns the image's tag.
         Raises BuildFailed (no Procfile, no stack image, a failing step)."""
         return images.build_slug(self.client, lab=self.lab, app=app, version=version, src_dir=src_dir,
-                                 progress=progress, build_env=build_env)
+                                 progress=progress, build_env=build_env, process_types=process_types)
 
     # -- teardown ---------------------------------------------------------------------------------
     def remove_app_images(self, app: str) -> None:

@@ -115,7 +115,8 @@ def slug_tag(lab: str, app: str, version: int) -> str:
 
 
 def build_slug(client: docker.DockerClient, *, lab: str, app: str, version: int, src_dir: Path,
-               progress: Progress, build_env: Mapping[str, str] | None = None) -> str:
+               progress: Progress, build_env: Mapping[str, str] | None = None,
+               process_types: list[str] | None = None) -> str:
     """Build release ``version``'s app image from ``src_dir`` as Heroku's Python buildpack's main path does:
     the app in /app, its dependencies in a virtualenv at /app/.heroku/python (first on PATH), installed with
     pip from requirements.txt, else from pyproject.toml's ``[project] dependencies`` (pinned by uv.lock when
@@ -126,7 +127,8 @@ def build_slug(client: docker.DockerClient, *, lab: str, app: str, version: int,
     Output goes to ``progress`` in the buildpack's shape (``-----> `` steps, indented detail).
     Returns the image's tag. Raises BuildFailed (no Procfile, no stack image, a failing step)."""
     src = Path(src_dir)
-    process_types = buildpack.process_types(src)
+    if process_types is None:  # the controller parsed the Procfile already and passes its types
+        process_types = buildpack.process_types(src)
     if not build.exists(client, const.STACK_IMAGE):
         raise BuildFailed(f"The stack image {const.STACK_IMAGE} is missing: run `labctl up` to build it")
     tag = slug_tag(lab, app, version)
