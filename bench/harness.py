@@ -34,7 +34,7 @@ def labctl_argv() -> list[str]:
     script = Path(sys.executable).with_name("labctl")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from labctl.cli import run; run()"]
+    return [sys.executable, "-c", "from labctl.main import run; run()"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
