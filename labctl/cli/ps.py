@@ -187,7 +187,8 @@ def ps_wait(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds (0 = never)")] = 0,
     lab: Lab = DEFAULT_LAB,
 ) -> None:
-    """Wait until every dyno is up on the latest release (heroku-reference §1.7)."""
+    """Wait until every dyno is up on the latest release."""
+    # heroku-reference §1.7 (`heroku ps:wait`): its flags, and one progress line that changes in place
     import time
 
     name = require_app(app_name)
