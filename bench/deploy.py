@@ -100,7 +100,7 @@ class PrebootRun:
 
 def preboot_deploy(lab: BenchLab, app: str, src: Path, rps: float, max_seconds: float = 90.0) -> PrebootRun:
     """Deploy ``src`` to a preboot app under ``rps`` requests/s; count failures and time the switch."""
-    current = lab.api.get(f"/apps/{app}/releases")[0]["version"]
+    current = lab.api.releases(app)[0]["version"]
     traffic = Traffic(lab, app, rps, max_seconds)
     thread = threading.Thread(target=traffic.run, daemon=True)
     thread.start()
@@ -129,6 +129,6 @@ def wait_preboot_done(lab: BenchLab, app: str, quantity: int) -> None:
 
 
 def check_preboot_app(lab: BenchLab, app: str) -> None:
-    feats = {f["name"]: f for f in lab.api.get(f"/apps/{app}/features")}
+    feats = {f["name"]: f for f in lab.api.features(app)}
     if not feats.get("preboot", {}).get("enabled"):
         raise BenchError(f"preboot is not enabled on {app}")

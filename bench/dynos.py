@@ -65,7 +65,7 @@ def restart(lab: BenchLab, app: str, runs: int, via: str = "cli") -> list[float]
             raise BenchError(f"{app} does not answer through the router before the restart")
         t0 = time.perf_counter()
         issued = _Issued(lab, ("ps:restart", "web.1", "-a", app),
-                         lambda: lab.api.delete(f"/apps/{app}/dynos/web.1"), via)
+                         lambda: lab.api.restart(app, dyno="web.1"), via)
         samples.append(_served_by_new(lab, app, lambda b, o=old: b["dyno"] == "web.1" and b["port"] != o["port"], t0))
         issued.finish()
         _check_same_dyno(lab, app)
@@ -82,7 +82,7 @@ def replace(lab: BenchLab, app: str, runs: int, via: str = "cli") -> list[float]
             raise BenchError(f"{app} does not answer through the router before the stop")
         t0 = time.perf_counter()
         issued = _Issued(lab, ("ps:stop", "web.1", "-a", app),
-                         lambda: lab.api.post(f"/apps/{app}/dynos/web.1/actions/stop"), via)
+                         lambda: lab.api.stop(app, dyno="web.1"), via)
         samples.append(_served_by_new(lab, app, lambda b, o=old: b["dyno"] == "web.1"
                                       and b["instance"] != o["instance"], t0))
         issued.finish()

@@ -34,7 +34,7 @@ def labctl_argv() -> list[str]:
     script = Path(sys.executable).with_name("labctl")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from labctl.cli import run; run()"]
+    return [sys.executable, "-c", "from labctl.main import run; run()"]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
@@ -151,7 +151,7 @@ class BenchLab:
         return self._docker
 
     def dynos(self, app: str) -> dict[str, dict[str, Any]]:
-        return {d["name"]: d for d in self.api.get(f"/apps/{app}/dynos")}
+        return {d["name"]: d for d in self.api.dynos(app)}
 
     def containers(self, kind: str, app: str | None = None) -> list[Any]:
         labels = [f"io.labctl.lab={self.name}", f"io.labctl.kind={kind}"]
@@ -178,7 +178,7 @@ class BenchLab:
         return f"{ip}:{row['port']}"
 
     def slug_image(self, app: str) -> str:
-        releases = self.api.get(f"/apps/{app}/releases")
+        releases = self.api.releases(app)
         return releases[0]["image"]
 
     def settle(self, app: str, names: list[str], timeout: float = 60.0, one_sandbox_each: bool = False) -> None:

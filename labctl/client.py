@@ -1,4 +1,9 @@
-"""The CLI's and scenarios' client of the controller API.
+"""The CLI's and scenarios' client of the controller API: one method per API call.
+
+Every URL path of the API (``labctl/controller/api.py`` and the fault routes of ``controller/faults.py``) is
+written here and nowhere else in ``labctl/`` or ``bench/``. An error answer raises the class the controller
+raised: the body's ``id`` (``{"id": "not_found", "message": …}``) maps back through ``errors.error_for``, in a
+plain answer and in an ndjson stream's ``error`` row alike.
 
 Standard library ``http.client`` on purpose: the API is JSON on 127.0.0.1, and importing requests took
 ~65 ms of the CLI's ~170 ms start, the largest piece of what a learner waits for on ``labctl ps`` or
@@ -12,12 +17,41 @@ import http.client
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from labctl.errors import ControllerUnavailable, InvalidInput, LabError, NotFound
+from labctl.errors import ControllerUnavailable, LabError, error_for
 from labctl.labdir import LabDir
 
-_STATUS_ERRORS = {404: NotFound, 422: InvalidInput}
+HEALTH_TIMEOUT = 2.0
+
+
+def _seg(name: str) -> str:
+    """One path segment: an app, dyno, process type, feature, space or instance name, quoted whole."""
+    return quote(name, safe="")
+
+
+def _error(body: Any, status: int, fallback: str) -> LabError:
+    """The error the controller raised, from an error body ``{"id": …, "message": …}`` (else by status)."""
+    if isinstance(body, dict):
+        return error_for(body.get("id"), status)(body.get("message", fallback))
+    return error_for(None, status)(fallback)
+
+
+def controller_answers(lab: str) -> bool:
+    """The lab's controller answers its unauthenticated health check (``lab up`` polls this while it starts)."""
+    api = LabDir(lab).api()
+    if not api:
+        return False
+    conn = http.client.HTTPConnection("127.0.0.1", int(api["port"]), timeout=HEALTH_TIMEOUT)
+    try:
+        conn.request("GET", "/health")
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status < 400
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
 
 
 class Client:
@@ -54,10 +88,10 @@ class Client:
         if resp.status >= 400:
             text = self._read(resp).decode(errors="replace")
             try:
-                message = json.loads(text).get("message", text)
-            except (ValueError, AttributeError):
-                message = text.strip() or f"HTTP {resp.status}"
-            raise _STATUS_ERRORS.get(resp.status, LabError)(message)
+                body = json.loads(text)
+            except ValueError:
+                body = None
+            raise _error(body, resp.status, text.strip() or f"HTTP {resp.status}")
         return resp
 
     @contextlib.contextmanager
@@ -80,20 +114,24 @@ class Client:
     def _json(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
         return json.loads(self._read(self._request(method, path, body, params)) or b"null")
 
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+        return json.loads(self._read(self._request(method, path, body, params)) or b"null")
+
+    # -- raw calls: for tests that probe the API itself; labctl and bench use the named methods below --------
     def get(self, path: str, **params: Any) -> Any:
-        return self._json("GET", path, None, **params)
+        return self._call("GET", path, None, **params)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self._json("POST", path, body or {})
+        return self._call("POST", path, body or {})
 
     def patch(self, path: str, body: dict[str, Any]) -> Any:
-        return self._json("PATCH", path, body)
+        return self._call("PATCH", path, body)
 
-    def delete(self, path: str) -> Any:
-        return self._json("DELETE", path)
+    def delete(self, path: str, **params: Any) -> Any:
+        return self._call("DELETE", path, None, **params)
 
     def stream(self, method: str, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Rows of an ndjson answer; an ``error`` row raises."""
+        """Rows of an ndjson answer; an ``error`` row raises the controller's error class."""
         resp = self._request(method, path, body)
         if not (resp.getheader("Content-Type") or "").startswith("application/x-ndjson"):
             yield {"result": json.loads(self._read(resp) or b"null")}
@@ -108,7 +146,150 @@ class Client:
                     continue
                 row = json.loads(raw)
                 if "error" in row:
-                    raise LabError(row["error"].get("message", "failed"))
+                    raise _error(row["error"], 0, "failed")
                 yield row
         finally:
             resp.close()
+
+    # -- the lab ---------------------------------------------------------------------------------------------
+    def lab_status(self) -> dict[str, Any]:
+        """Router URLs and port, time scale, counts, controller pid and uptime."""
+        return self.get("/lab")
+
+    def set_timescale(self, factor: float) -> dict[str, Any]:
+        """Change the lab-wide time scale; answers the lab's status."""
+        return self.patch("/lab", {"timescale": factor})
+
+    def instances(self) -> list[dict[str, Any]]:
+        return self.get("/instances")
+
+    # -- spaces ----------------------------------------------------------------------------------------------
+    def spaces(self) -> list[dict[str, Any]]:
+        return self.get("/spaces")
+
+    def space_create(self, name: str) -> dict[str, Any]:
+        return self.post("/spaces", {"name": name})
+
+    def space_destroy(self, name: str) -> Any:
+        return self.delete(f"/spaces/{_seg(name)}")
+
+    # -- apps ------------------------------------------------------------------------------------------------
+    def apps(self) -> list[dict[str, Any]]:
+        return self.get("/apps")
+
+    def app_create(self, name: str, space: str | None = None) -> dict[str, Any]:
+        return self.post("/apps", {"name": name, "space": space})
+
+    def app_info(self, app: str) -> dict[str, Any]:
+        """The app's space, stack, release, formation, features and maintenance (NotFound if none)."""
+        return self.get(f"/apps/{_seg(app)}")
+
+    def app_destroy(self, app: str) -> Any:
+        return self.delete(f"/apps/{_seg(app)}")
+
+    def set_maintenance(self, app: str, on: bool) -> dict[str, Any]:
+        return self.patch(f"/apps/{_seg(app)}", {"maintenance": on})
+
+    def features(self, app: str) -> list[dict[str, Any]]:
+        return self.get(f"/apps/{_seg(app)}/features")
+
+    def feature(self, app: str, feature: str) -> dict[str, Any]:
+        return self.get(f"/apps/{_seg(app)}/features/{_seg(feature)}")
+
+    def set_feature(self, app: str, feature: str, enabled: bool) -> dict[str, Any]:
+        return self.patch(f"/apps/{_seg(app)}/features/{_seg(feature)}", {"enabled": enabled})
+
+    # -- builds, releases, config ----------------------------------------------------------------------------
+    def build(self, app: str, source_dir: str) -> Iterator[dict[str, Any]]:
+        """Build a slug from ``source_dir`` and release it: ``{"line": …}`` rows, then ``{"result": release}``."""
+        return self.stream("POST", f"/apps/{_seg(app)}/builds", {"source_dir": source_dir})
+
+    def releases(self, app: str) -> list[dict[str, Any]]:
+        """Newest first."""
+        return self.get(f"/apps/{_seg(app)}/releases")
+
+    def rollback(self, app: str, release: int | None = None) -> dict[str, Any]:
+        """A new release with the code and config of ``release`` (default: the previous one)."""
+        return self.post(f"/apps/{_seg(app)}/releases", {"release": release})
+
+    def config(self, app: str) -> dict[str, str]:
+        return self.get(f"/apps/{_seg(app)}/config-vars")
+
+    def config_set(self, app: str, changes: dict[str, str | None]) -> dict[str, Any]:
+        """Set config vars (a value of None unsets it): a new release that restarts the dynos."""
+        return self.patch(f"/apps/{_seg(app)}/config-vars", changes)
+
+    # -- formation and dynos ---------------------------------------------------------------------------------
+    def formation(self, app: str) -> list[dict[str, Any]]:
+        return self.get(f"/apps/{_seg(app)}/formation")
+
+    def scale(self, app: str, args: list[str]) -> dict[str, Any]:
+        """``ps:scale`` arguments as typed: ``web=2``, ``worker+1``, ``web=1:performance-m``."""
+        return self.patch(f"/apps/{_seg(app)}/formation", {"args": args})
+
+    def resize(self, app: str, sizes: dict[str, str]) -> Any:
+        """New sizes by process type (``"*"``: every type)."""
+        return self.patch(f"/apps/{_seg(app)}/formation", {"sizes": sizes})
+
+    def dynos(self, app: str, include_old: bool = False) -> list[dict[str, Any]]:
+        """The app's dynos; ``include_old`` adds the old ones preboot keeps serving (``ps --all``)."""
+        return self.get(f"/apps/{_seg(app)}/dynos", **({"all": "1"} if include_old else {}))
+
+    def restart(self, app: str, *, dyno: str | None = None, ptype: str | None = None) -> Any:
+        """Restart one dyno, every dyno of a process type, or (neither given) every dyno of the app."""
+        if dyno:
+            return self.delete(f"/apps/{_seg(app)}/dynos/{_seg(dyno)}")
+        if ptype:
+            return self.delete(f"/apps/{_seg(app)}/formations/{_seg(ptype)}")
+        return self.delete(f"/apps/{_seg(app)}/dynos")
+
+    def stop(self, app: str, *, dyno: str | None = None, ptype: str | None = None) -> Any:
+        """Stop one dyno or every dyno of a process type (exactly one of the two)."""
+        if dyno:
+            return self.post(f"/apps/{_seg(app)}/dynos/{_seg(dyno)}/actions/stop")
+        if ptype:
+            return self.post(f"/apps/{_seg(app)}/formations/{_seg(ptype)}/actions/stop")
+        raise ValueError("stop needs a dyno or a process type")
+
+    def run(self, app: str, command: str, size: str | None = None) -> Iterator[dict[str, Any]]:
+        """An attached one-off: a ``{"dyno": …}`` row, ``{"output": …}`` rows, then ``{"result": {"status": …}}``."""
+        return self.stream("POST", f"/apps/{_seg(app)}/dynos", {"command": command, "attach": True, "size": size})
+
+    def run_detached(self, app: str, command: str, size: str | None = None) -> dict[str, Any]:
+        return self.post(f"/apps/{_seg(app)}/dynos", {"command": command, "attach": False, "size": size})
+
+    def log_lines(self, app: str, *, n: int = 100, after: int | None = None, dyno: str | None = None,
+                  ptype: str | None = None, source: str | None = None) -> list[dict[str, Any]]:
+        """The app's last ``n`` log rows (after row id ``after``), filtered by dyno, process type or source."""
+        return self.get(f"/apps/{_seg(app)}/log-lines", n=n, after=after, dyno=dyno, ptype=ptype, source=source)
+
+    # -- instance faults -------------------------------------------------------------------------------------
+    def faults(self, app: str | None = None) -> list[dict[str, Any]]:
+        """Every fault, or those on the instances hosting ``app``'s dynos."""
+        return self.get("/faults", app=app)
+
+    def fault_support(self) -> dict[str, dict[str, Any]]:
+        """Which fault kinds this engine's kernel supports, and why not."""
+        return self.get("/faults/support")
+
+    def faults_add(self, fault: dict[str, Any], *, instance: str | None = None, app: str | None = None,
+                   dyno: str | None = None) -> dict[str, Any]:
+        """Inject ``fault`` (``{"kind": "cpu", "cpus": 0.05, "for": "30s"}``…) into an instance: by id, or the
+        one hosting ``app``'s ``dyno``."""
+        return self.post(self._faults_path(instance, app, dyno), fault)
+
+    def faults_clear(self, *, instance: str | None = None, app: str | None = None, dyno: str | None = None,
+                     kind: str | None = None) -> list[dict[str, Any]]:
+        """Remove the faults (of ``kind`` only, if given) of an instance, or of every instance when no target
+        is given; answers the faults removed."""
+        if instance is None and dyno is None:
+            return self.delete("/faults", kind=kind)
+        return self.delete(self._faults_path(instance, app, dyno), kind=kind)
+
+    @staticmethod
+    def _faults_path(instance: str | None, app: str | None, dyno: str | None) -> str:
+        if instance is not None:
+            return f"/instances/{_seg(instance)}/faults"
+        if app is None or dyno is None:
+            raise ValueError("faults need an instance, or an app and a dyno")
+        return f"/apps/{_seg(app)}/dynos/{_seg(dyno)}/faults"

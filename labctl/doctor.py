@@ -77,7 +77,7 @@ def _controller_check(d: LabDir, lab: str) -> Check:
     if api is None:
         return Check("controller", "info", f"lab {lab} is not up (`labctl up` starts it)")
     try:
-        s = Client(lab).get("/lab")
+        s = Client(lab).lab_status()
     except LabError as err:
         return Check("controller", "error", f"lab {lab}: {err}")
     return Check("controller", "ok", f"lab {lab} answering on 127.0.0.1:{api['port']} (pid {s['controller_pid']}, "

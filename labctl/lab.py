@@ -9,9 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
-
-from labctl.client import Client
+from labctl.client import Client, controller_answers
 from labctl.controller.daemon import spawn_supervisor
 from labctl.engine.docker import Engine, connect
 from labctl.errors import ControllerUnavailable, LabError
@@ -20,28 +18,18 @@ from labctl.labdir import LabDir, Settings
 START_TIMEOUT = 60.0
 
 
-def _alive(d: LabDir) -> bool:
-    api = d.api()
-    if not api:
-        return False
-    try:
-        return requests.get(f"http://127.0.0.1:{api['port']}/health", timeout=2).ok
-    except requests.RequestException:
-        return False
-
-
 def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = None, timescale: float | None = None,
        pool_size: int | None = None, base_image: str | None = None, https_port: int | None = None) -> dict[str, Any]:
     """Build images if needed, start the controller (which starts the router). Idempotent."""
     d = LabDir(lab)
     client = connect()
-    if d.exists() and _alive(d):
+    if d.exists() and controller_answers(lab):
         s = d.settings()
         if (http_port not in (None, s.http_port) or timescale not in (None, s.timescale)
                 or https_port not in (None, s.https_port) and not (https_port == 0 and http_port == 0)
                 or pool_size not in (None, s.pool_size)):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
-        return {"changed": False, **Client(lab).get("/lab")}
+        return {"changed": False, **Client(lab).lab_status()}
     Engine(client, lab).ensure_stack_image(progress, base_override=base_image)
     if d.exists():
         s = d.settings()
@@ -59,8 +47,8 @@ def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = Non
     spawn_supervisor(lab)
     deadline = time.time() + START_TIMEOUT
     while time.time() < deadline:
-        if _alive(d):
-            return {"changed": True, **Client(lab).get("/lab")}
+        if controller_answers(lab):
+            return {"changed": True, **Client(lab).lab_status()}
         time.sleep(0.2)
     raise ControllerUnavailable(f"The controller did not start within {START_TIMEOUT:.0f} s; see "
                                 f"{d.file('controller.log')}")

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import requests
 import urllib3
@@ -207,10 +206,10 @@ def run_traffic(app: str, *, rps: float, duration: float, lab: str | None = None
     if not path.startswith("/"):
         raise InvalidInput(f"--path must start with '/', not {path!r}")
     api = client or Client(lab or const.DEFAULT_LAB)
-    status = api.get("/lab")
+    status = api.lab_status()
     port = router_port or int(status["router"]["port"])
     timeout = timeout if timeout is not None else default_timeout(float(status.get("timescale", 1.0)))
-    api.get(f"/apps/{quote(app)}")  # an unknown app is one clear error before any traffic
+    api.app_info(app)  # an unknown app is one clear error before any traffic
     url = f"http://127.0.0.1:{port}{path}"
     total = max(1, int(round(rps * duration)))
     stop = stop or threading.Event()
@@ -257,7 +256,7 @@ class _Runner:
 
     def _refresh_instances(self) -> None:
         try:
-            rows = self.api.get(f"/apps/{quote(self.app)}/dynos")
+            rows = self.api.dynos(self.app)
         except Exception:  # noqa: BLE001 - a missed refresh keeps the last map; traffic goes on
             return
         fresh = {d["name"]: d["instance"] for d in rows if d.get("instance")}

@@ -27,7 +27,7 @@ class CliResult:
 
 def cli(*args: str, lab: str | None = None) -> CliResult:
     """Run the labctl CLI in-process (same code path as the console script)."""
-    from labctl.cli import main
+    from labctl.main import main
 
     argv = list(args)
     if lab and "--lab" not in argv:

@@ -1,4 +1,8 @@
-"""The ``labctl`` command line: thin commands over the API client, one error boundary (style.md §2, §6)."""
+"""The ``labctl`` command line: thin commands over the API client, one error boundary (style.md §2, §6).
+
+``labctl.main`` (the console script) adds the ``scenario`` group on top; scenarios use this package, never the
+other way round.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import sys
 
 import typer
 
-from labctl.cli import apps, faults, lab, logs, ps, releases, scenario, traffic  # noqa: F401 - modules register their commands
+from labctl.cli import apps, faults, lab, logs, ps, releases, traffic  # noqa: F401 - modules register their commands
 from labctl.cli.common import app as typer_app
 from labctl.errors import LabError
 
@@ -40,7 +44,3 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f" ▸    internal error: {type(e).__name__}: {e} (set LABCTL_DEBUG=1 for details)", err=True)
         return 1
     return 0
-
-
-def run() -> None:
-    sys.exit(main())

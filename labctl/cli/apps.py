@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
 
 import typer
 
@@ -15,7 +14,7 @@ from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, requi
 @app.command("apps")
 def apps(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """List apps."""
-    rows = client(lab).get("/apps")
+    rows = client(lab).apps()
     if json:
         return render.as_json(rows)
     if not rows:
@@ -32,7 +31,7 @@ def apps_create(
     lab: Lab = DEFAULT_LAB, json: Json = False,
 ) -> None:
     """Create an app in the Common Runtime, or in a Private Space with --space."""
-    row = client(lab).post("/apps", {"name": name, "space": space})
+    row = client(lab).app_create(name, space)
     if json:
         return render.as_json(row)
     where = f" in space {space}" if space else ""
@@ -42,7 +41,7 @@ def apps_create(
 @app.command("apps:info")
 def apps_info(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Show an app's space, stack, release, formation and features."""
-    info = client(lab).get(f"/apps/{quote(require_app(app_name))}")
+    info = client(lab).app_info(require_app(app_name))
     if json:
         return render.as_json(info)
     formation = render.formation_text(info["formation"]) or "none"
@@ -60,19 +59,19 @@ def apps_info(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = Fals
 def apps_destroy(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
     """Destroy an app: its dynos, releases and slug images."""
     name = require_app(app_name)
-    client(lab).delete(f"/apps/{quote(name)}")
+    client(lab).app_destroy(name)
     render.out(f"Destroying ⬢ {name} (including all add-ons)... done")
 
 
 def _maintenance(lab: str, name: str, on: bool) -> None:
-    client(lab).patch(f"/apps/{quote(name)}", {"maintenance": on})
+    client(lab).set_maintenance(name, on)
     render.out(f"{'Enabling' if on else 'Disabling'} maintenance mode for ⬢ {name}... done")
 
 
 @app.command("maintenance")
 def maintenance(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
     """Print on/off."""
-    info = client(lab).get(f"/apps/{quote(require_app(app_name))}")
+    info = client(lab).app_info(require_app(app_name))
     render.out("on" if info["maintenance"] else "off")
 
 
@@ -104,7 +103,7 @@ def deploy(
 
         raise InvalidInput(f"No Procfile in {directory}: a Procfile declares the app's process types.")
     result = None
-    for row in client(lab).stream("POST", f"/apps/{quote(name)}/builds", {"source_dir": str(src)}):
+    for row in client(lab).build(name, str(src)):
         if "line" in row:
             render.progress(f"remote: {row['line']}")
         if "result" in row:
@@ -121,7 +120,7 @@ Feature = Annotated[str, typer.Argument(help="Feature name, e.g. preboot")]
 def features(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """List the app's features (as the Dev Center's Preboot article shows them)."""
     name = require_app(app_name)
-    rows = client(lab).get(f"/apps/{quote(name)}/features")
+    rows = client(lab).features(name)
     if json:
         return render.as_json(rows)
     width = max(len(f["name"]) for f in rows)
@@ -134,7 +133,7 @@ def features(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False
 def features_info(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Show one feature."""
     name = require_app(app_name)
-    f = client(lab).get(f"/apps/{quote(name)}/features/{quote(feature)}")
+    f = client(lab).feature(name, feature)
     if json:
         return render.as_json(f)
     render.out(f"=== {f['name']}\nDescription: {f['description']}\nEnabled:     {str(f['enabled']).lower()}")
@@ -142,7 +141,7 @@ def features_info(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_
 
 def _set_feature(lab: str, app_name: str | None, feature: str, on: bool) -> None:
     name = require_app(app_name)
-    client(lab).patch(f"/apps/{quote(name)}/features/{quote(feature)}", {"enabled": on})
+    client(lab).set_feature(name, feature, on)
     render.out(f"{'Enabling' if on else 'Disabling'} {feature} for ⬢ {name}... done")
 
 

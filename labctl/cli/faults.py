@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
 
 import typer
 
@@ -16,23 +15,21 @@ Instance = Annotated[str | None, typer.Option("--instance", "-i", help="A runtim
 Dyno = Annotated[str | None, typer.Option("--dyno", "-d", help="The instance hosting this dyno, e.g. web.1 (with -a).")]
 
 
-def _target(instance: str | None, dyno: str | None, app_name: str | None) -> tuple[str, str]:
-    """The API path of the faults of ``--instance ID`` or of ``--dyno web.1 -a APP``, and how to name it."""
+def _target(instance: str | None, dyno: str | None, app_name: str | None) -> tuple[dict[str, str], str]:
+    """The client's target of ``--instance ID`` or of ``--dyno web.1 -a APP``, and how to name it."""
     if (instance is None) == (dyno is None):
         raise InvalidInput("Give exactly one of --instance ID or --dyno DYNO -a APP")
     if instance is not None:
-        return f"/instances/{quote(instance, safe='')}/faults", f"instance {instance}"
+        return {"instance": instance}, f"instance {instance}"
     if not app_name:
         raise InvalidInput("--dyno needs the app: -a, --app APP  (or set LABCTL_APP)")
-    return (f"/apps/{quote(app_name, safe='')}/dynos/{quote(dyno or '', safe='')}/faults",
-            f"the instance of {dyno} on ⬢ {app_name}")
+    return {"app": app_name, "dyno": dyno or ""}, f"the instance of {dyno} on ⬢ {app_name}"
 
 
 @app.command("faults")
 def faults(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """List instance faults (all, or those on instances hosting the app's dynos)."""
-    params = {"app": app_name} if app_name else {}
-    rows = client(lab).get("/faults", **params)
+    rows = client(lab).faults(app_name or None)
     render.as_json(rows) if json else render.out(render.faults_text(rows))
 
 
@@ -51,10 +48,10 @@ def faults_add(
     json: Json = False,
 ) -> None:
     """Inject a fault into a runtime instance (by id, or the one hosting --dyno)."""
-    path, what = _target(instance, dyno, app_name)
+    target, _ = _target(instance, dyno, app_name)
     body: dict[str, Any] = {"kind": kind, "percent": percent, "cpus": cpus, "rate": rate, "delay": delay,
                             "for": for_}
-    result = client(lab).post(path, {k: v for k, v in body.items() if v is not None})
+    result = client(lab).faults_add({k: v for k, v in body.items() if v is not None}, **target)
     if json:
         return render.as_json(result)
     if result.get("kind") == "host-failure":
@@ -79,11 +76,10 @@ def faults_clear(
     if all_:
         if instance is not None or dyno is not None:
             raise InvalidInput("Give --all, or one of --instance ID / --dyno DYNO -a APP, not both")
-        path, what = "/faults", "every instance"
+        target, what = {}, "every instance"
     else:
-        path, what = _target(instance, dyno, app_name)
-    query = f"?{urlencode({'kind': kind})}" if kind else ""
-    removed = client(lab).delete(path + query)
+        target, what = _target(instance, dyno, app_name)
+    removed = client(lab).faults_clear(kind=kind or None, **target)
     if json:
         return render.as_json(removed)
     if not removed:

@@ -60,21 +60,21 @@ def down(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
 @app.command("status")
 def status(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Show the lab's router URL, time scale and counts."""
-    s = client(lab).get("/lab")
+    s = client(lab).lab_status()
     render.as_json(s) if json else render.out(_status_text(s))
 
 
 @app.command("instances")
 def instances(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """List runtime instances: id, runtime, state, dynos, faults."""
-    rows = client(lab).get("/instances")
+    rows = client(lab).instances()
     render.as_json(rows) if json else render.out(render.instances_text(rows))
 
 
 @app.command("spaces")
 def spaces(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """List Private Spaces."""
-    rows = client(lab).get("/spaces")
+    rows = client(lab).spaces()
     if json:
         return render.as_json(rows)
     render.out("=== Spaces\n" + ("\n".join(s["name"] for s in rows) if rows else "No spaces"))
@@ -84,14 +84,14 @@ def spaces(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
 def spaces_create(name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB,
                   json: Json = False) -> None:
     """Create a Private Space (its own network; its apps get dedicated instances)."""
-    row = client(lab).post("/spaces", {"name": name})
+    row = client(lab).space_create(name)
     render.as_json(row) if json else render.out(f"Creating space {name}... done")
 
 
 @app.command("spaces:destroy")
 def spaces_destroy(name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB) -> None:
     """Destroy an empty Private Space."""
-    client(lab).delete(f"/spaces/{name}")
+    client(lab).space_destroy(name)
     render.out(f"Destroying space {name}... done")
 
 
@@ -100,7 +100,7 @@ def timescale(factor: Annotated[float | None, typer.Argument(help="New factor, e
               lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Show or change the lab-wide time scale (1.0 = Heroku's real durations)."""
     c = client(lab)
-    s = c.patch("/lab", {"timescale": factor}) if factor is not None else c.get("/lab")
+    s = c.set_timescale(factor) if factor is not None else c.lab_status()
     render.as_json({"timescale": s["timescale"]}) if json else render.out(f"Time scale: {s['timescale']}")
 
 
@@ -115,7 +115,7 @@ def certs(lab: Lab = DEFAULT_LAB, install: Annotated[bool, typer.Option(
 
     from labctl.errors import LabError
 
-    ca = Path(client(lab).get("/lab")["router"].get("ca_cert") or "")
+    ca = Path(client(lab).lab_status()["router"].get("ca_cert") or "")
     if not ca.is_file():
         raise LabError("This lab has no CA (HTTPS is off); see controller.log in the state directory")
     if install:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import typer
 
@@ -39,7 +38,7 @@ def logs(
         raise InvalidInput("--source must be app or heroku")
     c = client(lab)
     filters = {k: v for k, v in {"dyno": dyno, "ptype": ptype, "source": source}.items() if v}
-    rows = c.get(f"/apps/{quote(name)}/log-lines", n=num, **filters)
+    rows = c.log_lines(name, n=num, **filters)
     shown = [r for r in rows if matches(r, dyno, ptype, source)][-num:]
     emit = render.as_json if json else (lambda r: render.out(render.log_line(r)))
     if json and not tail:
@@ -49,7 +48,7 @@ def logs(
     last = rows[-1]["id"] if rows else 0
     while tail:
         time.sleep(0.5)
-        for r in c.get(f"/apps/{quote(name)}/log-lines", after=last, n=1500, **filters):
+        for r in c.log_lines(name, after=last, n=1500, **filters):
             last = r["id"]
             if matches(r, dyno, ptype, source):
                 emit(r)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 import sys
 from typing import Annotated
-from urllib.parse import quote
 
 import typer
 
@@ -28,7 +27,7 @@ def ps(
 ) -> None:
     """List the app's dynos, as `heroku ps` prints them."""
     name = require_app(app_name)
-    dynos = client(lab).get(f"/apps/{quote(name)}/dynos", **({"all": "1"} if show_all else {}))
+    dynos = client(lab).dynos(name, include_old=show_all)
     if types:
         dynos = [d for d in dynos if d["type"] in types]
         if not dynos:
@@ -46,13 +45,13 @@ def scale(
     name = require_app(app_name)
     c = client(lab)
     if not args:
-        formation = c.get(f"/apps/{quote(name)}/formation")
+        formation = c.formation(name)
         if json:
             return render.as_json(formation)
         if not formation:
             raise NotFound(f"No process types on ⬢ {name}. Upload a Procfile to add process types.")
         return render.out(render.formation_text(formation))
-    result = c.patch(f"/apps/{quote(name)}/formation", {"args": args})
+    result = c.scale(name, args)
     if json:
         return render.as_json(result)
     render.out(f"Scaling dynos... done, now running {result['message']}.")
@@ -72,14 +71,8 @@ def restart(target: Target = None, dyno_name: DynoName = None, process_type: Pro
     """Restart all dynos, a type, or one dyno (Private Space: on the same instance)."""
     name = require_app(app_name)
     dyno, ptype = _target(target, dyno_name, process_type)
-    c = client(lab)
-    if dyno:
-        path, what = f"/apps/{quote(name)}/dynos/{quote(dyno)}", f"dyno {dyno}"
-    elif ptype:
-        path, what = f"/apps/{quote(name)}/formations/{quote(ptype)}", f"all {ptype} dynos"
-    else:
-        path, what = f"/apps/{quote(name)}/dynos", "all dynos"
-    result = c.delete(path)
+    what = f"dyno {dyno}" if dyno else f"all {ptype} dynos" if ptype else "all dynos"
+    result = client(lab).restart(name, dyno=dyno, ptype=ptype)
     render.as_json(result) if json else render.out(f"Restarting {what} on ⬢ {name}... done")
 
 
@@ -89,11 +82,8 @@ def _stop(target: str | None, dyno_name: str | None, process_type: str | None, a
     dyno, ptype = _target(target, dyno_name, process_type)
     if not dyno and not ptype:
         raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
-    if dyno:
-        path, what = f"/apps/{quote(name)}/dynos/{quote(dyno)}/actions/stop", f"dyno {dyno}"
-    else:
-        path, what = f"/apps/{quote(name)}/formations/{quote(ptype)}/actions/stop", f"all {ptype} dynos"  # type: ignore[arg-type]
-    result = client(lab).post(path)
+    what = f"dyno {dyno}" if dyno else f"all {ptype} dynos"
+    result = client(lab).stop(name, dyno=dyno, ptype=ptype)
     render.as_json(result) if json else render.out(f"Stopping {what} on ⬢ {name}... done")
 
 
@@ -127,8 +117,7 @@ def run(command: Command, app_name: AppOpt = None, size: Size = None,
     name = require_app(app_name)
     line = _command_line(command)
     status = None
-    for row in client(lab).stream("POST", f"/apps/{quote(name)}/dynos",
-                                  {"command": line, "attach": True, "size": size}):
+    for row in client(lab).run(name, line, size):
         if "dyno" in row:
             render.progress(f"Running {line} on ⬢ {name}... up, {row['dyno']['name']}")
         elif "output" in row:
@@ -145,7 +134,7 @@ def run_detached(command: Command, app_name: AppOpt = None, size: Size = None,
     """Run a one-off dyno in the background; see its output with `labctl logs`."""
     name = require_app(app_name)
     line = _command_line(command)
-    dyno = client(lab).post(f"/apps/{quote(name)}/dynos", {"command": line, "attach": False, "size": size})
+    dyno = client(lab).run_detached(name, line, size)
     if json:
         return render.as_json(dyno)
     render.out(f"Running {line} on ⬢ {name}... done, {dyno['name']} ({dyno['size']})")
@@ -165,10 +154,10 @@ def _resize(args: list[str] | None, app_name: str | None, lab: str, json: bool) 
                 sizes["*"] = arg
             else:
                 raise InvalidInput(f"Invalid argument {arg!r}: expected SIZE or TYPE=SIZE")
-        c.patch(f"/apps/{quote(name)}/formation", {"sizes": sizes})
+        c.resize(name, sizes)
         if not json:
             render.out(f"Scaling dynos on ⬢ {name}... done")
-    formation = c.get(f"/apps/{quote(name)}/formation")
+    formation = c.formation(name)
     if json:
         return render.as_json(formation)
     render.out(render.types_text(formation))
@@ -198,14 +187,15 @@ def ps_wait(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds (0 = never)")] = 0,
     lab: Lab = DEFAULT_LAB,
 ) -> None:
-    """Wait until every dyno is up on the latest release (heroku-reference §1.7)."""
+    """Wait until every dyno is up on the latest release."""
+    # heroku-reference §1.7 (`heroku ps:wait`): its flags, and one progress line that changes in place
     import time
 
     name = require_app(app_name)
     if wait_interval <= 0:
         raise InvalidInput("wait-interval must be positive")
     c = client(lab)
-    releases = c.get(f"/apps/{quote(name)}/releases")
+    releases = c.releases(name)
     if not releases:
         render.err(f" ▸    App ⬢ {name} has no releases")
         return
@@ -213,7 +203,7 @@ def ps_wait(
     started = time.time()
     last = None
     while True:
-        dynos = [d for d in c.get(f"/apps/{quote(name)}/dynos") if d["type"] != "release"
+        dynos = [d for d in c.dynos(name) if d["type"] != "release"
                  and (with_run or d["type"] != "run") and (not ptype or d["type"] == ptype)]
         ready = sum(1 for d in dynos if d["state"] == "up" and d["release"]["version"] >= latest)
         line = f"Waiting for every dyno to be running v{latest}... {ready} / {len(dynos)}"

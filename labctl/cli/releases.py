@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
 
 import typer
 
@@ -16,7 +15,7 @@ from labctl.errors import InvalidInput
 def releases(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """List the app's releases, newest first."""
     name = require_app(app_name)
-    rows = client(lab).get(f"/apps/{quote(name)}/releases")
+    rows = client(lab).releases(name)
     render.as_json(rows) if json else render.out(render.releases_text(name, rows))
 
 
@@ -31,7 +30,7 @@ def rollback(version: Annotated[str | None, typer.Argument(help="Release to roll
         if not digits.isdigit():
             raise InvalidInput(f"Invalid release {version!r}: expected vN, e.g. v3")
         number = int(digits)
-    rel = client(lab).post(f"/apps/{quote(name)}/releases", {"release": number})
+    rel = client(lab).rollback(name, number)
     if json:
         return render.as_json(rel)
     target = rel["description"].rsplit(" ", 1)[-1]
@@ -43,14 +42,14 @@ def rollback(version: Annotated[str | None, typer.Argument(help="Release to roll
 def config(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Show config vars."""
     name = require_app(app_name)
-    values = client(lab).get(f"/apps/{quote(name)}/config-vars")
+    values = client(lab).config(name)
     render.as_json(values) if json else render.out(render.config_text(name, values))
 
 
 @app.command("config:get")
 def config_get(key: str, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
     """Print one config var's value (empty if unset)."""
-    values = client(lab).get(f"/apps/{quote(require_app(app_name))}/config-vars")
+    values = client(lab).config(require_app(app_name))
     render.out(values.get(key, ""))
 
 
@@ -65,7 +64,7 @@ def config_set(pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE …")]
         if not sep or not key:
             raise InvalidInput(f"{pair} is invalid. Must be in the format FOO=bar.")
         changes[key] = value
-    result = client(lab).patch(f"/apps/{quote(name)}/config-vars", changes)
+    result = client(lab).config_set(name, changes)
     if json:
         return render.as_json(result)
     suffix = f", v{result['release']['version']}" if result["release"] else ""
@@ -77,7 +76,7 @@ def config_unset(keys: Annotated[list[str], typer.Argument(help="KEY …")], app
                  lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Unset config vars: a new release that restarts the dynos."""
     name = require_app(app_name)
-    result = client(lab).patch(f"/apps/{quote(name)}/config-vars", {k: None for k in keys})
+    result = client(lab).config_set(name, dict.fromkeys(keys))
     if json:
         return render.as_json(result)
     suffix = f", v{result['release']['version']}" if result["release"] else ""

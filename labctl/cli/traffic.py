@@ -6,7 +6,6 @@ import json as jsonlib
 import shutil
 import sys
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import quote
 
 import typer
 
@@ -71,7 +70,7 @@ def traffic(
     seconds = parse_duration(duration)
     trafficlib.check_params(rps, seconds, timeout)
     api = client(lab)
-    api.get(f"/apps/{quote(name)}")  # an unknown app: one line, before anything is sent
+    api.app_info(name)  # an unknown app: one line, before anything is sent
     to_stdout = json_file == "-"
     view = _LiveView(name, tty=sys.stdout.isatty() and not to_stdout)
     render.progress(f"Sending {rps:g} requests/s to ⬢ {name} for {seconds:g} s "

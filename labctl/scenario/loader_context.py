@@ -89,11 +89,10 @@ def _command(ctx: _Ctx, node: yaml.Node, path: str) -> tuple[str, list[str]]:
     doc = ctx.doc
     command = doc.string(node, path)
     argv = split_command(doc, node, path, command)
-    known = labctl_commands()
-    if argv[0] not in known:
-        doc.fail(node, path, f"{argv[0]!r} is not a labctl command (e.g. ps:restart, ps:stop, run, logs)")
-    if argv[0] in FORBIDDEN_COMMANDS:
+    if argv[0] in FORBIDDEN_COMMANDS:  # first: `scenario` is not among the CLI's own commands
         doc.fail(node, path, f"`{argv[0]}` is not allowed in a step: {FORBIDDEN_COMMANDS[argv[0]]}")
+    if argv[0] not in labctl_commands():
+        doc.fail(node, path, f"{argv[0]!r} is not a labctl command (e.g. ps:restart, ps:stop, run, logs)")
     head = argv if argv[0] not in ("run", "run:detached") else _run_options(argv)
     if any(a == "--lab" or a.startswith("--lab=") for a in head):
         doc.fail(node, path, "do not pass --lab: the runner adds the scenario's lab")
@@ -123,7 +122,8 @@ def _command(ctx: _Ctx, node: yaml.Node, path: str) -> tuple[str, list[str]]:
 
 
 def labctl_commands() -> set[str]:
-    """The names of labctl's commands (``ps:restart``, ``run``…), from the CLI's own registry."""
+    """The names of labctl's commands (``ps:restart``, ``run``…), from the CLI's own registry (without the
+    ``scenario`` group unless ``labctl.main`` added it: scenarios may not run it anyway)."""
     from labctl.cli import typer_app
 
     return {c.name for c in typer_app.registered_commands if c.name} | {

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -167,7 +166,7 @@ class Runner(StepExecution):
         last = ""
         while pending:
             app = pending[0]
-            formation = self.client.get(f"/apps/{quote(app)}/formation")
+            formation = self.client.formation(app)
             want = [f"{p['type']}.{n}" for p in formation for n in range(1, p["quantity"] + 1)]
             dynos = self._dynos(app)
             down = [n for n in want if dynos.get(n, {}).get("state") != "up"]

@@ -10,7 +10,6 @@ import contextlib
 import time
 from collections import Counter
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -45,7 +44,7 @@ class ConditionChecks(LabAccess):
                                 f"a container other than {cond.changed_since}'s {_short(old)}"))
         if cond.instance_exists is not None:
             was = (self._snap_dyno(cond.since, cond.app, cond.dyno) or {}).get("instance")  # type: ignore[arg-type]
-            live = {i["id"]: i for i in self.client.get("/instances")}
+            live = {i["id"]: i for i in self.client.instances()}
             exists = was in live
             measured = f"{was} {'exists (' + live[was]['state'] + ')' if exists else 'is gone'}"
             checks.append(Check("instance_exists", exists == cond.instance_exists, measured,
@@ -168,7 +167,7 @@ class ConditionChecks(LabAccess):
 
         text = cond.no_log if absent else cond.log
         assert text is not None
-        rows = self.client.get(f"/apps/{quote(cond.app)}/log-lines", n=1500)
+        rows = self.client.log_lines(cond.app, n=1500)
         lines = [log_line(r) for r in rows]
         hit = next((ln for ln in reversed(lines) if text in ln), None)
         shown = hit.split(" ", 1)[-1] if hit else ""  # without the timestamp

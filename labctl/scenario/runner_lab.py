@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -60,7 +59,7 @@ class LabAccess:
 
     # -- observation --------------------------------------------------------------------------------
     def _dynos(self, app: str) -> dict[str, dict[str, Any]]:
-        return {d["name"]: d for d in self.client.get(f"/apps/{quote(app)}/dynos")}
+        return {d["name"]: d for d in self.client.dynos(app)}
 
     def _snap_dyno(self, snap: str, app: str, dyno: str) -> dict[str, Any] | None:
         """The dyno at a snapshot (None when it did not run then, or the snapshot step itself failed)."""
@@ -87,7 +86,7 @@ class LabAccess:
             return
         for app in self.sc.app_names:
             try:
-                dynos = {d["name"]: d for d in client.get(f"/apps/{quote(app)}/dynos")}
+                dynos = {d["name"]: d for d in client.dynos(app)}
             except LabError:
                 continue
             t = self._t()
@@ -95,7 +94,7 @@ class LabAccess:
                 n: {"instance": d["instance"], "container": _short(d["container"]), "state": d["state"]}
                 for n, d in sorted(dynos.items())}})
         with self.fault_lock, contextlib.suppress(LabError):  # one GET+observe at a time: spans stay in order
-            self.fault_spans.observe(self._t(), client.get("/faults"))
+            self.fault_spans.observe(self._t(), client.faults())
 
     @contextlib.contextmanager
     def _background_sampler(self) -> Iterator[None]:

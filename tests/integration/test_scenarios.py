@@ -123,7 +123,7 @@ def test_interrupt_tears_the_lab_down(lab_state: Path, tmp_path: Path, sig: sign
     report = tmp_path / "report"
     with _ctrl_c_enabled():
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from labctl.cli import run; run()", "scenario", "run", str(scenario),
+            [sys.executable, "-c", "from labctl.main import run; run()", "scenario", "run", str(scenario),
              "--lab", lab, "--report", str(report)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=tmp_path)
     try:
@@ -192,7 +192,7 @@ def test_interactive_run_in_a_pty(lab_state: Path, tmp_path: Path):
     master, slave = pty.openpty()
     env = {**os.environ, "LABCTL_STATE_DIR": str(lab_state), "NO_COLOR": "1"}
     with _ctrl_c_enabled():
-        proc = subprocess.Popen([sys.executable, "-c", "from labctl.cli import run; run()", "scenario", "run",
+        proc = subprocess.Popen([sys.executable, "-c", "from labctl.main import run; run()", "scenario", "run",
                                  str(scenario), "--interactive",
                                  "--report", str(report)], stdin=slave, stdout=slave, stderr=slave, env=env,
                                 cwd=REPO, close_fds=True)

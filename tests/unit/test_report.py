@@ -214,7 +214,7 @@ def test_a_failed_run_says_fail_and_names_the_first_failure(tmp_path: Path):
 
 
 def test_the_report_module_does_not_import_matplotlib():
-    code = "import sys, labctl.cli, labctl.scenario.report; print('matplotlib' in sys.modules)"
+    code = "import sys, labctl.main, labctl.scenario.report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

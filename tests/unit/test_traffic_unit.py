@@ -106,14 +106,16 @@ class FakeApi:
         self.port = port
         self.calls = 0
 
-    def get(self, path: str, **params: Any) -> Any:
-        if path == "/lab":
-            return {"router": {"port": self.port}, "timescale": 0.05}
-        if path.endswith("/dynos"):
-            self.calls += 1
-            moved = self.calls > 1
-            return [{"name": "web.1", "instance": "i-new" if moved else "i-old"}, {"name": "web.2", "instance": "i-b"}]
-        return {"name": "demo"}
+    def lab_status(self) -> dict[str, Any]:
+        return {"router": {"port": self.port}, "timescale": 0.05}
+
+    def app_info(self, app: str) -> dict[str, Any]:
+        return {"name": app}
+
+    def dynos(self, app: str) -> list[dict[str, Any]]:
+        self.calls += 1
+        moved = self.calls > 1
+        return [{"name": "web.1", "instance": "i-new" if moved else "i-old"}, {"name": "web.2", "instance": "i-b"}]
 
 
 @pytest.fixture

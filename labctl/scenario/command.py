@@ -1,4 +1,10 @@
-"""``scenario run FILE``, ``scenario validate FILE``, ``scenario list`` (lab-spec §9, docs/scenarios.md)."""
+"""``scenario run FILE``, ``scenario validate FILE``, ``scenario list`` (lab-spec §9, docs/scenarios.md).
+
+The ``scenario`` command group. Scenarios drive the CLI as a user does, so they sit above it: this module uses
+``labctl.cli`` (its renderer), and the entry module ``labctl.main`` adds the group to the CLI's commands;
+``labctl.cli`` never imports the scenario package. Everything heavy (the loader, YAML, the runner) is imported
+inside the commands, so ``labctl ps`` does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,9 @@ from typing import Annotated
 import typer
 
 from labctl.cli import render
-from labctl.cli.common import app
 from labctl.errors import LabError
 
 scenario_app = typer.Typer(no_args_is_help=True, help="Run YAML lab scenarios unattended and report on them.")
-app.add_typer(scenario_app, name="scenario")
 
 File = Annotated[Path, typer.Argument(help="A scenario YAML file, e.g. scenarios/private-space-restart-vs-stop.yaml")]
 
@@ -32,8 +36,8 @@ def run(
 ) -> None:
     """Set up a lab, run the steps, check the expectations, write a report; exit 0 only if all held."""
     from labctl.labdir import validate_lab_name
-    from labctl.scenario import load
     from labctl.scenario import report as rep
+    from labctl.scenario.loader import load
     from labctl.scenario.result import dumps
     from labctl.scenario.runner import Runner
 
@@ -77,7 +81,7 @@ def run(
 @scenario_app.command("validate")
 def validate(file: File) -> None:
     """Check a scenario file without running it: one line naming the file, line and field if it is wrong."""
-    from labctl.scenario import load
+    from labctl.scenario.loader import load
 
     sc = load(file)
     render.out(f"{file}: valid — {sc.name}: {len(sc.apps)} app(s), {len(sc.steps)} steps, "
@@ -91,7 +95,7 @@ def list_(
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the scenarios of a directory with their descriptions (and whether each one validates)."""
-    from labctl.scenario import load
+    from labctl.scenario.loader import load
     from labctl.scenario.model import REPO
 
     if directory is None:
