@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from labctl import traffic
-from tests.conftest import SAMPLE_APP, Lab, wait_until
+from tests.conftest import Lab, deploy_sample, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -67,27 +67,6 @@ def _bad(records: list[dict], dyno: str, slow_ms: float) -> float:
 def run_records(lab: Lab, app: str, rps: float, duration: float, path: str = "/",
                 timeout: float | None = None) -> traffic.TrafficResult:
     return traffic.run_traffic(app, lab=lab.name, rps=rps, duration=duration, path=path, timeout=timeout)
-
-
-@pytest.fixture
-def space_app(lab: Lab, app_name: str):
-    space = f"s{app_name[1:]}"
-    lab.ok("spaces:create", space)
-    lab.ok("apps:create", app_name, "--space", space)
-    lab.ok("deploy", str(SAMPLE_APP), "-a", app_name)
-    lab.ok("ps:scale", "web=2", "-a", app_name)
-    lab.wait_up(app_name, ["web.1", "web.2"])
-    yield app_name
-    lab.ok("apps:destroy", "-a", app_name)
-    lab.ok("spaces:destroy", space)
-
-
-def _cr_app(lab: Lab, name: str, web: int) -> str:
-    lab.ok("apps:create", name)
-    lab.ok("deploy", str(SAMPLE_APP), "-a", name)
-    lab.ok("ps:scale", f"web={web}", "-a", name)
-    lab.wait_up(name, [f"web.{i}" for i in range(1, web + 1)])
-    return name
 
 
 # -- cpu -----------------------------------------------------------------------------------------------------------
@@ -181,8 +160,8 @@ def test_common_runtime_fault_hits_every_app_restart_moves_away(lab: Lab, app_na
     a, b = f"{app_name}a", f"{app_name}b"
     path = "/cpu?ms=20"
     try:
-        _cr_app(lab, b, 3)
-        _cr_app(lab, a, 1)
+        deploy_sample(lab, b, 3)
+        deploy_sample(lab, a, 1)
         shared = instance_of(lab, a, "web.1")
         for n in range(4, 7):  # grow b until one of its dynos shares a's instance (least-loaded placement)
             if any(d["instance"] == shared for d in lab.dynos(b).values()):
@@ -234,13 +213,13 @@ def test_a_sandbox_placed_later_on_a_faulty_instance_gets_its_rules(lab: Lab, ap
     """The fault belongs to the instance: an app placed there after the fault is hit too (the runtime's hook)."""
     c, d = f"{app_name}c", f"{app_name}d"
     try:
-        _cr_app(lab, c, 1)
+        deploy_sample(lab, c, 1)
         shared = instance_of(lab, c, "web.1")
         lab.ok("faults:add", "blackhole", "--instance", shared)
         s = run(lab, c, 10, 1.5, timeout=5)
         print(f"CR blackhole: {c}/web.1 error rate {s['total']['error_rate']} ({s['total']['error_kinds']})")
         assert s["total"]["error_rate"] == 1.0, "a Common Runtime app with its only dyno there gets router errors"
-        _cr_app(lab, d, 1)
+        deploy_sample(lab, d, 1)
         for n in range(2, 6):
             if any(x["instance"] == shared for x in lab.dynos(d).values()):
                 break
@@ -353,7 +332,7 @@ def test_doctor_reports_engine_images_controller_and_fault_support(lab: Lab):
 
 
 def test_bad_input_is_one_line_and_changes_nothing(lab: Lab, app_name: str):
-    app = _cr_app(lab, app_name, 1)
+    app = deploy_sample(lab, app_name, 1)
     try:
         iid = instance_of(lab, app, "web.1")
         before = lab.json("instances")
@@ -390,7 +369,7 @@ def test_down_after_controller_kill_leaves_nothing(fresh_lab: Lab, app_name: str
     """Faults live in the lab's own containers: ``kill -9`` of the controller, then ``down``, leaves no rule,
     quota or helper container behind (the fixture checks that nothing labelled with the lab remains)."""
     lab = fresh_lab
-    _cr_app(lab, app_name, 1)
+    deploy_sample(lab, app_name, 1)
     lab.ok("faults:add", "blackhole", "--dyno", "web.1", "-a", app_name, "--for", "1h")
     lab.ok("faults:add", "cpu", "--cpus", "0.5", "--dyno", "web.1", "-a", app_name)
     import os

@@ -6,14 +6,12 @@ The lab runs at time scale 0.02 for these tests: the deploy switch (boot timeout
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
 
 import pytest
-import requests
 
 from tests.conftest import SAMPLE_APP, Lab, wait_until
+from tests.integration.helpers import Traffic
 
 pytestmark = pytest.mark.docker
 SCALE = 0.02
@@ -24,54 +22,6 @@ def fast(lab: Lab):
     lab.ok("timescale", str(SCALE))
     yield lab
     lab.ok("timescale", "0.05")
-
-
-@dataclass
-class Traffic:
-    """Steady requests through the router from a background thread (bounded in count and time)."""
-
-    lab: Lab
-    app: str
-    rps: float = 20.0
-    max_seconds: float = 60.0
-    records: list[dict] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def __enter__(self) -> Traffic:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        session = requests.Session()
-        started = time.time()
-        for _ in range(int(self.rps * self.max_seconds)):
-            if self._stop.is_set() or time.time() - started > self.max_seconds:
-                return
-            t = time.time()
-            rec = {"t": t, "status": 0, "release": None, "dyno": None, "pid": None, "greeting": None}
-            try:
-                # A new connection per request: a keep-alive connection that nginx closes at a reload
-                # while the client reuses it would count as a failure of the client, not of the platform.
-                r = session.get(f"http://127.0.0.1:{self.lab.port}/", timeout=5,
-                                headers={"Host": f"{self.app}.localhost", "Connection": "close"})
-                rec["status"] = r.status_code
-                if r.status_code == 200:
-                    body = r.json()
-                    rec.update(release=body["release"], dyno=body["dyno"], pid=(body["instance"], body["port"]),
-                               greeting=body["greeting"])
-            except requests.RequestException as err:
-                rec["error"] = f"{type(err).__name__}: {err}"[:300]
-            rec["took"] = time.time() - t
-            self.records.append(rec)
-            self._stop.wait(max(0.0, 1 / self.rps - (time.time() - t)))
-
-    def failed(self) -> list[dict]:
-        return [r for r in self.records if r["status"] != 200]
 
 
 def _app(lab: Lab, name: str, web: int = 2, preboot: bool = True, space: str | None = None) -> str:
