@@ -167,7 +167,7 @@ def app_name() -> str:
     return f"a{uuid.uuid4().hex[:8]}"
 
 
-def deploy_sample(lab: Lab, name: str, web: int = 1, space: str | None = None) -> str:
+def deploy_sample(lab: Lab, name: str, web: int = 1, *, space: str | None = None) -> str:
     """``apps:create`` (in ``space`` if given), deploy the sample app, scale ``web`` and wait until those are up."""
     lab.ok("apps:create", name, *(["--space", space] if space else []))
     lab.ok("deploy", str(SAMPLE_APP), "-a", name)

@@ -68,7 +68,7 @@ def _last_scaled(lab: Lab, app: str) -> int:
 def test_fifty_concurrent_calls_on_two_apps(lab: Lab, app_name: str):
     space = f"s{app_name[1:]}"
     lab.ok("spaces:create", space)
-    apps = [deploy_sample(lab, f"{app_name}-cr"), deploy_sample(lab, f"{app_name}-ps", space)]
+    apps = [deploy_sample(lab, f"{app_name}-cr"), deploy_sample(lab, f"{app_name}-ps", space=space)]
     try:
         ops = _ops(apps, 50)
         with ThreadPoolExecutor(max_workers=50) as pool:

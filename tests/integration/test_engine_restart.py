@@ -241,7 +241,7 @@ def _engine_restart(private_engine: PrivateEngine, name: str) -> None:
     lab = start_lab(name)
     lab.ok("spaces:create", space)
     deploy_sample(lab, cr_app, web=2)
-    deploy_sample(lab, ps_app, space, web=1)
+    deploy_sample(lab, ps_app, space=space)
     want = {cr_app: {"web": 2}, ps_app: {"web": 1}}
     lab.ok("faults:add", "cpu", "--cpus", "0.5", "--dyno", "web.1", "-a", ps_app)  # belongs to the instance
     faults = [{k: v for k, v in f.items() if k != "dynos"} for f in lab.json("faults")]

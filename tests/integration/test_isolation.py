@@ -54,7 +54,8 @@ def test_api_needs_the_token_and_dynos_are_fenced(lab: Lab, app_name: str):
     space_a, space_b = f"s{app_name[1:]}a", f"s{app_name[1:]}b"
     lab.ok("spaces:create", space_a)
     lab.ok("spaces:create", space_b)
-    app_a, app_b = deploy_sample(lab, f"{app_name}-a", space_a), deploy_sample(lab, f"{app_name}-b", space_b)
+    app_a, app_b = (deploy_sample(lab, f"{app_name}-a", space=space_a),
+                    deploy_sample(lab, f"{app_name}-b", space=space_b))
     try:
         d = LabDir(lab.name)
         base = f"http://127.0.0.1:{d.api()['port']}"

@@ -52,7 +52,7 @@ def test_kill9_during_instance_replacement_converges(fresh_lab: Lab):
     lab = fresh_lab
     space, app = "k9space", "k9app"
     lab.ok("spaces:create", space)
-    deploy_sample(lab, app, space, web=2)
+    deploy_sample(lab, app, web=2, space=space)
     before = lab.dynos(app)
     old_instance = before["web.1"]["instance"]
     releases = lab.json("releases", "-a", app)
