@@ -13,6 +13,16 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, settings
+
+# Hypothesis in CI (CI=true): the same examples on every run (derandomize), a fixed budget, no deadline (a call
+# into the lab's API can take seconds on a loaded machine) and no example database carried between runs. Tests
+# that set ``max_examples`` themselves keep it; the rest inherit from the profile loaded here, before any test
+# module builds its own ``settings``.
+settings.register_profile("ci", derandomize=True, max_examples=50, deadline=None, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_APP = REPO / "images" / "sample-app"
@@ -109,45 +119,78 @@ def _leftovers(name: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="session")
-def lab(lab_state: Path) -> Iterator[Lab]:
-    """One lab for the session (time scale 0.05), removed at the end; nothing of it may remain."""
-    name = f"t{uuid.uuid4().hex[:8]}"
-    r = cli("up", "--timescale", "0.05", "--http-port", "0", "--json", lab=name)
-    assert r.code == 0, r.err + r.out
+def start_lab(name: str) -> Lab:
+    """``labctl up`` a lab (time scale 0.05, a free HTTP port) in the current state directory and engine."""
     import json
 
+    r = cli("up", "--timescale", "0.05", "--http-port", "0", "--json", lab=name)
+    assert r.code == 0, r.err + r.out
     port = json.loads(r.out)["router"]["port"]
     if not port:  # never send a request to 127.0.0.1:0 (urllib3 reads it as :80)
         cli("down", lab=name)
         pytest.fail(f"up --http-port 0 answered port {port!r}: {r.out}")
+    return Lab(name, port)
+
+
+@contextlib.contextmanager
+def running_lab(down_must_succeed: bool = True) -> Iterator[Lab]:
+    """A lab of a new random name, removed at the end; nothing labelled with it may remain.
+
+    ``down_must_succeed=False`` for tests that take the lab down themselves (a second ``down`` may then fail)."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    lab = start_lab(name)
     try:
-        yield Lab(name, port)
+        yield lab
     finally:
         down = cli("down", lab=name)
-        assert down.code == 0, down.err
+        if down_must_succeed:
+            assert down.code == 0, down.err
         assert _leftovers(name) == []
+
+
+@pytest.fixture(scope="session")
+def lab(lab_state: Path) -> Iterator[Lab]:
+    """One lab for the session (time scale 0.05), removed at the end; nothing of it may remain."""
+    with running_lab() as shared:
+        yield shared
 
 
 @pytest.fixture
 def fresh_lab(lab_state: Path) -> Iterator[Lab]:
     """A lab of its own for tests that break things (kill -9 of the controller, down)."""
-    import json
-
-    name = f"t{uuid.uuid4().hex[:8]}"
-    r = cli("up", "--timescale", "0.05", "--http-port", "0", "--json", lab=name)
-    assert r.code == 0, r.err + r.out
-    port = json.loads(r.out)["router"]["port"]
-    if not port:  # never send a request to 127.0.0.1:0 (urllib3 reads it as :80)
-        cli("down", lab=name)
-        pytest.fail(f"up --http-port 0 answered port {port!r}: {r.out}")
-    try:
-        yield Lab(name, port)
-    finally:
-        cli("down", lab=name)
-        assert _leftovers(name) == []
+    with running_lab(down_must_succeed=False) as own:
+        yield own
 
 
 @pytest.fixture
 def app_name() -> str:
     return f"a{uuid.uuid4().hex[:8]}"
+
+
+def deploy_sample(lab: Lab, name: str, web: int = 1, *, space: str | None = None) -> str:
+    """``apps:create`` (in ``space`` if given), deploy the sample app, scale ``web`` and wait until those are up."""
+    lab.ok("apps:create", name, *(["--space", space] if space else []))
+    lab.ok("deploy", str(SAMPLE_APP), "-a", name)
+    if web != 1:
+        lab.ok("ps:scale", f"web={web}", "-a", name)
+    lab.wait_up(name, [f"web.{i}" for i in range(1, web + 1)], timeout=90)
+    return name
+
+
+@pytest.fixture
+def space_app(lab: Lab, app_name: str) -> Iterator[str]:
+    """The sample app with web=2 in a Private Space of its own (both removed afterwards)."""
+    space = f"s{app_name[1:]}"
+    lab.ok("spaces:create", space)
+    deploy_sample(lab, app_name, web=2, space=space)
+    yield app_name
+    lab.ok("apps:destroy", "-a", app_name)
+    lab.ok("spaces:destroy", space)
+
+
+@pytest.fixture
+def cr_app(lab: Lab, app_name: str) -> Iterator[str]:
+    """The sample app with web=2 in the Common Runtime (removed afterwards)."""
+    deploy_sample(lab, app_name, web=2)
+    yield app_name
+    lab.ok("apps:destroy", "-a", app_name)

@@ -33,7 +33,9 @@ def test_django_app_over_https_with_release_phase_and_cache(lab: Lab, app_name: 
         plain = requests.get(f"http://127.0.0.1:{lab.port}/", headers={"Host": f"{app}.localhost"}, timeout=10,
                              allow_redirects=False)
         assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
-        assert _https(lab, app, "/static/css/site.css").status_code in (200, 404)  # served if whitenoise is on
+        css = _https(lab, app, "/static/css/site.css")  # whitenoise (settings.py) serves what collectstatic wrote
+        assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css"), css.status_code
+        assert css.content == (DJANGO_APP / "static" / "css" / "site.css").read_bytes()
         logs = lab.ok("logs", "-a", app, "-p", "release", "-n", "500")
         assert "State changed from up to complete" in logs
         assert logs.count("Starting process with command `python manage.py migrate --no-input`") == 1

@@ -247,12 +247,18 @@ def test_request_held_while_the_web_dyno_boots_then_served(lab: Lab, app_name: s
     try:
         _starting(lab, app)
         rid = f"{uuid.uuid4().hex}-held"
-        t = time.monotonic()
+        sent = time.time()
         r = _get(lab, app, rid)
-        took = time.monotonic() - t
+        answered = time.time()
+        took = answered - sent
         assert r.status_code == 200 and r.json()["dyno"] == "web.1", r.text
         assert 0.3 <= took < BOOT_HOLD, f"held until web.1 bound, then served (took {took:.2f}s)"
         wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "up", 5, what="web.1 up")
+        # Held, not just slow: sent before web.1 bound its port, answered after (its "listening on" line between).
+        bound = [row["ts"] for row in lab.json("logs", "-a", app, "-n", "1500", "-d", "web.1", "-s", "app")
+                 if row["msg"].startswith("listening on ")]
+        assert bound and sent < bound[-1] <= answered + 0.1, \
+            f"web.1 bound at {bound and bound[-1] - sent:.2f}s, the request was answered at {took:.2f}s"
         logs = lab.logs(app)
         assert "sleeping 2s before binding (BIND_DELAY)" in logs and "Error R10" not in logs
         line = _router_line(lab, app, rid)

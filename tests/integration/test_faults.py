@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from labctl import traffic
-from tests.conftest import SAMPLE_APP, Lab, wait_until
+from tests.conftest import Lab, deploy_sample, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -45,8 +45,26 @@ def sandboxes(lab: Lab, instance: str) -> list:
 
 
 def sh(container, cmd: str) -> str:
+    """``cmd``'s output in the container; it must succeed (a "no rule left" read from a failed command proves
+    nothing)."""
     code, out = container.exec_run(["sh", "-c", cmd])
-    return out.decode(errors="replace")
+    text = out.decode(errors="replace")
+    assert code == 0, f"`{cmd}` in {container.name} exited {code}: {text[-300:]}"
+    return text
+
+
+def fault_rules(container) -> str:
+    """The sandbox's LABCTL-FAULTS chain: made by the first fault on the sandbox, flushed (not removed) when its
+    faults go, so a "no rule left" check reads an existing, empty chain."""
+    rules = sh(container, "iptables -S LABCTL-FAULTS")
+    assert "-N LABCTL-FAULTS" in rules, rules
+    return rules
+
+
+def root_qdisc(container) -> str:
+    out = sh(container, "tc qdisc show dev eth0 root")
+    assert out.startswith("qdisc "), out
+    return out
 
 
 def restarted(lab: Lab, app: str, dyno: str, before: dict, action: str) -> dict:
@@ -67,27 +85,6 @@ def _bad(records: list[dict], dyno: str, slow_ms: float) -> float:
 def run_records(lab: Lab, app: str, rps: float, duration: float, path: str = "/",
                 timeout: float | None = None) -> traffic.TrafficResult:
     return traffic.run_traffic(app, lab=lab.name, rps=rps, duration=duration, path=path, timeout=timeout)
-
-
-@pytest.fixture
-def space_app(lab: Lab, app_name: str):
-    space = f"s{app_name[1:]}"
-    lab.ok("spaces:create", space)
-    lab.ok("apps:create", app_name, "--space", space)
-    lab.ok("deploy", str(SAMPLE_APP), "-a", app_name)
-    lab.ok("ps:scale", "web=2", "-a", app_name)
-    lab.wait_up(app_name, ["web.1", "web.2"])
-    yield app_name
-    lab.ok("apps:destroy", "-a", app_name)
-    lab.ok("spaces:destroy", space)
-
-
-def _cr_app(lab: Lab, name: str, web: int) -> str:
-    lab.ok("apps:create", name)
-    lab.ok("deploy", str(SAMPLE_APP), "-a", name)
-    lab.ok("ps:scale", f"web={web}", "-a", name)
-    lab.wait_up(name, [f"web.{i}" for i in range(1, web + 1)])
-    return name
 
 
 # -- cpu -----------------------------------------------------------------------------------------------------------
@@ -136,7 +133,7 @@ def test_blackhole_fails_requests_to_that_instance_only(lab: Lab, space_app: str
     assert w2["error_rate"] == 0.0
     assert all(k.startswith("503 H") for k in w1["error_kinds"]), "the router answers with its own error"
     sb = sandboxes(lab, first["instance"])
-    assert len(sb) == 1 and "-j DROP" in sh(sb[0], "iptables -S LABCTL-FAULTS")
+    assert len(sb) == 1 and "-j DROP" in fault_rules(sb[0])
 
     again = restarted(lab, app, "web.1", first, "ps:restart")
     assert again["instance"] == first["instance"]
@@ -181,8 +178,8 @@ def test_common_runtime_fault_hits_every_app_restart_moves_away(lab: Lab, app_na
     a, b = f"{app_name}a", f"{app_name}b"
     path = "/cpu?ms=20"
     try:
-        _cr_app(lab, b, 3)
-        _cr_app(lab, a, 1)
+        deploy_sample(lab, b, 3)
+        deploy_sample(lab, a, 1)
         shared = instance_of(lab, a, "web.1")
         for n in range(4, 7):  # grow b until one of its dynos shares a's instance (least-loaded placement)
             if any(d["instance"] == shared for d in lab.dynos(b).values()):
@@ -234,13 +231,13 @@ def test_a_sandbox_placed_later_on_a_faulty_instance_gets_its_rules(lab: Lab, ap
     """The fault belongs to the instance: an app placed there after the fault is hit too (the runtime's hook)."""
     c, d = f"{app_name}c", f"{app_name}d"
     try:
-        _cr_app(lab, c, 1)
+        deploy_sample(lab, c, 1)
         shared = instance_of(lab, c, "web.1")
         lab.ok("faults:add", "blackhole", "--instance", shared)
         s = run(lab, c, 10, 1.5, timeout=5)
         print(f"CR blackhole: {c}/web.1 error rate {s['total']['error_rate']} ({s['total']['error_kinds']})")
         assert s["total"]["error_rate"] == 1.0, "a Common Runtime app with its only dyno there gets router errors"
-        _cr_app(lab, d, 1)
+        deploy_sample(lab, d, 1)
         for n in range(2, 6):
             if any(x["instance"] == shared for x in lab.dynos(d).values()):
                 break
@@ -248,9 +245,9 @@ def test_a_sandbox_placed_later_on_a_faulty_instance_gets_its_rules(lab: Lab, ap
             lab.wait_up(d, [f"web.{i}" for i in range(1, n + 1)])
         sbs = [x for x in sandboxes(lab, shared) if x.labels["io.labctl.app"] == d]
         assert len(sbs) == 1, "d got a sandbox on the faulty instance"
-        assert "-j DROP" in sh(sbs[0], "iptables -S LABCTL-FAULTS")
+        assert "-j DROP" in fault_rules(sbs[0])
         lab.ok("faults:clear", "--instance", shared)
-        assert "-j DROP" not in sh(sbs[0], "iptables -S LABCTL-FAULTS")
+        assert "-j DROP" not in fault_rules(sbs[0])
         assert run(lab, c, 10, 1, timeout=5)["total"]["errors"] == 0
     finally:
         for name in (c, d):
@@ -290,7 +287,7 @@ def test_bandwidth_throttles_the_instance_link(lab: Lab, space_app: str):
     iid = instance_of(lab, app, "web.1")
     lab.ok("faults:add", "bandwidth", "--rate", "256kbit", "--dyno", "web.1", "-a", app)
     sb = sandboxes(lab, iid)[0]
-    assert "tbf" in sh(sb, "tc qdisc show dev eth0 root") and "256Kbit" in sh(sb, "tc qdisc show dev eth0 root")
+    assert "tbf" in root_qdisc(sb) and "256Kbit" in root_qdisc(sb)
     seen: dict[str, list[tuple[float, int]]] = {}
     deadline = time.time() + 30
     while (len(seen.get("web.1", [])) < 4 or len(seen.get("web.2", [])) < 4) and time.time() < deadline:
@@ -304,7 +301,7 @@ def test_bandwidth_throttles_the_instance_link(lab: Lab, space_app: str):
 
     out = lab.ok("faults:clear", "--dyno", "web.1", "-a", app, "--kind", "bandwidth")
     assert "removed bandwidth 256kbit" in out
-    assert "tbf" not in sh(sb, "tc qdisc show dev eth0 root")
+    assert "tbf" not in root_qdisc(sb)
     rates: list[float] = []
     for _ in range(40):  # best of three web.1 answers: a single one can be slow on a loaded machine
         dyno, secs, size = _big_get(lab, app)
@@ -328,7 +325,7 @@ def test_fault_for_a_while_reverts_by_itself(lab: Lab, space_app: str):
     assert dyno_stats(s, "web.1")["error_rate"] == 1.0
     wait_until(lambda: lab.json("faults", "-a", app) == [], 10, 0.1, "the fault reverted")
     assert 2.9 <= time.time() - begun < 5
-    assert "-A LABCTL-FAULTS" not in sh(sandboxes(lab, iid)[0], "iptables -S LABCTL-FAULTS")
+    assert "-A LABCTL-FAULTS" not in fault_rules(sandboxes(lab, iid)[0])
     s = run(lab, app, 20, 1.5, timeout=5)
     assert s["total"]["errors"] == 0 and dyno_stats(s, "web.1")["count"] > 0
     assert "expired: blackhole" in lab.logs(app)
@@ -353,7 +350,7 @@ def test_doctor_reports_engine_images_controller_and_fault_support(lab: Lab):
 
 
 def test_bad_input_is_one_line_and_changes_nothing(lab: Lab, app_name: str):
-    app = _cr_app(lab, app_name, 1)
+    app = deploy_sample(lab, app_name, 1)
     try:
         iid = instance_of(lab, app, "web.1")
         before = lab.json("instances")
@@ -390,7 +387,7 @@ def test_down_after_controller_kill_leaves_nothing(fresh_lab: Lab, app_name: str
     """Faults live in the lab's own containers: ``kill -9`` of the controller, then ``down``, leaves no rule,
     quota or helper container behind (the fixture checks that nothing labelled with the lab remains)."""
     lab = fresh_lab
-    _cr_app(lab, app_name, 1)
+    deploy_sample(lab, app_name, 1)
     lab.ok("faults:add", "blackhole", "--dyno", "web.1", "-a", app_name, "--for", "1h")
     lab.ok("faults:add", "cpu", "--cpus", "0.5", "--dyno", "web.1", "-a", app_name)
     import os

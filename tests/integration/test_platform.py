@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import SAMPLE_APP, Lab, wait_until
+from tests.conftest import Lab, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -22,29 +22,6 @@ def served_by(lab: Lab, app: str, tries: int = 40) -> set[str]:
         if r.status_code == 200:
             seen.add(r.json()["dyno"])
     return seen
-
-
-@pytest.fixture
-def space_app(lab: Lab, app_name: str):
-    space = f"s{app_name[1:]}"
-    lab.ok("spaces:create", space)
-    lab.ok("apps:create", app_name, "--space", space)
-    lab.ok("deploy", str(SAMPLE_APP), "-a", app_name)
-    lab.ok("ps:scale", "web=2", "-a", app_name)
-    lab.wait_up(app_name, ["web.1", "web.2"])
-    yield app_name
-    lab.ok("apps:destroy", "-a", app_name)
-    lab.ok("spaces:destroy", space)
-
-
-@pytest.fixture
-def cr_app(lab: Lab, app_name: str):
-    lab.ok("apps:create", app_name)
-    lab.ok("deploy", str(SAMPLE_APP), "-a", app_name)
-    lab.ok("ps:scale", "web=2", "-a", app_name)
-    lab.wait_up(app_name, ["web.1", "web.2"])
-    yield app_name
-    lab.ok("apps:destroy", "-a", app_name)
 
 
 def test_up_is_idempotent(lab: Lab):

@@ -282,6 +282,7 @@ def _in_thread(fn) -> tuple[threading.Thread, dict[str, object]]:
         except requests.RequestException as err:
             result["error"] = err
         result["took"] = time.monotonic() - t
+        result["ended"] = time.monotonic()
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -300,12 +301,14 @@ def test_boot_hold_serves_the_request_once_a_dyno_is_up(rlab: RouterLab):
         headers={"Host": f"boot.localhost:{rlab.port}"}))
     time.sleep(1.0)
     assert get.is_alive() and post.is_alive(), "held while no dyno is up"
+    up_at = time.monotonic()
     rlab.route(AppRoute("boot", (web1,), retry=True))  # web.1 is up: a reload; the held requests keep the old config
     get.join(10)
     post.join(10)
     r = got["response"]
     assert r.status_code == 200 and r.headers["X-Labctl-Dyno"] == "web.1", got
     assert 1.0 <= got["took"] < BOOT_HOLD
+    assert got["ended"] >= up_at and posted["ended"] >= up_at, "answered only once web.1 was in the route"
     h = r.json()["headers"]
     assert h["X-Request-Id"] == rid and h["Via"] == "1.1 vegur" and h["X-Forwarded-Port"] == str(rlab.port)
     assert abs(int(h["X-Request-Start"]) / 1000 - (time.time() - got["took"])) < 1.5, "when the router got it"
