@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil  # noqa: F401  (moved names, below)
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,6 @@ import docker
 from docker.models.images import Image
 
 from labctl import const
-from labctl.domain import procfile
 from labctl.engine import base_image, build, buildpack
 from labctl.engine.build import Progress
 from labctl.errors import BuildFailed, LabError
@@ -150,16 +148,3 @@ def build_slug(client: docker.DockerClient, *, lab: str, app: str, version: int,
     for line in buildpack.outro_lines(process_types):
         progress(line)
     return tag
-
-
-# -- names that moved, still readable here --------------------------------------------------------------
-# controller/manager.py and tests/integration (test_images.py, test_buildpack.py, which also patch
-# images.shutil.which) use them through labctl.engine.images; they go once those callers import their new homes.
-parse_procfile = procfile.parse_procfile
-ENV_BASE_IMAGE = base_image.ENV_BASE_IMAGE
-ENV_MIRROR = base_image.ENV_MIRROR
-host_debian_mirror = base_image.host_debian_mirror
-LABEL_STACK_HASH = const.LABEL_STACK_HASH
-BUILD_TMP = buildpack.BUILD_TMP
-_dependencies = buildpack.dependencies
-_python_version_line = buildpack.python_version_line

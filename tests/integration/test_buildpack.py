@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from labctl import const
-from labctl.engine import images
+from labctl.engine import buildpack, images
 from labctl.errors import BuildFailed
 from tests.fixtures import DJANGO_APP, copy_django_app
 
@@ -155,7 +155,7 @@ def test_python_version_the_stack_lacks_warns_and_builds(client, lab, django_bui
 @pytest.mark.parametrize("requested", ["3", "3.13.5"])
 def test_python_versions_the_stack_satisfies(tmp_path, requested):
     (tmp_path / ".python-version").write_text(f"{requested}\n")
-    line = images._python_version_line(tmp_path)
+    line = buildpack.python_version_line(tmp_path)
     assert line == f"-----> Using Python 3.13.x of the lab-24 stack (.python-version asks for {requested})"
 
 
@@ -237,10 +237,10 @@ def test_requirement_files_pip_reads_come_before_the_app_and_local_paths_after_i
     (tmp_path / "requirements.txt").write_text("-r requirements/base.txt  # shared\n")
     (tmp_path / "requirements" / "base.txt").write_text("Django>=6,<7\n--constraint=pins.txt\n")
     (tmp_path / "requirements" / "pins.txt").write_text("asgiref<4\n")
-    deps = images._dependencies(tmp_path)
+    deps = buildpack.dependencies(tmp_path)
     assert (deps.header, deps.pip_args, deps.cwd, deps.late) == (
-        "-----> Installing requirements with pip", "-r requirements.txt", f"{images.BUILD_TMP}/app", False)
+        "-----> Installing requirements with pip", "-r requirements.txt", f"{buildpack.BUILD_TMP}/app", False)
     assert sorted(deps.files) == ["app/requirements.txt", "app/requirements/base.txt", "app/requirements/pins.txt"]
     (tmp_path / "requirements" / "pins.txt").write_text("-e .\n")
-    deps = images._dependencies(tmp_path)
+    deps = buildpack.dependencies(tmp_path)
     assert (deps.cwd, deps.late, deps.files) == ("/app", True, {})  # pip needs the app's files: after them

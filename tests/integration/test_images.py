@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from labctl import const
-from labctl.engine import images
+from labctl.engine import base_image, images
 from labctl.errors import BuildFailed, LabError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def _etc_apt(tmp_path: Path, sources_list: str = "", **d: str) -> Path:
 
 
 def test_mirror_from_deb822_skips_security_and_third_party(tmp_path, monkeypatch):
-    monkeypatch.delenv(images.ENV_MIRROR, raising=False)
+    monkeypatch.delenv(base_image.ENV_MIRROR, raising=False)
     etc = _etc_apt(
         tmp_path,
         "deb https://packages.example.org/apt cloud-sdk-bookworm main\n",
@@ -47,25 +47,25 @@ def test_mirror_from_deb822_skips_security_and_third_party(tmp_path, monkeypatch
                         "Suites: bookworm bookworm-updates\nComponents: main\n"
                         "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"),
     )
-    assert images.host_debian_mirror(etc) == "http://archive.example.org/debian"
+    assert base_image.host_debian_mirror(etc) == "http://archive.example.org/debian"
 
 
 def test_mirror_from_one_line_sources_list_with_options(tmp_path, monkeypatch):
-    monkeypatch.delenv(images.ENV_MIRROR, raising=False)
+    monkeypatch.delenv(base_image.ENV_MIRROR, raising=False)
     etc = _etc_apt(tmp_path, "# deb http://old.example.org/debian buster main\n"
                              "deb-src http://src.example.org/debian bookworm main\n"
                              "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example.org/debian bookworm "
                              "main contrib\n")
-    assert images.host_debian_mirror(etc) == "http://mirror.example.org/debian"
+    assert base_image.host_debian_mirror(etc) == "http://mirror.example.org/debian"
 
 
 def test_no_debian_archive_is_one_clear_line(tmp_path, monkeypatch):
-    monkeypatch.delenv(images.ENV_MIRROR, raising=False)
+    monkeypatch.delenv(base_image.ENV_MIRROR, raising=False)
     etc = _etc_apt(tmp_path, x_sources="Types: deb\nURIs: http://a.example.org/d\nSuites: bookworm\n"
                                        "Components: main\nEnabled: no\n")
     with pytest.raises(LabError) as err:
-        images.host_debian_mirror(etc)
-    assert "\n" not in str(err.value) and images.ENV_BASE_IMAGE in str(err.value)
+        base_image.host_debian_mirror(etc)
+    assert "\n" not in str(err.value) and base_image.ENV_BASE_IMAGE in str(err.value)
 
 
 class NoEngine:
@@ -87,8 +87,8 @@ class EngineWithoutImages:
 
 
 def test_missing_debootstrap_is_one_line_with_both_ways_out(monkeypatch):
-    monkeypatch.delenv(images.ENV_BASE_IMAGE, raising=False)
-    monkeypatch.setattr(images.shutil, "which", lambda *a, **k: None)
+    monkeypatch.delenv(base_image.ENV_BASE_IMAGE, raising=False)
+    monkeypatch.setattr(base_image.shutil, "which", lambda *a, **k: None)
     with pytest.raises(LabError) as err:
         images.ensure_base_image(EngineWithoutImages(), print)
     assert str(err.value) == ("debootstrap not found: install it (apt-get install debootstrap) or set "
@@ -141,7 +141,7 @@ def test_stack_image_is_idempotent(client, stack):
     assert images.ensure_stack_image(client, lines.append) == const.STACK_IMAGE == stack
     assert lines == [] and time.monotonic() - started < 3
     labels = client.images.get(stack).labels
-    assert labels[const.LABEL_IMAGE] == "stack" and labels[images.LABEL_STACK_HASH]
+    assert labels[const.LABEL_IMAGE] == "stack" and labels[const.LABEL_STACK_HASH]
     assert const.LABEL_LAB not in labels  # shared: `labctl down` keeps it
     assert client.images.get(const.BASE_IMAGE).labels[const.LABEL_IMAGE] == "base"
 
@@ -173,7 +173,7 @@ def test_slug_installs_requirements_in_a_venv_first_on_path(client, stack, slug_
     assert image.labels == {
         const.LABEL_LAB: slug_lab, const.LABEL_KIND: const.KIND_SLUG, const.LABEL_APP: "demo",
         const.LABEL_RELEASE: "3", const.LABEL_IMAGE: "",  # blanked: the stack's value is inherited
-        images.LABEL_STACK_HASH: client.images.get(stack).labels[images.LABEL_STACK_HASH]}
+        const.LABEL_STACK_HASH: client.images.get(stack).labels[const.LABEL_STACK_HASH]}
     out = _run(client, tag, "python -c 'import six; print(six.__file__)'; command -v python; "
                             "cat /app/app.py; ls -a /app; ls /tmp")
     assert "/app/.heroku/python/lib/python3.13/site-packages/six.py" in out
