@@ -23,11 +23,10 @@ from typing import Any
 from labctl.controller.logsink import LogSink
 from labctl.controller.runtime import Runtime
 from labctl.domain import names
+from labctl.domain.faults import FAULT_KINDS, KINDS, NET_KINDS, PARAM_HELP
 from labctl.engine.faults import (
-    KINDS,
     MAX_CPUS,
     MIN_CPUS,
-    NET_KINDS,
     FaultEngine,
     Support,
     format_rate,
@@ -39,19 +38,6 @@ from labctl.records import DynoRow, Fault, FaultView, InstanceRow, SandboxRow
 from labctl.store import Store
 
 log = logging.getLogger("labctl.faults")
-
-# Which parameter each kind takes (CLI option → body key).
-PARAMS: dict[str, tuple[str, ...]] = {
-    "cpu": ("cpus",), "loss": ("percent",), "blackhole": (), "bandwidth": ("rate",), "latency": ("delay",),
-    "host-failure": (),
-}
-PARAM_HELP = {
-    "cpus": "--cpus F (a fraction of one CPU, e.g. 0.05)",
-    "percent": "--percent N (the share of packets dropped, e.g. 30)",
-    "rate": "--rate R (e.g. 1mbit, 512kbit)",
-    "delay": "--delay DURATION (e.g. 200ms)",
-}
-
 
 # -- pure: validation and description ----------------------------------------------------------------------
 def _number(value: Any, flag: str) -> float:
@@ -73,7 +59,7 @@ def build_fault(body: dict[str, Any], now: float | None = None) -> Fault:
     """Validate a request body into a fault record; raises InvalidInput with one clear line."""
     now = time.time() if now is None else now
     kind = check_kind(body.get("kind"))
-    wanted = PARAMS[kind]
+    wanted = FAULT_KINDS[kind].params
     for key in PARAM_HELP:
         if body.get(key) is not None and key not in wanted:
             raise InvalidInput(f"--{key} does not apply to {kind} faults")
