@@ -243,6 +243,38 @@ class ScaleUpdate(FormationUpdate):
     message: str
 
 
+class _RouterStatus(TypedDict):
+    url: str
+    port: int
+    app_url: str
+
+
+class RouterStatus(_RouterStatus, total=False):
+    """Where the router listens; the ``https_*`` keys and ``ca_cert`` only when the lab serves HTTPS."""
+
+    https_url: str
+    https_port: int
+    https_app_url: str
+    ca_cert: str
+
+
+class LabStatus(TypedDict):
+    """``status --json``: the lab, its router and controller, and how much it runs."""
+
+    lab: str
+    router: RouterStatus
+    timescale: float
+    pool_size: int
+    controller_pid: int
+    uptime_s: float
+    apps: int
+    spaces: int
+    dynos: int
+    instances: int
+    state_dir: str
+    engine: str  # ok | unreachable
+
+
 # A fault as the API shows it: the stored ``Fault`` plus ``instance``, ``runtime``, ``description`` and the
 # ``dynos`` (``app/web.1``) on its instance.
 FaultView = dict[str, Any]

@@ -144,20 +144,20 @@ class Store:
     def apps(self) -> list[AppRow]:
         return self._all("SELECT * FROM apps ORDER BY name")
 
-    def app(self, name: str) -> AppRow | None:
-        return self._one("SELECT * FROM apps WHERE name = ?", (name,))
+    def app(self, app: str) -> AppRow | None:
+        return self._one("SELECT * FROM apps WHERE name = ?", (app,))
 
-    def add_app(self, name: str, space: str | None) -> None:
-        self._insert("apps", {"name": name, "space": space, "created_at": time.time()})
+    def add_app(self, app: str, space: str | None) -> None:
+        self._insert("apps", {"name": app, "space": space, "created_at": time.time()})
 
-    def update_app(self, name: str, **changes: Any) -> None:
-        self._update("apps", {"name": name}, changes)
+    def update_app(self, app: str, **changes: Any) -> None:
+        self._update("apps", {"name": app}, changes)
 
-    def delete_app(self, name: str) -> None:
+    def delete_app(self, app: str) -> None:
         with self.tx():
             for table in ("apps", "releases", "dynos", "logs", "old_dynos"):
                 col = "name" if table == "apps" else "app"
-                self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (name,))
+                self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (app,))
 
     # releases
     def releases(self, app: str) -> list[ReleaseRow]:
@@ -226,17 +226,17 @@ class Store:
             return self._all("SELECT * FROM dynos WHERE app = ? ORDER BY name", (app,))
         return self._all("SELECT * FROM dynos ORDER BY app, name")
 
-    def dyno(self, app: str, name: str) -> DynoRow | None:
-        return self._one("SELECT * FROM dynos WHERE app = ? AND name = ?", (app, name))
+    def dyno(self, app: str, dyno: str) -> DynoRow | None:
+        return self._one("SELECT * FROM dynos WHERE app = ? AND name = ?", (app, dyno))
 
     def add_dyno(self, row: DynoRow) -> None:
         self._insert("dynos", row)
 
-    def update_dyno(self, app: str, name: str, **changes: Any) -> None:
-        self._update("dynos", {"app": app, "name": name}, changes)
+    def update_dyno(self, app: str, dyno: str, **changes: Any) -> None:
+        self._update("dynos", {"app": app, "name": dyno}, changes)
 
-    def delete_dyno(self, app: str, name: str) -> None:
-        self._exec("DELETE FROM dynos WHERE app = ? AND name = ?", (app, name))
+    def delete_dyno(self, app: str, dyno: str) -> None:
+        self._exec("DELETE FROM dynos WHERE app = ? AND name = ?", (app, dyno))
 
     # old dynos: the previous generation kept alive by preboot (lab-spec §7), hidden from `ps` (`ps --all` lists them)
     def old_dynos(self, app: str | None = None) -> list[OldDynoRow]:

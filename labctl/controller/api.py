@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 from labctl.controller.manager import Manager
 from labctl.errors import InvalidInput, LabError, NotFound
-from labctl.records import DynoView
+from labctl.records import DynoView, LabStatus
 
 log = logging.getLogger("labctl.api")
 Route = tuple[str, re.Pattern[str], Callable[..., Any]]
@@ -29,7 +29,7 @@ MAX_BODY = 1 << 20
 class Api:
     """Maps (method, path) to manager calls."""
 
-    def __init__(self, manager: Manager, status: Callable[[], dict[str, Any]]):
+    def __init__(self, manager: Manager, status: Callable[[], LabStatus]):
         self.m = manager
         self.status = status
         self.routes: list[Route] = []
