@@ -7,7 +7,7 @@ Shared images (base, stack) carry ``io.labctl.image`` instead of ``io.labctl.lab
 """
 
 LABEL_LAB = "io.labctl.lab"
-LABEL_KIND = "io.labctl.kind"  # router | sandbox | dyno | slug | network
+LABEL_KIND = "io.labctl.kind"  # one of the KIND_* below
 LABEL_APP = "io.labctl.app"
 LABEL_DYNO = "io.labctl.dyno"
 LABEL_INSTANCE = "io.labctl.instance"
@@ -21,6 +21,7 @@ KIND_SANDBOX = "sandbox"
 KIND_DYNO = "dyno"
 KIND_SLUG = "slug"
 KIND_NETWORK = "network"
+KIND_PROBE = "probe"  # the short-lived container that checks which fault kinds the engine supports
 
 DEFAULT_LAB = "default"
 STACK_NAME = "lab-24"

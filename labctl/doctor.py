@@ -10,8 +10,9 @@ from typing import Any
 
 from labctl import const
 from labctl.client import Client
+from labctl.domain.faults import KINDS
 from labctl.engine.docker import Engine, connect
-from labctl.engine.faults import KINDS, FaultEngine
+from labctl.engine.faults import FaultEngine
 from labctl.errors import EngineError, LabError
 from labctl.labdir import LabDir
 

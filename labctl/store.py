@@ -10,10 +10,12 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from labctl.records import AppRow, DynoRow, InstanceRow, LogRow, OldDynoRow, ReleaseRow, SandboxRow, SpaceRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,7 +66,7 @@ def _encode(value: Any) -> Any:
 
 
 class Store:
-    """Thin typed-dict access to the lab database."""
+    """Thin access to the lab database; each method returns the record of its table (``labctl.records``)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -94,11 +96,12 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
-    def _all(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+    # Rows leave SQLite untyped (``Any``): each public method below names the record its table holds.
+    def _all(self, sql: str, args: tuple = ()) -> list[Any]:
         with self._lock:
-            return [_decode(r) for r in self._db.execute(sql, args).fetchall()]  # type: ignore[misc]
+            return [_decode(r) for r in self._db.execute(sql, args).fetchall()]
 
-    def _one(self, sql: str, args: tuple = ()) -> dict[str, Any] | None:
+    def _one(self, sql: str, args: tuple = ()) -> Any:
         with self._lock:
             return _decode(self._db.execute(sql, args).fetchone())
 
@@ -106,7 +109,7 @@ class Store:
         with self.tx():
             self._db.execute(sql, tuple(_encode(a) for a in args))
 
-    def _insert(self, table: str, row: dict[str, Any]) -> None:
+    def _insert(self, table: str, row: Mapping[str, object]) -> None:
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         self._exec(f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
@@ -125,10 +128,10 @@ class Store:
         self._insert("meta", {"key": key, "value": value})
 
     # spaces
-    def spaces(self) -> list[dict[str, Any]]:
+    def spaces(self) -> list[SpaceRow]:
         return self._all("SELECT * FROM spaces ORDER BY name")
 
-    def space(self, name: str) -> dict[str, Any] | None:
+    def space(self, name: str) -> SpaceRow | None:
         return self._one("SELECT * FROM spaces WHERE name = ?", (name,))
 
     def add_space(self, name: str) -> None:
@@ -138,51 +141,58 @@ class Store:
         self._exec("DELETE FROM spaces WHERE name = ?", (name,))
 
     # apps
-    def apps(self) -> list[dict[str, Any]]:
+    def apps(self) -> list[AppRow]:
         return self._all("SELECT * FROM apps ORDER BY name")
 
-    def app(self, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM apps WHERE name = ?", (name,))
+    def app(self, app: str) -> AppRow | None:
+        return self._one("SELECT * FROM apps WHERE name = ?", (app,))
 
-    def add_app(self, name: str, space: str | None) -> None:
-        self._insert("apps", {"name": name, "space": space, "created_at": time.time()})
+    def add_app(self, app: str, space: str | None) -> None:
+        self._insert("apps", {"name": app, "space": space, "created_at": time.time()})
 
-    def update_app(self, name: str, **changes: Any) -> None:
-        self._update("apps", {"name": name}, changes)
+    def update_app(self, app: str, **changes: Any) -> None:
+        self._update("apps", {"name": app}, changes)
 
-    def delete_app(self, name: str) -> None:
+    def delete_app(self, app: str) -> None:
         with self.tx():
             for table in ("apps", "releases", "dynos", "logs", "old_dynos"):
                 col = "name" if table == "apps" else "app"
-                self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (name,))
+                self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (app,))
 
     # releases
-    def releases(self, app: str) -> list[dict[str, Any]]:
+    def releases(self, app: str) -> list[ReleaseRow]:
         return self._all("SELECT * FROM releases WHERE app = ? ORDER BY version DESC", (app,))
 
-    def release(self, app: str, version: int) -> dict[str, Any] | None:
+    def release(self, app: str, version: int) -> ReleaseRow | None:
         return self._one("SELECT * FROM releases WHERE app = ? AND version = ?", (app, version))
 
-    def current_release(self, app: str) -> dict[str, Any] | None:
+    def current_release(self, app: str) -> ReleaseRow | None:
         return self._one(
             "SELECT * FROM releases WHERE app = ? AND status = 'succeeded' ORDER BY version DESC LIMIT 1", (app,)
         )
 
     def next_version(self, app: str) -> int:
         row = self._one("SELECT MAX(version) AS v FROM releases WHERE app = ?", (app,))
-        return (row["v"] or 0) + 1 if row else 1
+        return int(row["v"] or 0) + 1 if row else 1
 
-    def add_release(self, row: dict[str, Any]) -> None:
-        self._insert("releases", {**row, "created_at": row.get("created_at", time.time())})
+    def add_release(self, app: str, version: int, image: str | None, procfile: dict[str, str],
+                    config: dict[str, str], description: str, status: str) -> None:
+        """Record (or record again, with a new ``created_at``) release ``version`` of the app."""
+        row: ReleaseRow = {"app": app, "version": version, "image": image, "procfile": procfile, "config": config,
+                           "description": description, "status": status, "created_at": time.time()}
+        self._insert("releases", row)
+
+    def set_release_status(self, app: str, version: int, status: str) -> None:
+        self._update("releases", {"app": app, "version": version}, {"status": status})
 
     def delete_release(self, app: str, version: int) -> None:
         self._exec("DELETE FROM releases WHERE app = ? AND version = ?", (app, version))
 
     # instances and their sandboxes
-    def instances(self) -> list[dict[str, Any]]:
+    def instances(self) -> list[InstanceRow]:
         return self._all("SELECT * FROM instances ORDER BY created_at, id")
 
-    def instance(self, iid: str) -> dict[str, Any] | None:
+    def instance(self, iid: str) -> InstanceRow | None:
         return self._one("SELECT * FROM instances WHERE id = ?", (iid,))
 
     def add_instance(self, iid: str, runtime: str) -> None:
@@ -196,12 +206,12 @@ class Store:
             self._db.execute("DELETE FROM instances WHERE id = ?", (iid,))
             self._db.execute("DELETE FROM sandboxes WHERE instance = ?", (iid,))
 
-    def sandboxes(self, instance: str | None = None) -> list[dict[str, Any]]:
+    def sandboxes(self, instance: str | None = None) -> list[SandboxRow]:
         if instance:
             return self._all("SELECT * FROM sandboxes WHERE instance = ?", (instance,))
         return self._all("SELECT * FROM sandboxes")
 
-    def sandbox(self, instance: str, app: str) -> dict[str, Any] | None:
+    def sandbox(self, instance: str, app: str) -> SandboxRow | None:
         return self._one("SELECT * FROM sandboxes WHERE instance = ? AND app = ?", (instance, app))
 
     def add_sandbox(self, instance: str, app: str, container: str, ip: str) -> None:
@@ -211,30 +221,30 @@ class Store:
         self._exec("DELETE FROM sandboxes WHERE instance = ? AND app = ?", (instance, app))
 
     # dynos
-    def dynos(self, app: str | None = None) -> list[dict[str, Any]]:
+    def dynos(self, app: str | None = None) -> list[DynoRow]:
         if app:
             return self._all("SELECT * FROM dynos WHERE app = ? ORDER BY name", (app,))
         return self._all("SELECT * FROM dynos ORDER BY app, name")
 
-    def dyno(self, app: str, name: str) -> dict[str, Any] | None:
-        return self._one("SELECT * FROM dynos WHERE app = ? AND name = ?", (app, name))
+    def dyno(self, app: str, dyno: str) -> DynoRow | None:
+        return self._one("SELECT * FROM dynos WHERE app = ? AND name = ?", (app, dyno))
 
-    def add_dyno(self, row: dict[str, Any]) -> None:
+    def add_dyno(self, row: DynoRow) -> None:
         self._insert("dynos", row)
 
-    def update_dyno(self, app: str, name: str, **changes: Any) -> None:
-        self._update("dynos", {"app": app, "name": name}, changes)
+    def update_dyno(self, app: str, dyno: str, **changes: Any) -> None:
+        self._update("dynos", {"app": app, "name": dyno}, changes)
 
-    def delete_dyno(self, app: str, name: str) -> None:
-        self._exec("DELETE FROM dynos WHERE app = ? AND name = ?", (app, name))
+    def delete_dyno(self, app: str, dyno: str) -> None:
+        self._exec("DELETE FROM dynos WHERE app = ? AND name = ?", (app, dyno))
 
-    # old dynos: the previous generation kept alive by preboot (lab-spec §7), hidden from `ps`
-    def old_dynos(self, app: str | None = None) -> list[dict[str, Any]]:
+    # old dynos: the previous generation kept alive by preboot (lab-spec §7), hidden from `ps` (`ps --all` lists them)
+    def old_dynos(self, app: str | None = None) -> list[OldDynoRow]:
         if app:
             return self._all("SELECT * FROM old_dynos WHERE app = ? ORDER BY name, started_at", (app,))
         return self._all("SELECT * FROM old_dynos ORDER BY app, name, started_at")
 
-    def add_old_dyno(self, row: dict[str, Any]) -> None:
+    def add_old_dyno(self, row: OldDynoRow) -> None:
         self._insert("old_dynos", row)
 
     def update_old_dyno(self, container: str, **changes: Any) -> None:
@@ -251,7 +261,7 @@ class Store:
         )
 
     def logs(self, app: str, after: int = 0, limit: int = 100, dyno: str | None = None, ptype: str | None = None,
-             source: str | None = None) -> list[dict[str, Any]]:
+             source: str | None = None) -> list[LogRow]:
         """The last ``limit`` lines after id ``after``; ``dyno`` matches a name (web.1) or a type (web)."""
         where, args = ["app = ?", "id > ?"], [app, after]
         if source:

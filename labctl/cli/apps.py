@@ -159,11 +159,11 @@ def features_disable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAU
 
 @app.command("stacks")
 def stacks(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
-    """List the stacks dynos run on (one here: lab-24, Debian trixie with Python 3.13)."""
+    """List the stacks dynos run on (one here: Debian with Python, like Heroku's heroku-24)."""
     from labctl import const
 
     rows = [{"name": const.STACK_NAME, "image": const.STACK_IMAGE, "base": f"Debian {const.DEBIAN_SUITE}",
-             "python": "3.13", "default": True}]
+             "python": const.STACK_PYTHON, "default": True}]
     if json:
         return render.as_json(rows)
     render.out("=== Available Stacks")

@@ -8,9 +8,9 @@ import typer
 
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client
+from labctl.domain.faults import kinds_help
 from labctl.errors import InvalidInput
 
-KINDS_HELP = "cpu, loss, blackhole, bandwidth, latency, host-failure"
 Instance = Annotated[str | None, typer.Option("--instance", "-i", help="A runtime instance id (i-…).")]
 Dyno = Annotated[str | None, typer.Option("--dyno", "-d", help="The instance hosting this dyno, e.g. web.1 (with -a).")]
 
@@ -35,7 +35,7 @@ def faults(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) 
 
 @app.command("faults:add")
 def faults_add(
-    kind: Annotated[str, typer.Argument(help=f"One of: {KINDS_HELP}")],
+    kind: Annotated[str, typer.Argument(help=f"The fault kind. {kinds_help()}.")],
     percent: Annotated[float | None, typer.Option("--percent", help="loss: % of packets dropped, (0, 100].")] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="cpu: CPUs each dyno gets, e.g. 0.05.")] = None,
     rate: Annotated[str | None, typer.Option("--rate", help="bandwidth: e.g. 1mbit, 512kbit.")] = None,
@@ -76,7 +76,8 @@ def faults_clear(
     if all_:
         if instance is not None or dyno is not None:
             raise InvalidInput("Give --all, or one of --instance ID / --dyno DYNO -a APP, not both")
-        target, what = {}, "every instance"
+        target: dict[str, str] = {}
+        what = "every instance"
     else:
         target, what = _target(instance, dyno, app_name)
     removed = client(lab).faults_clear(kind=kind or None, **target)

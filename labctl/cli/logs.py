@@ -37,8 +37,8 @@ def logs(
     if source not in (None, "app", "heroku"):
         raise InvalidInput("--source must be app or heroku")
     c = client(lab)
-    filters = {k: v for k, v in {"dyno": dyno, "ptype": ptype, "source": source}.items() if v}
-    rows = c.log_lines(name, n=num, **filters)
+    dyno, ptype, source = dyno or None, ptype or None, source or None  # an empty filter is no filter
+    rows = c.log_lines(name, n=num, dyno=dyno, ptype=ptype, source=source)
     shown = [r for r in rows if matches(r, dyno, ptype, source)][-num:]
     emit = render.as_json if json else (lambda r: render.out(render.log_line(r)))
     if json and not tail:
@@ -48,7 +48,7 @@ def logs(
     last = rows[-1]["id"] if rows else 0
     while tail:
         time.sleep(0.5)
-        for r in c.log_lines(name, after=last, n=1500, **filters):
+        for r in c.log_lines(name, after=last, n=1500, dyno=dyno, ptype=ptype, source=source):
             last = r["id"]
             if matches(r, dyno, ptype, source):
                 emit(r)

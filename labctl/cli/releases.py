@@ -58,7 +58,7 @@ def config_set(pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE …")]
                lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Set config vars: a new release that restarts the dynos."""
     name = require_app(app_name)
-    changes = {}
+    changes: dict[str, str | None] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

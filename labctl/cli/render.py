@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,7 +142,7 @@ def types_text(formation: list[dict[str, Any]]) -> str:
 
 
 # -- faults, doctor, traffic (issue 4) ---------------------------------------------------------------------
-def _table(rows: list[tuple[str, ...]], right: frozenset[int] = frozenset()) -> str:
+def _table(rows: Sequence[tuple[str, ...]], right: frozenset[int] = frozenset()) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(v.rjust(widths[c]) if c in right else v.ljust(widths[c]) for c, v in enumerate(r))
                      .rstrip() for r in rows)

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 from labctl.controller.manager import Manager
 from labctl.errors import InvalidInput, LabError, NotFound
+from labctl.records import DynoView, LabStatus
 
 log = logging.getLogger("labctl.api")
 Route = tuple[str, re.Pattern[str], Callable[..., Any]]
@@ -28,7 +29,7 @@ MAX_BODY = 1 << 20
 class Api:
     """Maps (method, path) to manager calls."""
 
-    def __init__(self, manager: Manager, status: Callable[[], dict[str, Any]]):
+    def __init__(self, manager: Manager, status: Callable[[], LabStatus]):
         self.m = manager
         self.status = status
         self.routes: list[Route] = []
@@ -132,7 +133,7 @@ class Api:
 
     def _build(self, q: dict[str, str], b: dict[str, Any], app: str) -> Iterator[dict[str, Any]]:
         src = _field(b, "source_dir")
-        self.m.app(app)
+        self.m.app_row(app)
         return _stream(lambda progress: self.m.deploy(app, src, progress))
 
     def _run(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
@@ -144,7 +145,7 @@ class Api:
             return view
         return self._attached(app, view)
 
-    def _attached(self, app: str, view: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _attached(self, app: str, view: DynoView) -> Iterator[dict[str, Any]]:
         """Stream an attached one-off's output; a heartbeat each second notices a client that went away.
 
         A vanished client gets Heroku's treatment (heroku-reference §1.6): SIGHUP to the dyno's processes,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from labctl.controller.logsink import LogSink
 from labctl.domain.clock import TimeScale
@@ -36,17 +35,27 @@ class LabClock:
         self._scale = TimeScale(factor)
 
 
+@dataclass(frozen=True)
+class Terminating:
+    """A container signalled and not yet removed: its port stays taken on its instance until it is gone."""
+
+    app: str
+    dyno: str
+    port: int | None
+    instance: str | None  # the dedicated instance torn down once it is gone (None: the instance stays)
+
+
 @dataclass
 class Tracked:
     """Containers the runtime is working on, by container id.
 
-    ``terminating``: signalled, not yet removed (their ports stay taken; ``{"app", "dyno", "port", "instance"}``);
+    ``terminating``: signalled, not yet removed;
     ``attached``: one-offs whose client reads their output (their exit is handled by the API call);
     ``followed``: containers whose log the lab copies; ``exited``: exits the event stream reported since the
     last full sync.
     """
 
-    terminating: dict[str, dict[str, Any]] = field(default_factory=dict)
+    terminating: dict[str, Terminating] = field(default_factory=dict)
     attached: set[str] = field(default_factory=set)
     followed: set[str] = field(default_factory=set)
     exited: set[str] = field(default_factory=set)

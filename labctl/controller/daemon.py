@@ -44,6 +44,7 @@ def serve(lab: str) -> int:
     from labctl.controller.runtime import Runtime
     from labctl.engine.docker import Engine, connect
     from labctl.errors import EngineError
+    from labctl.records import LabStatus, RouterStatus
     from labctl.store import Store
 
     d = LabDir(lab)
@@ -63,7 +64,7 @@ def serve(lab: str) -> int:
     manager = Manager(store, runtime, sink, lab)
     started = time.time()
 
-    def status() -> dict:
+    def status() -> LabStatus:
         s = d.settings()
         # The ports the runtime put the router on; the engine's view wins when it has one. A router that is
         # restarting (or an engine that is away) publishes no ports for a moment, and `up --http-port 0`
@@ -74,10 +75,13 @@ def serve(lab: str) -> int:
         except EngineError:
             pass
         port, tport = ports.get("http") or s.http_port, ports.get("https")
-        router = {"url": f"http://127.0.0.1:{port}", "port": port, "app_url": f"http://<app>.localhost:{port}"}
+        router: RouterStatus = {"url": f"http://127.0.0.1:{port}", "port": port,
+                                "app_url": f"http://<app>.localhost:{port}"}
         if tport:
-            router.update(https_url=f"https://127.0.0.1:{tport}", https_port=tport,
-                          https_app_url=f"https://<app>.localhost:{tport}", ca_cert=str(d.file("ca.crt")))
+            router["https_url"] = f"https://127.0.0.1:{tport}"
+            router["https_port"] = tport
+            router["https_app_url"] = f"https://<app>.localhost:{tport}"
+            router["ca_cert"] = str(d.file("ca.crt"))
         return {"lab": lab, "router": router,
                 "timescale": runtime.scale.factor, "pool_size": s.pool_size, "controller_pid": os.getpid(),
                 "uptime_s": round(time.time() - started, 1), "apps": len(store.apps()),

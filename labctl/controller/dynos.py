@@ -14,10 +14,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from labctl import const
-from labctl.controller.context import Context
+from labctl.controller.context import Context, Terminating
 from labctl.controller.instances import Instances
 from labctl.controller.routing import MIN_BOOT
 from labctl.controller.watchdog import cycle_deadline, r15_lines
@@ -28,6 +27,7 @@ from labctl.domain.placement import needs_new_dedicated_instance
 from labctl.domain.sizes import get_size
 from labctl.engine.docker import DynoSpec
 from labctl.errors import EngineError, NotFound
+from labctl.records import AppRow, DynoRow, ReleaseRow
 
 log = logging.getLogger("labctl.runtime")
 DRAIN_DELAY = 0.15  # seconds between removing a dyno from the router and sending it SIGTERM
@@ -55,21 +55,21 @@ class Dynos:
         self._sync_router(also_up)
 
     # -- rows ---------------------------------------------------------------------------------------
-    def new_dyno_row(self, app: dict[str, Any], name: str, proc: Process, release: int,
-                     one_off: bool = False, attach: bool = False) -> dict[str, Any]:
+    def new_dyno_row(self, app: str, dyno: str, proc: Process, release: int,
+                     one_off: bool = False, attach: bool = False) -> DynoRow:
         """Record a dyno that is due to start now (the loop starts it; a one-off caller may start it at once)."""
-        row = {"app": app["name"], "name": name, "type": proc.type, "size": proc.size, "command": proc.command,
+        row: DynoRow = {"app": app, "name": dyno, "type": proc.type, "size": proc.size, "command": proc.command,
                "release": release, "instance": None, "state": "starting", "updated_at": time.time(),
                "container": None, "port": None, "crashes": 0, "next_start": time.time(), "boot_deadline": None,
                "up_since": None, "cycle_at": None, "one_off": int(one_off), "attach": int(attach)}
         self.store.add_dyno(row)
         return row
 
-    def remove_dyno(self, row: dict[str, Any]) -> None:
+    def remove_dyno(self, row: DynoRow) -> None:
         """Scale-down or app removal: the dyno leaves the router, then stops; a dedicated instance goes too."""
         self.store.delete_dyno(row["app"], row["name"])
-        app = self.store.app(row["app"])
-        in_space = bool(app and app["space"])
+        app_row = self.store.app(row["app"])
+        in_space = bool(app_row and app_row["space"])
         if row["container"]:
             self.sync_router()
             self.sink.heroku(row["app"], row["name"], "Stopping all processes with SIGTERM")
@@ -81,55 +81,58 @@ class Dynos:
 
     # -- starting ---------------------------------------------------------------------------------
     def _free_port(self, instance: str, app: str) -> int:
-        used = {r["port"] for r in self.store.dynos(app) if r["instance"] == instance and r["port"]}
-        used |= {t.get("port") for t in self.tracked.terminating.values()}
+        used: set[int | None] = {r["port"] for r in self.store.dynos(app) if r["instance"] == instance and r["port"]}
+        used |= {t.port for t in self.tracked.terminating.values() if t.port}
         used |= {o["port"] for o in self.store.old_dynos(app) if o["instance"] == instance}
         while True:
             port = self.ctx.rng.randint(10000, 60000)
             if port not in used:
                 return port
 
-    def start_dyno(self, row: dict[str, Any], placement: Placement = Placement.ANY) -> None:
+    def start_dyno(self, row: DynoRow, placement: Placement = Placement.ANY) -> None:
         """Start a new container for the dyno on its (possibly new) instance. Failures become crashes."""
-        app = self.store.app(row["app"])
-        rel = self.store.release(row["app"], row["release"])
-        if app is None or rel is None:
-            return
-        instance = self.instances.place(row, placement)
-        port = self._free_port(instance, app["name"])
+        app, dyno = row["app"], row["name"]
+        app_row = self.store.app(app)
+        rel = self.store.release(app, row["release"])
+        if app_row is None or rel is None or rel["image"] is None:
+            return  # the app is gone; a release without an image is a build in progress, which no dyno runs
+        image = rel["image"]
+        instance = self.instances.place(row, app_row, placement)
+        port = self._free_port(instance, app)
         is_web = row["type"] == "web"
-        spec = self._spec(app, rel, row, instance, port if is_web else None)
-        self.sink.state(app["name"], row["name"], row["state"], "starting")
-        self.sink.heroku(app["name"], row["name"], f"Starting process with command `{row['command']}`")
+        spec = self._spec(app_row, rel, image, row, instance, port if is_web else None)
+        self.sink.state(app, dyno, row["state"], "starting")
+        self.sink.heroku(app, dyno, f"Starting process with command `{row['command']}`")
         now = time.time()
         try:
             info = self.engine.start_dyno(spec, secrets.token_hex(3))
         except EngineError as err:
-            self.sink.heroku(app["name"], row["name"], f"Error starting process: {str(err)[:200]}")
-            self._crashed(row, app, now)
+            self.sink.heroku(app, dyno, f"Error starting process: {str(err)[:200]}")
+            self._crashed(row, app_row, now)
             return
         # R10 counts from the process launch, not from the container's creation (heroku-reference §2.2).
         # Lab floor: a scaled boot timeout never drops below MIN_BOOT seconds, what a container needs here.
         deadline = time.time() + max(MIN_BOOT, self.ctx.scale(clock.BOOT_TIMEOUT)) if is_web else None
-        self.store.update_dyno(app["name"], row["name"], instance=instance, container=info.id,
+        self.store.update_dyno(app, dyno, instance=instance, container=info.id,
                                port=port if is_web else None, state="starting", updated_at=now,
                                next_start=None, boot_deadline=deadline, up_since=None,
                                cycle_at=cycle_deadline(self.ctx.scale, self.ctx.rng, now))
-        self._started(app["name"], row, instance, info.id)
+        self._started(app, row, instance, info.id)
 
-    def _spec(self, app: dict[str, Any], rel: dict[str, Any], row: dict[str, Any], instance: str,
+    def _spec(self, app_row: AppRow, rel: ReleaseRow, image: str, row: DynoRow, instance: str,
               port: int | None) -> DynoSpec:
         """The container of the dyno's next process: the release's image and config, in its sandbox."""
-        sb = self.instances.ensure_sandbox(instance, app)
+        app = app_row["name"]
+        sb = self.instances.ensure_sandbox(instance, app_row)
         size = get_size(row["size"])
-        env = {**rel["config"], "DYNO": row["name"], const.ENV_INSTANCE: instance, "LABCTL_APP": app["name"],
-               "HEROKU_APP_NAME": app["name"], "HEROKU_RELEASE_VERSION": f"v{rel['version']}"}
+        env = {**rel["config"], "DYNO": row["name"], const.ENV_INSTANCE: instance, "LABCTL_APP": app,
+               "HEROKU_APP_NAME": app, "HEROKU_RELEASE_VERSION": f"v{rel['version']}"}
         if port is not None:
             env["PORT"] = str(port)
-        return DynoSpec(app["name"], row["name"], rel["version"], instance, rel["image"], row["command"], env,
+        return DynoSpec(app, row["name"], rel["version"], instance, image, row["command"], env,
                         sb["container"], size.r15_mb, size.cpu_shares)
 
-    def _started(self, app: str, row: dict[str, Any], instance: str, cid: str) -> None:
+    def _started(self, app: str, row: DynoRow, instance: str, cid: str) -> None:
         if row["attach"]:
             self.tracked.attached.add(cid)
         else:
@@ -157,17 +160,18 @@ class Dynos:
         Returns whether a web dyno is still booting (the loop then looks again soon).
         """
         booting = False
-        bound: list[dict[str, Any]] = []
+        bound: list[DynoRow] = []
         for row in self.store.dynos():
-            if row["state"] != "starting" or not row["container"] or row["type"] != "web":
+            cid = row["container"]
+            if row["state"] != "starting" or not cid or row["type"] != "web":
                 continue
-            info = self.engine.try_info(row["container"])
+            info = self.engine.try_info(cid)
             if info is None or info.status != "running":
                 continue
             if row["port"] in self.engine.listening_ports(info):
                 bound.append(row)
             elif row["boot_deadline"] and time.time() > row["boot_deadline"]:
-                self._boot_timeout(row)
+                self._boot_timeout(row, cid)
             else:
                 booting = True
         if bound:
@@ -177,15 +181,15 @@ class Dynos:
                 self._mark_up(r["app"], r["name"], "starting")
         return booting
 
-    def _boot_timeout(self, row: dict[str, Any]) -> None:
+    def _boot_timeout(self, row: DynoRow, cid: str) -> None:
         self.sink.heroku(row["app"], row["name"], "Error R10 (Boot timeout) -> Web process failed to bind "
                          "to $PORT within 60 seconds of launch")
         self.sink.heroku(row["app"], row["name"], "Stopping process with SIGKILL")
-        self.engine.kill(row["container"])
-        self.tracked.exited.add(row["container"])
+        self.engine.kill(cid)
+        self.tracked.exited.add(cid)
 
     # -- exits and crashes ------------------------------------------------------------------------
-    def on_exit(self, row: dict[str, Any]) -> None:
+    def on_exit(self, row: DynoRow) -> None:
         """The dyno's container exited: a one-off completes; a formation dyno has crashed."""
         info = self.engine.try_info(row["container"])
         status = info.exit_code if info else None
@@ -197,14 +201,14 @@ class Dynos:
         if row["container"]:
             self.engine.remove(row["container"])
             self.tracked.followed.discard(row["container"])
-        app = self.store.app(row["app"])
-        if row["one_off"] or app is None:
+        app_row = self.store.app(row["app"])
+        if row["one_off"] or app_row is None:
             self.sink.state(row["app"], row["name"], row["state"], "complete")
             self.store.delete_dyno(row["app"], row["name"])
-            if app and app["space"] and row["instance"]:
+            if app_row and app_row["space"] and row["instance"]:
                 self.instances.retire_instance(row["instance"])
             return
-        self._crashed(row, app, time.time())
+        self._crashed(row, app_row, time.time())
 
     def finish_attached(self, app: str, dyno: str, container: str) -> None:
         """The client of an attached one-off is done with it: its exit is handled now."""
@@ -213,7 +217,7 @@ class Dynos:
         if row and row["container"] == container:
             self.on_exit(row)
 
-    def _crashed(self, row: dict[str, Any], app: dict[str, Any], now: float) -> None:
+    def _crashed(self, row: DynoRow, app_row: AppRow, now: float) -> None:
         """Crash policy (heroku-reference §2.4): PS restarts at once; CR cools off after the first restart.
 
         Lab choice: a dyno that stayed up for at least the boot timeout had "a good start", which
@@ -223,18 +227,18 @@ class Dynos:
         if row["up_since"] and now - row["up_since"] >= self.ctx.scale(clock.BOOT_TIMEOUT):
             crashes = 0
         crashes += 1
-        delay = self.ctx.scale(clock.crash_delay(crashes, bool(app["space"])))
+        delay = self.ctx.scale(clock.crash_delay(crashes, bool(app_row["space"])))
         self.sink.state(row["app"], row["name"], row["state"], "crashed")
         self.store.update_dyno(row["app"], row["name"], state="crashed", updated_at=now, container=None,
                                crashes=crashes, next_start=now + delay, up_since=None, boot_deadline=None)
 
     # -- plans: restart and stop ----------------------------------------------------------------------
-    def apply_plan(self, row: dict[str, Any], plan: DynoPlan, release: int | None = None,
+    def apply_plan(self, row: DynoRow, plan: DynoPlan, release: int | None = None,
                    event: str | None = None) -> None:
         """Carry out a restart/stop plan for one dyno (``apply_plans``)."""
         self.apply_plans([(row, plan)], release, event)
 
-    def apply_plans(self, items: list[tuple[dict[str, Any], DynoPlan]], release: int | None = None,
+    def apply_plans(self, items: list[tuple[DynoRow, DynoPlan]], release: int | None = None,
                     event: str | None = None) -> None:
         """Carry out restart/stop plans for dynos that go together (a release, ``ps:restart web``).
 
@@ -245,7 +249,7 @@ class Dynos:
         reload, in a thread this call joins. Nothing else runs meanwhile (the caller holds the runtime's
         lock), and no new dyno is routed before it is ``up``.
         """
-        stopping: list[tuple[dict[str, Any], str | None]] = []
+        stopping: list[tuple[DynoRow, str | None]] = []
         starts: list[tuple[str, str, Placement]] = []
         for row, plan in items:
             retire = row["instance"] if plan.retire_instance else None
@@ -270,7 +274,7 @@ class Dynos:
         starting.result()  # raises what the start raised
         self.ctx.wake()
 
-    def _announce(self, row: dict[str, Any], plan: DynoPlan, release: int | None, event: str | None,
+    def _announce(self, row: DynoRow, plan: DynoPlan, release: int | None, event: str | None,
                   retire: str | None) -> None:
         """Log the action, record the dyno's new intent; a running container becomes ``terminating``.
 
@@ -278,34 +282,33 @@ class Dynos:
         (``Placement.NEW``) forgets the current one, so the next start, here or after a controller restart,
         provisions a new instance.
         """
-        app_name, name = row["app"], row["name"]
-        self.sink.heroku(app_name, name, event or plan.event)
+        app, dyno = row["app"], row["name"]
+        self.sink.heroku(app, dyno, event or plan.event)
         if not plan.start_again:
-            self.store.delete_dyno(app_name, name)
+            self.store.delete_dyno(app, dyno)
         else:
             # next_start = now: should the controller die before the new container exists, the loop starts it.
             instance = None if needs_new_dedicated_instance(plan.placement, row["instance"]) else row["instance"]
-            self.store.update_dyno(app_name, name, container=None, port=None, crashes=0, state="starting",
+            self.store.update_dyno(app, dyno, container=None, port=None, crashes=0, state="starting",
                                    updated_at=time.time(), release=release or row["release"], next_start=time.time(),
                                    instance=instance)
         if row["container"]:
-            self.sink.heroku(app_name, name, "Stopping all processes with SIGTERM")
-            self.sink.state(app_name, name, row["state"], "starting" if plan.start_again else "down")
+            self.sink.heroku(app, dyno, "Stopping all processes with SIGTERM")
+            self.sink.state(app, dyno, row["state"], "starting" if plan.start_again else "down")
             # terminating from now on: its port stays taken for a new container on the same instance
-            self.tracked.terminating[row["container"]] = {"app": app_name, "dyno": name, "port": row["port"],
-                                                          "instance": retire}
+            self.tracked.terminating[row["container"]] = Terminating(app, dyno, row["port"], retire)
 
     def _start_all(self, starts: list[tuple[str, str, Placement]]) -> None:
         """Start the replacements one after another (ports on a shared instance are chosen one at a time)."""
-        for app_name, name, placement in starts:
-            fresh = self.store.dyno(app_name, name)  # as ``_announce`` recorded it
+        for app, dyno, placement in starts:
+            fresh = self.store.dyno(app, dyno)  # as ``_announce`` recorded it
             if fresh is not None:
                 self.start_dyno(fresh, placement)
 
     def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
                          quiet: bool = False, port: int | None = None) -> None:
         """SIGTERM → grace → SIGKILL (R12) in a thread, then remove; optionally tear the instance down."""
-        self.tracked.terminating[cid] = {"app": app, "dyno": dyno, "port": port, "instance": retire_instance}
+        self.tracked.terminating[cid] = Terminating(app, dyno, port, retire_instance)
         grace = self.ctx.scale(clock.SHUTDOWN_GRACE)
 
         def run() -> None:
@@ -355,7 +358,7 @@ class Dynos:
         self.ctx.wake()
         return moved
 
-    def _evacuate(self, r: dict[str, Any]) -> bool:
+    def _evacuate(self, r: DynoRow) -> bool:
         """The dyno's container is gone with its instance: a one-off ends, a formation dyno is due elsewhere."""
         if r["container"]:
             self.tracked.followed.discard(r["container"])

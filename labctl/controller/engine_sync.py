@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from labctl import const
 from labctl.controller.context import Context
+from labctl.engine.docker import ContainerInfo
+from labctl.records import DynoRow
 
 log = logging.getLogger("labctl.runtime")
 FULL_SYNC_EVERY = 5.0
@@ -24,7 +26,7 @@ class DynoWatch(Protocol):
 
     def follow(self, app: str, dyno: str, cid: str, since: float | None = None) -> None: ...
 
-    def on_exit(self, row: dict[str, Any]) -> None: ...
+    def on_exit(self, row: DynoRow) -> None: ...
 
     def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
                          quiet: bool = False, port: int | None = None) -> None: ...
@@ -76,10 +78,10 @@ class EngineSync:
                     and c.id not in tracked.attached:
                 self.dynos.retire_container(c.id, c.labels.get(const.LABEL_APP, "?"),
                                             c.labels.get(const.LABEL_DYNO, "?"), quiet=True)
-            elif kind == const.KIND_SANDBOX and c.id not in sandboxes and not self._sandbox_busy(c.id):
+            elif kind == const.KIND_SANDBOX and c.id not in sandboxes:
                 self.engine.remove(c.id)
 
-    def _sync_dynos(self, live: dict[str, Any]) -> set[str]:
+    def _sync_dynos(self, live: dict[str, ContainerInfo]) -> set[str]:
         """A dyno whose container exited or vanished: its exit is handled (unless a client is attached)."""
         known = set()
         for row in self.store.dynos():
@@ -92,7 +94,7 @@ class EngineSync:
                 self.dynos.on_exit(row)
         return known
 
-    def _sync_old_dynos(self, live: dict[str, Any]) -> set[str]:
+    def _sync_old_dynos(self, live: dict[str, ContainerInfo]) -> set[str]:
         """An old generation that exited is forgotten."""
         known = set()
         for old in self.store.old_dynos():
@@ -102,9 +104,6 @@ class EngineSync:
                 self.store.delete_old_dyno(old["container"])
                 self.engine.remove(old["container"])
         return known
-
-    def _sandbox_busy(self, cid: str) -> bool:
-        return any(t.get("sandbox") == cid for t in self.tracked.terminating.values())
 
     # -- engine loss ------------------------------------------------------------------------------------
     def on_lost(self) -> None:
@@ -133,7 +132,7 @@ class EngineSync:
         self.lost = False
         self.last_full_sync = 0.0
 
-    def _restart_stopped(self, live: dict[str, Any]) -> list[str]:
+    def _restart_stopped(self, live: dict[str, ContainerInfo]) -> list[str]:
         """Dynos the engine stopped restart on their instance; returns their old containers."""
         sink, store = self.ctx.sink, self.store
         now = time.time()

@@ -23,11 +23,10 @@ from typing import Any
 from labctl.controller.logsink import LogSink
 from labctl.controller.runtime import Runtime
 from labctl.domain import names
+from labctl.domain.faults import FAULT_KINDS, KINDS, NET_KINDS, PARAM_HELP
 from labctl.engine.faults import (
-    KINDS,
     MAX_CPUS,
     MIN_CPUS,
-    NET_KINDS,
     FaultEngine,
     Support,
     format_rate,
@@ -35,22 +34,10 @@ from labctl.engine.faults import (
     parse_rate,
 )
 from labctl.errors import Conflict, EngineError, InvalidInput, LabError, NotFound
+from labctl.records import DynoRow, Fault, FaultView, InstanceRow, SandboxRow
 from labctl.store import Store
 
 log = logging.getLogger("labctl.faults")
-
-# Which parameter each kind takes (CLI option → body key).
-PARAMS: dict[str, tuple[str, ...]] = {
-    "cpu": ("cpus",), "loss": ("percent",), "blackhole": (), "bandwidth": ("rate",), "latency": ("delay",),
-    "host-failure": (),
-}
-PARAM_HELP = {
-    "cpus": "--cpus F (a fraction of one CPU, e.g. 0.05)",
-    "percent": "--percent N (the share of packets dropped, e.g. 30)",
-    "rate": "--rate R (e.g. 1mbit, 512kbit)",
-    "delay": "--delay DURATION (e.g. 200ms)",
-}
-
 
 # -- pure: validation and description ----------------------------------------------------------------------
 def _number(value: Any, flag: str) -> float:
@@ -68,18 +55,18 @@ def check_kind(kind: Any) -> str:
     return kind
 
 
-def build_fault(body: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+def build_fault(body: dict[str, Any], now: float | None = None) -> Fault:
     """Validate a request body into a fault record; raises InvalidInput with one clear line."""
     now = time.time() if now is None else now
     kind = check_kind(body.get("kind"))
-    wanted = PARAMS[kind]
+    wanted = FAULT_KINDS[kind].params
     for key in PARAM_HELP:
         if body.get(key) is not None and key not in wanted:
             raise InvalidInput(f"--{key} does not apply to {kind} faults")
     for key in wanted:
         if body.get(key) is None:
             raise InvalidInput(f"{kind} faults need {PARAM_HELP[key]}")
-    fault: dict[str, Any] = {"id": "f-" + secrets.token_hex(4), "kind": kind}
+    fault: Fault = {"id": "f-" + secrets.token_hex(4), "kind": kind}
     if kind == "cpu":
         cpus = _number(body["cpus"], "--cpus")
         if not 0 < cpus <= MAX_CPUS:
@@ -106,7 +93,7 @@ def build_fault(body: dict[str, Any], now: float | None = None) -> dict[str, Any
     return fault
 
 
-def describe(fault: dict[str, Any]) -> str:
+def describe(fault: Fault) -> str:
     """``cpu 0.05 CPU``, ``loss 30%``, ``blackhole``, ``bandwidth 1mbit``."""
     kind = fault.get("kind", "?")
     if kind == "cpu":
@@ -120,7 +107,7 @@ def describe(fault: dict[str, Any]) -> str:
     return str(kind)
 
 
-def expired(fault: dict[str, Any], now: float) -> bool:
+def expired(fault: Fault, now: float) -> bool:
     return bool(fault.get("expires_at")) and fault["expires_at"] <= now
 
 
@@ -166,7 +153,7 @@ class FaultManager:
           lambda q, b, app, dyno: self.clear(self.dyno_instance(app, dyno), q.get("kind") or None))
 
     # -- lookups ---------------------------------------------------------------------------------------
-    def _instance(self, iid: str) -> dict[str, Any]:
+    def _instance(self, iid: str) -> InstanceRow:
         inst = self.store.instance(iid)
         if inst is None:
             raise NotFound(f"No such instance {iid}. See `labctl instances`.")
@@ -183,16 +170,18 @@ class FaultManager:
         row = self.store.dyno(app, dyno)
         if row is None:
             raise NotFound(f"No such dyno {dyno} on ⬢ {app}")
-        if not row["instance"] or not row["container"] or self.store.instance(row["instance"]) is None:
+        iid = row["instance"]
+        if not iid or not row["container"] or self.store.instance(iid) is None:
             raise Conflict(f"{dyno} on ⬢ {app} is not placed on an instance right now (state: {row['state']}); "
                            "try again once it is up")
-        return row["instance"]
+        return iid
 
-    def _hosted(self, iid: str) -> list[dict[str, Any]]:
+    def _hosted(self, iid: str) -> list[DynoRow]:
+        """The dynos with a container on the instance."""
         return [r for r in self.store.dynos() if r["instance"] == iid and r["container"]]
 
     # -- operations ------------------------------------------------------------------------------------
-    def add(self, iid: str, body: dict[str, Any]) -> dict[str, Any]:
+    def add(self, iid: str, body: dict[str, Any]) -> FaultView:
         kind = check_kind(body.get("kind"))
         self._instance(iid)
         if kind != "host-failure":
@@ -220,7 +209,7 @@ class FaultManager:
         self.wakeup.set()
         return self._view(self._instance(iid), fault)
 
-    def clear(self, iid: str | None, kind: str | None = None) -> list[dict[str, Any]]:
+    def clear(self, iid: str | None, kind: str | None = None) -> list[FaultView]:
         """Remove faults (of one kind, or all) from one instance, or from every instance when ``iid`` is None."""
         if kind is not None:
             check_kind(kind)
@@ -228,7 +217,7 @@ class FaultManager:
                 raise InvalidInput("host-failure cannot be cleared: the instance is already gone")
         if iid is not None:
             self._instance(iid)
-        removed: list[dict[str, Any]] = []
+        removed: list[FaultView] = []
         with self.rt.lock:
             targets = [self._instance(iid)] if iid is not None else self.store.instances()
             for inst in targets:
@@ -238,10 +227,10 @@ class FaultManager:
         self.wakeup.set()
         return removed
 
-    def expire(self, now: float | None = None) -> list[dict[str, Any]]:
+    def expire(self, now: float | None = None) -> list[FaultView]:
         """Revert every fault whose ``--for`` has run out. Returns what was reverted."""
         now = time.time() if now is None else now
-        removed: list[dict[str, Any]] = []
+        removed: list[FaultView] = []
         with self.rt.lock:
             for inst in self.store.instances():
                 gone = [f for f in inst["faults"] if expired(f, now)]
@@ -252,7 +241,7 @@ class FaultManager:
                         log.warning("could not revert expired faults of %s: %s", inst["id"], err)
         return removed
 
-    def _drop(self, inst: dict[str, Any], gone: list[dict[str, Any]], verb: str) -> list[dict[str, Any]]:
+    def _drop(self, inst: InstanceRow, gone: list[Fault], verb: str) -> list[FaultView]:
         ids = {f.get("id") for f in gone}
         keep = [f for f in inst["faults"] if f.get("id") not in ids]
         self._apply(inst["id"], keep, old=inst["faults"])
@@ -261,7 +250,7 @@ class FaultManager:
             self._log(inst["id"], f"Fault on instance {inst['id']} {verb}: {describe(f)} (labctl)")
         return [self._view(inst, f) for f in gone]
 
-    def list_faults(self, app: str | None = None, instance: str | None = None) -> list[dict[str, Any]]:
+    def list_faults(self, app: str | None = None, instance: str | None = None) -> list[FaultView]:
         if app is not None and self.store.app(app) is None:
             raise NotFound(f"Couldn't find that app: {app}")
         insts = [self._instance(instance)] if instance else self.store.instances()
@@ -273,8 +262,8 @@ class FaultManager:
             out += [self._view(inst, f, hosted) for f in inst["faults"]]
         return out
 
-    def _view(self, inst: dict[str, Any], fault: dict[str, Any],
-              hosted: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def _view(self, inst: InstanceRow, fault: Fault, hosted: list[DynoRow] | None = None) -> FaultView:
+        """A fault as the API shows it: with its instance and the dynos (``app/web.1``) it hosts."""
         hosted = self._hosted(inst["id"]) if hosted is None else hosted
         return {**fault, "instance": inst["id"], "runtime": inst["runtime"], "description": describe(fault),
                 "dynos": [f"{r['app']}/{r['name']}" for r in hosted]}
@@ -287,7 +276,7 @@ class FaultManager:
             raise InvalidInput(f"{kind} faults are not supported on this engine: {support.reason}. "
                                "See `labctl doctor`.")
 
-    def _apply(self, iid: str, faults: list[dict[str, Any]], old: list[dict[str, Any]] | None = None,
+    def _apply(self, iid: str, faults: list[Fault], old: list[Fault] | None = None,
                force: bool = False) -> None:
         """Make the instance's sandboxes and dynos carry exactly ``faults``; skips what did not change."""
         net_new = [f for f in faults if f.get("kind") in NET_KINDS]
@@ -299,17 +288,18 @@ class FaultManager:
                 self.fe.sync_sandbox(sb["container"], net_new)
         cpu_new, cpu_old = _cpus(faults), _cpus(old or [])
         if force or cpu_new != cpu_old:
-            for row in self._hosted(iid):
-                self.fe.set_cpu(row["container"], cpu_new)
+            for cid in (r["container"] for r in self._hosted(iid)):
+                if cid:  # every hosted dyno has one (``_hosted``)
+                    self.fe.set_cpu(cid, cpu_new)
 
-    def _restore(self, iid: str, old: list[dict[str, Any]]) -> None:
+    def _restore(self, iid: str, old: list[Fault]) -> None:
         try:
             self._apply(iid, old, force=True)
         except LabError as err:
             log.warning("could not restore faults of %s: %s", iid, err)
 
     # -- hooks (called by the runtime under its lock) ------------------------------------------------------
-    def _on_sandbox_created(self, iid: str, sandbox: dict[str, Any]) -> None:
+    def _on_sandbox_created(self, iid: str, sandbox: SandboxRow) -> None:
         inst = self.store.instance(iid)
         net = [f for f in (inst["faults"] if inst else []) if f.get("kind") in NET_KINDS]
         if not net:
@@ -348,10 +338,10 @@ class FaultManager:
             self.sink.heroku(r["app"], r["name"], msg)
 
 
-def _cpus(faults: list[dict[str, Any]]) -> float | None:
+def _cpus(faults: list[Fault]) -> float | None:
     return next((float(f["cpus"]) for f in faults if f.get("kind") == "cpu"), None)
 
 
-def _net_key(faults: list[dict[str, Any]]) -> list[tuple]:
+def _net_key(faults: list[Fault]) -> list[tuple]:
     return sorted((f.get("kind", ""), str(f.get("percent")), str(f.get("rate_bps")), str(f.get("delay_ms")))
                   for f in faults)

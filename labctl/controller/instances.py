@@ -8,14 +8,14 @@ Which instance a dyno lands on is decided in ``labctl.domain.placement`` (lab-sp
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from labctl import const
 from labctl.controller.context import Context
 from labctl.domain.actions import Placement
 from labctl.domain.placement import InstanceLoad, choose_pool_instance, new_instance_id
+from labctl.records import AppRow, DynoRow, InstanceRow, SandboxRow
 
-SandboxHook = Callable[[str, dict[str, Any]], None]
+SandboxHook = Callable[[str, SandboxRow], None]  # (instance id, its new sandbox)
 
 
 class Instances:
@@ -34,20 +34,19 @@ class Instances:
             self.store.add_instance(new_instance_id(self.ctx.rng), "common")
 
     # -- placement -------------------------------------------------------------------------------
-    def place(self, row: dict[str, Any], placement: Placement) -> str:
+    def place(self, row: DynoRow, app_row: AppRow, placement: Placement) -> str:
         """Choose (and record) the instance the dyno's next container runs on.
 
         In a Private Space the dyno keeps its dedicated instance while it has one; a plan that replaces
         the instance (``Placement.NEW``) cleared the row's instance when it was announced (``Dynos``).
         """
         store, rng = self.store, self.ctx.rng
-        app = store.app(row["app"])
-        assert app is not None
-        if app["space"]:
+        space = app_row["space"]
+        if space:
             if row["instance"] and store.instance(row["instance"]):
                 return row["instance"]
             iid = new_instance_id(rng)
-            store.add_instance(iid, app["space"])
+            store.add_instance(iid, space)
             return iid
         chosen = choose_pool_instance(self._pool_loads(), placement, row["instance"], rng)
         if chosen is None:
@@ -61,26 +60,28 @@ class Instances:
         return [InstanceLoad(i["id"], sum(1 for r in rows if r["instance"] == i["id"] and r["container"]))
                 for i in self.store.instances() if i["runtime"] == "common" and i["state"] == "running"]
 
-    def ensure_sandbox(self, instance: str, app: dict[str, Any]) -> dict[str, Any]:
+    def ensure_sandbox(self, instance: str, app_row: AppRow) -> SandboxRow:
+        """The app's sandbox on the instance, created (or replaced when it stopped) as needed."""
         store, engine = self.store, self.ctx.engine
-        sb = store.sandbox(instance, app["name"])
+        app = app_row["name"]
+        sb = store.sandbox(instance, app)
         if sb:
             info = engine.try_info(sb["container"])
             if info is not None and info.status == "running":
                 return sb
             engine.remove(sb["container"])  # stopped (e.g. by an engine restart): a dyno cannot join it
-            store.delete_sandbox(instance, app["name"])
-        network = engine.ensure_network(app["space"])
-        cid, ip = engine.create_sandbox(const.STACK_IMAGE, instance, app["name"], network, app["space"])
-        store.add_sandbox(instance, app["name"], cid, ip)
-        created = store.sandbox(instance, app["name"])
+            store.delete_sandbox(instance, app)
+        network = engine.ensure_network(app_row["space"])
+        cid, ip = engine.create_sandbox(const.STACK_IMAGE, instance, app, network, app_row["space"])
+        store.add_sandbox(instance, app, cid, ip)
+        created = store.sandbox(instance, app)
         assert created is not None
         for hook in self.on_sandbox_created:
             hook(instance, created)
         return created
 
     # -- failure and teardown ------------------------------------------------------------------------
-    def fail(self, inst: dict[str, Any], hosted: list[dict[str, Any]]) -> None:
+    def fail(self, inst: InstanceRow, hosted: list[DynoRow]) -> None:
         """``host-failure``: the instance and every container on it go at once (no SIGTERM).
 
         A Common Runtime pool instance is replaced by a fresh one; moving the dynos is ``Dynos.fail_instance``.
@@ -105,7 +106,7 @@ class Instances:
         """A Private Space instance no dyno uses any more (e.g. after a crash mid ps:stop) is torn down."""
         store = self.store
         used = {r["instance"] for r in store.dynos()} | {o["instance"] for o in store.old_dynos()}
-        busy = {t.get("instance") for t in self.ctx.tracked.terminating.values()}
+        busy = {t.instance for t in self.ctx.tracked.terminating.values()}
         for inst in store.instances():
             if inst["runtime"] != "common" and inst["id"] not in used and inst["id"] not in busy:
                 self.retire_instance(inst["id"])

@@ -14,13 +14,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from labctl import const
 from labctl.controller.context import Context
 from labctl.domain import clock
 from labctl.engine import router as router_conf
 from labctl.errors import EngineError
+from labctl.records import AppRow, DynoRow, OldDynoRow
 
 log = logging.getLogger("labctl.runtime")
 MIN_BOOT = 2.0  # lab floor of a scaled boot timeout, in seconds (the runtime's R10 deadline, the router's hold)
@@ -29,9 +30,9 @@ MIN_BOOT = 2.0  # lab floor of a scaled boot timeout, in seconds (the runtime's 
 class Generations(Protocol):
     """Which of an app's dynos take requests while a rollout runs (``rollout.RolloutState``)."""
 
-    def new_routable(self, app: dict[str, Any]) -> bool: ...
+    def new_routable(self, app_row: AppRow) -> bool: ...
 
-    def routed_old(self, app: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def routed_old(self, app_row: AppRow) -> list[OldDynoRow]: ...
 
 
 class Routing:
@@ -110,29 +111,34 @@ class Routing:
                        also_up: set[tuple[str, str]] | None = None) -> tuple[tuple, str]:
         store = self.store
         routes = []
-        sandboxes = {(s["instance"], s["app"]): s["ip"] for s in store.sandboxes()}
+        # by (instance, app): a row's instance is None while it is placed nowhere, which no sandbox matches
+        sandboxes: dict[tuple[str | None, str], str] = {(s["instance"], s["app"]): s["ip"] for s in store.sandboxes()}
         dynos = store.dynos()
-        for app in store.apps():
-            rel = store.current_release(app["name"])
-            web = [r for r in dynos if r["app"] == app["name"] and r["type"] == "web" and not r["one_off"]]
-            new_ok = self.generations.new_routable(app)
-            routed = [r for r in web if new_ok and r["container"] and (r["instance"], r["app"]) in sandboxes
-                      and (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))]
-            routed += [o for o in self.generations.routed_old(app) if (o["instance"], o["app"]) in sandboxes]
+        for app_row in store.apps():
+            app = app_row["name"]
+            rel = store.current_release(app)
+            web = [r for r in dynos if r["app"] == app and r["type"] == "web" and not r["one_off"]]
+            new_ok = self.generations.new_routable(app_row)
+            routed: list[DynoRow | OldDynoRow] = [
+                r for r in web if new_ok and r["container"] and (r["instance"], r["app"]) in sandboxes
+                and (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))]
+            routed += [o for o in self.generations.routed_old(app_row) if (o["instance"], o["app"]) in sandboxes]
             backends = tuple(
                 router_conf.Backend(r["name"], f"{sandboxes[(r['instance'], r['app'])]}:{r['port']}", r["release"])
                 for r in routed
             )
-            code = _empty_code(app, rel is not None, web)
-            routes.append(router_conf.AppRoute(app["name"], backends, retry=not app["space"], empty_code=code,
-                                               maintenance=bool(app["maintenance"])))
-        tls = {"tls_cert": const.ROUTER_CERT, "tls_key": const.ROUTER_KEY,
-               "https_port_public": self.https_port or 0} if self.tls else {}
+            code = _empty_code(app_row, rel is not None, web)
+            routes.append(router_conf.AppRoute(app, backends, retry=not app_row["space"], empty_code=code,
+                                               maintenance=bool(app_row["maintenance"])))
         # The hold keeps its 15 s over the boot timeout when the latter is floored (MIN_BOOT).
         hold_floor = MIN_BOOT + self.ctx.scale(clock.ROUTER_BOOT_HOLD - clock.BOOT_TIMEOUT)
+        tls = bool(self.tls)  # HTTPS when the lab has a certificate for the router
         settings = router_conf.RouterSettings(http_port_public=self.http_port, timescale=self.ctx.scale.factor,
                                               generation=generation, boot_hold_s=clock.ROUTER_BOOT_HOLD,
-                                              boot_hold_floor_s=hold_floor, **tls)
+                                              boot_hold_floor_s=hold_floor,
+                                              tls_cert=const.ROUTER_CERT if tls else None,
+                                              tls_key=const.ROUTER_KEY if tls else None,
+                                              https_port_public=(self.https_port or 0) if tls else 0)
         return tuple(routes), router_conf.render_nginx_conf(routes, settings)
 
     def _refresh_tls(self) -> bool:
@@ -159,14 +165,14 @@ class Routing:
             self.applied_routes = key
 
 
-def _empty_code(app: dict[str, Any], released: bool, web: list[dict[str, Any]]) -> str:
+def _empty_code(app_row: AppRow, released: bool, web: list[DynoRow]) -> str:
     """The H-code an app answers with when no dyno is routable."""
     if not released:
         return "H81"
     if not web:
         return "H14"
     if any(r["state"] == "starting" or (r["state"] == "crashed" and clock.crash_delay(
-            r["crashes"], bool(app["space"])) == 0) for r in web):
+            r["crashes"], bool(app_row["space"])) == 0) for r in web):
         # H20 = the router holds requests until a web dyno is up, up to 75 s (heroku-reference §2.2,
         # engine/router_hold.py). A crash restarted at once (the Common Runtime's first, any in a
         # Private Space) keeps the hold going: "crashed to starting", no cool-off.

@@ -30,6 +30,7 @@ from labctl.controller.watchdog import Watchdog
 from labctl.domain.formation import Process, desired_dyno_names
 from labctl.engine.docker import Engine
 from labctl.errors import EngineError
+from labctl.records import AppRow
 from labctl.store import Store
 
 log = logging.getLogger("labctl.runtime")
@@ -121,8 +122,8 @@ class Runtime:
         now = time.time()
         if self.engine_sync.due(now):
             self.engine_sync.full_sync()
-        for app in self.store.apps():
-            self._converge_formation(app)
+        for app_row in self.store.apps():
+            self._converge_formation(app_row)
         for row in self.store.dynos():
             if row["container"] is None and row["next_start"] is not None and row["next_start"] <= now:
                 self.dynos.start_dyno(row)
@@ -140,17 +141,20 @@ class Runtime:
         return max(0.05, min(FULL_SYNC_EVERY, soonest))
 
     # -- formation -------------------------------------------------------------------------------
-    def _converge_formation(self, app: dict[str, Any]) -> None:
-        rel = self.store.current_release(app["name"])
-        formation = {k: Process(**v) for k, v in app["formation"].items()} if rel else {}
+    def _converge_formation(self, app_row: AppRow) -> None:
+        app = app_row["name"]
+        rel = self.store.current_release(app)
+        formation = {k: Process(**v) for k, v in app_row["formation"].items()} if rel else {}
         desired = desired_dyno_names(formation)
-        rows = {r["name"]: r for r in self.store.dynos(app["name"]) if not r["one_off"]}
-        for name, row in rows.items():
-            if name not in desired:
+        rows = {r["name"]: r for r in self.store.dynos(app) if not r["one_off"]}
+        for dyno, row in rows.items():
+            if dyno not in desired:
                 self.dynos.remove_dyno(row)
-        for name, proc in desired.items():
-            if name not in rows:
-                self.dynos.new_dyno_row(app, name, proc, rel["version"])  # type: ignore[index]
+        if rel is None:
+            return  # nothing deployed: no dyno is due
+        for dyno, proc in desired.items():
+            if dyno not in rows:
+                self.dynos.new_dyno_row(app, dyno, proc, rel["version"])
 
     # -- lab-wide changes ----------------------------------------------------------------------------
     def set_timescale(self, factor: float) -> None:
@@ -159,8 +163,9 @@ class Runtime:
         self.scale.set_factor(factor)
         now = time.time()
         for row in self.store.dynos():
-            changes = {k: now + (row[k] - now) * ratio for k in ("cycle_at", "next_start", "boot_deadline")
-                       if row[k] is not None and row[k] > now}
+            timers = {"cycle_at": row["cycle_at"], "next_start": row["next_start"],
+                      "boot_deadline": row["boot_deadline"]}
+            changes = {k: now + (at - now) * ratio for k, at in timers.items() if at is not None and at > now}
             if changes:
                 self.store.update_dyno(row["app"], row["name"], **changes)
         self.wake()
@@ -171,12 +176,13 @@ class Runtime:
         """``host-failure``: the instance dies at once; its dynos are relocated (``Dynos.fail_instance``)."""
         return self.dynos.fail_instance(iid)
 
-    def destroy_app(self, app: dict[str, Any]) -> None:
+    def destroy_app(self, app_row: AppRow) -> None:
         """``apps:destroy``: the app's dynos and sandboxes go at once (no grace), its dedicated instances too."""
-        rows = self.store.dynos(app["name"])
+        app = app_row["name"]
+        rows = self.store.dynos(app)
         doomed = [r["container"] for r in rows if r["container"]]
-        doomed += [cid for cid, t in self.ctx.tracked.terminating.items() if t["app"] == app["name"]]
-        sandboxes = [sb for sb in self.store.sandboxes() if sb["app"] == app["name"]]
+        doomed += [cid for cid, t in self.ctx.tracked.terminating.items() if t.app == app]
+        sandboxes = [sb for sb in self.store.sandboxes() if sb["app"] == app]
         self.engine.remove_many(doomed)
         self.engine.remove_many([sb["container"] for sb in sandboxes])
         for sb in sandboxes:
@@ -184,11 +190,11 @@ class Runtime:
             if inst and inst["runtime"] != "common":
                 self.store.delete_instance(sb["instance"])
             else:
-                self.store.delete_sandbox(sb["instance"], app["name"])
+                self.store.delete_sandbox(sb["instance"], app)
         for r in rows:
-            if app["space"] and r["instance"] and self.store.instance(r["instance"]):
+            if app_row["space"] and r["instance"] and self.store.instance(r["instance"]):
                 self.store.delete_instance(r["instance"])
-        self.store.delete_app(app["name"])
+        self.store.delete_app(app)
         self.sync_router()
 
     def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None:

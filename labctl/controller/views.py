@@ -1,17 +1,29 @@
 """The JSON views the API answers with (``ps --json``, ``apps:info --json``, ``instances --json``, features).
 
-Plain functions of store rows: they read nothing else and change nothing.
+Plain functions of store rows: they read nothing else and change nothing. Each returns a view record of
+``labctl.records``; the keys are the API's contract (pinned by tests/integration/test_json_shapes.py).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from labctl import const
 from labctl.domain.formation import Process
 from labctl.domain.preboot import KNOWN_FEATURES
-
-STACK = "lab-24"
+from labctl.records import (
+    AppRow,
+    AppView,
+    DynoRow,
+    DynoView,
+    FeatureView,
+    InstanceRow,
+    InstanceView,
+    OldDynoRow,
+    OldDynoView,
+    ProcessDict,
+    ReleaseRow,
+)
 
 
 def iso(ts: float | None) -> str | None:
@@ -20,16 +32,26 @@ def iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def formation_of(app: dict[str, Any]) -> dict[str, Process]:
+def formation_of(app_row: AppRow) -> dict[str, Process]:
     """The app's formation by process type (the store keeps it as plain dicts)."""
-    return {k: Process(**v) for k, v in app["formation"].items()}
+    return {k: Process(**v) for k, v in app_row["formation"].items()}
 
 
-def formation_view(app: dict[str, Any]) -> list[dict[str, Any]]:
-    return [vars(p) for p in formation_of(app).values()]
+def process_dict(proc: Process) -> ProcessDict:
+    """A process type as the store and the API keep it."""
+    return {"type": proc.type, "quantity": proc.quantity, "size": proc.size, "command": proc.command}
 
 
-def dyno_view(row: dict[str, Any]) -> dict[str, Any]:
+def formation_dicts(formation: dict[str, Process]) -> dict[str, ProcessDict]:
+    """A formation as the store keeps it (by process type)."""
+    return {k: process_dict(p) for k, p in formation.items()}
+
+
+def formation_view(app_row: AppRow) -> list[ProcessDict]:
+    return [process_dict(p) for p in formation_of(app_row).values()]
+
+
+def dyno_view(row: DynoRow) -> DynoView:
     return {"name": row["name"], "type": row["type"], "state": row["state"], "size": row["size"],
             "command": row["command"], "instance": row["instance"], "release": {"version": row["release"]},
             "updated_at": iso(row["updated_at"]), "app": {"name": row["app"]}, "port": row["port"],
@@ -37,18 +59,18 @@ def dyno_view(row: dict[str, Any]) -> dict[str, Any]:
             "crashes": row["crashes"], "next_start": iso(row["next_start"])}
 
 
-def old_dyno_view(old: dict[str, Any], app: str) -> dict[str, Any]:
+def old_dyno_view(old: OldDynoRow) -> OldDynoView:
     """An old generation preboot keeps serving (``ps --all``)."""
     return {"name": old["name"], "type": old["name"].split(".")[0], "state": "up", "size": old["size"],
             "command": old["command"], "instance": old["instance"],
             "release": {"version": old["release"]}, "updated_at": iso(old["started_at"]),
-            "app": {"name": app}, "port": old["port"], "container": old["container"],
+            "app": {"name": old["app"]}, "port": old["port"], "container": old["container"],
             "attach": False, "old": True, "routed": bool(old["routed"]),
             "retire_at": iso(old["retire_at"])}
 
 
-def instance_views(instances: list[dict[str, Any]], dynos: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+def instance_views(instances: list[InstanceRow], dynos: list[DynoRow]) -> list[InstanceView]:
+    out: list[InstanceView] = []
     for inst in instances:
         hosted = [f"{r['app']}/{r['name']}" for r in dynos if r["instance"] == inst["id"] and r["container"]]
         out.append({"id": inst["id"], "runtime": inst["runtime"], "state": inst["state"],
@@ -56,14 +78,14 @@ def instance_views(instances: list[dict[str, Any]], dynos: list[dict[str, Any]])
     return out
 
 
-def app_view(app: dict[str, Any], release: dict[str, Any] | None) -> dict[str, Any]:
-    return {"name": app["name"], "space": app["space"], "maintenance": bool(app["maintenance"]),
-            "stack": STACK, "features": app["features"], "created_at": iso(app["created_at"]),
-            "release": release["version"] if release else None, "web_url": None,
-            "formation": formation_view(app), "region": "lab"}
+def app_view(app_row: AppRow, rel: ReleaseRow | None) -> AppView:
+    return {"name": app_row["name"], "space": app_row["space"], "maintenance": bool(app_row["maintenance"]),
+            "stack": const.STACK_NAME, "features": app_row["features"], "created_at": iso(app_row["created_at"]),
+            "release": rel["version"] if rel else None, "web_url": None,
+            "formation": formation_view(app_row), "region": "lab"}
 
 
-def feature_views(app: dict[str, Any]) -> list[dict[str, Any]]:
-    enabled = app["features"]
+def feature_views(app_row: AppRow) -> list[FeatureView]:
+    enabled = app_row["features"]
     return [{"name": k, "description": v, "enabled": bool(enabled.get(k)), "state": "general"}
             for k, v in KNOWN_FEATURES.items()]

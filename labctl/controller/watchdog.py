@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
 
 from labctl.controller.context import Context, LabClock
 from labctl.domain import clock
 from labctl.domain.sizes import get_size
+from labctl.records import AppRow, DynoRow
 
 MEMORY_EVERY = 20.0  # Heroku repeats R14 about every 20 s while the dyno stays over quota
 PRUNE_EVERY = 30.0  # real seconds between trims of the log store to Logplex's last 1500 lines per app
 
-# restart(app, rows, event): what ``ps:restart`` does to those dynos (preboot or not), logged as ``event``
-Restart = Callable[[dict[str, Any], list[dict[str, Any]], str | None], None]
+# restart(app_row, rows, event): what ``ps:restart`` does to those dynos (preboot or not), logged as ``event``
+Restart = Callable[[AppRow, list[DynoRow], str | None], None]
 
 
 def cycle_deadline(scale: LabClock, rng: random.Random, now: float) -> float:
@@ -52,9 +52,9 @@ class Watchdog:
     def _cycle(self, now: float) -> None:
         for row in self.store.dynos():
             if row["state"] == "up" and row["cycle_at"] and row["cycle_at"] <= now and row["container"]:
-                app = self.store.app(row["app"])
-                if app is not None:
-                    self.restart(app, [row], "Cycling")
+                app_row = self.store.app(row["app"])
+                if app_row is not None:
+                    self.restart(app_row, [row], "Cycling")
 
     def _memory(self) -> None:
         for row in self.store.dynos():
@@ -65,7 +65,7 @@ class Watchdog:
                 continue
             self._report(row, used)
 
-    def _report(self, row: dict[str, Any], used: int) -> None:
+    def _report(self, row: DynoRow, used: int) -> None:
         size = get_size(row["size"])
         mb = used / (1024 * 1024)
         pct = 100.0 * mb / size.memory_mb
@@ -74,7 +74,7 @@ class Watchdog:
             self.ctx.sink.heroku(row["app"], row["name"], "Error R14 (Memory quota exceeded)")
 
 
-def r15_lines(row: dict[str, Any], limit_mb: int) -> list[str]:
+def r15_lines(row: DynoRow, limit_mb: int) -> list[str]:
     """What the dyno manager logs when the kernel killed the dyno at its R15 limit."""
     size = get_size(row["size"])
     pct = 100.0 * limit_mb / size.memory_mb

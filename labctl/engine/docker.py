@@ -25,6 +25,9 @@ from labctl.engine import build, images
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import EngineUnavailable, LabError
 
+# A container's stats: the SDK's errors, or an answer without the figure
+_STATS_ERRORS: tuple[type[Exception], ...] = (*SDK_ERRORS, KeyError, TypeError, ValueError)
+
 
 def connect() -> docker.DockerClient:
     """Build the one Docker client from the environment (``DOCKER_HOST`` respected) and check it answers."""
@@ -391,7 +394,7 @@ class Engine:
         try:
             stats = self.client.api.stats(container_id, stream=False, one_shot=True)
             return int(stats["memory_stats"]["usage"])
-        except (*SDK_ERRORS, KeyError, TypeError, ValueError):
+        except _STATS_ERRORS:
             return None
 
     def remove_many(self, container_ids: Iterable[str]) -> None:

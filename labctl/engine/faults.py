@@ -29,12 +29,11 @@ from typing import Any
 import docker.errors
 
 from labctl import const
+from labctl.domain.faults import KINDS, NET_KINDS
 from labctl.engine.docker import Engine, lab_labels
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import InvalidInput, LabError
 
-KINDS = ("cpu", "loss", "blackhole", "bandwidth", "latency", "host-failure")
-NET_KINDS = frozenset({"loss", "blackhole", "bandwidth", "latency"})
 CHAIN = "LABCTL-FAULTS"
 DEVICE = "eth0"
 CPU_PERIOD_US = 100_000  # 100 ms: --cpus 0.05 = 5 ms of CPU every 100 ms
@@ -43,7 +42,6 @@ MAX_CPUS = 8.0
 MIN_RATE_BPS = 8_000  # 8kbit
 MAX_RATE_BPS = 10_000_000_000  # 10gbit
 MAX_DURATION_S = 7 * 24 * 3600.0
-KIND_PROBE = "probe"
 
 # tc's own units (tc(8) "RATES"): bit-based and byte-based ("bps" = bytes per second, as in tc).
 _RATE_UNITS = {
@@ -272,7 +270,7 @@ class FaultEngine:
         try:
             c = self.client.containers.run(image, ["sleep", "120"], name=name, detach=True, init=True,
                                            cap_add=["NET_ADMIN"],
-                                           labels=lab_labels(self.engine.lab, KIND_PROBE))
+                                           labels=lab_labels(self.engine.lab, const.KIND_PROBE))
         except SDK_ERRORS as err:
             reason = f"cannot start a probe container from {image}: {str(err).splitlines()[0][:200]}"
             return {k: Support(k == "host-failure", "container removal" if k == "host-failure" else reason)

@@ -81,7 +81,10 @@ def ensure_base_image(client: docker.DockerClient, progress: Progress, base_over
 
 def ensure_stack_image(client: docker.DockerClient, progress: Progress,
                        base_override: str | None = None) -> str:
-    """Build ``labctl/stack:lab-24`` unless it exists from the same Dockerfile and base; returns its ref."""
+    """Build the stack image (``const.STACK_IMAGE``) unless it exists from the same Dockerfile and base.
+
+    Returns its ref.
+    """
     dockerfile = stack_dockerfile()
     base_ref = base_override or os.environ.get(base_image.ENV_BASE_IMAGE) or const.BASE_IMAGE
     want = hashlib.sha256(f"{base_ref}\n{dockerfile}".encode()).hexdigest()[:16]

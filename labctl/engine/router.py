@@ -1,6 +1,6 @@
 """The Heroku router as an nginx configuration, and its access log read back as Heroku router lines.
 
-Pure text in, text out: no Docker here (``engine/docker.py`` installs the file and runs ``nginx -s reload``).
+Pure text in, text out: no Docker here (``engine/docker.py`` installs the file and reloads nginx with a SIGHUP).
 The behaviour copied is heroku-reference §3: random pick among up web dynos, the router's headers (§3.3),
 its timeouts (§3.2), retries on a refused/timed-out connect in the Common Runtime only (§3.1), a 503
 "Application Error" page and an H-code for every error the router itself answers (§3.5), and the log

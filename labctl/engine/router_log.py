@@ -70,17 +70,19 @@ def _blank(value: str | None) -> str | None:
 
 
 def _seconds(value: str | None) -> float | None:
+    text = _blank(value)
     try:
-        return float(value) if _blank(value) else None
+        return float(text) if text else None
     except ValueError:
         return None
 
 
 def _last_seconds(value: str | None) -> float | None:
     """The last attempt's figure from nginx's ``a, b : c`` lists (``-``: that attempt never got there)."""
-    if not _blank(value):
+    text = _blank(value)
+    if not text:
         return None
-    return _seconds(re.split(r"[,:]", value)[-1].strip())
+    return _seconds(re.split(r"[,:]", text)[-1].strip())
 
 
 def _to_ms(seconds: float | None) -> int | None:

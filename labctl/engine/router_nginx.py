@@ -1,6 +1,6 @@
 """The Heroku router as an nginx configuration: ``render_nginx_conf`` writes the whole nginx.conf.
 
-Pure text in, text out: no Docker here (``engine/docker.py`` installs the file and runs ``nginx -s reload``).
+Pure text in, text out: no Docker here (``engine/docker.py`` installs the file and reloads nginx with a SIGHUP).
 The behaviour copied is heroku-reference §3 (see ``engine/router.py``); one app's blocks are rendered in
 ``router_nginx_app.py``.
 
@@ -103,7 +103,8 @@ def render_nginx_conf(routes: Sequence[AppRoute], settings: RouterSettings) -> s
     """The whole nginx.conf for these routes. Valid with no route at all (every Host → 404).
 
     Meant for ``nginx -g 'daemon off;'`` as the router container's main process, logging to stdout/stderr;
-    a changed config is applied with ``nginx -s reload``, which lets in-flight requests finish.
+    a changed config is applied by a reload (a SIGHUP to the master, ``Engine.reload_router``), which lets
+    in-flight requests finish.
     """
     routes = sorted(routes, key=lambda r: r.app)
     for route in routes:

@@ -61,7 +61,7 @@ def translating(fn: Callable[..., T]) -> Callable[..., T]:
             with translated():
                 return (yield from fn(*args, **kwargs))
 
-        return gen  # type: ignore[return-value]
+        return gen
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> T:

@@ -212,6 +212,7 @@ def evaluate(tc: TrafficCheck, records: list[dict[str, Any]]) -> list[tuple[str,
     s = stats(records)
     out: list[tuple[str, bool, str, str]] = []
     for key, cmp in tc.limits.items():
+        value: float | None
         if key == "requests":
             value, shown = float(s["count"]), f"{s['count']} requests"
         elif key == "error_rate":

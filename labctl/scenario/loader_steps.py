@@ -61,10 +61,10 @@ def _step(ctx: _Ctx, node: yaml.Node, i: int) -> Step:
     keys = [(kn.value if isinstance(kn, yaml.ScalarNode) else None, kn) for kn, _ in node.value]
     kinds = [k for k, _ in keys if k in STEP_KINDS]
     if not kinds:
-        unknown = next(((k, kn) for k, kn in keys if k not in _ALL_OPTIONS), None)
-        if unknown is None:
+        stray = next(((k, kn) for k, kn in keys if k not in _ALL_OPTIONS), None)
+        if stray is None:
             doc.fail(node, path, f"no step kind: expected one of {', '.join(STEP_KINDS)}")
-        doc.fail(unknown[1], path, f"unknown step kind {unknown[0]!r} (expected one of: {', '.join(STEP_KINDS)})")
+        doc.fail(stray[1], path, f"unknown step kind {stray[0]!r} (expected one of: {', '.join(STEP_KINDS)})")
     if len(kinds) > 1:
         doc.fail(node, path, f"a step has exactly one kind, found {' and '.join(kinds)}")
     kind = kinds[0]

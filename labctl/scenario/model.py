@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labctl.domain import faults
 from labctl.scenario.checks import CommandCheck, TrafficCheck
 from labctl.scenario.yamldoc import Duration
 
@@ -28,7 +29,7 @@ MAX_RPS = 200.0
 STEP_KINDS = ("snapshot", "run", "traffic", "fault", "wait", "wait_for", "expect", "task")
 CHECK_STEPS = ("run", "fault", "wait_for", "expect", "task")
 DYNO_STATES = ("starting", "up", "crashed", "down", "idle")
-FAULT_KINDS = ("cpu", "loss", "blackhole", "bandwidth", "latency", "host-failure")
+FAULT_KINDS = faults.KINDS  # defined once, in labctl/domain/faults.py
 
 
 # -- the model --------------------------------------------------------------------------------------

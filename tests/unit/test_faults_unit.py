@@ -10,9 +10,34 @@ from typing import Any
 import pytest
 
 from labctl.controller import faults as fm
+from labctl.domain.faults import FAULT_KINDS, KINDS, NET_KINDS
 from labctl.engine import faults as fe
 from labctl.errors import InvalidInput, LabError, NotFound
 from labctl.store import Store
+
+
+# -- the kinds, defined once ---------------------------------------------------------------------------------
+def test_every_layer_reads_the_one_table_of_kinds():
+    """The controller accepts, the scenario loader knows and ``faults:add --help`` explains exactly the kinds of
+    labctl/domain/faults.py, with their one-line help and parameters."""
+    from typer.testing import CliRunner
+
+    from labctl.main import typer_app
+    from labctl.scenario.model import FAULT_KINDS as SCENARIO_KINDS
+
+    assert SCENARIO_KINDS == KINDS and NET_KINDS < set(KINDS)
+    for kind in KINDS:
+        assert fm.check_kind(kind) == kind
+    with pytest.raises(InvalidInput, match=", ".join(KINDS)):
+        fm.check_kind("meteor")
+    for kind in FAULT_KINDS.values():  # a kind's parameters are what build_fault asks for
+        if kind.params:
+            with pytest.raises(InvalidInput, match=f"{kind.name} faults need --{kind.params[0]}"):
+                fm.build_fault({"kind": kind.name})
+    result = CliRunner().invoke(typer_app, ["faults:add", "--help"], env={"COLUMNS": "2000"})
+    assert result.exit_code == 0
+    for kind in FAULT_KINDS.values():
+        assert f"{kind.name}: {kind.help}" in result.output
 
 
 # -- rates and durations -----------------------------------------------------------------------------------

@@ -1,0 +1,280 @@
+"""The lab's records: the store's rows and the API's JSON views, each a TypedDict with one meaning per key.
+
+TypedDicts rather than dataclasses because both kinds cross a JSON or SQLite boundary as plain dicts: the store
+decodes a row into one (``store.py``), the API serializes a view as it is, and the type checker still knows every
+key. Records built in code and never serialized are dataclasses next to their code (``domain.formation.Process``,
+``context.Terminating``).
+
+Names, the same everywhere in ``labctl/controller`` and ``labctl/store.py``:
+
+- ``app`` is an app's NAME (``str``); its row is ``app_row`` (``AppRow``).
+- ``dyno`` is a dyno's NAME (``web.1``); its row is ``row`` (``DynoRow``); an old generation's row is ``old``
+  (``OldDynoRow``).
+- ``version`` is a release number; a release's row is ``rel`` (``ReleaseRow``).
+- ``iid`` (or a row's ``instance`` key) is an instance id; its row is ``inst`` (``InstanceRow``).
+- ``sb`` is a ``SandboxRow``; ``cid`` (or a row's ``container`` key) a container id.
+- A view (what the API answers) is named after what it shows: ``view`` or ``<thing>_view`` (``DynoView`` …).
+
+SQLite has no booleans: flags in rows (``maintenance``, ``one_off``, ``attach``, ``routed``) are 0/1 ``int``;
+the views turn them into JSON booleans. Times in rows are Unix timestamps; views give ISO 8601 strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+# -- parts of rows -------------------------------------------------------------------------------------------
+
+
+class ProcessDict(TypedDict):
+    """One process type of an app's formation as stored (``domain.formation.Process`` as a dict)."""
+
+    type: str
+    quantity: int
+    size: str
+    command: str
+
+
+class Rollout(TypedDict, total=False):
+    """What rollout is in progress on an app (``controller/rollout.py``); ``{}`` when none.
+
+    ``{"kind": "deploy", "release", "switch_at", "switched"}`` (preboot deploy), ``{"kind": "restart"}`` (preboot
+    restart), ``{"kind": "rolling", "release", "pending", "batch"}`` (Private Space rolling deploy).
+    """
+
+    kind: str
+    release: int
+    switch_at: float
+    switched: bool
+    pending: list[str]
+    batch: list[str]
+
+
+# A fault as stored in ``instances.faults``: ``{"id", "kind", <params>, "created_at", "expires_at"}``; its keys
+# depend on its kind (``controller/faults.py`` builds and reads it).
+Fault = dict[str, Any]
+
+# -- store rows ----------------------------------------------------------------------------------------------
+
+
+class SpaceRow(TypedDict):
+    name: str
+    created_at: float
+
+
+class AppRow(TypedDict):
+    name: str
+    space: str | None  # None: the Common Runtime
+    maintenance: int
+    features: dict[str, bool]
+    config: dict[str, str]
+    formation: dict[str, ProcessDict]  # by process type
+    created_at: float
+    rollout: Rollout
+
+
+class ReleaseRow(TypedDict):
+    app: str
+    version: int
+    image: str | None  # None while the build runs (status "pending")
+    procfile: dict[str, str]  # process type -> command
+    config: dict[str, str]
+    description: str
+    status: str  # pending | succeeded | failed
+    created_at: float
+
+
+class InstanceRow(TypedDict):
+    id: str
+    runtime: str  # "common" (the pool) or the Private Space's name
+    state: str
+    created_at: float
+    faults: list[Fault]
+
+
+class SandboxRow(TypedDict):
+    instance: str
+    app: str
+    container: str
+    ip: str
+
+
+class DynoRow(TypedDict):
+    app: str
+    name: str
+    type: str
+    size: str
+    command: str
+    release: int
+    instance: str | None
+    state: str  # starting | up | crashed
+    updated_at: float
+    container: str | None
+    port: int | None  # web dynos only
+    crashes: int
+    next_start: float | None  # due to start (again) at this time
+    boot_deadline: float | None  # R10 after this time
+    up_since: float | None
+    cycle_at: float | None
+    one_off: int
+    attach: int
+
+
+class OldDynoRow(TypedDict):
+    """A previous generation preboot keeps serving (hidden from ``ps``, shown by ``ps --all``)."""
+
+    container: str
+    app: str
+    name: str
+    instance: str | None
+    port: int | None
+    release: int
+    size: str
+    command: str
+    started_at: float
+    routed: int
+    retire_at: float | None
+
+
+class LogRow(TypedDict):
+    id: int
+    app: str
+    ts: float
+    source: str  # heroku | app
+    dyno: str  # web.1, router, api
+    msg: str
+
+
+# -- API views -----------------------------------------------------------------------------------------------
+
+
+class NameRef(TypedDict):
+    name: str
+
+
+class VersionRef(TypedDict):
+    version: int
+
+
+class _DynoViewBase(TypedDict):
+    name: str
+    type: str
+    state: str
+    size: str
+    command: str
+    instance: str | None
+    release: VersionRef
+    updated_at: str | None
+    app: NameRef
+    port: int | None
+    container: str | None
+    attach: bool
+
+
+class DynoView(_DynoViewBase):
+    """A dyno as ``ps --json`` shows it."""
+
+    cycle_at: str | None
+    crashes: int
+    next_start: str | None
+
+
+class OldDynoView(_DynoViewBase):
+    """An old generation as ``ps --all --json`` shows it."""
+
+    old: bool
+    routed: bool
+    retire_at: str | None
+
+
+class AppView(TypedDict):
+    """``apps:info --json``."""
+
+    name: str
+    space: str | None
+    maintenance: bool
+    stack: str
+    features: dict[str, bool]
+    created_at: str | None
+    release: int | None
+    web_url: None
+    formation: list[ProcessDict]
+    region: str
+
+
+class InstanceView(TypedDict):
+    """``instances --json``: an instance and the dynos (``app/web.1``) it hosts."""
+
+    id: str
+    runtime: str
+    state: str
+    created_at: str | None
+    dynos: list[str]
+    faults: list[Fault]
+
+
+class FeatureView(TypedDict):
+    name: str
+    description: str
+    enabled: bool
+    state: str
+
+
+# ``releases --json`` answers the stored rows as they are (``created_at`` a timestamp).
+ReleaseView = ReleaseRow
+
+
+class ConfigUpdate(TypedDict):
+    """``config:set``/``config:unset``: the new config and the release it made (None before the first deploy)."""
+
+    config: dict[str, str]
+    release: ReleaseRow | None
+
+
+class FormationUpdate(TypedDict):
+    """``ps:type``: the new formation."""
+
+    formation: list[ProcessDict]
+
+
+class ScaleUpdate(FormationUpdate):
+    """``ps:scale``: the new formation and how ``ps:scale`` prints it."""
+
+    message: str
+
+
+class _RouterStatus(TypedDict):
+    url: str
+    port: int
+    app_url: str
+
+
+class RouterStatus(_RouterStatus, total=False):
+    """Where the router listens; the ``https_*`` keys and ``ca_cert`` only when the lab serves HTTPS."""
+
+    https_url: str
+    https_port: int
+    https_app_url: str
+    ca_cert: str
+
+
+class LabStatus(TypedDict):
+    """``status --json``: the lab, its router and controller, and how much it runs."""
+
+    lab: str
+    router: RouterStatus
+    timescale: float
+    pool_size: int
+    controller_pid: int
+    uptime_s: float
+    apps: int
+    spaces: int
+    dynos: int
+    instances: int
+    state_dir: str
+    engine: str  # ok | unreachable
+
+
+# A fault as the API shows it: the stored ``Fault`` plus ``instance``, ``runtime``, ``description`` and the
+# ``dynos`` (``app/web.1``) on its instance.
+FaultView = dict[str, Any]
