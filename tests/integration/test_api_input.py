@@ -18,7 +18,7 @@ from labctl.labdir import LabDir
 from tests.conftest import Lab, cli, deploy_sample, wait_until
 from tests.integration.helpers import HYPOTHESIS, assert_nothing_lost
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_api_input")]  # module fixtures: one worker
 
 
 # -- malformed API bodies and CLI arguments (Hypothesis) -------------------------------------------------------

@@ -20,7 +20,7 @@ from labctl.engine import buildpack, images
 from labctl.errors import BuildFailed
 from tests.fixtures import DJANGO_APP, copy_django_app
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_buildpack")]  # module fixtures: one worker
 
 APP = "web"  # one app name for every build here: builds share the cache chain as one app's deploys do
 SITE_PACKAGES = "/app/.heroku/python/lib/python3.13/site-packages"

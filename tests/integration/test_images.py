@@ -18,6 +18,7 @@ from labctl import const
 from labctl.engine import base_image, images
 from labctl.errors import BuildFailed, LabError
 
+pytestmark = pytest.mark.xdist_group("test_images")  # module fixtures (stack, slug lab): one worker
 REPO = Path(__file__).resolve().parents[2]
 
 

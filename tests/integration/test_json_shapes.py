@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import Lab, deploy_sample
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_json_shapes")]  # module fixtures: one worker
 
 NONE = type(None)
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # what the views' _iso() writes

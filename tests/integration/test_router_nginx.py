@@ -34,7 +34,7 @@ from labctl.engine.router import (
 )
 from tests.conftest import SAMPLE_APP, wait_until
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_router_nginx")]  # module fixtures: one worker
 
 LAB = "test-router"
 TIMESCALE = 0.05  # connect 250 ms, first byte 1.5 s, idle 2.75 s, boot hold (H20) 3.75 s
