@@ -33,16 +33,32 @@ def log(msg: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--runs", type=int, default=5, help="runs per figure; each figure is their median (default 5)")
-    p.add_argument("--deploy-runs", type=int, default=2,
-                   help="runs of each deploy figure (a first deploy with pip takes ~30-50 s here; default 2)")
+    p.add_argument(
+        "--deploy-runs",
+        type=int,
+        default=2,
+        help="runs of each deploy figure (a first deploy with pip takes ~30-50 s here; default 2)",
+    )
     p.add_argument("--preboot-runs", type=int, default=2, help="preboot deploys under load (default 2)")
     p.add_argument("--router-seconds", type=float, default=2.0, help="length of each wrk run (default 2 s)")
     p.add_argument("--idle-seconds", type=float, default=10.0, help="idle CPU/RSS sampling time (default 10 s)")
-    p.add_argument("--skip", action="append", default=[], metavar="GROUP",
-                   choices=["deploy", "restart", "router", "scale", "preboot"], help="leave a group out")
+    p.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="GROUP",
+        choices=["deploy", "restart", "router", "scale", "preboot"],
+        help="leave a group out",
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="where the JSON goes")
-    p.add_argument("--markdown", type=Path, nargs="?", const=RESULTS / "latest.json", metavar="JSON",
-                   help="print the table of an earlier run (default: the latest) as Markdown, measure nothing")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        nargs="?",
+        const=RESULTS / "latest.json",
+        metavar="JSON",
+        help="print the table of an earlier run (default: the latest) as Markdown, measure nothing",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.runs <= 50 or not 1 <= args.deploy_runs <= 20 or not 1 <= args.preboot_runs <= 20:
         p.error("--runs must be 1-50, --deploy-runs and --preboot-runs 1-20")
@@ -89,13 +105,27 @@ class Bench:
                 firsts[kind].append(first)
                 seconds[kind].append(second)
                 log(f"  deploy {kind}: first {first:.1f} s, second {second:.1f} s")
-        for kind, what in (("plain", "images/sample-app (empty requirements)"),
-                           ("six", "requirements.txt `six`")):
-            self.add(Figure(f"deploy_first_{kind}", f"deploy, first: {what}", "s", firsts[kind],
-                            note="wall time of `labctl deploy` on a new app (no build cache)"))
-            self.add(Figure(f"deploy_second_{kind}", f"deploy, second (unchanged): {what}", "s", seconds[kind],
-                            baseline=firsts[kind], baseline_title="first deploy",
-                            note="same source again: the pip layer comes from the build cache"))
+        for kind, what in (("plain", "images/sample-app (empty requirements)"), ("six", "requirements.txt `six`")):
+            self.add(
+                Figure(
+                    f"deploy_first_{kind}",
+                    f"deploy, first: {what}",
+                    "s",
+                    firsts[kind],
+                    note="wall time of `labctl deploy` on a new app (no build cache)",
+                )
+            )
+            self.add(
+                Figure(
+                    f"deploy_second_{kind}",
+                    f"deploy, second (unchanged): {what}",
+                    "s",
+                    seconds[kind],
+                    baseline=firsts[kind],
+                    baseline_title="first deploy",
+                    note="same source again: the pip layer comes from the build cache",
+                )
+            )
 
     def space_app(self) -> str:
         """The Private Space app (web=1) the restart, replacement and router figures use; made once."""
@@ -113,15 +143,41 @@ class Bench:
         base = Baseline(self.lab.name, self.lab.slug_image(app))
         docker_restart = dynos.docker_restart(base, self.args.runs)
         labctl_restart = dynos.restart(self.lab, app, self.args.runs)
-        self.add(Figure("restart", "PS ps:restart web.1 → serving via router", "s", labctl_restart,
-                        docker_restart, "docker restart", Target(RATIO_LE, 1.5, "≤ 1.5× docker restart")))
+        self.add(
+            Figure(
+                "restart",
+                "PS ps:restart web.1 → serving via router",
+                "s",
+                labctl_restart,
+                docker_restart,
+                "docker restart",
+                Target(RATIO_LE, 1.5, "≤ 1.5× docker restart"),
+            )
+        )
         replaced = dynos.replace(self.lab, app, self.args.runs)
-        self.add(Figure("replace", "PS ps:stop web.1 (new instance) → serving", "s", replaced,
-                        docker_restart, "docker restart", Target(RATIO_LE, 2.0, "≤ 2× docker restart")))
+        self.add(
+            Figure(
+                "replace",
+                "PS ps:stop web.1 (new instance) → serving",
+                "s",
+                replaced,
+                docker_restart,
+                "docker restart",
+                Target(RATIO_LE, 2.0, "≤ 2× docker restart"),
+            )
+        )
         api_restart = dynos.restart(self.lab, app, self.args.runs, via="api")
-        self.add(Figure("restart_api", "  same restart issued via the API (no CLI start)", "s", api_restart,
-                        docker_restart, "docker restart",
-                        note="information: how much of the restart figure is the CLI's own start-up"))
+        self.add(
+            Figure(
+                "restart_api",
+                "  same restart issued via the API (no CLI start)",
+                "s",
+                api_restart,
+                docker_restart,
+                "docker restart",
+                note="information: how much of the restart figure is the CLI's own start-up",
+            )
+        )
 
     def router_overhead(self, app: str) -> None:
         if router.wrk_path() is None:
@@ -131,20 +187,47 @@ class Bench:
             return
         self.lab.settle(app, ["web.1"], one_sandbox_each=True)
         direct = f"http://{self.lab.direct_address(app)}/"
-        res = router.measure(self.lab.router_url(), f"{app}.localhost", direct, self.args.runs,
-                             self.args.router_seconds)
-        self.info["router"] = {"direct_url": direct, "connections_latency": 1,
-                               "connections_throughput": router.THROUGHPUT_CONNECTIONS,
-                               "errors": {k: [r.errors for r in v] for k, v in res.items()}}
-        self.add(Figure("router_p50", "router p50 latency (1 connection)", "ms",
-                        [r.p50_ms for r in res["router_lat"]], [r.p50_ms for r in res["direct_lat"]],
-                        "direct to dyno", Target(DELTA_LE, 1.0, "≤ direct + 1 ms")))
-        self.add(Figure("router_p99", "router p99 latency (1 connection)", "ms",
-                        [r.p99_ms for r in res["router_lat"]], [r.p99_ms for r in res["direct_lat"]],
-                        "direct to dyno"))
-        self.add(Figure("router_rps", f"router max throughput ({router.THROUGHPUT_CONNECTIONS} connections)",
-                        "req/s", [r.rps for r in res["router_thr"]], [r.rps for r in res["direct_thr"]],
-                        "direct to dyno", Target(RATIO_GE, 0.7, "≥ 70 % of direct")))
+        res = router.measure(
+            self.lab.router_url(), f"{app}.localhost", direct, self.args.runs, self.args.router_seconds
+        )
+        self.info["router"] = {
+            "direct_url": direct,
+            "connections_latency": 1,
+            "connections_throughput": router.THROUGHPUT_CONNECTIONS,
+            "errors": {k: [r.errors for r in v] for k, v in res.items()},
+        }
+        self.add(
+            Figure(
+                "router_p50",
+                "router p50 latency (1 connection)",
+                "ms",
+                [r.p50_ms for r in res["router_lat"]],
+                [r.p50_ms for r in res["direct_lat"]],
+                "direct to dyno",
+                Target(DELTA_LE, 1.0, "≤ direct + 1 ms"),
+            )
+        )
+        self.add(
+            Figure(
+                "router_p99",
+                "router p99 latency (1 connection)",
+                "ms",
+                [r.p99_ms for r in res["router_lat"]],
+                [r.p99_ms for r in res["direct_lat"]],
+                "direct to dyno",
+            )
+        )
+        self.add(
+            Figure(
+                "router_rps",
+                f"router max throughput ({router.THROUGHPUT_CONNECTIONS} connections)",
+                "req/s",
+                [r.rps for r in res["router_thr"]],
+                [r.rps for r in res["direct_thr"]],
+                "direct to dyno",
+                Target(RATIO_GE, 0.7, "≥ 70 % of direct"),
+            )
+        )
 
     def scale(self) -> None:
         app = "bncr"
@@ -153,8 +236,17 @@ class Bench:
         base = Baseline(self.lab.name, self.lab.slug_image(app))
         baseline = dynos.docker_run_many(base, SCALE_N, self.args.runs)
         scaled = dynos.scale_up(self.lab, app, SCALE_N, self.args.runs, keep_last=True)
-        self.add(Figure("scale20", f"CR ps:scale web=0 → {SCALE_N}, all serving via router", "s", scaled,
-                        baseline, f"{SCALE_N}× docker run", Target(RATIO_LE, 1.5, "≤ 1.5× docker run")))
+        self.add(
+            Figure(
+                "scale20",
+                f"CR ps:scale web=0 → {SCALE_N}, all serving via router",
+                "s",
+                scaled,
+                baseline,
+                f"{SCALE_N}× docker run",
+                Target(RATIO_LE, 1.5, "≤ 1.5× docker run"),
+            )
+        )
         self.lab.settle(app, [f"web.{i}" for i in range(1, SCALE_N + 1)], timeout=120)
         time.sleep(2.0)  # let the last starts' log followers and router reloads go quiet
         self.idle(app)
@@ -164,22 +256,50 @@ class Bench:
     def idle(self, app: str) -> None:
         pid = int(self.lab.cli_json("status")["controller_pid"])
         cpu, rss, whole = controller.idle(pid, self.args.idle_seconds, self.args.runs)
-        self.info["idle"] = {"controller_pid": pid, "dynos": len(self.lab.dynos(app)),
-                             "window_s": self.args.idle_seconds / self.args.runs, "cpu_whole_span_stat": whole}
+        self.info["idle"] = {
+            "controller_pid": pid,
+            "dynos": len(self.lab.dynos(app)),
+            "window_s": self.args.idle_seconds / self.args.runs,
+            "cpu_whole_span_stat": whole,
+        }
         log(f"  idle: CPU over the whole {self.args.idle_seconds:g} s from /proc/{pid}/stat: {whole:.2f} %")
-        self.add(Figure("idle_cpu", f"controller idle CPU, {SCALE_N} dynos up", "%", cpu,
-                        target=Target(ABS_LT, 1.0, "< 1 % of a core"),
-                        note=f"{self.args.runs} windows over {self.args.idle_seconds:g} s from the threads' "
-                             f"/proc/<pid>/task/*/schedstat; whole span from /proc/<pid>/stat: {whole:.2f} %"))
-        self.add(Figure("idle_rss", f"controller RSS, {SCALE_N} dynos up", "MB", rss,
-                        target=Target(ABS_LT, 100.0, "< 100 MB"), note="VmRSS from /proc/<pid>/status"))
+        self.add(
+            Figure(
+                "idle_cpu",
+                f"controller idle CPU, {SCALE_N} dynos up",
+                "%",
+                cpu,
+                target=Target(ABS_LT, 1.0, "< 1 % of a core"),
+                note=f"{self.args.runs} windows over {self.args.idle_seconds:g} s from the threads' "
+                f"/proc/<pid>/task/*/schedstat; whole span from /proc/<pid>/stat: {whole:.2f} %",
+            )
+        )
+        self.add(
+            Figure(
+                "idle_rss",
+                f"controller RSS, {SCALE_N} dynos up",
+                "MB",
+                rss,
+                target=Target(ABS_LT, 100.0, "< 100 MB"),
+                note="VmRSS from /proc/<pid>/status",
+            )
+        )
 
     def cli_latency(self, app: str) -> None:
         runs = max(10, self.args.runs)
         lat = controller.cli_latency(self.lab, app, runs)
         docker_ps = controller.docker_ps_latency(self.lab, app, runs)
-        self.add(Figure("cli_ps", f"`labctl ps -a APP` wall time ({SCALE_N} dynos)", "s", lat, docker_ps,
-                        "docker ps (for reference)", Target(ABS_LE, 0.3, "≤ 0.3 s")))
+        self.add(
+            Figure(
+                "cli_ps",
+                f"`labctl ps -a APP` wall time ({SCALE_N} dynos)",
+                "s",
+                lat,
+                docker_ps,
+                "docker ps (for reference)",
+                Target(ABS_LE, 0.3, "≤ 0.3 s"),
+            )
+        )
 
     def preboot(self) -> None:
         why = deploy.preboot_available(self.lab)
@@ -198,19 +318,42 @@ class Bench:
         for _ in range(self.args.preboot_runs):
             deploy.wait_preboot_done(self.lab, app, 2)
             run = deploy.preboot_deploy(self.lab, app, deploy.SAMPLE_APP, rps=50.0)
-            log(f"  preboot: {run.failed}/{run.requests} failed, switch {run.switch_after_release_s:.1f} s after "
-                f"the release, {run.mixed_after_switch} old answers after it")
+            log(
+                f"  preboot: {run.failed}/{run.requests} failed, switch {run.switch_after_release_s:.1f} s after "
+                f"the release, {run.mixed_after_switch} old answers after it"
+            )
             runs.append(run)
         self.info["preboot"] = [vars(r) for r in runs]
-        self.add(Figure("preboot_failed", "preboot deploy under 50 rps: failed requests", "requests",
-                        [float(r.failed) for r in runs], target=Target(ABS_LE, 0, "0 (seamless)"),
-                        note="5xx or no answer, from 1 s before the deploy to 3 s after the switch"))
-        self.add(Figure("preboot_switch", "preboot deploy: switch after release", "s",
-                        [r.switch_after_release_s for r in runs], [expected] * len(runs),
-                        "spec: 3 min × time scale",
-                        note="first answer by the new release − `labctl deploy` returned"))
-        self.add(Figure("preboot_mixed", "preboot: old-release answers after the switch", "requests",
-                        [float(r.mixed_after_switch) for r in runs], target=Target(ABS_LE, 0, "0 (switch at once)")))
+        self.add(
+            Figure(
+                "preboot_failed",
+                "preboot deploy under 50 rps: failed requests",
+                "requests",
+                [float(r.failed) for r in runs],
+                target=Target(ABS_LE, 0, "0 (seamless)"),
+                note="5xx or no answer, from 1 s before the deploy to 3 s after the switch",
+            )
+        )
+        self.add(
+            Figure(
+                "preboot_switch",
+                "preboot deploy: switch after release",
+                "s",
+                [r.switch_after_release_s for r in runs],
+                [expected] * len(runs),
+                "spec: 3 min × time scale",
+                note="first answer by the new release − `labctl deploy` returned",
+            )
+        )
+        self.add(
+            Figure(
+                "preboot_mixed",
+                "preboot: old-release answers after the switch",
+                "requests",
+                [float(r.mixed_after_switch) for r in runs],
+                target=Target(ABS_LE, 0, "0 (switch at once)"),
+            )
+        )
 
     # -- the whole run -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -226,18 +369,31 @@ def host_info() -> dict[str, Any]:
         r = subprocess.run(["docker", "info", "--format", fmt], capture_output=True, text=True, timeout=30)
         return r.stdout.strip()
 
-    return {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "python": platform.python_version(),
-            "kernel": platform.release(), "docker": docker_fmt("{{.ServerVersion}}"),
-            "storage_driver": docker_fmt("{{.Driver}}"), "wrk": router.wrk_path()}
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg_before": os.getloadavg(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "docker": docker_fmt("{{.ServerVersion}}"),
+        "storage_driver": docker_fmt("{{.Driver}}"),
+        "wrk": router.wrk_path(),
+    }
 
 
 def write_results(path: Path, bench: Bench, started: float, host: dict[str, Any], lab: str, code: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "interrupted": code == 130,
-            "duration_s": round(time.time() - started, 1), "lab": lab, "host": host,
-            "loadavg_after": os.getloadavg(), "settings": {k: (str(v) if isinstance(v, Path) else v)
-                                                          for k, v in vars(bench.args).items()},
-            "figures": [f.to_json() for f in bench.figures], "info": bench.info, "failures": bench.failures}
+    data = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "interrupted": code == 130,
+        "duration_s": round(time.time() - started, 1),
+        "lab": lab,
+        "host": host,
+        "loadavg_after": os.getloadavg(),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(bench.args).items()},
+        "figures": [f.to_json() for f in bench.figures],
+        "info": bench.info,
+        "failures": bench.failures,
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
@@ -255,9 +411,11 @@ def print_markdown(path: Path) -> int:
         return 2
     print(stats.render_markdown([stats.from_json(f) for f in data["figures"]]))
     host = data.get("host", {})
-    print(f"\n{data['started_at']}, {host.get('cpus')} CPUs, Docker {host.get('docker')} "
-          f"({host.get('storage_driver')}), load average before {host.get('loadavg_before')}, "
-          f"{data['duration_s']:.0f} s in all")
+    print(
+        f"\n{data['started_at']}, {host.get('cpus')} CPUs, Docker {host.get('docker')} "
+        f"({host.get('storage_driver')}), load average before {host.get('loadavg_before')}, "
+        f"{data['duration_s']:.0f} s in all"
+    )
     return 0
 
 

@@ -27,8 +27,10 @@ def cli_latency(lab: BenchLab, app: str, runs: int) -> list[float]:
 
 def docker_ps_latency(lab: BenchLab, app: str, runs: int) -> list[float]:
     """The Docker CLI's equivalent listing, for comparison (no target)."""
-    return command_latency(["docker", "ps", "-a", "--filter", f"label=io.labctl.app={app}",
-                            "--filter", f"label=io.labctl.lab={lab.name}"], runs)
+    return command_latency(
+        ["docker", "ps", "-a", "--filter", f"label=io.labctl.app={app}", "--filter", f"label=io.labctl.lab={lab.name}"],
+        runs,
+    )
 
 
 def _cpu_ticks(pid: int) -> int:

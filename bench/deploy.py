@@ -109,8 +109,12 @@ def preboot_deploy(lab: BenchLab, app: str, src: Path, rps: float, max_seconds: 
         lab.cli("deploy", str(src), "-a", app, timeout=300)
         released = time.perf_counter()
         new = str(current + 1)
-        first_new = wait_for(lambda: next((t for t, _, rel in list(traffic.records) if rel == new), None),
-                             max_seconds, "the first answer from the new release", 0.1)
+        first_new = wait_for(
+            lambda: next((t for t, _, rel in list(traffic.records) if rel == new), None),
+            max_seconds,
+            "the first answer from the new release",
+            0.1,
+        )
         time.sleep(3.0)  # keep sending after the switch: an old answer or an error now would count
     finally:
         traffic.stop.set()
@@ -123,9 +127,15 @@ def preboot_deploy(lab: BenchLab, app: str, src: Path, rps: float, max_seconds: 
 
 def wait_preboot_done(lab: BenchLab, app: str, quantity: int) -> None:
     """No old dynos left: exactly ``quantity`` dyno containers, all up."""
-    wait_for(lambda: len(lab.containers("dyno", app)) == quantity
-             and sum(d["state"] == "up" for d in lab.dynos(app).values()) == quantity, 120,
-             f"{app}'s preboot finished", 0.2)
+    wait_for(
+        lambda: (
+            len(lab.containers("dyno", app)) == quantity
+            and sum(d["state"] == "up" for d in lab.dynos(app).values()) == quantity
+        ),
+        120,
+        f"{app}'s preboot finished",
+        0.2,
+    )
 
 
 def check_preboot_app(lab: BenchLab, app: str) -> None:

@@ -21,8 +21,11 @@ SERVE_TIMEOUT = 60.0
 def _served_by_new(lab: BenchLab, app: str, is_new: Callable[[dict], bool], t0: float) -> float:
     """Seconds from ``t0`` until the router answers with a body that ``is_new`` accepts."""
     with requests.Session() as session:
-        wait_for(lambda: (b := lab.via_router(app, 1.0, session)) is not None and is_new(b), SERVE_TIMEOUT,
-                 f"{app} served by the new web.1")
+        wait_for(
+            lambda: (b := lab.via_router(app, 1.0, session)) is not None and is_new(b),
+            SERVE_TIMEOUT,
+            f"{app} served by the new web.1",
+        )
         return time.perf_counter() - t0
 
 
@@ -64,8 +67,7 @@ def restart(lab: BenchLab, app: str, runs: int, via: str = "cli") -> list[float]
         if old is None:
             raise BenchError(f"{app} does not answer through the router before the restart")
         t0 = time.perf_counter()
-        issued = _Issued(lab, ("ps:restart", "web.1", "-a", app),
-                         lambda: lab.api.restart(app, dyno="web.1"), via)
+        issued = _Issued(lab, ("ps:restart", "web.1", "-a", app), lambda: lab.api.restart(app, dyno="web.1"), via)
         samples.append(_served_by_new(lab, app, lambda b, o=old: b["dyno"] == "web.1" and b["port"] != o["port"], t0))
         issued.finish()
         _check_same_dyno(lab, app)
@@ -81,10 +83,10 @@ def replace(lab: BenchLab, app: str, runs: int, via: str = "cli") -> list[float]
         if old is None:
             raise BenchError(f"{app} does not answer through the router before the stop")
         t0 = time.perf_counter()
-        issued = _Issued(lab, ("ps:stop", "web.1", "-a", app),
-                         lambda: lab.api.stop(app, dyno="web.1"), via)
-        samples.append(_served_by_new(lab, app, lambda b, o=old: b["dyno"] == "web.1"
-                                      and b["instance"] != o["instance"], t0))
+        issued = _Issued(lab, ("ps:stop", "web.1", "-a", app), lambda: lab.api.stop(app, dyno="web.1"), via)
+        samples.append(
+            _served_by_new(lab, app, lambda b, o=old: b["dyno"] == "web.1" and b["instance"] != o["instance"], t0)
+        )
         issued.finish()
         _check_same_dyno(lab, app)
     return samples

@@ -64,8 +64,9 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def http_json(url: str, host: str | None = None, timeout: float = 1.0,
-              session: requests.Session | None = None) -> dict[str, Any] | None:
+def http_json(
+    url: str, host: str | None = None, timeout: float = 1.0, session: requests.Session | None = None
+) -> dict[str, Any] | None:
     """The JSON body of a 200 answer, or None (error page, refused, reset, timeout)."""
     try:
         getter = session.get if session else requests.get
@@ -119,8 +120,9 @@ class BenchLab:
         return json.loads(self.cli(*args, "--json"))
 
     def spawn(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(self.argv(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, text=True)
+        return subprocess.Popen(
+            self.argv(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        )
 
     @staticmethod
     def finish(proc: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
@@ -168,9 +170,17 @@ class BenchLab:
     def direct_address(self, app: str, dyno: str = "web.1") -> str:
         """``IP:port`` of a web dyno on the Docker bridge: its instance's sandbox address and the dyno's port."""
         row = self.dynos(app)[dyno]
-        sandboxes = self.docker.containers.list(ignore_removed=True, filters={"label": [
-            f"io.labctl.lab={self.name}", "io.labctl.kind=sandbox", f"io.labctl.app={app}",
-            f"io.labctl.instance={row['instance']}"]})
+        sandboxes = self.docker.containers.list(
+            ignore_removed=True,
+            filters={
+                "label": [
+                    f"io.labctl.lab={self.name}",
+                    "io.labctl.kind=sandbox",
+                    f"io.labctl.app={app}",
+                    f"io.labctl.instance={row['instance']}",
+                ]
+            },
+        )
         if not sandboxes:
             raise BenchError(f"no sandbox for {app}/{dyno} on {row['instance']}")
         nets = sandboxes[0].attrs["NetworkSettings"]["Networks"]
@@ -206,10 +216,31 @@ class Baseline:
     def run(self, host_port: int) -> str:
         """``docker run -d --init`` of the sample app's web command, published on 127.0.0.1:host_port."""
         out = subprocess.run(
-            ["docker", "run", "-d", "--init", "--label", f"{BENCH_LABEL}={self.lab}", "-e", "PORT=5000",
-             "-e", "TINI_KILL_PROCESS_GROUP=1", "-w", "/app", "-p", f"{LOCALHOST}:{host_port}:5000",
-             self.image, "/bin/bash", "-c", "python3 app.py"],
-            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            [
+                "docker",
+                "run",
+                "-d",
+                "--init",
+                "--label",
+                f"{BENCH_LABEL}={self.lab}",
+                "-e",
+                "PORT=5000",
+                "-e",
+                "TINI_KILL_PROCESS_GROUP=1",
+                "-w",
+                "/app",
+                "-p",
+                f"{LOCALHOST}:{host_port}:5000",
+                self.image,
+                "/bin/bash",
+                "-c",
+                "python3 app.py",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         if out.returncode != 0:
             raise BenchError(f"docker run failed: {out.stderr.strip()}")
         cid = out.stdout.strip()
@@ -218,8 +249,9 @@ class Baseline:
 
     @staticmethod
     def restart(cid: str) -> None:
-        out = subprocess.run(["docker", "restart", cid], capture_output=True, text=True, timeout=120,
-                             stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            ["docker", "restart", cid], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
         if out.returncode != 0:
             raise BenchError(f"docker restart failed: {out.stderr.strip()}")
 
@@ -232,8 +264,9 @@ class Baseline:
 def remove_baselines(lab: str | None = None) -> int:
     """Remove baseline containers of ``lab`` (or of every bench run, e.g. left by a killed one)."""
     label = f"{BENCH_LABEL}={lab}" if lab else BENCH_LABEL
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True, text=True,
-                         timeout=60).stdout.split()
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True, text=True, timeout=60
+    ).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=120)
     return len(ids)

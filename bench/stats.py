@@ -24,8 +24,13 @@ class Target:
 def summary(samples: list[float]) -> dict[str, Any] | None:
     if not samples:
         return None
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "runs": len(samples),
-            "samples": [round(s, 6) for s in samples]}
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "runs": len(samples),
+        "samples": [round(s, 6) for s in samples],
+    }
 
 
 @dataclass
@@ -75,12 +80,22 @@ class Figure:
         return "ok" if met else "MISSED"
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "title": self.title, "unit": self.unit, "labctl": summary(self.labctl),
-                "baseline": summary(self.baseline), "baseline_title": self.baseline_title,
-                "ratio": self.ratio(), "delta": self._delta(),
-                "target": {"kind": self.target.kind, "value": self.target.value, "text": self.target.text}
-                if self.target else None,
-                "verdict": self.verdict(), "note": self.note, "skipped": self.skipped}
+        return {
+            "key": self.key,
+            "title": self.title,
+            "unit": self.unit,
+            "labctl": summary(self.labctl),
+            "baseline": summary(self.baseline),
+            "baseline_title": self.baseline_title,
+            "ratio": self.ratio(),
+            "delta": self._delta(),
+            "target": {"kind": self.target.kind, "value": self.target.value, "text": self.target.text}
+            if self.target
+            else None,
+            "verdict": self.verdict(),
+            "note": self.note,
+            "skipped": self.skipped,
+        }
 
     def _delta(self) -> float | None:
         if not self.labctl or not self.baseline:
@@ -91,9 +106,17 @@ class Figure:
 def from_json(d: dict[str, Any]) -> Figure:
     """A Figure back from its ``to_json`` form (for ``python -m bench --markdown``)."""
     t = d.get("target")
-    return Figure(d["key"], d["title"], d["unit"], (d.get("labctl") or {}).get("samples", []),
-                  (d.get("baseline") or {}).get("samples", []), d.get("baseline_title", ""),
-                  Target(t["kind"], t["value"], t["text"]) if t else None, d.get("note", ""), d.get("skipped"))
+    return Figure(
+        d["key"],
+        d["title"],
+        d["unit"],
+        (d.get("labctl") or {}).get("samples", []),
+        (d.get("baseline") or {}).get("samples", []),
+        d.get("baseline_title", ""),
+        Target(t["kind"], t["value"], t["text"]) if t else None,
+        d.get("note", ""),
+        d.get("skipped"),
+    )
 
 
 def fmt(value: float, unit: str) -> str:
@@ -129,15 +152,33 @@ def compare_text(f: Figure) -> str:
 
 def table(figures: list[Figure]) -> list[list[str]]:
     """Rows of strings: header first."""
-    rows = [["figure", "labctl median [min–max]", "baseline (same run) median [min–max]", "ratio/Δ", "target",
-             "result", "n"]]
+    rows = [
+        [
+            "figure",
+            "labctl median [min–max]",
+            "baseline (same run) median [min–max]",
+            "ratio/Δ",
+            "target",
+            "result",
+            "n",
+        ]
+    ]
     for f in figures:
         if f.skipped:
             rows.append([f.title, f.skipped, "", "", f.target.text if f.target else "", f.verdict(), ""])
             continue
         base = f"{f.baseline_title}: {fmt_series(f.baseline, f.unit)}" if f.baseline else (f.baseline_title or "—")
-        rows.append([f.title, fmt_series(f.labctl, f.unit), base, compare_text(f),
-                     f.target.text if f.target else "—", f.verdict(), str(len(f.labctl))])
+        rows.append(
+            [
+                f.title,
+                fmt_series(f.labctl, f.unit),
+                base,
+                compare_text(f),
+                f.target.text if f.target else "—",
+                f.verdict(),
+                str(len(f.labctl)),
+            ]
+        )
     return rows
 
 

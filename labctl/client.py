@@ -66,8 +66,9 @@ class Client:
         self.base = f"http://127.0.0.1:{self.port}"
         self.headers = {"Authorization": f"Bearer {self.dir.token()}"}
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                 params: dict[str, Any] | None = None) -> http.client.HTTPResponse:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> http.client.HTTPResponse:
         """Send one call; an answer of 400 or more raises the matching LabError (its ``message``)."""
         params = {k: v for k, v in (params or {}).items() if v is not None}  # as requests did: None = absent
         if params:
@@ -258,8 +259,16 @@ class Client:
     def run_detached(self, app: str, command: str, size: str | None = None) -> dict[str, Any]:
         return self.post(f"/apps/{_seg(app)}/dynos", {"command": command, "attach": False, "size": size})
 
-    def log_lines(self, app: str, *, n: int = 100, after: int | None = None, dyno: str | None = None,
-                  ptype: str | None = None, source: str | None = None) -> list[dict[str, Any]]:
+    def log_lines(
+        self,
+        app: str,
+        *,
+        n: int = 100,
+        after: int | None = None,
+        dyno: str | None = None,
+        ptype: str | None = None,
+        source: str | None = None,
+    ) -> list[dict[str, Any]]:
         """The app's last ``n`` log rows (after row id ``after``), filtered by dyno, process type or source."""
         return self.get(f"/apps/{_seg(app)}/log-lines", n=n, after=after, dyno=dyno, ptype=ptype, source=source)
 
@@ -272,14 +281,16 @@ class Client:
         """Which fault kinds this engine's kernel supports, and why not."""
         return self.get("/faults/support")
 
-    def faults_add(self, fault: dict[str, Any], *, instance: str | None = None, app: str | None = None,
-                   dyno: str | None = None) -> dict[str, Any]:
+    def faults_add(
+        self, fault: dict[str, Any], *, instance: str | None = None, app: str | None = None, dyno: str | None = None
+    ) -> dict[str, Any]:
         """Inject ``fault`` (``{"kind": "cpu", "cpus": 0.05, "for": "30s"}``…) into an instance: by id, or the
         one hosting ``app``'s ``dyno``."""
         return self.post(self._faults_path(instance, app, dyno), fault)
 
-    def faults_clear(self, *, instance: str | None = None, app: str | None = None, dyno: str | None = None,
-                     kind: str | None = None) -> list[dict[str, Any]]:
+    def faults_clear(
+        self, *, instance: str | None = None, app: str | None = None, dyno: str | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]:
         """Remove the faults (of ``kind`` only, if given) of an instance, or of every instance when no target
         is given; answers the faults removed."""
         if instance is None and dyno is None:

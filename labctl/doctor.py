@@ -50,8 +50,13 @@ def gather(lab: str) -> DoctorReport:
         return report
     v = engine.version()
     where = os.environ.get("DOCKER_HOST") or "the local socket (DOCKER_HOST unset)"
-    report.checks.append(Check("engine", "ok", f"Docker {v.get('Version')} (API {v.get('ApiVersion')}) at {where}, "
-                                               f"kernel {v.get('KernelVersion')}"))
+    report.checks.append(
+        Check(
+            "engine",
+            "ok",
+            f"Docker {v.get('Version')} (API {v.get('ApiVersion')}) at {where}, kernel {v.get('KernelVersion')}",
+        )
+    )
     have_stack = False
     for image in (const.BASE_IMAGE, const.STACK_IMAGE):
         try:
@@ -67,9 +72,15 @@ def gather(lab: str) -> DoctorReport:
     if have_stack:
         report.faults = {k: s.as_dict() for k, s in FaultEngine(engine).probe().items()}
     else:
-        report.faults = {k: {"supported": k == "host-failure",
-                             "reason": "container removal" if k == "host-failure"
-                             else f"not checked: {const.STACK_IMAGE} is missing"} for k in KINDS}
+        report.faults = {
+            k: {
+                "supported": k == "host-failure",
+                "reason": "container removal"
+                if k == "host-failure"
+                else f"not checked: {const.STACK_IMAGE} is missing",
+            }
+            for k in KINDS
+        }
     return report
 
 
@@ -81,5 +92,9 @@ def _controller_check(d: LabDir, lab: str) -> Check:
         s = Client(lab).lab_status()
     except LabError as err:
         return Check("controller", "error", f"lab {lab}: {err}")
-    return Check("controller", "ok", f"lab {lab} answering on 127.0.0.1:{api['port']} (pid {s['controller_pid']}, "
-                                     f"up {s['uptime_s']} s, router {s['router']['url']}, time scale {s['timescale']})")
+    return Check(
+        "controller",
+        "ok",
+        f"lab {lab} answering on 127.0.0.1:{api['port']} (pid {s['controller_pid']}, "
+        f"up {s['uptime_s']} s, router {s['router']['url']}, time scale {s['timescale']})",
+    )

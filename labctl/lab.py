@@ -18,16 +18,28 @@ from labctl.labdir import LabDir, Settings
 START_TIMEOUT = 60.0
 
 
-def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = None, timescale: float | None = None,
-       pool_size: int | None = None, base_image: str | None = None, https_port: int | None = None) -> dict[str, Any]:
+def up(
+    lab: str,
+    progress: Callable[[str], None],
+    *,
+    http_port: int | None = None,
+    timescale: float | None = None,
+    pool_size: int | None = None,
+    base_image: str | None = None,
+    https_port: int | None = None,
+) -> dict[str, Any]:
     """Build images if needed, start the controller (which starts the router). Idempotent."""
     d = LabDir(lab)
     client = connect()
     if d.exists() and controller_answers(lab):
         s = d.settings()
-        if (http_port not in (None, s.http_port) or timescale not in (None, s.timescale)
-                or https_port not in (None, s.https_port) and not (https_port == 0 and http_port == 0)
-                or pool_size not in (None, s.pool_size)):
+        if (
+            http_port not in (None, s.http_port)
+            or timescale not in (None, s.timescale)
+            or https_port not in (None, s.https_port)
+            and not (https_port == 0 and http_port == 0)
+            or pool_size not in (None, s.pool_size)
+        ):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
         return {"changed": False, **Client(lab).lab_status()}
     Engine(client, lab).ensure_stack_image(progress, base_override=base_image)
@@ -50,8 +62,9 @@ def up(lab: str, progress: Callable[[str], None], *, http_port: int | None = Non
         if controller_answers(lab):
             return {"changed": True, **Client(lab).lab_status()}
         time.sleep(0.2)
-    raise ControllerUnavailable(f"The controller did not start within {START_TIMEOUT:.0f} s; see "
-                                f"{d.file('controller.log')}")
+    raise ControllerUnavailable(
+        f"The controller did not start within {START_TIMEOUT:.0f} s; see {d.file('controller.log')}"
+    )
 
 
 def _check_settings(s: Settings) -> None:

@@ -175,11 +175,27 @@ class Store:
         row = self._one("SELECT MAX(version) AS v FROM releases WHERE app = ?", (app,))
         return int(row["v"] or 0) + 1 if row else 1
 
-    def add_release(self, app: str, version: int, image: str | None, procfile: dict[str, str],
-                    config: dict[str, str], description: str, status: str) -> None:
+    def add_release(
+        self,
+        app: str,
+        version: int,
+        image: str | None,
+        procfile: dict[str, str],
+        config: dict[str, str],
+        description: str,
+        status: str,
+    ) -> None:
         """Record (or record again, with a new ``created_at``) release ``version`` of the app."""
-        row: ReleaseRow = {"app": app, "version": version, "image": image, "procfile": procfile, "config": config,
-                           "description": description, "status": status, "created_at": time.time()}
+        row: ReleaseRow = {
+            "app": app,
+            "version": version,
+            "image": image,
+            "procfile": procfile,
+            "config": config,
+            "description": description,
+            "status": status,
+            "created_at": time.time(),
+        }
         self._insert("releases", row)
 
     def set_release_status(self, app: str, version: int, status: str) -> None:
@@ -260,8 +276,15 @@ class Store:
             (app, ts if ts is not None else time.time(), source, dyno, msg),
         )
 
-    def logs(self, app: str, after: int = 0, limit: int = 100, dyno: str | None = None, ptype: str | None = None,
-             source: str | None = None) -> list[LogRow]:
+    def logs(
+        self,
+        app: str,
+        after: int = 0,
+        limit: int = 100,
+        dyno: str | None = None,
+        ptype: str | None = None,
+        source: str | None = None,
+    ) -> list[LogRow]:
         """The last ``limit`` lines after id ``after``; ``dyno`` matches a name (web.1) or a type (web)."""
         where, args = ["app = ?", "id > ?"], [app, after]
         if source:
@@ -273,8 +296,7 @@ class Store:
         if ptype:
             where.append("dyno LIKE ?")
             args.append(f"{ptype}.%")
-        rows = self._all(f"SELECT * FROM logs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
-                         (*args, limit))
+        rows = self._all(f"SELECT * FROM logs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*args, limit))
         return list(reversed(rows))
 
     def prune_logs(self) -> None:

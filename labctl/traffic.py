@@ -71,8 +71,9 @@ def stats(records: list[dict[str, Any]]) -> dict[str, Any]:
         "count": len(records),
         "errors": len(errors),
         "error_rate": round(len(errors) / len(records), 4) if records else 0.0,
-        "statuses": _count(str(r["status"]) if r.get("status") is not None else (r.get("error") or "none")
-                           for r in records),
+        "statuses": _count(
+            str(r["status"]) if r.get("status") is not None else (r.get("error") or "none") for r in records
+        ),
         "codes": _count(r["code"] for r in records if r.get("code")),
         "error_kinds": _count(error_label(r) for r in errors),
         "releases": _count(r["release"] for r in records if r.get("release")),
@@ -109,8 +110,9 @@ def summarize(records: list[dict[str, Any]], since: float | None = None) -> dict
     for d, rs in sorted(by_dyno.items(), key=lambda kv: _dyno_sort(kv[0])):
         instances = _count(r.get("instance") or NONE for r in rs)
         per_dyno[d] = {**stats(rs), "instances": instances}
-    per_instance = {i: {**stats(rs), "dynos": sorted(dynos_of[i], key=_dyno_sort)}
-                    for i, rs in sorted(by_instance.items())}
+    per_instance = {
+        i: {**stats(rs), "dynos": sorted(dynos_of[i], key=_dyno_sort)} for i, rs in sorted(by_instance.items())
+    }
     return {"total": stats(records), "by_dyno": per_dyno, "by_instance": per_instance}
 
 
@@ -129,8 +131,11 @@ def stale_keepalive(err: requests.ConnectionError) -> bool:
     an idempotent request then, and browsers do; a refused or failed *new* connection is not this.
     """
     cause = err.args[0] if err.args else None
-    return (isinstance(cause, urllib3.exceptions.ProtocolError) and len(cause.args) > 1
-            and isinstance(cause.args[1], http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError))
+    return (
+        isinstance(cause, urllib3.exceptions.ProtocolError)
+        and len(cause.args) > 1
+        and isinstance(cause.args[1], http.client.RemoteDisconnected | ConnectionResetError | BrokenPipeError)
+    )
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
@@ -148,9 +153,18 @@ class TrafficResult:
     interrupted: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"app": self.app, "url": self.url, "rps": self.rps, "duration": self.duration,
-                "timeout": self.timeout, "started_at": self.started_at, "interrupted": self.interrupted,
-                "summary": self.summary, "moves": self.moves, "records": self.records}
+        return {
+            "app": self.app,
+            "url": self.url,
+            "rps": self.rps,
+            "duration": self.duration,
+            "timeout": self.timeout,
+            "started_at": self.started_at,
+            "interrupted": self.interrupted,
+            "summary": self.summary,
+            "moves": self.moves,
+            "records": self.records,
+        }
 
     def write_json(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -187,11 +201,21 @@ def check_params(rps: float, duration: float, timeout: float | None = None) -> N
         raise InvalidInput(f"--timeout must be more than 0 and at most 120 s, not {timeout:g}")
 
 
-def run_traffic(app: str, *, rps: float, duration: float, lab: str | None = None, path: str = "/",
-                timeout: float | None = None, on_tick: Callable[[Live], None] | None = None,
-                stop: threading.Event | None = None, client: Any = None,
-                router_port: int | None = None, records: list[dict[str, Any]] | None = None,
-                pending: dict[int, float] | None = None) -> TrafficResult:
+def run_traffic(
+    app: str,
+    *,
+    rps: float,
+    duration: float,
+    lab: str | None = None,
+    path: str = "/",
+    timeout: float | None = None,
+    on_tick: Callable[[Live], None] | None = None,
+    stop: threading.Event | None = None,
+    client: Any = None,
+    router_port: int | None = None,
+    records: list[dict[str, Any]] | None = None,
+    pending: dict[int, float] | None = None,
+) -> TrafficResult:
     """Send ``round(rps × duration)`` requests at a steady rate through the lab's router; see the module doc.
 
     ``client`` (a ``labctl.client.Client``) is made from ``lab`` when not given; it tells the router's port,
@@ -225,8 +249,7 @@ def run_traffic(app: str, *, rps: float, duration: float, lab: str | None = None
 
 
 class _Runner:
-    def __init__(self, api: Any, app: str, url: str, timeout: float, result: TrafficResult,
-                 stop: threading.Event):
+    def __init__(self, api: Any, app: str, url: str, timeout: float, result: TrafficResult, stop: threading.Event):
         self.api = api
         self.app = app
         self.url = url
@@ -271,9 +294,17 @@ class _Runner:
     def _one(self) -> None:
         s = self._session()
         start = time.perf_counter()
-        rec: dict[str, Any] = {"t": round(start - self.t0, 4), "ts": round(time.time(), 4), "status": None,
-                               "latency_ms": None, "dyno": None, "instance": None, "release": None,
-                               "code": None, "error": None}
+        rec: dict[str, Any] = {
+            "t": round(start - self.t0, 4),
+            "ts": round(time.time(), 4),
+            "status": None,
+            "latency_ms": None,
+            "dyno": None,
+            "instance": None,
+            "release": None,
+            "code": None,
+            "error": None,
+        }
         with self.lock:
             self.pending[id(rec)] = rec["ts"]
         try:
@@ -323,8 +354,16 @@ class _Runner:
         with self.lock:
             records = list(self.result.records)
             sent, done, moves = self.sent, self.done, list(self.result.moves)
-        return Live(elapsed, duration, sent, done, sent - done, summarize(records, since=elapsed - WINDOW_S),
-                    summarize(records), moves)
+        return Live(
+            elapsed,
+            duration,
+            sent,
+            done,
+            sent - done,
+            summarize(records, since=elapsed - WINDOW_S),
+            summarize(records),
+            moves,
+        )
 
     def run(self, total: int, rps: float, duration: float, on_tick: Callable[[Live], None] | None) -> None:
         workers = int(min(MAX_WORKERS, max(4, math.ceil(rps * (self.timeout + 1)))))

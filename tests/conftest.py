@@ -19,8 +19,15 @@ from hypothesis import HealthCheck, settings
 # into the lab's API can take seconds on a loaded machine) and no example database carried between runs. Tests
 # that set ``max_examples`` themselves keep it; the rest inherit from the profile loaded here, before any test
 # module builds its own ``settings``.
-settings.register_profile("ci", derandomize=True, max_examples=50, deadline=None, database=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=50,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 if os.environ.get("CI", "").lower() == "true":
     settings.load_profile("ci")
 
@@ -79,8 +86,9 @@ class Lab:
         return json.loads(self.ok(*args, "--json"))
 
     def get(self, app: str, path: str = "/", timeout: float = 10.0) -> requests.Response:
-        return requests.get(f"http://127.0.0.1:{self.port}{path}", headers={"Host": f"{app}.localhost"},
-                            timeout=timeout)
+        return requests.get(
+            f"http://127.0.0.1:{self.port}{path}", headers={"Host": f"{app}.localhost"}, timeout=timeout
+        )
 
     def dynos(self, app: str) -> dict[str, dict]:
         return {d["name"]: d for d in self.json("ps", "-a", app)}

@@ -28,7 +28,8 @@ def apps(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
 def apps_create(
     name: Annotated[str, typer.Argument(help="App name: lowercase letters, digits, dashes; 3-30 chars")],
     space: Annotated[str | None, typer.Option("--space", "-s", help="Create it in this Private Space.")] = None,
-    lab: Lab = DEFAULT_LAB, json: Json = False,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
 ) -> None:
     """Create an app in the Common Runtime, or in a Private Space with --space."""
     row = client(lab).app_create(name, space)
@@ -91,7 +92,8 @@ def maintenance_off(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
 def deploy(
     directory: Annotated[Path, typer.Argument(help="App source: a directory with a Procfile")],
     app_name: AppOpt = None,
-    lab: Lab = DEFAULT_LAB, json: Json = False,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
 ) -> None:
     """Build a slug from DIR and create a new release (every release restarts the app's dynos)."""
     name = require_app(app_name)
@@ -162,8 +164,15 @@ def stacks(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """List the stacks dynos run on (one here: Debian with Python, like Heroku's heroku-24)."""
     from labctl import const
 
-    rows = [{"name": const.STACK_NAME, "image": const.STACK_IMAGE, "base": f"Debian {const.DEBIAN_SUITE}",
-             "python": const.STACK_PYTHON, "default": True}]
+    rows = [
+        {
+            "name": const.STACK_NAME,
+            "image": const.STACK_IMAGE,
+            "base": f"Debian {const.DEBIAN_SUITE}",
+            "python": const.STACK_PYTHON,
+            "default": True,
+        }
+    ]
     if json:
         return render.as_json(rows)
     render.out("=== Available Stacks")

@@ -12,7 +12,9 @@ from labctl.client import Client
 from labctl.errors import InvalidInput
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="labctl: Heroku's dyno platform, reproduced on one machine with Docker.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -49,8 +49,7 @@ def faults_add(
 ) -> None:
     """Inject a fault into a runtime instance (by id, or the one hosting --dyno)."""
     target, _ = _target(instance, dyno, app_name)
-    body: dict[str, Any] = {"kind": kind, "percent": percent, "cpus": cpus, "rate": rate, "delay": delay,
-                            "for": for_}
+    body: dict[str, Any] = {"kind": kind, "percent": percent, "cpus": cpus, "rate": rate, "delay": delay, "for": for_}
     result = client(lab).faults_add({k: v for k, v in body.items() if v is not None}, **target)
     if json:
         return render.as_json(result)
@@ -58,8 +57,10 @@ def faults_add(
         moved = ", ".join(result.get("dynos") or []) or "no dynos"
         return render.out(f"Failing instance {result['instance']}... done, relocating {moved} to a new server")
     until = f", reverts {render.fault_expiry(result)}" if result.get("expires_at") else ""
-    render.out(f"Adding {result['description']} fault to instance {result['instance']} "
-               f"({','.join(result['dynos']) or 'no dynos'})... done{until}")
+    render.out(
+        f"Adding {result['description']} fault to instance {result['instance']} "
+        f"({','.join(result['dynos']) or 'no dynos'})... done{until}"
+    )
 
 
 @app.command("faults:clear")

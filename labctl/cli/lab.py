@@ -11,16 +11,24 @@ from labctl.cli.common import DEFAULT_LAB, Json, Lab, app, client
 
 
 def _status_text(s: dict) -> str:
-    return "\n".join([
-        f"=== Lab {s['lab']}",
-        f"Router:      {s['router']['url']}  (apps: {s['router']['app_url']})",
-        *([f"HTTPS:       {s['router']['https_url']}  (apps: {s['router']['https_app_url']}; "
-           f"CA: {s['router']['ca_cert']})"] if s["router"].get("https_url") else []),
-        f"Time scale:  {s['timescale']}",
-        f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
-        f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
-        f"State:       {s['state_dir']}",
-    ])
+    return "\n".join(
+        [
+            f"=== Lab {s['lab']}",
+            f"Router:      {s['router']['url']}  (apps: {s['router']['app_url']})",
+            *(
+                [
+                    f"HTTPS:       {s['router']['https_url']}  (apps: {s['router']['https_app_url']}; "
+                    f"CA: {s['router']['ca_cert']})"
+                ]
+                if s["router"].get("https_url")
+                else []
+            ),
+            f"Time scale:  {s['timescale']}",
+            f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
+            f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
+            f"State:       {s['state_dir']}",
+        ]
+    )
 
 
 @app.command("up")
@@ -30,15 +38,24 @@ def up(
     https_port: Annotated[int | None, typer.Option(help="Router TLS port on 127.0.0.1 (default 5443).")] = None,
     timescale: Annotated[float | None, typer.Option(help="Multiplies every platform duration (default 1.0).")] = None,
     pool_size: Annotated[int | None, typer.Option(help="Common Runtime shared instances (default 3).")] = None,
-    base_image: Annotated[str | None, typer.Option(envvar="LABCTL_BASE_IMAGE",
-                                                   help="Use this Debian trixie image instead of debootstrap.")] = None,
+    base_image: Annotated[
+        str | None,
+        typer.Option(envvar="LABCTL_BASE_IMAGE", help="Use this Debian trixie image instead of debootstrap."),
+    ] = None,
     json: Json = False,
 ) -> None:
     """Start the lab: build images if needed, start the controller and the router. Idempotent."""
     from labctl import lab as lablib
 
-    result = lablib.up(lab, render.progress, http_port=http_port, timescale=timescale, pool_size=pool_size,
-                       base_image=base_image, https_port=https_port)
+    result = lablib.up(
+        lab,
+        render.progress,
+        http_port=http_port,
+        timescale=timescale,
+        pool_size=pool_size,
+        base_image=base_image,
+        https_port=https_port,
+    )
     if json:
         return render.as_json(result)
     render.out(f"Lab {lab} is {'up' if result['changed'] else 'already up'}.")
@@ -53,8 +70,10 @@ def down(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     counts = lablib.down(lab)
     if json:
         return render.as_json(counts)
-    render.out(f"Lab {lab} is down: removed {counts['containers']} containers, {counts['networks']} networks, "
-               f"{counts['images']} images.")
+    render.out(
+        f"Lab {lab} is down: removed {counts['containers']} containers, {counts['networks']} networks, "
+        f"{counts['images']} images."
+    )
 
 
 @app.command("status")
@@ -81,8 +100,9 @@ def spaces(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
 
 
 @app.command("spaces:create")
-def spaces_create(name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB,
-                  json: Json = False) -> None:
+def spaces_create(
+    name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB, json: Json = False
+) -> None:
     """Create a Private Space (its own network; its apps get dedicated instances)."""
     row = client(lab).space_create(name)
     render.as_json(row) if json else render.out(f"Creating space {name}... done")
@@ -96,8 +116,11 @@ def spaces_destroy(name: Annotated[str, typer.Argument(help="Space name")], lab:
 
 
 @app.command("timescale")
-def timescale(factor: Annotated[float | None, typer.Argument(help="New factor, e.g. 0.02")] = None,
-              lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def timescale(
+    factor: Annotated[float | None, typer.Argument(help="New factor, e.g. 0.02")] = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Show or change the lab-wide time scale (1.0 = Heroku's real durations)."""
     c = client(lab)
     s = c.set_timescale(factor) if factor is not None else c.lab_status()
@@ -105,9 +128,16 @@ def timescale(factor: Annotated[float | None, typer.Argument(help="New factor, e
 
 
 @app.command("certs")
-def certs(lab: Lab = DEFAULT_LAB, install: Annotated[bool, typer.Option(
-        "--install", help="Add the lab's CA to this machine's trust store (Debian: update-ca-certificates).")] = False,
-          json: Json = False) -> None:
+def certs(
+    lab: Lab = DEFAULT_LAB,
+    install: Annotated[
+        bool,
+        typer.Option(
+            "--install", help="Add the lab's CA to this machine's trust store (Debian: update-ca-certificates)."
+        ),
+    ] = False,
+    json: Json = False,
+) -> None:
     """Print the lab's local CA certificate (the router's HTTPS is signed by it), or install it."""
     import shutil
     import subprocess

@@ -28,7 +28,8 @@ def logs(
     dyno: Annotated[str | None, typer.Option("-d", "--dyno-name", "--dyno", help="e.g. web.1 or router")] = None,
     ptype: Annotated[str | None, typer.Option("-p", "--process-type", "--ps", help="e.g. web")] = None,
     source: Annotated[str | None, typer.Option("-s", "--source", help="app or heroku")] = None,
-    lab: Lab = DEFAULT_LAB, json: Json = False,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
 ) -> None:
     """Show the app's logs: app output, dyno manager, router and API lines."""
     name = require_app(app_name)

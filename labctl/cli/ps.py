@@ -23,7 +23,8 @@ def ps(
     types: Annotated[list[str] | None, typer.Argument(help="Only these process types")] = None,
     app_name: AppOpt = None,
     show_all: Annotated[bool, typer.Option("--all", help="Also show old dynos that preboot keeps serving")] = False,
-    lab: Lab = DEFAULT_LAB, json: Json = False,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
 ) -> None:
     """List the app's dynos, as `heroku ps` prints them."""
     name = require_app(app_name)
@@ -39,7 +40,8 @@ def ps(
 def scale(
     args: Annotated[list[str] | None, typer.Argument(help="TYPE=N[:SIZE], TYPE+N, TYPE-N")] = None,
     app_name: AppOpt = None,
-    lab: Lab = DEFAULT_LAB, json: Json = False,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
 ) -> None:
     """Scale process types; with no arguments, print the formation."""
     name = require_app(app_name)
@@ -66,8 +68,14 @@ def _target(positional: str | None, dyno: str | None, ptype: str | None) -> tupl
 
 
 @app.command("ps:restart")
-def restart(target: Target = None, dyno_name: DynoName = None, process_type: ProcType = None,
-            app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def restart(
+    target: Target = None,
+    dyno_name: DynoName = None,
+    process_type: ProcType = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Restart all dynos, a type, or one dyno (Private Space: on the same instance)."""
     name = require_app(app_name)
     dyno, ptype = _target(target, dyno_name, process_type)
@@ -76,8 +84,9 @@ def restart(target: Target = None, dyno_name: DynoName = None, process_type: Pro
     render.as_json(result) if json else render.out(f"Restarting {what} on ⬢ {name}... done")
 
 
-def _stop(target: str | None, dyno_name: str | None, process_type: str | None, app_name: str | None,
-          lab: str, json: bool) -> None:
+def _stop(
+    target: str | None, dyno_name: str | None, process_type: str | None, app_name: str | None, lab: str, json: bool
+) -> None:
     name = require_app(app_name)
     dyno, ptype = _target(target, dyno_name, process_type)
     if not dyno and not ptype:
@@ -88,15 +97,27 @@ def _stop(target: str | None, dyno_name: str | None, process_type: str | None, a
 
 
 @app.command("ps:stop")
-def stop(target: Target = None, dyno_name: DynoName = None, process_type: ProcType = None,
-         app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def stop(
+    target: Target = None,
+    dyno_name: DynoName = None,
+    process_type: ProcType = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Stop a dyno or type (formation dynos come back; in a Private Space on a new instance)."""
     _stop(target, dyno_name, process_type, app_name, lab, json)
 
 
 @app.command("ps:kill")
-def kill(target: Target = None, dyno_name: DynoName = None, process_type: ProcType = None,
-         app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def kill(
+    target: Target = None,
+    dyno_name: DynoName = None,
+    process_type: ProcType = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Alias of ps:stop."""
     _stop(target, dyno_name, process_type, app_name, lab, json)
 
@@ -111,8 +132,7 @@ def _command_line(args: list[str]) -> str:
 
 
 @app.command("run", context_settings={"allow_interspersed_args": False})
-def run(command: Command, app_name: AppOpt = None, size: Size = None,
-        lab: Lab = DEFAULT_LAB) -> None:
+def run(command: Command, app_name: AppOpt = None, size: Size = None, lab: Lab = DEFAULT_LAB) -> None:
     """Run a one-off dyno attached to this terminal; exits with the command's status."""
     name = require_app(app_name)
     line = _command_line(command)
@@ -129,8 +149,9 @@ def run(command: Command, app_name: AppOpt = None, size: Size = None,
 
 
 @app.command("run:detached", context_settings={"allow_interspersed_args": False})
-def run_detached(command: Command, app_name: AppOpt = None, size: Size = None,
-                 lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def run_detached(
+    command: Command, app_name: AppOpt = None, size: Size = None, lab: Lab = DEFAULT_LAB, json: Json = False
+) -> None:
     """Run a one-off dyno in the background; see its output with `labctl logs`."""
     name = require_app(app_name)
     line = _command_line(command)
@@ -164,15 +185,23 @@ def _resize(args: list[str] | None, app_name: str | None, lab: str, json: bool) 
 
 
 @app.command("ps:type")
-def ps_type(args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
-            app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def ps_type(
+    args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Show or change dyno sizes; changed types restart on the new size."""
     _resize(args, app_name, lab, json)
 
 
 @app.command("ps:resize")
-def ps_resize(args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
-              app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def ps_resize(
+    args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Alias of ps:type."""
     _resize(args, app_name, lab, json)
 
@@ -182,8 +211,9 @@ def ps_wait(
     app_name: AppOpt = None,
     ptype: Annotated[str | None, typer.Option("--type", "-t", help="Only this process type")] = None,
     with_run: Annotated[bool, typer.Option("--with-run", "-R", help="Include one-off dynos")] = False,
-    wait_interval: Annotated[float, typer.Option("--wait-interval", "-w",
-                                                 help="Seconds between checks (lab default 1)")] = 1.0,
+    wait_interval: Annotated[
+        float, typer.Option("--wait-interval", "-w", help="Seconds between checks (lab default 1)")
+    ] = 1.0,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds (0 = never)")] = 0,
     lab: Lab = DEFAULT_LAB,
 ) -> None:
@@ -203,8 +233,11 @@ def ps_wait(
     started = time.time()
     last = None
     while True:
-        dynos = [d for d in c.dynos(name) if d["type"] != "release"
-                 and (with_run or d["type"] != "run") and (not ptype or d["type"] == ptype)]
+        dynos = [
+            d
+            for d in c.dynos(name)
+            if d["type"] != "release" and (with_run or d["type"] != "run") and (not ptype or d["type"] == ptype)
+        ]
         ready = sum(1 for d in dynos if d["state"] == "up" and d["release"]["version"] >= latest)
         line = f"Waiting for every dyno to be running v{latest}... {ready} / {len(dynos)}"
         if line != last:

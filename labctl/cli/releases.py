@@ -20,8 +20,12 @@ def releases(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False
 
 
 @app.command("rollback")
-def rollback(version: Annotated[str | None, typer.Argument(help="Release to roll back to, e.g. v3")] = None,
-             app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def rollback(
+    version: Annotated[str | None, typer.Argument(help="Release to roll back to, e.g. v3")] = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Create a new release with the code and config of an earlier one (default: the previous)."""
     name = require_app(app_name)
     number = None
@@ -54,8 +58,12 @@ def config_get(key: str, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> Non
 
 
 @app.command("config:set")
-def config_set(pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE …")], app_name: AppOpt = None,
-               lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def config_set(
+    pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE …")],
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Set config vars: a new release that restarts the dynos."""
     name = require_app(app_name)
     changes: dict[str, str | None] = {}
@@ -72,8 +80,12 @@ def config_set(pairs: Annotated[list[str], typer.Argument(help="KEY=VALUE …")]
 
 
 @app.command("config:unset")
-def config_unset(keys: Annotated[list[str], typer.Argument(help="KEY …")], app_name: AppOpt = None,
-                 lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def config_unset(
+    keys: Annotated[list[str], typer.Argument(help="KEY …")],
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Unset config vars: a new release that restarts the dynos."""
     name = require_app(app_name)
     result = client(lab).config_set(name, dict.fromkeys(keys))

@@ -66,8 +66,9 @@ def ps_text(app: str, dynos: list[dict[str, Any]], now: float | None = None) -> 
     one_offs = sorted((d for d in dynos if d["type"] == "run"), key=_dyno_key)
     if one_offs:
         lines = [f"=== run: one-off processes ({len(one_offs)})"]
-        lines += [f"{d['name']} ({d['size']}): {d['state']} {ago(d['updated_at'], now)}: {d['command']}"
-                  for d in one_offs]
+        lines += [
+            f"{d['name']} ({d['size']}): {d['state']} {ago(d['updated_at'], now)}: {d['command']}" for d in one_offs
+        ]
         blocks.append("\n".join(lines))
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for d in sorted((d for d in dynos if d["type"] != "run"), key=_dyno_key):
@@ -94,14 +95,16 @@ def formation_text(formation: list[dict[str, Any]]) -> str:
 def releases_text(app: str, releases: list[dict[str, Any]], now: float | None = None) -> str:
     if not releases:
         return f"=== ⬢ {app} Releases\n\nNo releases yet"
-    current = next((r["version"] for r in releases if r.get("status", "succeeded") == "succeeded"),
-                   releases[0]["version"])
+    current = next(
+        (r["version"] for r in releases if r.get("status", "succeeded") == "succeeded"), releases[0]["version"]
+    )
     lines = [f"=== ⬢ {app} Releases - Current: v{current}"]
     width = max(len(r["description"]) for r in releases)
     for r in releases:
         stamp = ago(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"])), now)
         status = {"failed": "  release command failed", "pending": "  release command executing"}.get(
-            r.get("status", ""), "")
+            r.get("status", ""), ""
+        )
         lines.append(f"v{r['version']:<4} {r['description']:<{width}}  labctl@localhost  {stamp}{status}")
     return "\n".join(lines)
 
@@ -133,19 +136,21 @@ def log_line(row: dict[str, Any]) -> str:
 
 def types_text(formation: list[dict[str, Any]]) -> str:
     """``ps:type`` with no arguments: the process types table (heroku-reference §1.5, costs omitted)."""
-    rows = [("Type", "Size", "Qty")] + [(p["type"], p["size"], str(p["quantity"]))
-                                         for p in sorted(formation, key=lambda p: p["type"])]
+    rows = [("Type", "Size", "Qty")] + [
+        (p["type"], p["size"], str(p["quantity"])) for p in sorted(formation, key=lambda p: p["type"])
+    ]
     widths = [max(len(r[c]) for r in rows) for c in range(3)]
-    lines = ["=== Process Types", ""] + ["  ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip()
-                                         for r in rows]
+    lines = ["=== Process Types", ""] + ["  ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
 # -- faults, doctor, traffic (issue 4) ---------------------------------------------------------------------
 def _table(rows: Sequence[tuple[str, ...]], right: frozenset[int] = frozenset()) -> str:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    return "\n".join("  ".join(v.rjust(widths[c]) if c in right else v.ljust(widths[c]) for c, v in enumerate(r))
-                     .rstrip() for r in rows)
+    return "\n".join(
+        "  ".join(v.rjust(widths[c]) if c in right else v.ljust(widths[c]) for c, v in enumerate(r)).rstrip()
+        for r in rows
+    )
 
 
 def fault_expiry(fault: dict[str, Any], now: float | None = None) -> str:
@@ -162,8 +167,16 @@ def faults_text(rows: list[dict[str, Any]], now: float | None = None) -> str:
     table = [("INSTANCE", "RUNTIME", "FAULT", "ID", "REVERTS", "DYNOS")]
     for f in rows:
         runtime = "common" if f["runtime"] == "common" else f"space:{f['runtime']}"
-        table.append((f["instance"], runtime, f.get("description") or f.get("kind", "?"), f.get("id", "-"),
-                      fault_expiry(f, now), ",".join(f.get("dynos") or []) or "-"))
+        table.append(
+            (
+                f["instance"],
+                runtime,
+                f.get("description") or f.get("kind", "?"),
+                f.get("id", "-"),
+                fault_expiry(f, now),
+                ",".join(f.get("dynos") or []) or "-",
+            )
+        )
     return _table(table)
 
 
@@ -192,23 +205,47 @@ def traffic_tables(summary: dict[str, Any]) -> str:
     right = frozenset({2, 3, 4, 5, 6, 7})
     rows = [("DYNO", "INSTANCE", "REQS", "ERRORS", "ERR%", "P50ms", "P95ms", "P99ms", "RELEASE", "ERROR DETAIL")]
     for dyno, s in summary["by_dyno"].items():
-        rows.append((dyno, ",".join(s["instances"]), str(s["count"]), str(s["errors"]),
-                     f"{100 * s['error_rate']:.1f}", _ms(s["p50"]), _ms(s["p95"]), _ms(s["p99"]),
-                     ",".join(s["releases"]) or "-", _errors_detail(s)))
+        rows.append(
+            (
+                dyno,
+                ",".join(s["instances"]),
+                str(s["count"]),
+                str(s["errors"]),
+                f"{100 * s['error_rate']:.1f}",
+                _ms(s["p50"]),
+                _ms(s["p95"]),
+                _ms(s["p99"]),
+                ",".join(s["releases"]) or "-",
+                _errors_detail(s),
+            )
+        )
     out = [_table(rows, right) if len(rows) > 1 else "(no requests)"]
     rows = [("INSTANCE", "DYNOS", "REQS", "ERRORS", "ERR%", "P50ms", "P95ms", "P99ms", "RELEASE", "ERROR DETAIL")]
     for inst, s in summary["by_instance"].items():
-        rows.append((inst, ",".join(s["dynos"]), str(s["count"]), str(s["errors"]), f"{100 * s['error_rate']:.1f}",
-                     _ms(s["p50"]), _ms(s["p95"]), _ms(s["p99"]), ",".join(s["releases"]) or "-",
-                     _errors_detail(s)))
+        rows.append(
+            (
+                inst,
+                ",".join(s["dynos"]),
+                str(s["count"]),
+                str(s["errors"]),
+                f"{100 * s['error_rate']:.1f}",
+                _ms(s["p50"]),
+                _ms(s["p95"]),
+                _ms(s["p99"]),
+                ",".join(s["releases"]) or "-",
+                _errors_detail(s),
+            )
+        )
     if len(rows) > 1:
         out += ["", _table(rows, right)]
     return "\n".join(out)
 
 
 def _total_line(t: dict[str, Any]) -> str:
-    return (f"{t['count']} requests, {t['errors']} errors ({100 * t['error_rate']:.1f}%), "
-            f"p50 {_ms(t['p50'])} ms, p95 {_ms(t['p95'])} ms, p99 {_ms(t['p99'])} ms")
+    return (
+        f"{t['count']} requests, {t['errors']} errors ({100 * t['error_rate']:.1f}%), "
+        f"p50 {_ms(t['p50'])} ms, p95 {_ms(t['p95'])} ms, p99 {_ms(t['p99'])} ms"
+    )
 
 
 def _moves_text(moves: list[dict[str, Any]]) -> list[str]:
@@ -217,10 +254,11 @@ def _moves_text(moves: list[dict[str, Any]]) -> list[str]:
 
 def traffic_live_text(app: str, live: Any, window_s: float) -> str:
     """The live view, redrawn every second: the last few seconds per dyno and instance."""
-    head = (f"⬢ {app}  {live.elapsed:.0f}/{live.duration:g} s  sent {live.sent}  answered {live.done}  "
-            f"in flight {live.in_flight}")
-    lines = [head, f"Last {window_s:g} s: {_total_line(live.window['total'])}", "",
-             traffic_tables(live.window)]
+    head = (
+        f"⬢ {app}  {live.elapsed:.0f}/{live.duration:g} s  sent {live.sent}  answered {live.done}  "
+        f"in flight {live.in_flight}"
+    )
+    lines = [head, f"Last {window_s:g} s: {_total_line(live.window['total'])}", "", traffic_tables(live.window)]
     if live.moves:
         lines += ["", "Instance changes:"] + _moves_text(live.moves[-5:])
     return "\n".join(lines)
@@ -229,8 +267,12 @@ def traffic_live_text(app: str, live: Any, window_s: float) -> str:
 def traffic_summary_text(result: Any) -> str:
     t = result.summary["total"]
     stopped = " (stopped early)" if result.interrupted else ""
-    lines = [f"=== Traffic to ⬢ {result.app}: {result.rps:g} rps for {result.duration:g} s{stopped}",
-             f"Total: {_total_line(t)}", "", traffic_tables(result.summary)]
+    lines = [
+        f"=== Traffic to ⬢ {result.app}: {result.rps:g} rps for {result.duration:g} s{stopped}",
+        f"Total: {_total_line(t)}",
+        "",
+        traffic_tables(result.summary),
+    ]
     if result.moves:
         lines += ["", "Instance changes:"] + _moves_text(result.moves)
     return "\n".join(lines)

@@ -29,16 +29,19 @@ class _LiveView:
 
         if self.tty:
             width = shutil.get_terminal_size((120, 40)).columns - 1  # no wrapping, so the redraw stays in place
-            text = "\n".join(line[:width] for line in
-                              render.traffic_live_text(self.app, live, trafficlib.WINDOW_S).splitlines())
+            text = "\n".join(
+                line[:width] for line in render.traffic_live_text(self.app, live, trafficlib.WINDOW_S).splitlines()
+            )
             up = f"\x1b[{self.drawn}F\x1b[J" if self.drawn else ""
             sys.stdout.write(up + text + "\n")
             sys.stdout.flush()
             self.drawn = text.count("\n") + 1
         else:
             t = live.window["total"]
-            render.progress(f"{live.elapsed:5.1f}s  sent {live.sent}  last {trafficlib.WINDOW_S:g}s: "
-                            f"{t['count']} reqs, {t['errors']} errors, p50 {t['p50']} ms, p95 {t['p95']} ms")
+            render.progress(
+                f"{live.elapsed:5.1f}s  sent {live.sent}  last {trafficlib.WINDOW_S:g}s: "
+                f"{t['count']} reqs, {t['errors']} errors, p50 {t['p50']} ms, p95 {t['p95']} ms"
+            )
 
     def clear(self) -> None:
         if self.tty and self.drawn:
@@ -53,12 +56,18 @@ def traffic(
     rps: Annotated[float, typer.Option("--rps", help="Requests per second (steady; at most 200).")] = 10.0,
     duration: Annotated[str, typer.Option("--duration", "-t", help="How long, e.g. 30s, 2m (at most 1h).")] = "30s",
     path: Annotated[str, typer.Option("--path", help="Request path, e.g. /cpu?ms=50")] = "/",
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout",
-        help="Client timeout in seconds (default: the router's boot hold, 75 s x time scale, + 5 s; min 2 s).")
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            help="Client timeout in seconds (default: the router's boot hold, 75 s x time scale, + 5 s; min 2 s).",
+        ),
     ] = None,
-    json_file: Annotated[str | None, typer.Option(
-        "--json", help="Write every request and the summary as JSON to FILE ('-' = stdout, no live view).")
+    json_file: Annotated[
+        str | None,
+        typer.Option(
+            "--json", help="Write every request and the summary as JSON to FILE ('-' = stdout, no live view)."
+        ),
     ] = None,
     lab: Lab = DEFAULT_LAB,
 ) -> None:
@@ -73,10 +82,12 @@ def traffic(
     api.app_info(name)  # an unknown app: one line, before anything is sent
     to_stdout = json_file == "-"
     view = _LiveView(name, tty=sys.stdout.isatty() and not to_stdout)
-    render.progress(f"Sending {rps:g} requests/s to ⬢ {name} for {seconds:g} s "
-                    f"(at most {max(1, round(rps * seconds))} requests)…")
-    result = trafficlib.run_traffic(name, rps=rps, duration=seconds, path=path, timeout=timeout,
-                                    on_tick=view, client=api)
+    render.progress(
+        f"Sending {rps:g} requests/s to ⬢ {name} for {seconds:g} s (at most {max(1, round(rps * seconds))} requests)…"
+    )
+    result = trafficlib.run_traffic(
+        name, rps=rps, duration=seconds, path=path, timeout=timeout, on_tick=view, client=api
+    )
     view.clear()
     if to_stdout:
         sys.stdout.write(jsonlib.dumps(result.to_json(), indent=1, default=str) + "\n")

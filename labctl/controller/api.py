@@ -53,19 +53,34 @@ class Api:
         r("PATCH", "/apps/(?P<app>[^/]+)/formation", self._formation)
         r("GET", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.dynos(app, q.get("all") == "1"))
         r("GET", "/apps/(?P<app>[^/]+)/features", lambda q, b, app: self.m.features(app))
-        r("GET", "/apps/(?P<app>[^/]+)/features/(?P<feature>[^/]+)",
-          lambda q, b, app, feature: self._feature(app, feature))
+        r(
+            "GET",
+            "/apps/(?P<app>[^/]+)/features/(?P<feature>[^/]+)",
+            lambda q, b, app, feature: self._feature(app, feature),
+        )
         r("PATCH", "/apps/(?P<app>[^/]+)/features/(?P<feature>[^/]+)", self._patch_feature)
         r("POST", "/apps/(?P<app>[^/]+)/dynos", self._run)
         r("DELETE", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.restart(app))
-        r("DELETE", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)",
-          lambda q, b, app, dyno: self.m.restart(app, dyno=dyno))
-        r("DELETE", "/apps/(?P<app>[^/]+)/formations/(?P<ptype>[^/]+)",
-          lambda q, b, app, ptype: self.m.restart(app, ptype=ptype))
-        r("POST", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/actions/stop",
-          lambda q, b, app, dyno: self.m.stop(app, dyno=dyno))
-        r("POST", "/apps/(?P<app>[^/]+)/formations/(?P<ptype>[^/]+)/actions/stop",
-          lambda q, b, app, ptype: self.m.stop(app, ptype=ptype))
+        r(
+            "DELETE",
+            "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)",
+            lambda q, b, app, dyno: self.m.restart(app, dyno=dyno),
+        )
+        r(
+            "DELETE",
+            "/apps/(?P<app>[^/]+)/formations/(?P<ptype>[^/]+)",
+            lambda q, b, app, ptype: self.m.restart(app, ptype=ptype),
+        )
+        r(
+            "POST",
+            "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/actions/stop",
+            lambda q, b, app, dyno: self.m.stop(app, dyno=dyno),
+        )
+        r(
+            "POST",
+            "/apps/(?P<app>[^/]+)/formations/(?P<ptype>[^/]+)/actions/stop",
+            lambda q, b, app, ptype: self.m.stop(app, ptype=ptype),
+        )
         r("GET", "/apps/(?P<app>[^/]+)/log-lines", self._logs)
         r("GET", "/instances", lambda q, b: self.m.instances())
 
@@ -126,8 +141,14 @@ class Api:
 
     def _logs(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         try:
-            return self.m.logs(app, int(q.get("after", 0)), int(q.get("n", 100)), dyno=q.get("dyno"),
-                               ptype=q.get("ptype"), source=q.get("source"))
+            return self.m.logs(
+                app,
+                int(q.get("after", 0)),
+                int(q.get("n", 100)),
+                dyno=q.get("dyno"),
+                ptype=q.get("ptype"),
+                source=q.get("source"),
+            )
         except ValueError:
             raise InvalidInput("after and n must be integers") from None
 

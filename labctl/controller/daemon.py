@@ -32,8 +32,11 @@ def _lock(path: Path):  # noqa: ANN202 - returns the open file holding the lock
 
 
 def _setup_logging(d: LabDir) -> None:
-    logging.basicConfig(filename=d.file("controller.log"), level=logging.INFO,
-                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        filename=d.file("controller.log"),
+        level=logging.INFO,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
 
 
 def serve(lab: str) -> int:
@@ -58,8 +61,16 @@ def serve(lab: str) -> int:
     engine = Engine(connect(), lab)
     sink = LogSink(store)
     tls_files = _router_tls(d)
-    runtime = Runtime(store, engine, sink, timescale=settings.timescale, http_port=settings.http_port,
-                      pool_size=settings.pool_size, https_port=settings.https_port, tls=tls_files)
+    runtime = Runtime(
+        store,
+        engine,
+        sink,
+        timescale=settings.timescale,
+        http_port=settings.http_port,
+        pool_size=settings.pool_size,
+        https_port=settings.https_port,
+        tls=tls_files,
+    )
     runtime.start()
     manager = Manager(store, runtime, sink, lab)
     started = time.time()
@@ -75,18 +86,30 @@ def serve(lab: str) -> int:
         except EngineError:
             pass
         port, tport = ports.get("http") or s.http_port, ports.get("https")
-        router: RouterStatus = {"url": f"http://127.0.0.1:{port}", "port": port,
-                                "app_url": f"http://<app>.localhost:{port}"}
+        router: RouterStatus = {
+            "url": f"http://127.0.0.1:{port}",
+            "port": port,
+            "app_url": f"http://<app>.localhost:{port}",
+        }
         if tport:
             router["https_url"] = f"https://127.0.0.1:{tport}"
             router["https_port"] = tport
             router["https_app_url"] = f"https://<app>.localhost:{tport}"
             router["ca_cert"] = str(d.file("ca.crt"))
-        return {"lab": lab, "router": router,
-                "timescale": runtime.scale.factor, "pool_size": s.pool_size, "controller_pid": os.getpid(),
-                "uptime_s": round(time.time() - started, 1), "apps": len(store.apps()),
-                "spaces": len(store.spaces()), "dynos": len(store.dynos()), "instances": len(store.instances()),
-                "state_dir": str(d.path), "engine": "unreachable" if runtime.engine_lost else "ok"}
+        return {
+            "lab": lab,
+            "router": router,
+            "timescale": runtime.scale.factor,
+            "pool_size": s.pool_size,
+            "controller_pid": os.getpid(),
+            "uptime_s": round(time.time() - started, 1),
+            "apps": len(store.apps()),
+            "spaces": len(store.spaces()),
+            "dynos": len(store.dynos()),
+            "instances": len(store.instances()),
+            "state_dir": str(d.path),
+            "engine": "unreachable" if runtime.engine_lost else "ok",
+        }
 
     api = Api(manager, status)
     faults = FaultManager(store, runtime, sink)  # instance faults (lab-spec §8): hooks, routes, expiry timer
@@ -150,19 +173,28 @@ def supervise(lab: str) -> int:
     failures = 0
     while not stopping:
         begun = time.time()
-        child = subprocess.Popen([sys.executable, "-m", "labctl.controller", "serve", "--lab", lab],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "labctl.controller", "serve", "--lab", lab],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         code = child.wait()
         if stopping:
             break
         failures = failures + 1 if time.time() - begun < 5 else 0
         log.warning("controller exited with %s; restarting", code)
-        time.sleep(min(0.2 * (2 ** failures), 10))
+        time.sleep(min(0.2 * (2**failures), 10))
     return 0
 
 
 def spawn_supervisor(lab: str) -> None:
     """Start the supervisor detached from the terminal (it outlives the CLI)."""
-    subprocess.Popen([sys.executable, "-m", "labctl.controller", "supervise", "--lab", lab],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True, close_fds=True)
+    subprocess.Popen(
+        [sys.executable, "-m", "labctl.controller", "supervise", "--lab", lab],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )

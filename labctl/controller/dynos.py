@@ -39,8 +39,7 @@ StartedHook = Callable[[str, str], None]
 class Dynos:
     """Starts, watches, stops and moves dyno containers."""
 
-    def __init__(self, ctx: Context, instances: Instances, sync_router: SyncRouter,
-                 on_dyno_started: list[StartedHook]):
+    def __init__(self, ctx: Context, instances: Instances, sync_router: SyncRouter, on_dyno_started: list[StartedHook]):
         self.ctx = ctx
         self.store = ctx.store
         self.engine = ctx.engine
@@ -55,13 +54,30 @@ class Dynos:
         self._sync_router(also_up)
 
     # -- rows ---------------------------------------------------------------------------------------
-    def new_dyno_row(self, app: str, dyno: str, proc: Process, release: int,
-                     one_off: bool = False, attach: bool = False) -> DynoRow:
+    def new_dyno_row(
+        self, app: str, dyno: str, proc: Process, release: int, one_off: bool = False, attach: bool = False
+    ) -> DynoRow:
         """Record a dyno that is due to start now (the loop starts it; a one-off caller may start it at once)."""
-        row: DynoRow = {"app": app, "name": dyno, "type": proc.type, "size": proc.size, "command": proc.command,
-               "release": release, "instance": None, "state": "starting", "updated_at": time.time(),
-               "container": None, "port": None, "crashes": 0, "next_start": time.time(), "boot_deadline": None,
-               "up_since": None, "cycle_at": None, "one_off": int(one_off), "attach": int(attach)}
+        row: DynoRow = {
+            "app": app,
+            "name": dyno,
+            "type": proc.type,
+            "size": proc.size,
+            "command": proc.command,
+            "release": release,
+            "instance": None,
+            "state": "starting",
+            "updated_at": time.time(),
+            "container": None,
+            "port": None,
+            "crashes": 0,
+            "next_start": time.time(),
+            "boot_deadline": None,
+            "up_since": None,
+            "cycle_at": None,
+            "one_off": int(one_off),
+            "attach": int(attach),
+        }
         self.store.add_dyno(row)
         return row
 
@@ -74,8 +90,9 @@ class Dynos:
             self.sync_router()
             self.sink.heroku(row["app"], row["name"], "Stopping all processes with SIGTERM")
             self.sink.state(row["app"], row["name"], row["state"], "down")
-            self.retire_container(row["container"], row["app"], row["name"],
-                                  retire_instance=row["instance"] if in_space else None)
+            self.retire_container(
+                row["container"], row["app"], row["name"], retire_instance=row["instance"] if in_space else None
+            )
         elif in_space and row["instance"]:
             self.instances.retire_instance(row["instance"])
 
@@ -113,24 +130,50 @@ class Dynos:
         # R10 counts from the process launch, not from the container's creation (heroku-reference §2.2).
         # Lab floor: a scaled boot timeout never drops below MIN_BOOT seconds, what a container needs here.
         deadline = time.time() + max(MIN_BOOT, self.ctx.scale(clock.BOOT_TIMEOUT)) if is_web else None
-        self.store.update_dyno(app, dyno, instance=instance, container=info.id,
-                               port=port if is_web else None, state="starting", updated_at=now,
-                               next_start=None, boot_deadline=deadline, up_since=None,
-                               cycle_at=cycle_deadline(self.ctx.scale, self.ctx.rng, now))
+        self.store.update_dyno(
+            app,
+            dyno,
+            instance=instance,
+            container=info.id,
+            port=port if is_web else None,
+            state="starting",
+            updated_at=now,
+            next_start=None,
+            boot_deadline=deadline,
+            up_since=None,
+            cycle_at=cycle_deadline(self.ctx.scale, self.ctx.rng, now),
+        )
         self._started(app, row, instance, info.id)
 
-    def _spec(self, app_row: AppRow, rel: ReleaseRow, image: str, row: DynoRow, instance: str,
-              port: int | None) -> DynoSpec:
+    def _spec(
+        self, app_row: AppRow, rel: ReleaseRow, image: str, row: DynoRow, instance: str, port: int | None
+    ) -> DynoSpec:
         """The container of the dyno's next process: the release's image and config, in its sandbox."""
         app = app_row["name"]
         sb = self.instances.ensure_sandbox(instance, app_row)
         size = get_size(row["size"])
-        env = {**rel["config"], "DYNO": row["name"], const.ENV_INSTANCE: instance, "LABCTL_APP": app,
-               "HEROKU_APP_NAME": app, "HEROKU_RELEASE_VERSION": f"v{rel['version']}"}
+        env = {
+            **rel["config"],
+            "DYNO": row["name"],
+            const.ENV_INSTANCE: instance,
+            "LABCTL_APP": app,
+            "HEROKU_APP_NAME": app,
+            "HEROKU_RELEASE_VERSION": f"v{rel['version']}",
+        }
         if port is not None:
             env["PORT"] = str(port)
-        return DynoSpec(app, row["name"], rel["version"], instance, image, row["command"], env,
-                        sb["container"], size.r15_mb, size.cpu_shares)
+        return DynoSpec(
+            app,
+            row["name"],
+            rel["version"],
+            instance,
+            image,
+            row["command"],
+            env,
+            sb["container"],
+            size.r15_mb,
+            size.cpu_shares,
+        )
 
     def _started(self, app: str, row: DynoRow, instance: str, cid: str) -> None:
         if row["attach"]:
@@ -182,8 +225,11 @@ class Dynos:
         return booting
 
     def _boot_timeout(self, row: DynoRow, cid: str) -> None:
-        self.sink.heroku(row["app"], row["name"], "Error R10 (Boot timeout) -> Web process failed to bind "
-                         "to $PORT within 60 seconds of launch")
+        self.sink.heroku(
+            row["app"],
+            row["name"],
+            "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within 60 seconds of launch",
+        )
         self.sink.heroku(row["app"], row["name"], "Stopping process with SIGKILL")
         self.engine.kill(cid)
         self.tracked.exited.add(cid)
@@ -196,8 +242,9 @@ class Dynos:
         if info is not None and info.oom_killed:
             for line in r15_lines(row, get_size(row["size"]).r15_mb):
                 self.sink.heroku(row["app"], row["name"], line)
-        self.sink.heroku(row["app"], row["name"], f"Process exited with status {status}" if status is not None
-                         else "Process exited")
+        self.sink.heroku(
+            row["app"], row["name"], f"Process exited with status {status}" if status is not None else "Process exited"
+        )
         if row["container"]:
             self.engine.remove(row["container"])
             self.tracked.followed.discard(row["container"])
@@ -229,17 +276,26 @@ class Dynos:
         crashes += 1
         delay = self.ctx.scale(clock.crash_delay(crashes, bool(app_row["space"])))
         self.sink.state(row["app"], row["name"], row["state"], "crashed")
-        self.store.update_dyno(row["app"], row["name"], state="crashed", updated_at=now, container=None,
-                               crashes=crashes, next_start=now + delay, up_since=None, boot_deadline=None)
+        self.store.update_dyno(
+            row["app"],
+            row["name"],
+            state="crashed",
+            updated_at=now,
+            container=None,
+            crashes=crashes,
+            next_start=now + delay,
+            up_since=None,
+            boot_deadline=None,
+        )
 
     # -- plans: restart and stop ----------------------------------------------------------------------
-    def apply_plan(self, row: DynoRow, plan: DynoPlan, release: int | None = None,
-                   event: str | None = None) -> None:
+    def apply_plan(self, row: DynoRow, plan: DynoPlan, release: int | None = None, event: str | None = None) -> None:
         """Carry out a restart/stop plan for one dyno (``apply_plans``)."""
         self.apply_plans([(row, plan)], release, event)
 
-    def apply_plans(self, items: list[tuple[DynoRow, DynoPlan]], release: int | None = None,
-                    event: str | None = None) -> None:
+    def apply_plans(
+        self, items: list[tuple[DynoRow, DynoPlan]], release: int | None = None, event: str | None = None
+    ) -> None:
         """Carry out restart/stop plans for dynos that go together (a release, ``ps:restart web``).
 
         As on Heroku, they go at once: one router reload takes every old address out before any old dyno
@@ -267,15 +323,17 @@ class Dynos:
                 raise
         for row, retire in stopping:
             if row["container"]:
-                self.retire_container(row["container"], row["app"], row["name"], retire_instance=retire,
-                                      port=row["port"])
+                self.retire_container(
+                    row["container"], row["app"], row["name"], retire_instance=retire, port=row["port"]
+                )
             elif retire:
                 self.instances.retire_instance(retire)
         starting.result()  # raises what the start raised
         self.ctx.wake()
 
-    def _announce(self, row: DynoRow, plan: DynoPlan, release: int | None, event: str | None,
-                  retire: str | None) -> None:
+    def _announce(
+        self, row: DynoRow, plan: DynoPlan, release: int | None, event: str | None, retire: str | None
+    ) -> None:
         """Log the action, record the dyno's new intent; a running container becomes ``terminating``.
 
         The one place a plan's placement changes the row: a plan that replaces the dedicated instance
@@ -289,9 +347,18 @@ class Dynos:
         else:
             # next_start = now: should the controller die before the new container exists, the loop starts it.
             instance = None if needs_new_dedicated_instance(plan.placement, row["instance"]) else row["instance"]
-            self.store.update_dyno(app, dyno, container=None, port=None, crashes=0, state="starting",
-                                   updated_at=time.time(), release=release or row["release"], next_start=time.time(),
-                                   instance=instance)
+            self.store.update_dyno(
+                app,
+                dyno,
+                container=None,
+                port=None,
+                crashes=0,
+                state="starting",
+                updated_at=time.time(),
+                release=release or row["release"],
+                next_start=time.time(),
+                instance=instance,
+            )
         if row["container"]:
             self.sink.heroku(app, dyno, "Stopping all processes with SIGTERM")
             self.sink.state(app, dyno, row["state"], "starting" if plan.start_again else "down")
@@ -305,8 +372,15 @@ class Dynos:
             if fresh is not None:
                 self.start_dyno(fresh, placement)
 
-    def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
-                         quiet: bool = False, port: int | None = None) -> None:
+    def retire_container(
+        self,
+        cid: str,
+        app: str,
+        dyno: str,
+        retire_instance: str | None = None,
+        quiet: bool = False,
+        port: int | None = None,
+    ) -> None:
         """SIGTERM → grace → SIGKILL (R12) in a thread, then remove; optionally tear the instance down."""
         self.tracked.terminating[cid] = Terminating(app, dyno, port, retire_instance)
         grace = self.ctx.scale(clock.SHUTDOWN_GRACE)
@@ -331,8 +405,11 @@ class Dynos:
 
     def _log_termination(self, app: str, dyno: str, status: int | None, killed: bool) -> None:
         if killed:
-            self.sink.heroku(app, dyno, "Error R12 (Exit timeout) -> At least one process failed to exit "
-                             "within 30 seconds of SIGTERM")
+            self.sink.heroku(
+                app,
+                dyno,
+                "Error R12 (Exit timeout) -> At least one process failed to exit within 30 seconds of SIGTERM",
+            )
             self.sink.heroku(app, dyno, "Stopping remaining processes with SIGKILL")
         if status is not None:
             self.sink.heroku(app, dyno, f"Process exited with status {status}")
@@ -368,6 +445,14 @@ class Dynos:
             self.store.delete_dyno(r["app"], r["name"])
             return False
         self.sink.state(r["app"], r["name"], r["state"], "starting")
-        self.store.update_dyno(r["app"], r["name"], container=None, port=None, instance=None, state="starting",
-                               updated_at=time.time(), next_start=None)
+        self.store.update_dyno(
+            r["app"],
+            r["name"],
+            container=None,
+            port=None,
+            instance=None,
+            state="starting",
+            updated_at=time.time(),
+            next_start=None,
+        )
         return True

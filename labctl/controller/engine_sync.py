@@ -28,15 +28,23 @@ class DynoWatch(Protocol):
 
     def on_exit(self, row: DynoRow) -> None: ...
 
-    def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
-                         quiet: bool = False, port: int | None = None) -> None: ...
+    def retire_container(
+        self,
+        cid: str,
+        app: str,
+        dyno: str,
+        retire_instance: str | None = None,
+        quiet: bool = False,
+        port: int | None = None,
+    ) -> None: ...
 
 
 class EngineSync:
     """Brings the store and the runtime's bookkeeping in line with the containers the engine has."""
 
-    def __init__(self, ctx: Context, dynos: DynoWatch, *, sweep_instances: Callable[[], None],
-                 recover_router: Callable[[], None]):
+    def __init__(
+        self, ctx: Context, dynos: DynoWatch, *, sweep_instances: Callable[[], None], recover_router: Callable[[], None]
+    ):
         self.ctx = ctx
         self.store = ctx.store
         self.engine = ctx.engine
@@ -74,10 +82,15 @@ class EngineSync:
         tracked = self.tracked
         for c in live.values():
             kind = c.labels.get(const.LABEL_KIND)
-            if kind == const.KIND_DYNO and c.id not in known and c.id not in tracked.terminating \
-                    and c.id not in tracked.attached:
-                self.dynos.retire_container(c.id, c.labels.get(const.LABEL_APP, "?"),
-                                            c.labels.get(const.LABEL_DYNO, "?"), quiet=True)
+            if (
+                kind == const.KIND_DYNO
+                and c.id not in known
+                and c.id not in tracked.terminating
+                and c.id not in tracked.attached
+            ):
+                self.dynos.retire_container(
+                    c.id, c.labels.get(const.LABEL_APP, "?"), c.labels.get(const.LABEL_DYNO, "?"), quiet=True
+                )
             elif kind == const.KIND_SANDBOX and c.id not in sandboxes:
                 self.engine.remove(c.id)
 
@@ -149,6 +162,15 @@ class EngineSync:
             self.tracked.followed.discard(cid)
             sink.heroku(row["app"], row["name"], "Restarting")
             sink.state(row["app"], row["name"], row["state"], "starting")
-            store.update_dyno(row["app"], row["name"], container=None, port=None, state="starting",
-                              updated_at=now, next_start=now, boot_deadline=None, up_since=None)
+            store.update_dyno(
+                row["app"],
+                row["name"],
+                container=None,
+                port=None,
+                state="starting",
+                updated_at=now,
+                next_start=now,
+                boot_deadline=None,
+                up_since=None,
+            )
         return stopped

@@ -39,6 +39,7 @@ from labctl.store import Store
 
 log = logging.getLogger("labctl.faults")
 
+
 # -- pure: validation and description ----------------------------------------------------------------------
 def _number(value: Any, flag: str) -> float:
     if isinstance(value, bool):
@@ -145,12 +146,21 @@ class FaultManager:
         r("GET", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.list_faults(instance=iid))
         r("POST", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.add(iid, b))
         r("DELETE", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.clear(iid, q.get("kind") or None))
-        r("GET", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
-          lambda q, b, app, dyno: self.list_faults(instance=self.dyno_instance(app, dyno)))
-        r("POST", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
-          lambda q, b, app, dyno: self.add(self.dyno_instance(app, dyno), b))
-        r("DELETE", "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
-          lambda q, b, app, dyno: self.clear(self.dyno_instance(app, dyno), q.get("kind") or None))
+        r(
+            "GET",
+            "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
+            lambda q, b, app, dyno: self.list_faults(instance=self.dyno_instance(app, dyno)),
+        )
+        r(
+            "POST",
+            "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
+            lambda q, b, app, dyno: self.add(self.dyno_instance(app, dyno), b),
+        )
+        r(
+            "DELETE",
+            "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
+            lambda q, b, app, dyno: self.clear(self.dyno_instance(app, dyno), q.get("kind") or None),
+        )
 
     # -- lookups ---------------------------------------------------------------------------------------
     def _instance(self, iid: str) -> InstanceRow:
@@ -172,8 +182,10 @@ class FaultManager:
             raise NotFound(f"No such dyno {dyno} on ⬢ {app}")
         iid = row["instance"]
         if not iid or not row["container"] or self.store.instance(iid) is None:
-            raise Conflict(f"{dyno} on ⬢ {app} is not placed on an instance right now (state: {row['state']}); "
-                           "try again once it is up")
+            raise Conflict(
+                f"{dyno} on ⬢ {app} is not placed on an instance right now (state: {row['state']}); "
+                "try again once it is up"
+            )
         return iid
 
     def _hosted(self, iid: str) -> list[DynoRow]:
@@ -193,16 +205,19 @@ class FaultManager:
                 hosted = self._hosted(iid)
                 moved = self.rt.fail_instance(iid)
                 log.info("host-failure on %s; relocated %s", iid, moved)
-                return {"instance": iid, "kind": kind, "relocated": moved,
-                        "dynos": [f"{r['app']}/{r['name']}" for r in hosted]}
+                return {
+                    "instance": iid,
+                    "kind": kind,
+                    "relocated": moved,
+                    "dynos": [f"{r['app']}/{r['name']}" for r in hosted],
+                }
             old = inst["faults"]
             new = [f for f in old if f.get("kind") != kind] + [fault]
             try:
                 self._apply(iid, new, old=old)
             except LabError as err:
                 self._restore(iid, old)
-                raise LabError(f"Could not add the {kind} fault on {iid}: {str(err).splitlines()[0][:300]}") \
-                    from None
+                raise LabError(f"Could not add the {kind} fault on {iid}: {str(err).splitlines()[0][:300]}") from None
             self.store.update_instance(iid, faults=new)
             until = f" for {fault['expires_at'] - fault['created_at']:g}s" if fault["expires_at"] else ""
             self._log(iid, f"Fault on instance {iid}: {describe(fault)}{until} (labctl)")
@@ -265,19 +280,24 @@ class FaultManager:
     def _view(self, inst: InstanceRow, fault: Fault, hosted: list[DynoRow] | None = None) -> FaultView:
         """A fault as the API shows it: with its instance and the dynos (``app/web.1``) it hosts."""
         hosted = self._hosted(inst["id"]) if hosted is None else hosted
-        return {**fault, "instance": inst["id"], "runtime": inst["runtime"], "description": describe(fault),
-                "dynos": [f"{r['app']}/{r['name']}" for r in hosted]}
+        return {
+            **fault,
+            "instance": inst["id"],
+            "runtime": inst["runtime"],
+            "description": describe(fault),
+            "dynos": [f"{r['app']}/{r['name']}" for r in hosted],
+        }
 
     # -- engine ------------------------------------------------------------------------------------------
     def _require_support(self, kind: str) -> None:
         """The first fault of a controller's life probes the engine (about a second); the verdict is cached."""
         support: Support = self.fe.probe()[kind]
         if not support.supported:
-            raise InvalidInput(f"{kind} faults are not supported on this engine: {support.reason}. "
-                               "See `labctl doctor`.")
+            raise InvalidInput(
+                f"{kind} faults are not supported on this engine: {support.reason}. See `labctl doctor`."
+            )
 
-    def _apply(self, iid: str, faults: list[Fault], old: list[Fault] | None = None,
-               force: bool = False) -> None:
+    def _apply(self, iid: str, faults: list[Fault], old: list[Fault] | None = None, force: bool = False) -> None:
         """Make the instance's sandboxes and dynos carry exactly ``faults``; skips what did not change."""
         net_new = [f for f in faults if f.get("kind") in NET_KINDS]
         net_old = [f for f in (old or []) if f.get("kind") in NET_KINDS]
@@ -324,8 +344,7 @@ class FaultManager:
         while not self.stopping:
             try:
                 self.expire()
-                pending = [f["expires_at"] for i in self.store.instances() for f in i["faults"]
-                           if f.get("expires_at")]
+                pending = [f["expires_at"] for i in self.store.instances() for f in i["faults"] if f.get("expires_at")]
             except Exception:  # noqa: BLE001 - the timer must survive anything; the log says what
                 log.exception("fault expiry failed")
                 pending = []
@@ -343,5 +362,6 @@ def _cpus(faults: list[Fault]) -> float | None:
 
 
 def _net_key(faults: list[Fault]) -> list[tuple]:
-    return sorted((f.get("kind", ""), str(f.get("percent")), str(f.get("rate_bps")), str(f.get("delay_ms")))
-                  for f in faults)
+    return sorted(
+        (f.get("kind", ""), str(f.get("percent")), str(f.get("rate_bps")), str(f.get("delay_ms"))) for f in faults
+    )

@@ -57,8 +57,11 @@ class Instances:
 
     def _pool_loads(self) -> list[InstanceLoad]:
         rows = self.store.dynos()
-        return [InstanceLoad(i["id"], sum(1 for r in rows if r["instance"] == i["id"] and r["container"]))
-                for i in self.store.instances() if i["runtime"] == "common" and i["state"] == "running"]
+        return [
+            InstanceLoad(i["id"], sum(1 for r in rows if r["instance"] == i["id"] and r["container"]))
+            for i in self.store.instances()
+            if i["runtime"] == "common" and i["state"] == "running"
+        ]
 
     def ensure_sandbox(self, instance: str, app_row: AppRow) -> SandboxRow:
         """The app's sandbox on the instance, created (or replaced when it stopped) as needed."""
@@ -88,8 +91,9 @@ class Instances:
         """
         iid = inst["id"]
         self.store.update_instance(iid, state="failed")
-        self.ctx.engine.remove_many([r["container"] for r in hosted if r["container"]]
-                                    + [sb["container"] for sb in self.store.sandboxes(iid)])
+        self.ctx.engine.remove_many(
+            [r["container"] for r in hosted if r["container"]] + [sb["container"] for sb in self.store.sandboxes(iid)]
+        )
         self.store.delete_instance(iid)
         if inst["runtime"] == "common":
             self.ensure_pool()

@@ -155,8 +155,9 @@ class Manager:
                 return {"config": config, "release": None}
             version = self.pipeline.reserve_version(app)
         verb = "Set" if all(v is not None for v in changes.values()) else "Unset"
-        rel = self.pipeline.release(app, version, current["image"], current["procfile"], config,
-                                     f"{verb} {', '.join(changes)} config vars")
+        rel = self.pipeline.release(
+            app, version, current["image"], current["procfile"], config, f"{verb} {', '.join(changes)} config vars"
+        )
         return {"config": config, "release": rel}
 
     # -- formation ---------------------------------------------------------------------------------
@@ -177,8 +178,10 @@ class Manager:
                 if current[u.type].quantity == 0 and new[u.type].quantity > 0:
                     for row in self.store.dynos(app):  # scale 0 -> N resets cool-offs
                         self.store.update_dyno(app, row["name"], crashes=0)
-            self.sink.api(app, "Scaled to " + ", ".join(f"{p.type}@{p.quantity}:{p.size}" for p in new.values())
-                          + f" by user {USER}")
+            self.sink.api(
+                app,
+                "Scaled to " + ", ".join(f"{p.type}@{p.quantity}:{p.size}" for p in new.values()) + f" by user {USER}",
+            )
             self.rt.tick()
             return {"formation": [views.process_dict(p) for p in new.values()], "message": describe(new)}
 
@@ -241,8 +244,9 @@ class Manager:
             stuck = [o for o in self.store.old_dynos(app) if o["name"] in stopped]
             if stuck:  # ps:stop clears old preboot generations at once (lab-spec §7)
                 self.rt.rollouts.retire_old(stuck)
-            self.rt.dynos.apply_plans([(row, actions.plan_stop(row["name"], bool(app_row["space"]),
-                                                               bool(row["one_off"]))) for row in targets])
+            self.rt.dynos.apply_plans(
+                [(row, actions.plan_stop(row["name"], bool(app_row["space"]), bool(row["one_off"]))) for row in targets]
+            )
             return [r["name"] for r in targets]
 
     def run(self, app: str, command: str, attach: bool, size: str | None = None) -> DynoView:
@@ -304,8 +308,7 @@ def _size_targets(sizes: dict[str, str], formation: dict[str, Process], space: s
         targets.update({t: size for t in formation})
     for ptype, size in targets.items():
         if ptype not in formation:
-            raise InvalidInput(f"Type {ptype} not found in process formation. "
-                               f"Types: {', '.join(sorted(formation))}")
+            raise InvalidInput(f"Type {ptype} not found in process formation. Types: {', '.join(sorted(formation))}")
         s = get_size(size)
         check_size_for_runtime(s, space)
         targets[ptype] = s.name

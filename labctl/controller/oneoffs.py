@@ -30,8 +30,9 @@ class OneOffs:
         """``PREFIX.NNNN``, a name no dyno of the app has."""
         return names.one_off_name(prefix, {r["name"] for r in self.store.dynos(app)})
 
-    def start(self, app_row: AppRow, dyno: str, command: str, release: int, attach: bool,
-              size: str | None = None) -> DynoRow:
+    def start(
+        self, app_row: AppRow, dyno: str, command: str, release: int, attach: bool, size: str | None = None
+    ) -> DynoRow:
         """Record the one-off and start it now (under the runtime's lock); returns the row as recorded."""
         proc = Process(dyno.split(".")[0], 1, size or default_size(app_row["space"]), command)
         row = self.rt.dynos.new_dyno_row(app_row["name"], dyno, proc, release, one_off=True, attach=attach)
@@ -65,8 +66,12 @@ class OneOffs:
         engine.signal(container, "SIGHUP")
         if engine.wait_for_exit(container, max(1.0, self.rt.scale(clock.SHUTDOWN_GRACE))):
             return
-        self.sink.heroku(app, dyno, "Error R16 (Detached) -> An attached process is not responding to SIGHUP "
-                                     "after its external connection was closed.")
+        self.sink.heroku(
+            app,
+            dyno,
+            "Error R16 (Detached) -> An attached process is not responding to SIGHUP "
+            "after its external connection was closed.",
+        )
         engine.terminate(container, self.rt.scale(clock.SHUTDOWN_GRACE))
 
     def finish_attached(self, app: str, dyno: str, container: str) -> None:

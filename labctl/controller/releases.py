@@ -27,8 +27,7 @@ Progress = Callable[[str], None]
 class Releases:
     """Deploys, rollbacks and config releases of one lab."""
 
-    def __init__(self, runtime: Runtime, sink: LogSink, oneoffs: OneOffs, lab: str,
-                 app_row: Callable[[str], AppRow]):
+    def __init__(self, runtime: Runtime, sink: LogSink, oneoffs: OneOffs, lab: str, app_row: Callable[[str], AppRow]):
         self.rt = runtime
         self.store = runtime.store
         self.sink = sink
@@ -43,8 +42,14 @@ class Releases:
         procfile = _read_procfile(src_dir, src)
         version = self.reserve_version(app)
         try:
-            image = self.rt.engine.build_slug(app=app, version=version, src_dir=src_dir, progress=progress,
-                                              build_env=app_row["config"], process_types=sorted(procfile))
+            image = self.rt.engine.build_slug(
+                app=app,
+                version=version,
+                src_dir=src_dir,
+                progress=progress,
+                build_env=app_row["config"],
+                process_types=sorted(procfile),
+            )
         except BaseException:
             self.store.delete_release(app, version)  # a failed build leaves the current release untouched
             raise
@@ -64,8 +69,16 @@ class Releases:
             self.store.add_release(app, version, None, {}, {}, "Build in progress", "pending")
             return version
 
-    def release(self, app: str, version: int, image: str | None, procfile: dict[str, str],
-                config: dict[str, str], description: str, progress: Progress | None = None) -> ReleaseRow:
+    def release(
+        self,
+        app: str,
+        version: int,
+        image: str | None,
+        procfile: dict[str, str],
+        config: dict[str, str],
+        description: str,
+        progress: Progress | None = None,
+    ) -> ReleaseRow:
         """Record a release, run its release phase, then restart the formation on it (§7).
 
         Release phase (heroku-reference §7): the Procfile's ``release:`` command runs in a one-off
@@ -150,8 +163,9 @@ class Releases:
             if target is None or target["status"] != "succeeded":
                 raise NotFound(f"Couldn't find release v{target_v} of ⬢ {app}")
             version = self.reserve_version(app)
-        return self.release(app, version, target["image"], target["procfile"], target["config"],
-                            f"Rollback to v{target_v}")
+        return self.release(
+            app, version, target["image"], target["procfile"], target["config"], f"Rollback to v{target_v}"
+        )
 
 
 def _read_procfile(src_dir: Path, src: str) -> dict[str, str]:

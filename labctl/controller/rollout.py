@@ -26,11 +26,19 @@ class DynoActions(Protocol):
 
     def start_dyno(self, row: DynoRow, placement: Placement = ...) -> None: ...
 
-    def apply_plans(self, items: list[tuple[DynoRow, DynoPlan]], release: int | None = None,
-                    event: str | None = None) -> None: ...
+    def apply_plans(
+        self, items: list[tuple[DynoRow, DynoPlan]], release: int | None = None, event: str | None = None
+    ) -> None: ...
 
-    def retire_container(self, cid: str, app: str, dyno: str, retire_instance: str | None = None,
-                         quiet: bool = False, port: int | None = None) -> None: ...
+    def retire_container(
+        self,
+        cid: str,
+        app: str,
+        dyno: str,
+        retire_instance: str | None = None,
+        quiet: bool = False,
+        port: int | None = None,
+    ) -> None: ...
 
     def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None: ...
 
@@ -47,8 +55,9 @@ class RolloutState:
 
     def preboot_in_progress(self, app_row: AppRow) -> bool:
         kind = app_row["rollout"].get("kind")
-        return kind in ("deploy", "restart") and (not app_row["rollout"].get("switched") or
-                                                  bool(self.store.old_dynos(app_row["name"])))
+        return kind in ("deploy", "restart") and (
+            not app_row["rollout"].get("switched") or bool(self.store.old_dynos(app_row["name"]))
+        )
 
     def routed_old(self, app_row: AppRow) -> list[OldDynoRow]:
         return [o for o in self.store.old_dynos(app_row["name"]) if o["routed"]]
@@ -75,8 +84,10 @@ class Rollouts(RolloutState):
             rest = [r for r in rows if r not in web]
             if web:
                 self.preboot(app_row, web, None, "restart", event=event or "Restarting")
-        self.dynos.apply_plans([(row, plan_restart(row["name"], bool(app_row["space"]), bool(row["one_off"])))
-                                for row in rest], event=event)
+        self.dynos.apply_plans(
+            [(row, plan_restart(row["name"], bool(app_row["space"]), bool(row["one_off"]))) for row in rest],
+            event=event,
+        )
 
     # -- starting a rollout ------------------------------------------------------------------------
     def on_release(self, app_row: AppRow, version: int, rows: list[DynoRow] | None = None) -> None:
@@ -90,11 +101,13 @@ class Rollouts(RolloutState):
         elif app_row["space"] and rows:
             self._start_rolling(app_row, rows, version)
             return
-        self.dynos.apply_plans([(row, plan_restart(row["name"], bool(app_row["space"]), False)) for row in rows],
-                            release=version)
+        self.dynos.apply_plans(
+            [(row, plan_restart(row["name"], bool(app_row["space"]), False)) for row in rows], release=version
+        )
 
-    def preboot(self, app_row: AppRow, rows: list[DynoRow], version: int | None, kind: str,
-                event: str = "Restarting") -> None:
+    def preboot(
+        self, app_row: AppRow, rows: list[DynoRow], version: int | None, kind: str, event: str = "Restarting"
+    ) -> None:
         """New web dynos start now; the current ones become old generations that keep serving.
 
         Crash-safe order (the controller may be killed anywhere in here): the rollout and its timer are
@@ -105,8 +118,12 @@ class Rollouts(RolloutState):
         ro: Rollout = app_row["rollout"] if app_row["rollout"].get("kind") in ("deploy", "restart") else {}
         if kind == "deploy":
             assert version is not None  # a deploy rolls out its release; a restart keeps each dyno's
-            ro = {"kind": "deploy", "release": version, "switched": False,
-                  "switch_at": now + self.ctx.scale(preboot.SWITCH_AFTER)}
+            ro = {
+                "kind": "deploy",
+                "release": version,
+                "switched": False,
+                "switch_at": now + self.ctx.scale(preboot.SWITCH_AFTER),
+            }
         else:
             ro = {**ro, "kind": "restart"} if ro.get("kind") == "deploy" else {"kind": "restart"}
         self.store.update_app(app_row["name"], rollout=ro)
@@ -114,18 +131,27 @@ class Rollouts(RolloutState):
         if kind != "deploy":
             # Old dynos stop 4-6 min after the (latest) restart: repeated restarts keep pushing it back.
             for old in self.store.old_dynos(app_row["name"]):
-                self.store.update_old_dyno(old["container"], routed=1,
-                                           retire_at=now + self.ctx.scale(preboot.restart_old_delay(self.ctx.rng)))
+                self.store.update_old_dyno(
+                    old["container"], routed=1, retire_at=now + self.ctx.scale(preboot.restart_old_delay(self.ctx.rng))
+                )
         self.dynos.sync_router()
 
-    def _replace_web(self, app_row: AppRow, rows: list[DynoRow], version: int | None, event: str,
-                     now: float) -> None:
+    def _replace_web(self, app_row: AppRow, rows: list[DynoRow], version: int | None, event: str, now: float) -> None:
         for row in rows:
             self._keep_as_old(row)
             self.ctx.sink.heroku(app_row["name"], row["name"], event)
             self.ctx.sink.state(app_row["name"], row["name"], row["state"], "starting")
-            self.store.update_dyno(app_row["name"], row["name"], container=None, port=None, state="starting",
-                                   updated_at=now, release=version or row["release"], crashes=0, next_start=now)
+            self.store.update_dyno(
+                app_row["name"],
+                row["name"],
+                container=None,
+                port=None,
+                state="starting",
+                updated_at=now,
+                release=version or row["release"],
+                crashes=0,
+                next_start=now,
+            )
             fresh = self.store.dyno(app_row["name"], row["name"])
             if fresh is not None:  # it is: the lock is held
                 self.dynos.start_dyno(fresh, Placement.ANY)
@@ -133,15 +159,27 @@ class Rollouts(RolloutState):
     def _keep_as_old(self, row: DynoRow) -> None:
         if not row["container"]:
             return
-        self.store.add_old_dyno({"container": row["container"], "app": row["app"], "name": row["name"],
-                                 "instance": row["instance"], "port": row["port"], "release": row["release"],
-                                 "size": row["size"], "command": row["command"], "started_at": row["updated_at"],
-                                 "routed": int(row["state"] == "up"), "retire_at": None})
+        self.store.add_old_dyno(
+            {
+                "container": row["container"],
+                "app": row["app"],
+                "name": row["name"],
+                "instance": row["instance"],
+                "port": row["port"],
+                "release": row["release"],
+                "size": row["size"],
+                "command": row["command"],
+                "started_at": row["updated_at"],
+                "routed": int(row["state"] == "up"),
+                "retire_at": None,
+            }
+        )
 
     def _start_rolling(self, app_row: AppRow, rows: list[DynoRow], version: int) -> None:
         names = sorted((r["name"] for r in rows), key=lambda n: (n.split(".")[0] != "web", n))
-        self.store.update_app(app_row["name"], rollout={"kind": "rolling", "release": version, "pending": names,
-                                                    "batch": []})
+        self.store.update_app(
+            app_row["name"], rollout={"kind": "rolling", "release": version, "pending": names, "batch": []}
+        )
         rolling = self.store.app(app_row["name"])  # the row with the rollout just recorded
         if rolling is not None:
             self._roll(rolling)
@@ -171,8 +209,11 @@ class Rollouts(RolloutState):
         ro = app_row["rollout"]
         olds = self.store.old_dynos(app_row["name"])
         if ro["kind"] == "deploy" and not ro.get("switched"):
-            behind = [r for r in self.store.dynos(app_row["name"])
-                      if r["type"] == "web" and not r["one_off"] and r["release"] < ro["release"]]
+            behind = [
+                r
+                for r in self.store.dynos(app_row["name"])
+                if r["type"] == "web" and not r["one_off"] and r["release"] < ro["release"]
+            ]
             if behind:  # the controller was killed before it replaced them: same rollout, same switch time
                 self._replace_web(app_row, behind, ro["release"], "Restarting", now)
                 self.dynos.sync_router()

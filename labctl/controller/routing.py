@@ -38,8 +38,15 @@ class Generations(Protocol):
 class Routing:
     """Keeps the router container on the lab's ports and its configuration on the store's routing set."""
 
-    def __init__(self, ctx: Context, generations: Generations, *, http_port: int, https_port: int | None = None,
-                 tls: Callable[[list[str]], dict[str, str]] | None = None):
+    def __init__(
+        self,
+        ctx: Context,
+        generations: Generations,
+        *,
+        http_port: int,
+        https_port: int | None = None,
+        tls: Callable[[list[str]], dict[str, str]] | None = None,
+    ):
         self.ctx = ctx
         self.store = ctx.store
         self.engine = ctx.engine
@@ -57,8 +64,14 @@ class Routing:
     def start(self) -> None:
         """Bring the router up on the lab's ports (port 0: the engine chooses; the chosen port is kept)."""
         self._refresh_tls()
-        self.engine.ensure_router(const.STACK_IMAGE, self.http_port, self._networks(), self._render_routes()[1],
-                                  https_port=self.https_port if self.tls else None, files=self.tls)
+        self.engine.ensure_router(
+            const.STACK_IMAGE,
+            self.http_port,
+            self._networks(),
+            self._render_routes()[1],
+            https_port=self.https_port if self.tls else None,
+            files=self.tls,
+        )
         self._keep_settled_ports()  # port 0 = let the engine choose
 
     def _keep_settled_ports(self) -> None:
@@ -72,8 +85,7 @@ class Routing:
 
     def follow_log(self) -> None:
         """Turn the router's access log, from now on, into the apps' ``heroku[router]`` lines."""
-        self.router_log = self.engine.follow_logs(self.engine.router_name(), self._on_router_line,
-                                                  since=time.time())
+        self.router_log = self.engine.follow_logs(self.engine.router_name(), self._on_router_line, since=time.time())
 
     def _networks(self) -> list[str]:
         nets = [self.engine.ensure_network(None)]
@@ -96,8 +108,9 @@ class Routing:
             for http, https in ((self.http_port, self.https_port), (0, 0 if self.https_port else None)):
                 engine.remove(engine.router_name())
                 try:
-                    engine.ensure_router(const.STACK_IMAGE, http, nets, conf,
-                                         https_port=https if self.tls else None, files=self.tls)
+                    engine.ensure_router(
+                        const.STACK_IMAGE, http, nets, conf, https_port=https if self.tls else None, files=self.tls
+                    )
                     break
                 except EngineError as err:  # the port was taken meanwhile: any port
                     log.warning("router not on its ports again: %s", err)
@@ -107,8 +120,7 @@ class Routing:
             self.follow_log()
 
     # -- the routing set -----------------------------------------------------------------------------
-    def _render_routes(self, generation: int = 0,
-                       also_up: set[tuple[str, str]] | None = None) -> tuple[tuple, str]:
+    def _render_routes(self, generation: int = 0, also_up: set[tuple[str, str]] | None = None) -> tuple[tuple, str]:
         store = self.store
         routes = []
         # by (instance, app): a row's instance is None while it is placed nowhere, which no sandbox matches
@@ -120,25 +132,37 @@ class Routing:
             web = [r for r in dynos if r["app"] == app and r["type"] == "web" and not r["one_off"]]
             new_ok = self.generations.new_routable(app_row)
             routed: list[DynoRow | OldDynoRow] = [
-                r for r in web if new_ok and r["container"] and (r["instance"], r["app"]) in sandboxes
-                and (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))]
+                r
+                for r in web
+                if new_ok
+                and r["container"]
+                and (r["instance"], r["app"]) in sandboxes
+                and (r["state"] == "up" or (r["app"], r["name"]) in (also_up or ()))
+            ]
             routed += [o for o in self.generations.routed_old(app_row) if (o["instance"], o["app"]) in sandboxes]
             backends = tuple(
                 router_conf.Backend(r["name"], f"{sandboxes[(r['instance'], r['app'])]}:{r['port']}", r["release"])
                 for r in routed
             )
             code = _empty_code(app_row, rel is not None, web)
-            routes.append(router_conf.AppRoute(app, backends, retry=not app_row["space"], empty_code=code,
-                                               maintenance=bool(app_row["maintenance"])))
+            routes.append(
+                router_conf.AppRoute(
+                    app, backends, retry=not app_row["space"], empty_code=code, maintenance=bool(app_row["maintenance"])
+                )
+            )
         # The hold keeps its 15 s over the boot timeout when the latter is floored (MIN_BOOT).
         hold_floor = MIN_BOOT + self.ctx.scale(clock.ROUTER_BOOT_HOLD - clock.BOOT_TIMEOUT)
         tls = bool(self.tls)  # HTTPS when the lab has a certificate for the router
-        settings = router_conf.RouterSettings(http_port_public=self.http_port, timescale=self.ctx.scale.factor,
-                                              generation=generation, boot_hold_s=clock.ROUTER_BOOT_HOLD,
-                                              boot_hold_floor_s=hold_floor,
-                                              tls_cert=const.ROUTER_CERT if tls else None,
-                                              tls_key=const.ROUTER_KEY if tls else None,
-                                              https_port_public=(self.https_port or 0) if tls else 0)
+        settings = router_conf.RouterSettings(
+            http_port_public=self.http_port,
+            timescale=self.ctx.scale.factor,
+            generation=generation,
+            boot_hold_s=clock.ROUTER_BOOT_HOLD,
+            boot_hold_floor_s=hold_floor,
+            tls_cert=const.ROUTER_CERT if tls else None,
+            tls_key=const.ROUTER_KEY if tls else None,
+            https_port_public=(self.https_port or 0) if tls else 0,
+        )
         return tuple(routes), router_conf.render_nginx_conf(routes, settings)
 
     def _refresh_tls(self) -> bool:
@@ -171,8 +195,11 @@ def _empty_code(app_row: AppRow, released: bool, web: list[DynoRow]) -> str:
         return "H81"
     if not web:
         return "H14"
-    if any(r["state"] == "starting" or (r["state"] == "crashed" and clock.crash_delay(
-            r["crashes"], bool(app_row["space"])) == 0) for r in web):
+    if any(
+        r["state"] == "starting"
+        or (r["state"] == "crashed" and clock.crash_delay(r["crashes"], bool(app_row["space"])) == 0)
+        for r in web
+    ):
         # H20 = the router holds requests until a web dyno is up, up to 75 s (heroku-reference §2.2,
         # engine/router_hold.py). A crash restarted at once (the Common Runtime's first, any in a
         # Private Space) keeps the hold going: "crashed to starting", no cool-off.

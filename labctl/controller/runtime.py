@@ -39,9 +39,18 @@ log = logging.getLogger("labctl.runtime")
 class Runtime:
     """Builds the dyno manager's parts and runs the reconcile loop over them."""
 
-    def __init__(self, store: Store, engine: Engine, sink: LogSink, *, timescale: float, http_port: int,
-                 pool_size: int, https_port: int | None = None,
-                 tls: Callable[[list[str]], dict[str, str]] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        sink: LogSink,
+        *,
+        timescale: float,
+        http_port: int,
+        pool_size: int,
+        https_port: int | None = None,
+        tls: Callable[[list[str]], dict[str, str]] | None = None,
+    ):
         self.ctx = ctx = Context(store, engine, sink, timescale)
         self.store, self.engine, self.sink = store, engine, sink
         self.scale = ctx.scale  # the lab clock: ``set_timescale`` changes it for every part at once
@@ -55,8 +64,9 @@ class Runtime:
         self.dynos = Dynos(ctx, self.instances, self.routing.sync, self.on_dyno_started)
         self.rollouts = Rollouts(ctx, self.dynos)
         self.watchdog = Watchdog(ctx, self.rollouts.restart)
-        self.engine_sync = EngineSync(ctx, self.dynos, sweep_instances=self.instances.sweep_dedicated,
-                                      recover_router=self.routing.recover)
+        self.engine_sync = EngineSync(
+            ctx, self.dynos, sweep_instances=self.instances.sweep_dedicated, recover_router=self.routing.recover
+        )
 
     # -- boot ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -163,8 +173,11 @@ class Runtime:
         self.scale.set_factor(factor)
         now = time.time()
         for row in self.store.dynos():
-            timers = {"cycle_at": row["cycle_at"], "next_start": row["next_start"],
-                      "boot_deadline": row["boot_deadline"]}
+            timers = {
+                "cycle_at": row["cycle_at"],
+                "next_start": row["next_start"],
+                "boot_deadline": row["boot_deadline"],
+            }
             changes = {k: now + (at - now) * ratio for k, at in timers.items() if at is not None and at > now}
             if changes:
                 self.store.update_dyno(row["app"], row["name"], **changes)

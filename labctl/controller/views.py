@@ -52,40 +52,81 @@ def formation_view(app_row: AppRow) -> list[ProcessDict]:
 
 
 def dyno_view(row: DynoRow) -> DynoView:
-    return {"name": row["name"], "type": row["type"], "state": row["state"], "size": row["size"],
-            "command": row["command"], "instance": row["instance"], "release": {"version": row["release"]},
-            "updated_at": iso(row["updated_at"]), "app": {"name": row["app"]}, "port": row["port"],
-            "container": row["container"], "attach": bool(row["attach"]), "cycle_at": iso(row["cycle_at"]),
-            "crashes": row["crashes"], "next_start": iso(row["next_start"])}
+    return {
+        "name": row["name"],
+        "type": row["type"],
+        "state": row["state"],
+        "size": row["size"],
+        "command": row["command"],
+        "instance": row["instance"],
+        "release": {"version": row["release"]},
+        "updated_at": iso(row["updated_at"]),
+        "app": {"name": row["app"]},
+        "port": row["port"],
+        "container": row["container"],
+        "attach": bool(row["attach"]),
+        "cycle_at": iso(row["cycle_at"]),
+        "crashes": row["crashes"],
+        "next_start": iso(row["next_start"]),
+    }
 
 
 def old_dyno_view(old: OldDynoRow) -> OldDynoView:
     """An old generation preboot keeps serving (``ps --all``)."""
-    return {"name": old["name"], "type": old["name"].split(".")[0], "state": "up", "size": old["size"],
-            "command": old["command"], "instance": old["instance"],
-            "release": {"version": old["release"]}, "updated_at": iso(old["started_at"]),
-            "app": {"name": old["app"]}, "port": old["port"], "container": old["container"],
-            "attach": False, "old": True, "routed": bool(old["routed"]),
-            "retire_at": iso(old["retire_at"])}
+    return {
+        "name": old["name"],
+        "type": old["name"].split(".")[0],
+        "state": "up",
+        "size": old["size"],
+        "command": old["command"],
+        "instance": old["instance"],
+        "release": {"version": old["release"]},
+        "updated_at": iso(old["started_at"]),
+        "app": {"name": old["app"]},
+        "port": old["port"],
+        "container": old["container"],
+        "attach": False,
+        "old": True,
+        "routed": bool(old["routed"]),
+        "retire_at": iso(old["retire_at"]),
+    }
 
 
 def instance_views(instances: list[InstanceRow], dynos: list[DynoRow]) -> list[InstanceView]:
     out: list[InstanceView] = []
     for inst in instances:
         hosted = [f"{r['app']}/{r['name']}" for r in dynos if r["instance"] == inst["id"] and r["container"]]
-        out.append({"id": inst["id"], "runtime": inst["runtime"], "state": inst["state"],
-                    "created_at": iso(inst["created_at"]), "dynos": hosted, "faults": inst["faults"]})
+        out.append(
+            {
+                "id": inst["id"],
+                "runtime": inst["runtime"],
+                "state": inst["state"],
+                "created_at": iso(inst["created_at"]),
+                "dynos": hosted,
+                "faults": inst["faults"],
+            }
+        )
     return out
 
 
 def app_view(app_row: AppRow, rel: ReleaseRow | None) -> AppView:
-    return {"name": app_row["name"], "space": app_row["space"], "maintenance": bool(app_row["maintenance"]),
-            "stack": const.STACK_NAME, "features": app_row["features"], "created_at": iso(app_row["created_at"]),
-            "release": rel["version"] if rel else None, "web_url": None,
-            "formation": formation_view(app_row), "region": "lab"}
+    return {
+        "name": app_row["name"],
+        "space": app_row["space"],
+        "maintenance": bool(app_row["maintenance"]),
+        "stack": const.STACK_NAME,
+        "features": app_row["features"],
+        "created_at": iso(app_row["created_at"]),
+        "release": rel["version"] if rel else None,
+        "web_url": None,
+        "formation": formation_view(app_row),
+        "region": "lab",
+    }
 
 
 def feature_views(app_row: AppRow) -> list[FeatureView]:
     enabled = app_row["features"]
-    return [{"name": k, "description": v, "enabled": bool(enabled.get(k)), "state": "general"}
-            for k, v in KNOWN_FEATURES.items()]
+    return [
+        {"name": k, "description": v, "enabled": bool(enabled.get(k)), "state": "general"}
+        for k, v in KNOWN_FEATURES.items()
+    ]

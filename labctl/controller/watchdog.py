@@ -78,5 +78,8 @@ def r15_lines(row: DynoRow, limit_mb: int) -> list[str]:
     """What the dyno manager logs when the kernel killed the dyno at its R15 limit."""
     size = get_size(row["size"])
     pct = 100.0 * limit_mb / size.memory_mb
-    return [f"Process running mem={limit_mb}MB({pct:.1f}%)", "Error R15 (Memory quota vastly exceeded)",
-            "Stopping process with SIGKILL"]
+    return [
+        f"Process running mem={limit_mb}MB({pct:.1f}%)",
+        "Error R15 (Memory quota vastly exceeded)",
+        "Stopping process with SIGKILL",
+    ]

@@ -17,16 +17,19 @@ class FaultKind:
     event: bool = False  # happens at once: never listed, never cleared, no --for
 
 
-FAULT_KINDS: dict[str, FaultKind] = {k.name: k for k in (
-    FaultKind("cpu", "every dyno on the instance gets at most --cpus CPUs", ("cpus",)),
-    FaultKind("loss", "drop --percent of the packets between the router and the instance", ("percent",),
-              network=True),
-    FaultKind("blackhole", "drop every packet between the router and the instance", network=True),
-    FaultKind("bandwidth", "limit the router-instance path to --rate", ("rate",), network=True),
-    FaultKind("latency", "delay packets between the router and the instance by --delay", ("delay",),
-              network=True),
-    FaultKind("host-failure", "the instance dies at once and its dynos move to a new one", event=True),
-)}
+FAULT_KINDS: dict[str, FaultKind] = {
+    k.name: k
+    for k in (
+        FaultKind("cpu", "every dyno on the instance gets at most --cpus CPUs", ("cpus",)),
+        FaultKind(
+            "loss", "drop --percent of the packets between the router and the instance", ("percent",), network=True
+        ),
+        FaultKind("blackhole", "drop every packet between the router and the instance", network=True),
+        FaultKind("bandwidth", "limit the router-instance path to --rate", ("rate",), network=True),
+        FaultKind("latency", "delay packets between the router and the instance by --delay", ("delay",), network=True),
+        FaultKind("host-failure", "the instance dies at once and its dynos move to a new one", event=True),
+    )
+}
 KINDS = tuple(FAULT_KINDS)
 NET_KINDS = frozenset(k.name for k in FAULT_KINDS.values() if k.network)
 

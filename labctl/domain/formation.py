@@ -44,9 +44,7 @@ def parse_scale_args(args: list[str]) -> list[ScaleUpdate]:
     return updates
 
 
-def apply_updates(
-    current: dict[str, Process], updates: list[ScaleUpdate], space: str | None
-) -> dict[str, Process]:
+def apply_updates(current: dict[str, Process], updates: list[ScaleUpdate], space: str | None) -> dict[str, Process]:
     """Return the new formation; the current one is not modified."""
     new = dict(current)
     for u in updates:

@@ -31,11 +31,12 @@ def check_can_enable(space: str | None, size_tiers: set[str], enabled: bool) -> 
     if enabled:
         raise Conflict("preboot is already enabled.")
     if space:
-        raise InvalidInput("Preboot is not available for apps in a Private Space: they use rolling deploys, "
-                           "which replace at most 25% of the dynos at a time.")
+        raise InvalidInput(
+            "Preboot is not available for apps in a Private Space: they use rolling deploys, "
+            "which replace at most 25% of the dynos at a time."
+        )
     if size_tiers & {"eco", "basic"}:
-        raise InvalidInput("Preboot is only available to apps using standard or performance dynos, "
-                           "not eco or basic.")
+        raise InvalidInput("Preboot is only available to apps using standard or performance dynos, not eco or basic.")
 
 
 def restart_old_delay(rng: random.Random | None = None) -> float:

@@ -27,8 +27,10 @@ def parse_procfile(text: str) -> dict[str, str]:
         try:
             validate_process_type(ptype)
         except InvalidInput:
-            raise InvalidInput(f"Procfile line {n}: invalid process type {ptype!r} (lowercase letters, "
-                               "digits, '_' and '-', starting with a letter)") from None
+            raise InvalidInput(
+                f"Procfile line {n}: invalid process type {ptype!r} (lowercase letters, "
+                "digits, '_' and '-', starting with a letter)"
+            ) from None
         if ptype in procs:
             raise InvalidInput(f"Procfile line {n}: process type {ptype!r} is declared twice")
         procs[ptype] = command

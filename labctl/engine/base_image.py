@@ -27,8 +27,10 @@ ENV_MIRROR = "LABCTL_DEBIAN_MIRROR"  # Debian archive URI for debootstrap when t
 
 
 # -- the host's Debian archive ------------------------------------------------------------------------
-_DEBIAN_SUITES = re.compile(r"^(buster|bullseye|bookworm|trixie|forky|duke|sid|"
-                            r"oldstable|stable|testing|unstable)(-updates|-backports)?$")
+_DEBIAN_SUITES = re.compile(
+    r"^(buster|bullseye|bookworm|trixie|forky|duke|sid|"
+    r"oldstable|stable|testing|unstable)(-updates|-backports)?$"
+)
 
 
 def host_debian_mirror(etc_apt: Path = Path("/etc/apt")) -> str:
@@ -36,11 +38,14 @@ def host_debian_mirror(etc_apt: Path = Path("/etc/apt")) -> str:
     if os.environ.get(ENV_MIRROR):
         return os.environ[ENV_MIRROR].rstrip("/")
     for uri, suites, components in _apt_sources(etc_apt):
-        if ("main" in components and any(_DEBIAN_SUITES.match(s) for s in suites)
-                and re.match(r"^(https?|file):", uri)):  # no -security suite matches
+        if (
+            "main" in components and any(_DEBIAN_SUITES.match(s) for s in suites) and re.match(r"^(https?|file):", uri)
+        ):  # no -security suite matches
             return uri.rstrip("/")
-    raise LabError("No Debian archive found in the host's apt sources (/etc/apt/sources.list*); set "
-                   f"{ENV_MIRROR} to a Debian mirror URI or {ENV_BASE_IMAGE} to a Debian trixie image")
+    raise LabError(
+        "No Debian archive found in the host's apt sources (/etc/apt/sources.list*); set "
+        f"{ENV_MIRROR} to a Debian mirror URI or {ENV_BASE_IMAGE} to a Debian trixie image"
+    )
 
 
 def _apt_sources(etc_apt: Path) -> Iterator[tuple[str, list[str], list[str]]]:
@@ -82,8 +87,9 @@ def _read(path: Path) -> str:
 
 
 # -- base image -----------------------------------------------------------------------------------------
-def ensure_base_image(client: docker.DockerClient, progress: Progress, packages: Sequence[str],
-                      base_override: str | None = None) -> str:
+def ensure_base_image(
+    client: docker.DockerClient, progress: Progress, packages: Sequence[str], base_override: str | None = None
+) -> str:
     """The image the stack is built FROM: ``base_override`` / $LABCTL_BASE_IMAGE, else ``labctl/base:trixie``
     (built with debootstrap the first time, about a minute, with ``packages`` installed)."""
     override = base_override or os.environ.get(ENV_BASE_IMAGE)
@@ -103,19 +109,25 @@ def _ensure_present(client: docker.DockerClient, ref: str, progress: Progress) -
     progress(f"Pulling base image {ref}…")
     why = build.pull(client, ref)
     if why is not None:
-        raise LabError(f"Base image {ref} is not on the engine and could not be pulled ({why}); "
-                       f"load it first or unset {ENV_BASE_IMAGE} to build one with debootstrap")
+        raise LabError(
+            f"Base image {ref} is not on the engine and could not be pulled ({why}); "
+            f"load it first or unset {ENV_BASE_IMAGE} to build one with debootstrap"
+        )
     return ref
 
 
 def _build_base(client: docker.DockerClient, progress: Progress, packages: Sequence[str]) -> None:
     debootstrap = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin:/sbin")
     if not debootstrap:
-        raise LabError("debootstrap not found: install it (apt-get install debootstrap) or set "
-                       f"{ENV_BASE_IMAGE} to a Debian trixie image")
+        raise LabError(
+            "debootstrap not found: install it (apt-get install debootstrap) or set "
+            f"{ENV_BASE_IMAGE} to a Debian trixie image"
+        )
     if os.geteuid() != 0:
-        raise LabError(f"Building {const.BASE_IMAGE} with debootstrap needs root: run `sudo labctl up` once, "
-                       f"or set {ENV_BASE_IMAGE} to a Debian trixie image")
+        raise LabError(
+            f"Building {const.BASE_IMAGE} with debootstrap needs root: run `sudo labctl up` once, "
+            f"or set {ENV_BASE_IMAGE} to a Debian trixie image"
+        )
     mirror = host_debian_mirror()
     progress(f"Building base image {const.BASE_IMAGE} with debootstrap from {mirror} (about a minute)…")
     tmp = Path(tempfile.mkdtemp(prefix="labctl-base-", dir=os.environ.get("TMPDIR") or "/var/tmp"))
@@ -130,13 +142,18 @@ def _build_base(client: docker.DockerClient, progress: Progress, packages: Seque
 
 
 def _debootstrap(debootstrap: str, rootfs: Path, mirror: str, progress: Progress, packages: Sequence[str]) -> None:
-    cmd = [debootstrap, "--variant=minbase", f"--include={','.join(packages)}", const.DEBIAN_SUITE, str(rootfs),
-           mirror]
+    cmd = [debootstrap, "--variant=minbase", f"--include={','.join(packages)}", const.DEBIAN_SUITE, str(rootfs), mirror]
     script = Path("/usr/share/debootstrap/scripts") / const.DEBIAN_SUITE
     if not script.exists() and (script.parent / "sid").exists():
         cmd.append(str(script.parent / "sid"))  # an older debootstrap without a trixie script: sid's works
-    tail = _run_streaming(cmd, progress, quiet=re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|"
-                                                          r"Configuring|Resolving|Found) "))
+    tail = _run_streaming(
+        cmd,
+        progress,
+        quiet=re.compile(
+            r"^I: (Retrieving|Validating|Extracting|Unpacking|"
+            r"Configuring|Resolving|Found) "
+        ),
+    )
     if tail is not None:
         hint = ""
         if any(re.search(r"unknown key|Invalid Release signature|NO_PUBKEY", t) for t in tail):
@@ -147,8 +164,9 @@ def _debootstrap(debootstrap: str, rootfs: Path, mirror: str, progress: Progress
 def _run_streaming(cmd: list[str], progress: Progress, quiet: re.Pattern[str]) -> list[str] | None:
     """Run ``cmd``, its output lines (but ``quiet`` ones) to ``progress``; the output's tail if it fails."""
     tail: list[str] = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                          text=True, errors="replace") as proc:
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace"
+    ) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip()
@@ -160,8 +178,13 @@ def _run_streaming(cmd: list[str], progress: Progress, quiet: re.Pattern[str]) -
 
 def _tidy_rootfs(rootfs: Path) -> None:
     """What docker import should not carry: package caches and lists, the host's resolver and hostname."""
-    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*_*",
-                    "var/log/*.log", "var/log/apt/*"):
+    for pattern in (
+        "var/cache/apt/archives/*.deb",
+        "var/cache/apt/*.bin",
+        "var/lib/apt/lists/*_*",
+        "var/log/*.log",
+        "var/log/apt/*",
+    ):
         for p in rootfs.glob(pattern):
             if p.is_file() and not p.is_symlink():
                 p.unlink()
@@ -172,18 +195,37 @@ def _tidy_rootfs(rootfs: Path) -> None:
     (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(
         'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };\n'
         'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };\n'
-        'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";\n')
+        'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";\n'
+    )
 
 
 def _import_rootfs(client: docker.DockerClient, rootfs: Path, tar_path: Path) -> None:
     # GNU tar keeps what Python's tarfile drops (xattrs such as file capabilities); /dev, /proc, /sys stay
     # empty: the engine provides them.
-    subprocess.run(["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", str(rootfs),
-                    "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
-                    "-cf", str(tar_path), "."],
-                   check=True, stdin=subprocess.DEVNULL)
-    changes = [f"LABEL {const.LABEL_IMAGE}=base", 'CMD ["bash"]', "ENV LANG=C.UTF-8",
-               "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    subprocess.run(
+        [
+            "tar",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "-C",
+            str(rootfs),
+            "--exclude=./dev/*",
+            "--exclude=./proc/*",
+            "--exclude=./sys/*",
+            "-cf",
+            str(tar_path),
+            ".",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    changes = [
+        f"LABEL {const.LABEL_IMAGE}=base",
+        'CMD ["bash"]',
+        "ENV LANG=C.UTF-8",
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ]
     build.import_rootfs(client, tar_path, const.BASE_IMAGE, changes)
 
 
@@ -193,4 +235,3 @@ def _remove_tree(path: Path) -> None:
     for m in sorted((m for m in mounts if m.startswith(str(path) + "/")), reverse=True):
         subprocess.run(["umount", "-l", m], check=False, stdin=subprocess.DEVNULL)
     shutil.rmtree(path, ignore_errors=True)
-

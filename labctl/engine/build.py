@@ -50,18 +50,36 @@ def tar_context(files: dict[str, bytes], app_dir: Path | None = None) -> IO[byte
     return buf
 
 
-def run_build(client: docker.DockerClient, context: IO[bytes], *, tag: str, what: str, progress: Progress,
-              dockerfile: str = "Dockerfile", buildargs: dict[str, str] | None = None,
-              labels: dict[str, str] | None = None, raw: bool = False) -> None:
+def run_build(
+    client: docker.DockerClient,
+    context: IO[bytes],
+    *,
+    tag: str,
+    what: str,
+    progress: Progress,
+    dockerfile: str = "Dockerfile",
+    buildargs: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    raw: bool = False,
+) -> None:
     """Run a build, its output lines to ``progress`` (``raw``: every line, the engine's own included).
 
     A failing step or an engine refusing the build is BuildFailed naming the cause; an engine that stops
     answering mid-build is EngineUnavailable."""
     lines: list[str] = []
     try:
-        stream = client.api.build(fileobj=context, custom_context=True, decode=True, rm=True, forcerm=True,
-                                  tag=tag, dockerfile=dockerfile, buildargs=buildargs, labels=labels,
-                                  pull=False)
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            decode=True,
+            rm=True,
+            forcerm=True,
+            tag=tag,
+            dockerfile=dockerfile,
+            buildargs=buildargs,
+            labels=labels,
+            pull=False,
+        )
         for chunk in stream:
             if "error" in chunk:
                 raise BuildFailed(f"{what} failed: {build_output.meaningful(lines) or chunk['error'].strip()}")
@@ -123,8 +141,12 @@ def remove_build_leftovers(client: docker.DockerClient, lab: str, app: str, sinc
     filters = {"label": [f"{const.LABEL_LAB}={lab}", f"{const.LABEL_APP}={app}"]}
     with contextlib.suppress(*SDK_ERRORS):
         rows = client.api.images(all=True, filters=filters)
-        new = [r for r in rows if r.get("Created", 0) >= int(since) - 1
-               and not [t for t in r.get("RepoTags") or [] if t != "<none>:<none>"]]
+        new = [
+            r
+            for r in rows
+            if r.get("Created", 0) >= int(since) - 1
+            and not [t for t in r.get("RepoTags") or [] if t != "<none>:<none>"]
+        ]
         left = [r["Id"] for r in sorted(new, key=lambda r: r.get("Created", 0), reverse=True)]
         while left:  # a parent goes once its child is gone: layers committed in one second sort in any order
             kept = []

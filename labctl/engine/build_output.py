@@ -25,7 +25,7 @@ def meaningful(lines: list[str]) -> str:
     """The line of a failed build's output that says why, from the failing step's output: pip's and apt's
     ``ERROR:``/``E:`` lines first, then a Python traceback's last line."""
     starts = [i for i, line in enumerate(lines) if line.startswith("Step ")]
-    lines = lines[starts[-1] + 1:] if starts else lines
+    lines = lines[starts[-1] + 1 :] if starts else lines
     for line in reversed(lines):
         if re.match(r"^\s*(ERROR|E|error|fatal|FATAL):", line):
             return line.strip()[:300]

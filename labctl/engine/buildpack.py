@@ -22,8 +22,7 @@ from labctl.errors import BuildFailed, InvalidInput
 
 VENV = "/app/.heroku/python"  # where Heroku's Python buildpack puts Python (heroku-reference.md)
 BUILD_TMP = "/tmp/labctl-build"  # build-only files (CA bundle, generated requirements), deleted after pip
-PIP_INSTALL = (f"{VENV}/bin/pip install --no-cache-dir --no-input --disable-pip-version-check "
-               "--progress-bar off")
+PIP_INSTALL = f"{VENV}/bin/pip install --no-cache-dir --no-input --disable-pip-version-check --progress-bar off"
 COLLECTSTATIC = "python manage.py collectstatic --noinput"
 INDENT = "       "  # the buildpack indents what a step prints under its "-----> " line
 DOCKERFILE = ".labctl/Dockerfile"  # the slug's Dockerfile, in the build context next to app/
@@ -42,8 +41,11 @@ def process_types(src: Path) -> list[str]:
 
 def intro_lines(tag: str, src: Path) -> list[str]:
     """The build's first lines: the image it makes, the app's kind, its Python version."""
-    return [f"-----> Building {tag} on the {const.STACK_NAME} stack", "-----> Python app detected",
-            python_version_line(src)]
+    return [
+        f"-----> Building {tag} on the {const.STACK_NAME} stack",
+        "-----> Python app detected",
+        python_version_line(src),
+    ]
 
 
 def outro_lines(types: list[str]) -> list[str]:
@@ -124,16 +126,20 @@ def dependencies(src: Path) -> Deps:
         header = "-----> Installing requirements with pip"
         if late:
             return Deps(header, "-r requirements.txt", late=True)
-        return Deps(header, "-r requirements.txt", f"{BUILD_TMP}/app",
-                    {f"app/{rel}": (src / rel).read_bytes() for rel in names})
+        return Deps(
+            header, "-r requirements.txt", f"{BUILD_TMP}/app", {f"app/{rel}": (src / rel).read_bytes() for rel in names}
+        )
     pyproject = src / "pyproject.toml"
     if pyproject.is_file():
         project = _toml(pyproject).get("project") or {}
         reqs = [str(r) for r in project.get("dependencies") or []]
         lock = src / "uv.lock"
         if not reqs:
-            return Deps(warning="" if "dependencies" in project else
-                        "Warning: pyproject.toml has no [project] dependencies: nothing to install")
+            return Deps(
+                warning=""
+                if "dependencies" in project
+                else "Warning: pyproject.toml has no [project] dependencies: nothing to install"
+            )
         generated = {"requirements.txt": "".join(f"{r}\n" for r in reqs).encode()}
         args = f"-r {BUILD_TMP}/requirements.txt"
         source = "pyproject.toml"
@@ -145,8 +151,10 @@ def dependencies(src: Path) -> Deps:
         return Deps(f"-----> Installing dependencies from {source} with pip", args, files=generated, late=late)
     for name in ("Pipfile.lock", "Pipfile", "poetry.lock"):
         if (src / name).is_file():
-            return Deps(warning=f"Warning: {name} found, which the lab does not install from: add a "
-                                "requirements.txt (or [project] dependencies in pyproject.toml)")
+            return Deps(
+                warning=f"Warning: {name} found, which the lab does not install from: add a "
+                "requirements.txt (or [project] dependencies in pyproject.toml)"
+            )
     return Deps()
 
 
@@ -208,6 +216,7 @@ def _toml(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise BuildFailed(f"{path.name} is not valid TOML: {str(err).splitlines()[0][:200]}") from None
 
+
 # -- the slug's Dockerfile and build context -----------------------------------------------------------------------
 @dataclass(frozen=True)
 class Step:
@@ -265,22 +274,35 @@ def slug_steps(lab: str, app: str, deps: Deps, collectstatic: bool, ca_bundle: b
         if deps.late:
             steps.append(app_code)
         cert = f"PIP_CERT={BUILD_TMP}/ca.crt " if ca_bundle else ""
-        steps.append(Step(f"RUN python3 -m venv {VENV} && cd {deps.cwd} && {cert}{PIP_INSTALL} {deps.pip_args}; "
-                          f"rc=$?; cd /app; rm -rf {BUILD_TMP}; exit $rc",
-                          "pip", deps.header, f"{INDENT}Dependencies unchanged: reusing the cached install"))
+        steps.append(
+            Step(
+                f"RUN python3 -m venv {VENV} && cd {deps.cwd} && {cert}{PIP_INSTALL} {deps.pip_args}; "
+                f"rc=$?; cd /app; rm -rf {BUILD_TMP}; exit $rc",
+                "pip",
+                deps.header,
+                f"{INDENT}Dependencies unchanged: reusing the cached install",
+            )
+        )
         steps.append(Step(f'ENV PATH="{VENV}/bin:$PATH" VIRTUAL_ENV={VENV}'))
     if not deps.late:
         steps.append(app_code)
     if collectstatic:
         # As the buildpack: only when Django is installed, PYTHONPATH=., the app's config vars absent (the
         # build has none), a failure fails the build.
-        fail = (f"{{ echo ' !     Error: Unable to generate Django static files: {COLLECTSTATIC} failed "
-                "(traceback above). To skip it: labctl config:set DISABLE_COLLECTSTATIC=1'; exit 1; }")
-        steps.append(Step(
-            "RUN if python -c \"import importlib.util as u, sys; sys.exit(not u.find_spec('django'))\" "
-            f"2>/dev/null; then echo '-----> $ {COLLECTSTATIC}' && PYTHONPATH=. {COLLECTSTATIC} --traceback "
-            f"|| {fail}; fi",
-            "collectstatic", "", f"-----> $ {COLLECTSTATIC}\n{INDENT}App unchanged: reusing the cached static files"))
+        fail = (
+            f"{{ echo ' !     Error: Unable to generate Django static files: {COLLECTSTATIC} failed "
+            "(traceback above). To skip it: labctl config:set DISABLE_COLLECTSTATIC=1'; exit 1; }"
+        )
+        steps.append(
+            Step(
+                "RUN if python -c \"import importlib.util as u, sys; sys.exit(not u.find_spec('django'))\" "
+                f"2>/dev/null; then echo '-----> $ {COLLECTSTATIC}' && PYTHONPATH=. {COLLECTSTATIC} --traceback "
+                f"|| {fail}; fi",
+                "collectstatic",
+                "",
+                f"-----> $ {COLLECTSTATIC}\n{INDENT}App unchanged: reusing the cached static files",
+            )
+        )
     return steps
 
 

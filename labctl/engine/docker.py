@@ -75,8 +75,13 @@ class DynoSpec:
 
 def lab_labels(lab: str, kind: str, **extra: str | None) -> dict[str, str]:
     labels = {const.LABEL_LAB: lab, const.LABEL_KIND: kind}
-    keys = {"app": const.LABEL_APP, "dyno": const.LABEL_DYNO, "instance": const.LABEL_INSTANCE,
-            "release": const.LABEL_RELEASE, "space": const.LABEL_SPACE}
+    keys = {
+        "app": const.LABEL_APP,
+        "dyno": const.LABEL_DYNO,
+        "instance": const.LABEL_INSTANCE,
+        "release": const.LABEL_RELEASE,
+        "space": const.LABEL_SPACE,
+    }
     for k, v in extra.items():
         if v is not None:
             labels[keys[k]] = str(v)
@@ -122,8 +127,15 @@ class Engine:
     def router_name(self) -> str:
         return f"{self.prefix}-router"
 
-    def ensure_router(self, image: str, http_port: int, networks: Iterable[str], conf: str,
-                      https_port: int | None = None, files: dict[str, str] | None = None) -> ContainerInfo:
+    def ensure_router(
+        self,
+        image: str,
+        http_port: int,
+        networks: Iterable[str],
+        conf: str,
+        https_port: int | None = None,
+        files: dict[str, str] | None = None,
+    ) -> ContainerInfo:
         """Start the nginx router (published on 127.0.0.1 only) attached to every lab network.
 
         ``files`` (path -> text) are installed before nginx starts: the TLS certificate and key.
@@ -140,9 +152,14 @@ class Engine:
             from labctl.engine import router as router_conf  # nginx + the hold service (router_hold.py)
 
             c = self.client.containers.create(
-                image, router_conf.router_command(), name=self.router_name(), init=True,
-                labels=lab_labels(self.lab, const.KIND_ROUTER), ports=ports,
-                network=networks[0], restart_policy={"Name": "unless-stopped"},
+                image,
+                router_conf.router_command(),
+                name=self.router_name(),
+                init=True,
+                labels=lab_labels(self.lab, const.KIND_ROUTER),
+                ports=ports,
+                network=networks[0],
+                restart_policy={"Name": "unless-stopped"},
             )
             for path, text in (files or {}).items():
                 self.put_file(c.id, path, text, mode=0o600 if path.endswith(".key") else 0o644)
@@ -261,9 +278,15 @@ class Engine:
         It holds NET_ADMIN so faults can be applied from inside it; dynos joining it do not get it.
         """
         c = self.client.containers.run(
-            image, ["sleep", "infinity"], name=f"{self.prefix}-{instance}-{app}", detach=True, init=True,
+            image,
+            ["sleep", "infinity"],
+            name=f"{self.prefix}-{instance}-{app}",
+            detach=True,
+            init=True,
             labels=lab_labels(self.lab, const.KIND_SANDBOX, app=app, instance=instance, space=space),
-            network=network, cap_add=["NET_ADMIN"], hostname=instance[:63],
+            network=network,
+            cap_add=["NET_ADMIN"],
+            hostname=instance[:63],
         )
         c.reload()
         ip = c.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
@@ -275,11 +298,24 @@ class Engine:
         env = {**spec.env, "TINI_KILL_PROCESS_GROUP": "1"}
         mem = f"{spec.memory_mb}m"
         c = self.client.containers.run(
-            spec.image, ["/bin/bash", "-c", spec.command], name=f"{self.prefix}-{spec.app}-{spec.dyno}-{name_suffix}",
-            detach=True, init=True, environment=env, working_dir="/app",
-            labels=lab_labels(self.lab, const.KIND_DYNO, app=spec.app, dyno=spec.dyno,
-                              instance=spec.instance, release=str(spec.release)),
-            network_mode=f"container:{spec.sandbox}", mem_limit=mem, memswap_limit=mem,
+            spec.image,
+            ["/bin/bash", "-c", spec.command],
+            name=f"{self.prefix}-{spec.app}-{spec.dyno}-{name_suffix}",
+            detach=True,
+            init=True,
+            environment=env,
+            working_dir="/app",
+            labels=lab_labels(
+                self.lab,
+                const.KIND_DYNO,
+                app=spec.app,
+                dyno=spec.dyno,
+                instance=spec.instance,
+                release=str(spec.release),
+            ),
+            network_mode=f"container:{spec.sandbox}",
+            mem_limit=mem,
+            memswap_limit=mem,
             cpu_shares=spec.cpu_shares,
         )
         return self.info(c.id)
@@ -342,8 +378,9 @@ class Engine:
     def output(self, container_id: str) -> Iterable[str]:
         """The container's output from its start, following until it exits."""
         try:
-            yield from (b.decode(errors="replace") for b in
-                        self.client.api.logs(container_id, stream=True, follow=True))
+            yield from (
+                b.decode(errors="replace") for b in self.client.api.logs(container_id, stream=True, follow=True)
+            )
         except SDK_ERRORS:
             return
 
@@ -383,9 +420,11 @@ class Engine:
 
         cgroup v1 and v2 paths are read from the host; a remote engine falls back to the stats API.
         """
-        for path in (f"/sys/fs/cgroup/memory/docker/{container_id}/memory.usage_in_bytes",
-                     f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.current",
-                     f"/sys/fs/cgroup/docker/{container_id}/memory.current"):
+        for path in (
+            f"/sys/fs/cgroup/memory/docker/{container_id}/memory.usage_in_bytes",
+            f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.current",
+            f"/sys/fs/cgroup/docker/{container_id}/memory.current",
+        ):
             try:
                 with open(path) as f:
                     return int(f.read().strip())
@@ -424,14 +463,16 @@ class Engine:
                 return set()
         return parse_proc_listen("\n".join(texts))
 
-    def follow_logs(self, container_id: str, on_line: Callable[[float, str], None],
-                    since: float | None = None) -> threading.Thread:
+    def follow_logs(
+        self, container_id: str, on_line: Callable[[float, str], None], since: float | None = None
+    ) -> threading.Thread:
         """Stream a container's output to ``on_line(ts, text)`` in a daemon thread (returned) until it exits."""
 
         def run() -> None:
             try:
-                stream = self.client.api.logs(container_id, stream=True, follow=True, timestamps=True,
-                                              since=int(since) if since else None)
+                stream = self.client.api.logs(
+                    container_id, stream=True, follow=True, timestamps=True, since=int(since) if since else None
+                )
                 buf = b""
                 for chunk in stream:
                     buf += chunk
@@ -447,8 +488,9 @@ class Engine:
         thread.start()
         return thread
 
-    def watch_events(self, on_event: Callable[[dict[str, Any]], None],
-                     on_lost: Callable[[], None] | None = None) -> None:
+    def watch_events(
+        self, on_event: Callable[[dict[str, Any]], None], on_lost: Callable[[], None] | None = None
+    ) -> None:
         """Call ``on_event`` for every container event of this lab, in a daemon thread (reconnects).
 
         When the stream breaks and the engine does not answer a ping, ``on_lost()`` is called (dockerd
@@ -459,8 +501,9 @@ class Engine:
 
             while True:
                 try:
-                    for ev in self.client.events(decode=True, filters={
-                            "type": "container", "label": f"{const.LABEL_LAB}={self.lab}"}):
+                    for ev in self.client.events(
+                        decode=True, filters={"type": "container", "label": f"{const.LABEL_LAB}={self.lab}"}
+                    ):
                         on_event(ev)
                 except SDK_ERRORS:
                     pass
@@ -495,12 +538,28 @@ class Engine:
         """Build the stack image (and the base image under it) unless it is current; returns its ref."""
         return images.ensure_stack_image(self.client, progress, base_override=base_override)
 
-    def build_slug(self, *, app: str, version: int, src_dir: Path, progress: Callable[[str], None],
-                   build_env: Mapping[str, str] | None = None, process_types: list[str] | None = None) -> str:
+    def build_slug(
+        self,
+        *,
+        app: str,
+        version: int,
+        src_dir: Path,
+        progress: Callable[[str], None],
+        build_env: Mapping[str, str] | None = None,
+        process_types: list[str] | None = None,
+    ) -> str:
         """Build release ``version`` of ``app`` from ``src_dir`` as the buildpack does; returns the image's tag.
         Raises BuildFailed (no Procfile, no stack image, a failing step)."""
-        return images.build_slug(self.client, lab=self.lab, app=app, version=version, src_dir=src_dir,
-                                 progress=progress, build_env=build_env, process_types=process_types)
+        return images.build_slug(
+            self.client,
+            lab=self.lab,
+            app=app,
+            version=version,
+            src_dir=src_dir,
+            progress=progress,
+            build_env=build_env,
+            process_types=process_types,
+        )
 
     # -- teardown ---------------------------------------------------------------------------------
     def remove_app_images(self, app: str) -> None:
@@ -533,7 +592,7 @@ class Engine:
         for net in self.client.networks.list(filters={"label": label}):
             try:
                 net.reload()
-                for cid in (net.attrs.get("Containers") or {}):
+                for cid in net.attrs.get("Containers") or {}:
                     net.disconnect(cid, force=True)
                 net.remove()
                 counts["networks"] += 1
@@ -547,8 +606,9 @@ class Engine:
 
 def _container_info(c: Any) -> ContainerInfo:
     st = c.attrs["State"]
-    return ContainerInfo(c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0),
-                         bool(st.get("OOMKilled")))
+    return ContainerInfo(
+        c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0), bool(st.get("OOMKilled"))
+    )
 
 
 def _split_ts(line: str) -> tuple[float, str]:

@@ -45,9 +45,17 @@ MAX_DURATION_S = 7 * 24 * 3600.0
 
 # tc's own units (tc(8) "RATES"): bit-based and byte-based ("bps" = bytes per second, as in tc).
 _RATE_UNITS = {
-    "bit": 1, "kbit": 1_000, "mbit": 1_000_000, "gbit": 1_000_000_000,
-    "kibit": 1024, "mibit": 1024**2, "gibit": 1024**3,
-    "bps": 8, "kbps": 8_000, "mbps": 8_000_000, "gbps": 8_000_000_000,
+    "bit": 1,
+    "kbit": 1_000,
+    "mbit": 1_000_000,
+    "gbit": 1_000_000_000,
+    "kibit": 1024,
+    "mibit": 1024**2,
+    "gibit": 1024**3,
+    "bps": 8,
+    "kbps": 8_000,
+    "mbps": 8_000_000,
+    "gbps": 8_000_000_000,
 }
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -117,8 +125,10 @@ def net_script(router_ip: str, faults: list[dict[str, Any]]) -> str:
             lines.append(f"iptables -w -A {CHAIN} -s {ip} -m comment --comment {comment} -j DROP")
         elif kind == "loss":
             p = float(f["percent"]) / 100.0
-            lines.append(f"iptables -w -A {CHAIN} -s {ip} -m statistic --mode random --probability {p:.4f} "
-                         f"-m comment --comment {comment} -j DROP")
+            lines.append(
+                f"iptables -w -A {CHAIN} -s {ip} -m statistic --mode random --probability {p:.4f} "
+                f"-m comment --comment {comment} -j DROP"
+            )
         elif kind == "bandwidth":
             r = int(f["rate_bps"])
             rate = r if rate is None else min(rate, r)
@@ -182,14 +192,22 @@ def support_from_probe(text: str, cpu: tuple[bool, str]) -> dict[str, Support]:
     ipt, stat, drop, tbf, netem = (get(n) for n in ("iptables", "statistic", "drop", "tbf", "netem"))
     out = {
         "cpu": Support(cpu[0], "CFS quota via docker update" if cpu[0] else f"docker update failed: {cpu[1]}"),
-        "loss": Support(ipt[0] and stat[0], "iptables statistic match in the instance's namespace" if stat[0]
-                        else f"iptables statistic match unavailable: {stat[1] or ipt[1]}"),
-        "blackhole": Support(ipt[0] and drop[0], "iptables DROP in the instance's namespace" if drop[0]
-                             else f"iptables DROP unavailable: {drop[1] or ipt[1]}"),
-        "bandwidth": Support(tbf[0], "tc tbf on the instance's eth0" if tbf[0]
-                             else f"tc tbf unavailable: {tbf[1]}"),
-        "latency": Support(netem[0], "tc netem" if netem[0]
-                           else f"the kernel has no sch_netem qdisc (tc: {netem[1] or 'failed'})"),
+        "loss": Support(
+            ipt[0] and stat[0],
+            "iptables statistic match in the instance's namespace"
+            if stat[0]
+            else f"iptables statistic match unavailable: {stat[1] or ipt[1]}",
+        ),
+        "blackhole": Support(
+            ipt[0] and drop[0],
+            "iptables DROP in the instance's namespace"
+            if drop[0]
+            else f"iptables DROP unavailable: {drop[1] or ipt[1]}",
+        ),
+        "bandwidth": Support(tbf[0], "tc tbf on the instance's eth0" if tbf[0] else f"tc tbf unavailable: {tbf[1]}"),
+        "latency": Support(
+            netem[0], "tc netem" if netem[0] else f"the kernel has no sch_netem qdisc (tc: {netem[1] or 'failed'})"
+        ),
         "host-failure": Support(True, "container removal"),
     }
     return out
@@ -268,13 +286,20 @@ class FaultEngine:
     def _probe(self, image: str) -> dict[str, Support]:
         name = f"{self.engine.prefix}-probe-{secrets.token_hex(3)}"
         try:
-            c = self.client.containers.run(image, ["sleep", "120"], name=name, detach=True, init=True,
-                                           cap_add=["NET_ADMIN"],
-                                           labels=lab_labels(self.engine.lab, const.KIND_PROBE))
+            c = self.client.containers.run(
+                image,
+                ["sleep", "120"],
+                name=name,
+                detach=True,
+                init=True,
+                cap_add=["NET_ADMIN"],
+                labels=lab_labels(self.engine.lab, const.KIND_PROBE),
+            )
         except SDK_ERRORS as err:
             reason = f"cannot start a probe container from {image}: {str(err).splitlines()[0][:200]}"
-            return {k: Support(k == "host-failure", "container removal" if k == "host-failure" else reason)
-                    for k in KINDS}
+            return {
+                k: Support(k == "host-failure", "container removal" if k == "host-failure" else reason) for k in KINDS
+            }
         try:
             code, out = c.exec_run(["sh", "-c", _PROBE_SCRIPT])
             text = out.decode(errors="replace") if out else ""

@@ -79,8 +79,7 @@ def ensure_base_image(client: docker.DockerClient, progress: Progress, base_over
     return base_image.ensure_base_image(client, progress, stack_packages(stack_dockerfile()), base_override)
 
 
-def ensure_stack_image(client: docker.DockerClient, progress: Progress,
-                       base_override: str | None = None) -> str:
+def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_override: str | None = None) -> str:
     """Build the stack image (``const.STACK_IMAGE``) unless it exists from the same Dockerfile and base.
 
     Returns its ref.
@@ -97,9 +96,15 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress,
         base = ensure_base_image(client, progress, base_override)
         progress(f"Building stack image {const.STACK_IMAGE} from {base}…")
         context = build.tar_context({"Dockerfile": dockerfile.encode()})
-        build.run_build(client, context, tag=const.STACK_IMAGE, what=f"Build of {const.STACK_IMAGE}",
-                        progress=progress, buildargs={"BASE": base},
-                        labels={const.LABEL_STACK_HASH: want})  # the Dockerfile sets io.labctl.image=stack
+        build.run_build(
+            client,
+            context,
+            tag=const.STACK_IMAGE,
+            what=f"Build of {const.STACK_IMAGE}",
+            progress=progress,
+            buildargs={"BASE": base},
+            labels={const.LABEL_STACK_HASH: want},
+        )  # the Dockerfile sets io.labctl.image=stack
         new = build.image(client, const.STACK_IMAGE)
         if old and new and old.id != new.id:
             build.remove_unused(client, old.id)  # still used by a container: leave it
@@ -115,9 +120,17 @@ def slug_tag(lab: str, app: str, version: int) -> str:
     return f"{const.SLUG_REPO}/{lab}-{app}:v{version}"
 
 
-def build_slug(client: docker.DockerClient, *, lab: str, app: str, version: int, src_dir: Path,
-               progress: Progress, build_env: Mapping[str, str] | None = None,
-               process_types: list[str] | None = None) -> str:
+def build_slug(
+    client: docker.DockerClient,
+    *,
+    lab: str,
+    app: str,
+    version: int,
+    src_dir: Path,
+    progress: Progress,
+    build_env: Mapping[str, str] | None = None,
+    process_types: list[str] | None = None,
+) -> str:
     """Build release ``version``'s app image from ``src_dir`` as Heroku's Python buildpack's main path does:
     the app in /app, its dependencies in a virtualenv at /app/.heroku/python (first on PATH), installed with
     pip from requirements.txt, else from pyproject.toml's ``[project] dependencies`` (pinned by uv.lock when
@@ -142,9 +155,16 @@ def build_slug(client: docker.DockerClient, *, lab: str, app: str, version: int,
     output = buildpack.BuildpackOutput(progress, plan.steps)
     started = time.time()
     try:
-        build.run_build(client, build.tar_context(plan.context, app_dir=src), tag=tag, what="Build",
-                        progress=output, dockerfile=buildpack.DOCKERFILE,
-                        labels={const.LABEL_RELEASE: str(version)}, raw=True)
+        build.run_build(
+            client,
+            build.tar_context(plan.context, app_dir=src),
+            tag=tag,
+            what="Build",
+            progress=output,
+            dockerfile=buildpack.DOCKERFILE,
+            labels={const.LABEL_RELEASE: str(version)},
+            raw=True,
+        )
     except BuildFailed as err:
         build.remove_build_leftovers(client, lab, app, started)
         raise buildpack.build_failure(err, output.current) from None

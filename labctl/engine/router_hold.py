@@ -42,8 +42,9 @@ POLL_S = 0.05  # how often a held request looks at the routing set again
 CODE_LOCATIONS = ("H10", "H14", "H20", "H80", "H81", "H99")  # each one a named location of the hold form
 
 
-def decide(route: dict[str, Any] | None, elapsed_s: float, limit_s: float,
-           rng: random.Random | None = None) -> tuple[str, dict[str, str]] | None:
+def decide(
+    route: dict[str, Any] | None, elapsed_s: float, limit_s: float, rng: random.Random | None = None
+) -> tuple[str, dict[str, str]] | None:
     """Where a boot-held request goes now: ``(named location, headers)``, or ``None`` to keep holding.
 
     ``route`` is the app's entry of the routing set (``{"b": [[dyno, addr, release], …], "c": code,
@@ -56,8 +57,11 @@ def decide(route: dict[str, Any] | None, elapsed_s: float, limit_s: float,
     backends = route.get("b") or []
     if backends:
         dyno, addr, release = (rng or random).choice(backends)
-        return "@labctl_held", {"X-Labctl-Addr": str(addr), "X-Labctl-Dyno": str(dyno),
-                                "X-Labctl-Release": str(release)}
+        return "@labctl_held", {
+            "X-Labctl-Addr": str(addr),
+            "X-Labctl-Dyno": str(dyno),
+            "X-Labctl-Release": str(release),
+        }
     code = route.get("c") or "H20"
     if code != "H20":  # nothing is starting any more (crashed in a cool-off, scaled to 0, …): no reason to wait
         return f"@labctl_{code if code in CODE_LOCATIONS else 'H99'}", {}
@@ -71,7 +75,7 @@ def read_routes(text: str) -> dict[str, Any] | None:
     for line in text.splitlines():
         if line.startswith(ROUTES_MARK):
             try:
-                data = json.loads(line[len(ROUTES_MARK):])
+                data = json.loads(line[len(ROUTES_MARK) :])
             except ValueError:
                 return None
             return data if isinstance(data, dict) else None

@@ -55,13 +55,24 @@ def _entry(d: dict[str, str]) -> RouterEntry:
     release = _blank(d.get("release"))
     return RouterEntry(
         time=datetime.fromtimestamp(float(d["msec"]), tz=UTC),
-        app=d.get("app", ""), method=d.get("method", ""), path=d.get("path", ""), host=d.get("host", ""),
-        request_id=d.get("request_id", ""), fwd=d.get("fwd", ""), dyno=dyno or "",
-        connect_ms=connect_ms, service_ms=service_ms, status=status, bytes=nbytes,
-        protocol=d.get("scheme") or "http", code=code,
+        app=d.get("app", ""),
+        method=d.get("method", ""),
+        path=d.get("path", ""),
+        host=d.get("host", ""),
+        request_id=d.get("request_id", ""),
+        fwd=d.get("fwd", ""),
+        dyno=dyno or "",
+        connect_ms=connect_ms,
+        service_ms=service_ms,
+        status=status,
+        bytes=nbytes,
+        protocol=d.get("scheme") or "http",
+        code=code,
         desc=(_blank(d.get("desc")) or DESCRIPTIONS.get(code, "")) if code else None,
-        at=_at(code), release=int(release) if release else None,
-        request_ms=_to_ms(_seconds(d.get("request_time"))) or 0, upstream=_blank(d.get("upstream")) or "",
+        at=_at(code),
+        release=int(release) if release else None,
+        request_ms=_to_ms(_seconds(d.get("request_time"))) or 0,
+        upstream=_blank(d.get("upstream")) or "",
     )
 
 
@@ -101,11 +112,22 @@ def format_router_line(e: RouterEntry) -> str:
     if e.code:
         head += [f"code={e.code}", f'desc="{e.desc or DESCRIPTIONS.get(e.code, "")}"']
     nbytes = "" if e.bytes is None else e.bytes
-    return " ".join(head + [
-        f"method={e.method}", f'path="{_quoted(e.path)}"', f"host={e.host}", f"request_id={e.request_id}",
-        f'fwd="{_quoted(e.fwd)}"', f"dyno={e.dyno}", f"connect={_fmt_ms(e.connect_ms)}",
-        f"service={_fmt_ms(e.service_ms)}", f"status={e.status}", f"bytes={nbytes}", f"protocol={e.protocol}",
-    ])
+    return " ".join(
+        head
+        + [
+            f"method={e.method}",
+            f'path="{_quoted(e.path)}"',
+            f"host={e.host}",
+            f"request_id={e.request_id}",
+            f'fwd="{_quoted(e.fwd)}"',
+            f"dyno={e.dyno}",
+            f"connect={_fmt_ms(e.connect_ms)}",
+            f"service={_fmt_ms(e.service_ms)}",
+            f"status={e.status}",
+            f"bytes={nbytes}",
+            f"protocol={e.protocol}",
+        ]
+    )
 
 
 def _quoted(text: str) -> str:

@@ -56,17 +56,20 @@ def _page(title: str, heading: str, body: str) -> str:
 
 
 APP_ERROR_PAGE = _page(
-    "Application Error", "Application error",
+    "Application Error",
+    "Application error",
     "An error occurred in the application and your page could not be served. If you are the application "
     "owner, check your logs for details. You can do this from the labctl CLI with the command "
     "<code>labctl logs --tail -a APP</code>",
 )
 MAINTENANCE_PAGE = _page(
-    "Offline for Maintenance", "Offline for Maintenance",
+    "Offline for Maintenance",
+    "Offline for Maintenance",
     "This app is undergoing maintenance right now. Please check back later.",
 )
 NO_SUCH_APP_PAGE = _page(
-    "No such app", "There&#39;s nothing here, yet.",
+    "No such app",
+    "There&#39;s nothing here, yet.",
     "Build something amazing: deploy an app with <code>labctl deploy DIR -a APP</code>",
 )
 for _p in (APP_ERROR_PAGE, MAINTENANCE_PAGE, NO_SUCH_APP_PAGE):
@@ -128,9 +131,14 @@ def _main(s: RouterSettings) -> str:
 
 def _routes_line(routes: Sequence[AppRoute]) -> str:
     """The routing set as one JSON comment line, read by the hold service (router_hold.py)."""
-    data = {r.app: {"b": [[_check(_DYNO_RE, b.dyno, "dyno name"), b.addr, int(b.release)] for b in _unique(r.backends)],
-                    "c": r.empty_code if r.empty_code in EMPTY_CODES else "H14", "m": bool(r.maintenance)}
-            for r in routes}
+    data = {
+        r.app: {
+            "b": [[_check(_DYNO_RE, b.dyno, "dyno name"), b.addr, int(b.release)] for b in _unique(r.backends)],
+            "c": r.empty_code if r.empty_code in EMPTY_CODES else "H14",
+            "m": bool(r.maintenance),
+        }
+        for r in routes
+    }
     return router_hold.ROUTES_MARK + json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
 
 
@@ -139,8 +147,10 @@ def _http_head(s: RouterSettings) -> str:
     fields = ",".join(f'"{k}":"{v}"' for k, v in _LOG_FIELDS.items())
     tls = ""
     if s.tls_cert and s.tls_key:
-        tls = (f"    ssl_certificate {_check(_PATH_RE, s.tls_cert, 'certificate path')};\n"
-               f"    ssl_certificate_key {_check(_PATH_RE, s.tls_key, 'key path')};\n")
+        tls = (
+            f"    ssl_certificate {_check(_PATH_RE, s.tls_cert, 'certificate path')};\n"
+            f"    ssl_certificate_key {_check(_PATH_RE, s.tls_key, 'key path')};\n"
+        )
     return f"""http {{
     log_format labctl escape=json '{{{fields}}}';
     access_log /dev/stdout labctl;

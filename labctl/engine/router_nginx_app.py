@@ -61,13 +61,27 @@ def _hold_proxy(mode: str, limit_s: float, fallback: str, extra: Sequence[str] =
     The service learns how long the request has been in the router (``$request_time``) and the window.
     """
     limit_ms = max(1, round(limit_s * 1000))
-    headers = [f"X-Labctl-Hold {mode}", "X-Labctl-Elapsed $request_time", f"X-Labctl-Limit-Ms {limit_ms}",
-               "Content-Length \"\"", "Connection close", *extra]
-    lines = [f"set $labctl_hold {mode};", f"proxy_pass http://{HOLD_ADDR};", "proxy_method GET;",
-             "proxy_pass_request_headers off;", "proxy_pass_request_body off;", "proxy_request_buffering on;",
-             "proxy_next_upstream off;",
-             "proxy_connect_timeout 1s;", f"proxy_read_timeout {_ms(limit_s + 5)};",
-             *(f"proxy_set_header {h};" for h in headers), f"error_page 502 504 = {fallback};"]
+    headers = [
+        f"X-Labctl-Hold {mode}",
+        "X-Labctl-Elapsed $request_time",
+        f"X-Labctl-Limit-Ms {limit_ms}",
+        'Content-Length ""',
+        "Connection close",
+        *extra,
+    ]
+    lines = [
+        f"set $labctl_hold {mode};",
+        f"proxy_pass http://{HOLD_ADDR};",
+        "proxy_method GET;",
+        "proxy_pass_request_headers off;",
+        "proxy_pass_request_body off;",
+        "proxy_request_buffering on;",
+        "proxy_next_upstream off;",
+        "proxy_connect_timeout 1s;",
+        f"proxy_read_timeout {_ms(limit_s + 5)};",
+        *(f"proxy_set_header {h};" for h in headers),
+        f"error_page 502 504 = {fallback};",
+    ]
     return "\n".join(f"            {line}" for line in lines)
 
 
@@ -93,15 +107,16 @@ def _app_blocks(route: AppRoute, s: RouterSettings) -> str:
     upstream = f"labctl_app_{route.app}"
     # Private Space: no retry on another dyno; a connect that never completes ends as H12 when the
     # 30 s first-byte window runs out (heroku-reference §3.1, §5); a refused one too (_upstream_errors).
-    retry = (f"proxy_next_upstream off;\n"
-             f"            proxy_connect_timeout {_ms(s.first_byte_timeout_s * s.timescale)};")
+    retry = f"proxy_next_upstream off;\n            proxy_connect_timeout {_ms(s.first_byte_timeout_s * s.timescale)};"
     if route.retry:
         # Retries must stop before a first-byte timeout can happen, else an H12 would be retried on
         # another dyno: nginx retries a GET that already reached a dyno (proxy_request_buffering off
         # only protects requests with a body), so bound the retry window by the first-byte timeout.
-        retry = (f"proxy_next_upstream error timeout;\n"
-                 f"            proxy_next_upstream_tries {min(MAX_TRIES, len(backends))};\n"
-                 f"            proxy_next_upstream_timeout {_ms(s.first_byte_timeout_s * s.timescale)};")
+        retry = (
+            f"proxy_next_upstream error timeout;\n"
+            f"            proxy_next_upstream_tries {min(MAX_TRIES, len(backends))};\n"
+            f"            proxy_next_upstream_timeout {_ms(s.first_byte_timeout_s * s.timescale)};"
+        )
     servers = "\n".join(f"        server {b.addr} max_fails=0;" for b in backends)
     return f"""    upstream {upstream} {{
         random;
@@ -124,8 +139,12 @@ def _upstream_errors(route: AppRoute, s: RouterSettings) -> str:
     """``@labctl_502`` / ``@labctl_504``: the H-code of a failed proxy to a dyno."""
     page = "labctl_page_app_error"
     if route.retry:
-        return "\n".join([_error_location("@labctl_502", "$labctl_code_502", page),
-                          _error_location("@labctl_504", "$labctl_code_504", page)])
+        return "\n".join(
+            [
+                _error_location("@labctl_502", "$labctl_code_502", page),
+                _error_location("@labctl_504", "$labctl_code_504", page),
+            ]
+        )
     # Private Space (heroku-reference §3.1, §5): no retry on another dyno, "request times out after 30 s
     # with H12". A refused connect (H21 to nginx) sits out the rest of the first-byte window in the hold
     # service, then answers H12 naming the dyno; a dyno that accepted and closed (H13) answers at once.
@@ -148,8 +167,9 @@ def _hold_blocks(route: AppRoute, s: RouterSettings) -> str:
 
     The hold service (router_hold.py) decides; see ``router_nginx.py``'s docstring for why nginx cannot.
     """
-    hold = _hold_proxy("boot", s.boot_hold(), "@labctl_H20",
-                       ["X-Labctl-App $labctl_app", "X-Request-Start $labctl_request_start"])
+    hold = _hold_proxy(
+        "boot", s.boot_hold(), "@labctl_H20", ["X-Labctl-App $labctl_app", "X-Request-Start $labctl_request_start"]
+    )
     connect = ""
     if not route.retry:  # as for the Private Space upstream: a connect may take the whole first-byte window
         connect = f"\n            proxy_connect_timeout {_ms(s.first_byte_timeout_s * s.timescale)};"

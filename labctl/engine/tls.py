@@ -101,8 +101,21 @@ authorityKeyIdentifier = keyid:always
     with _workdir(files.ca_cert.parent) as tmp:
         (tmp / "ca.cnf").write_text(config)
         _genkey(openssl, tmp / "ca.key")
-        _run(openssl, "req", "-new", "-x509", "-config", str(tmp / "ca.cnf"), "-key", str(tmp / "ca.key"),
-             "-days", str(CA_DAYS), "-sha256", "-out", str(tmp / "ca.crt"))
+        _run(
+            openssl,
+            "req",
+            "-new",
+            "-x509",
+            "-config",
+            str(tmp / "ca.cnf"),
+            "-key",
+            str(tmp / "ca.key"),
+            "-days",
+            str(CA_DAYS),
+            "-sha256",
+            "-out",
+            str(tmp / "ca.crt"),
+        )
         _install(tmp / "ca.key", files.ca_key, 0o600)
         _install(tmp / "ca.crt", files.ca_cert, 0o644)
 
@@ -121,12 +134,39 @@ authorityKeyIdentifier = keyid
     with _workdir(files.ca_cert.parent) as tmp:
         (tmp / "router.cnf").write_text(ext)
         _genkey(openssl, tmp / "router.key")
-        _run(openssl, "req", "-new", "-key", str(tmp / "router.key"), "-subj", "/O=labctl/CN=*.localhost",
-             "-out", str(tmp / "router.csr"))
-        _run(openssl, "x509", "-req", "-in", str(tmp / "router.csr"), "-CA", str(files.ca_cert),
-             "-CAkey", str(files.ca_key), "-set_serial", f"0x{secrets.token_hex(16)}", "-days", str(ROUTER_DAYS),
-             "-sha256", "-extfile", str(tmp / "router.cnf"), "-extensions", "router_ext",
-             "-out", str(tmp / "router.crt"))
+        _run(
+            openssl,
+            "req",
+            "-new",
+            "-key",
+            str(tmp / "router.key"),
+            "-subj",
+            "/O=labctl/CN=*.localhost",
+            "-out",
+            str(tmp / "router.csr"),
+        )
+        _run(
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(tmp / "router.csr"),
+            "-CA",
+            str(files.ca_cert),
+            "-CAkey",
+            str(files.ca_key),
+            "-set_serial",
+            f"0x{secrets.token_hex(16)}",
+            "-days",
+            str(ROUTER_DAYS),
+            "-sha256",
+            "-extfile",
+            str(tmp / "router.cnf"),
+            "-extensions",
+            "router_ext",
+            "-out",
+            str(tmp / "router.crt"),
+        )
         _install(tmp / "router.key", files.router_key, 0o600)
         _install(tmp / "router.crt", files.router_cert, 0o644)
 
@@ -136,18 +176,32 @@ def _router_cert_ok(openssl: str, files: CaFiles, names: list[str]) -> bool:
         return False
     if names and not {f"DNS:{n}" for n in names} <= _san(openssl, files.router_cert):
         return False
-    verify = subprocess.run([openssl, "verify", "-CAfile", str(files.ca_cert), str(files.router_cert)],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    verify = subprocess.run(
+        [openssl, "verify", "-CAfile", str(files.ca_cert), str(files.router_cert)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if verify.returncode != 0:
         return False
-    fresh = subprocess.run([openssl, "x509", "-noout", "-checkend", str(RENEW_BEFORE_S), "-in",
-                            str(files.router_cert)], capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    fresh = subprocess.run(
+        [openssl, "x509", "-noout", "-checkend", str(RENEW_BEFORE_S), "-in", str(files.router_cert)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     return fresh.returncode == 0
 
 
 def _san(openssl: str, cert: Path) -> set[str]:
-    out = subprocess.run([openssl, "x509", "-noout", "-ext", "subjectAltName", "-in", str(cert)],
-                         capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False).stdout
+    out = subprocess.run(
+        [openssl, "x509", "-noout", "-ext", "subjectAltName", "-in", str(cert)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    ).stdout
     lines = out.splitlines()[1:]  # after the "X509v3 Subject Alternative Name:" header
     return {item.strip() for line in lines for item in line.split(",") if item.strip()}
 

@@ -56,6 +56,7 @@ def translated() -> Iterator[None]:
 def translating(fn: Callable[..., T]) -> Callable[..., T]:
     """``fn`` with its Docker SDK errors translated (a generator function: while it is iterated, too)."""
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def gen(*args: Any, **kwargs: Any) -> Any:
             with translated():

@@ -20,7 +20,12 @@ import yaml
 from labctl.scenario.yamldoc import Doc, Duration, node_kind
 
 OPS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt}
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "<": operator.lt,
+    ">": operator.gt,
+}
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "max")
 TRAFFIC_KEYS = ("stream", "dyno", "instance", "window", "requests", "error_rate", *LATENCY_KEYS, "releases", "codes")
 WINDOW_EDGES = ("start", "end")
@@ -96,8 +101,11 @@ def comparison(doc: Doc, node: yaml.Node, path: str, unit: str) -> Comparison:
     """``"<= 1%"``, ``">= 20"``, ``"< 300ms"``, or a bare number (``0``) meaning ``==``; ``unit`` is
     ``count``, ``rate`` or ``ms``."""
     example = {"count": "'>= 20'", "rate": "'<= 1%' or '< 0.05'", "ms": "'< 300ms' or '<= 1.5s'"}[unit]
-    if not isinstance(node, yaml.ScalarNode) or node.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
-                                                                   "tag:yaml.org,2002:float"):
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in (
+        "tag:yaml.org,2002:str",
+        "tag:yaml.org,2002:int",
+        "tag:yaml.org,2002:float",
+    ):
         doc.fail(node, path, f"expected a comparison like {example}, got {node_kind(node)}")
     m = _CMP_RE.match(node.value)
     if not m:
@@ -120,8 +128,14 @@ def comparison(doc: Doc, node: yaml.Node, path: str, unit: str) -> Comparison:
     return Comparison(op, value, f"{op} {m.group(2)}{suffix or ''}")
 
 
-def traffic_check(doc: Doc, node: yaml.Node, path: str, streams: dict[str, str], snapshots: list[str],
-                  dyno_of: Callable[[yaml.Node, str, str], str]) -> TrafficCheck:
+def traffic_check(
+    doc: Doc,
+    node: yaml.Node,
+    path: str,
+    streams: dict[str, str],
+    snapshots: list[str],
+    dyno_of: Callable[[yaml.Node, str, str], str],
+) -> TrafficCheck:
     m = doc.mapping(node, path, TRAFFIC_KEYS, ("stream",), what=" (stream, window, thresholds)")
     sn = m["stream"][1]
     name = doc.string(sn, f"{path}.stream", _STREAM_RE, "letters, digits, '-', '_' and '.'")
@@ -134,20 +148,33 @@ def traffic_check(doc: Doc, node: yaml.Node, path: str, streams: dict[str, str],
         ref = doc.string(vn, sub)
         if ref not in snapshots and ref not in edges:
             known = ", ".join([*edges, *snapshots])
-            doc.fail(vn, sub, f"{ref!r} is neither {' nor '.join(edges) + ' nor ' if edges else ''}a snapshot taken "
-                              f"before this step ({known})")
+            doc.fail(
+                vn,
+                sub,
+                f"{ref!r} is neither {' nor '.join(edges) + ' nor ' if edges else ''}a snapshot taken "
+                f"before this step ({known})",
+            )
         return ref
 
     if "dyno" in m:
         tc.dyno = dyno_of(m["dyno"][1], f"{path}.dyno", streams[name])
     if "instance" in m:
-        im = doc.mapping(m["instance"][1], f"{path}.instance", ("dyno", "at"), ("dyno", "at"),
-                         what=" like {dyno: web.1, at: SNAPSHOT}")
+        im = doc.mapping(
+            m["instance"][1],
+            f"{path}.instance",
+            ("dyno", "at"),
+            ("dyno", "at"),
+            what=" like {dyno: web.1, at: SNAPSHOT}",
+        )
         dyno = dyno_of(im["dyno"][1], f"{path}.instance.dyno", streams[name])
         tc.instance_of = (dyno, snap(im["at"][1], f"{path}.instance.at"))
     if "window" in m:
-        wm = doc.mapping(m["window"][1], f"{path}.window", ("from", "to", "last"),
-                         what=" like {from: SNAPSHOT, to: end} or {last: 5s}")
+        wm = doc.mapping(
+            m["window"][1],
+            f"{path}.window",
+            ("from", "to", "last"),
+            what=" like {from: SNAPSHOT, to: end} or {last: 5s}",
+        )
         if "last" in wm and len(wm) > 1:
             doc.fail(m["window"][1], f"{path}.window", "give {last: DURATION} alone, or from/to")
         if not wm:
@@ -155,20 +182,27 @@ def traffic_check(doc: Doc, node: yaml.Node, path: str, streams: dict[str, str],
         if "last" in wm:
             tc.window = Window(last=doc.duration(wm["last"][1], f"{path}.window.last"))
         else:
-            tc.window = Window(snap(wm["from"][1], f"{path}.window.from", ("start",)) if "from" in wm else "start",
-                               snap(wm["to"][1], f"{path}.window.to", ("end",)) if "to" in wm else "end")
+            tc.window = Window(
+                snap(wm["from"][1], f"{path}.window.from", ("start",)) if "from" in wm else "start",
+                snap(wm["to"][1], f"{path}.window.to", ("end",)) if "to" in wm else "end",
+            )
     units = {"requests": "count", "error_rate": "rate", **{k: "ms" for k in LATENCY_KEYS}}
     for key, unit in units.items():
         if key in m:
             tc.limits[key] = comparison(doc, m[key][1], f"{path}.{key}", unit)
     if "releases" in m:
-        tc.releases = [doc.string(rn, f"{path}.releases[{j}]", _RELEASE_RE, "a release like v3")
-                       for j, rn in enumerate(doc.sequence(m["releases"][1], f"{path}.releases"), 1)]
+        tc.releases = [
+            doc.string(rn, f"{path}.releases[{j}]", _RELEASE_RE, "a release like v3")
+            for j, rn in enumerate(doc.sequence(m["releases"][1], f"{path}.releases"), 1)
+        ]
     if "codes" in m:
         cn = m["codes"][1]
         if not isinstance(cn, yaml.MappingNode) or not cn.value:
-            doc.fail(cn, f"{path}.codes", f"expected a mapping of router codes to counts like {{H12: '>= 1'}}, "
-                                          f"got {node_kind(cn)}")
+            doc.fail(
+                cn,
+                f"{path}.codes",
+                f"expected a mapping of router codes to counts like {{H12: '>= 1'}}, got {node_kind(cn)}",
+            )
         for kn, vn in cn.value:
             code = doc.string(kn, f"{path}.codes", _CODE_RE, "a router error code like H12")
             tc.codes[code] = comparison(doc, vn, f"{path}.codes.{code}", "count")
@@ -177,11 +211,17 @@ def traffic_check(doc: Doc, node: yaml.Node, path: str, streams: dict[str, str],
     return tc
 
 
-def command_check(doc: Doc, node: yaml.Node, path: str, validate: Callable[[yaml.Node, str, str], list[str]],
-                  exit_node: yaml.Node | None, output_node: yaml.Node | None) -> CommandCheck:
+def command_check(
+    doc: Doc,
+    node: yaml.Node,
+    path: str,
+    validate: Callable[[yaml.Node, str, str], list[str]],
+    exit_node: yaml.Node | None,
+    output_node: yaml.Node | None,
+) -> CommandCheck:
     text = doc.string(node, path)
     argv = validate(node, path, text)
-    cc = CommandCheck(text[len("labctl"):].strip() if text.strip().startswith("labctl ") else text.strip(), argv)
+    cc = CommandCheck(text[len("labctl") :].strip() if text.strip().startswith("labctl ") else text.strip(), argv)
     if exit_node is not None:
         cc.exit = doc.integer(exit_node, path.rsplit(".", 1)[0] + ".exit", 0, 255)
     if output_node is not None:
@@ -190,8 +230,9 @@ def command_check(doc: Doc, node: yaml.Node, path: str, validate: Callable[[yaml
 
 
 # -- evaluation (pure) ----------------------------------------------------------------------------------------
-def select(records: list[dict[str, Any]], tc: TrafficCheck, t_from: float, t_to: float,
-           instance: str | None) -> list[dict[str, Any]]:
+def select(
+    records: list[dict[str, Any]], tc: TrafficCheck, t_from: float, t_to: float, instance: str | None
+) -> list[dict[str, Any]]:
     """The records of the window ``[t_from, t_to]`` (run seconds, ``rec["t"]``), of the dyno and instance asked."""
     out = []
     for r in records:
@@ -218,8 +259,11 @@ def evaluate(tc: TrafficCheck, records: list[dict[str, Any]]) -> list[tuple[str,
         elif key == "error_rate":
             value = s["error_rate"] if s["count"] else None
             kinds = ", ".join(f"{n}x {k}" for k, n in s["error_kinds"].items())
-            shown = (f"error rate {100 * s['error_rate']:.1f}% ({s['errors']}/{s['count']}"
-                     f"{': ' + kinds if kinds else ''})") if s["count"] else "no requests in the window"
+            shown = (
+                (f"error rate {100 * s['error_rate']:.1f}% ({s['errors']}/{s['count']}{': ' + kinds if kinds else ''})")
+                if s["count"]
+                else "no requests in the window"
+            )
         else:
             value = s.get(key)
             if key == "p90":
@@ -232,8 +276,9 @@ def evaluate(tc: TrafficCheck, records: list[dict[str, Any]]) -> list[tuple[str,
     if tc.releases is not None:
         seen = sorted(s["releases"], key=lambda v: int(v[1:]) if v[1:].isdigit() else 0)
         shown = ", ".join(f"{v} x{s['releases'][v]}" for v in seen) or "no release answered"
-        out.append(("releases", set(seen) == set(tc.releases), f"served by {shown}",
-                    "served by " + ", ".join(tc.releases)))
+        out.append(
+            ("releases", set(seen) == set(tc.releases), f"served by {shown}", "served by " + ", ".join(tc.releases))
+        )
     for code, cmp in tc.codes.items():
         n = s["codes"].get(code, 0)
         out.append((code, cmp.holds(float(n)), f"{n}x {code}", f"{code} count {cmp.text}"))

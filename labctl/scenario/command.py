@@ -24,15 +24,23 @@ File = Annotated[Path, typer.Argument(help="A scenario YAML file, e.g. scenarios
 @scenario_app.command("run")
 def run(
     file: File,
-    report: Annotated[Path | None, typer.Option("--report", help="Report directory (default: "
-                                                "reports/<name>-<timestamp>/).")] = None,
-    lab: Annotated[str | None, typer.Option("--lab", help="Lab name (default: scn-<hash>, a lab of its own; "
-                                            "an existing lab is refused).")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Report directory (default: reports/<name>-<timestamp>/).")
+    ] = None,
+    lab: Annotated[
+        str | None,
+        typer.Option("--lab", help="Lab name (default: scn-<hash>, a lab of its own; an existing lab is refused)."),
+    ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the lab up afterwards (labctl down --lab NAME).")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print result.json instead of the table.")] = False,
-    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="A lab sheet: each task waits for "
-                                              "your commands at a `lab>` prompt, with hints; graded at the end.")
-                           ] = False,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive",
+            "-i",
+            help="A lab sheet: each task waits for your commands at a `lab>` prompt, with hints; graded at the end.",
+        ),
+    ] = False,
 ) -> None:
     """Set up a lab, run the steps, check the expectations, write a report; exit 0 only if all held."""
     from labctl.labdir import validate_lab_name
@@ -55,12 +63,17 @@ def run(
 
         learner = Learner()
     runner = Runner(
-        scenario, lab=lab, keep=keep, progress=render.progress, learner=learner,
+        scenario,
+        lab=lab,
+        keep=keep,
+        progress=render.progress,
+        learner=learner,
         on_steps_start=lambda: None if json else out(rep.table_header(scenario)),
         on_step=lambda r: None if json else out(rep.table_row(scenario, r)),
     )
-    render.progress(f"Scenario {scenario.name}: {len(scenario.steps)} steps, {scenario.checks} expectations, "
-                    f"lab {runner.lab}")
+    render.progress(
+        f"Scenario {scenario.name}: {len(scenario.steps)} steps, {scenario.checks} expectations, lab {runner.lab}"
+    )
     result = runner.run()
     directory = report if report is not None else rep.default_report_dir(scenario)
     try:
@@ -84,14 +97,15 @@ def validate(file: File) -> None:
     from labctl.scenario.loader import load
 
     sc = load(file)
-    render.out(f"{file}: valid — {sc.name}: {len(sc.apps)} app(s), {len(sc.steps)} steps, "
-               f"{sc.checks} expectations")
+    render.out(f"{file}: valid — {sc.name}: {len(sc.apps)} app(s), {len(sc.steps)} steps, {sc.checks} expectations")
 
 
 @scenario_app.command("list")
 def list_(
-    directory: Annotated[Path | None, typer.Argument(help="Where to look (default: ./scenarios, else the "
-                                                     "scenarios shipped with labctl).")] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Where to look (default: ./scenarios, else the scenarios shipped with labctl)."),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List the scenarios of a directory with their descriptions (and whether each one validates)."""
@@ -108,11 +122,18 @@ def list_(
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         try:
             sc = load(path)
-            rows.append({"file": str(path), "name": sc.name, "description": sc.description, "valid": True,
-                         "steps": len(sc.steps), "expectations": sc.checks})
+            rows.append(
+                {
+                    "file": str(path),
+                    "name": sc.name,
+                    "description": sc.description,
+                    "valid": True,
+                    "steps": len(sc.steps),
+                    "expectations": sc.checks,
+                }
+            )
         except LabError as err:
-            rows.append({"file": str(path), "name": path.stem, "description": "", "valid": False,
-                         "error": str(err)})
+            rows.append({"file": str(path), "name": path.stem, "description": "", "valid": False, "error": str(err)})
     if json:
         return render.as_json(rows)
     if not rows:

@@ -79,8 +79,7 @@ class Learner:
         for _ in range(1_000_000):  # bounded by the deadline; the count is a backstop
             now = time.monotonic()
             if now >= deadline:
-                self._grade(runner, r, runner.check_now(task.until), "timeout",
-                            f"time is up ({task.timeout.text})")
+                self._grade(runner, r, runner.check_now(task.until), "timeout", f"time is up ({task.timeout.text})")
                 return
             if now - last_check >= CHECK_EVERY:
                 last_check = now

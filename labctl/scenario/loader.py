@@ -69,10 +69,16 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> 
         raise ScenarioError(file, 1, "", f"not valid YAML: {err}") from None
     if root is None:
         raise ScenarioError(file, 1, "", "the file is empty: a scenario needs name, setup and steps")
-    top = doc.mapping(root, "", ("name", "description", "timescale", "setup", "steps", "teardown"),
-                      ("name", "setup", "steps"), what=" with name, setup and steps")
-    name = doc.string(top["name"][1], "name", _NAME_RE,
-                      "lowercase letters, digits, '-', '_' and '.', starting with a letter or digit")
+    top = doc.mapping(
+        root,
+        "",
+        ("name", "description", "timescale", "setup", "steps", "teardown"),
+        ("name", "setup", "steps"),
+        what=" with name, setup and steps",
+    )
+    name = doc.string(
+        top["name"][1], "name", _NAME_RE, "lowercase letters, digits, '-', '_' and '.', starting with a letter or digit"
+    )
     description = doc.string(top["description"][1], "description") if "description" in top else ""
     timescale = doc.number(top["timescale"][1], "timescale", 0.001, 100) if "timescale" in top else DEFAULT_TIMESCALE
     spaces, apps = _setup(doc, top["setup"][1], base_dir or Path.cwd())
@@ -87,8 +93,9 @@ def _setup(doc: _Doc, node: yaml.Node, base_dir: Path) -> tuple[list[str], list[
     spaces: list[str] = []
     if "spaces" in m:
         for i, sn in enumerate(doc.sequence(m["spaces"][1], "setup.spaces"), 1):
-            space = doc.string(sn, f"setup.spaces[{i}]", _APP_RE,
-                               "3-30 lowercase letters, digits and dashes, starting with a letter")
+            space = doc.string(
+                sn, f"setup.spaces[{i}]", _APP_RE, "3-30 lowercase letters, digits and dashes, starting with a letter"
+            )
             if space in spaces:
                 doc.fail(sn, f"setup.spaces[{i}]", f"space {space!r} is listed twice")
             spaces.append(space)
@@ -101,11 +108,11 @@ def _setup(doc: _Doc, node: yaml.Node, base_dir: Path) -> tuple[list[str], list[
     return spaces, apps
 
 
-def _app(doc: _Doc, node: yaml.Node, path: str, spaces: list[str], seen: list[AppSetup],
-         base_dir: Path) -> AppSetup:
+def _app(doc: _Doc, node: yaml.Node, path: str, spaces: list[str], seen: list[AppSetup], base_dir: Path) -> AppSetup:
     m = doc.mapping(node, path, ("name", "space", "source", "formation", "config", "features"), ("name",))
-    name = doc.string(m["name"][1], f"{path}.name", _APP_RE,
-                      "3-30 lowercase letters, digits and dashes, starting with a letter")
+    name = doc.string(
+        m["name"][1], f"{path}.name", _APP_RE, "3-30 lowercase letters, digits and dashes, starting with a letter"
+    )
     if name in (a.name for a in seen):
         doc.fail(m["name"][1], f"{path}.name", f"app {name!r} is set up twice")
     space = None
@@ -132,8 +139,13 @@ def _app(doc: _Doc, node: yaml.Node, path: str, spaces: list[str], seen: list[Ap
         fn = m["formation"][1]
         if source is None:
             doc.fail(fn, f"{path}.formation", "a formation needs a source to deploy")
-        fm = doc.mapping(fn, f"{path}.formation", tuple(types), what=" of process types to quantities",
-                         unknown=lambda k: f"not a process type of {source_text}'s Procfile ({', '.join(types)})")
+        fm = doc.mapping(
+            fn,
+            f"{path}.formation",
+            tuple(types),
+            what=" of process types to quantities",
+            unknown=lambda k: f"not a process type of {source_text}'s Procfile ({', '.join(types)})",
+        )
         for ptype, (_, vn) in fm.items():
             fp = f"{path}.formation.{ptype}"
             if isinstance(vn, yaml.ScalarNode) and vn.tag == "tag:yaml.org,2002:int":
@@ -147,8 +159,11 @@ def _app(doc: _Doc, node: yaml.Node, path: str, spaces: list[str], seen: list[Ap
             doc.fail(cn, f"{path}.config", f"expected a mapping of config vars, got {_what(cn)}")
         for kn, vn in cn.value:
             key = doc.string(kn, f"{path}.config", _CONFIG_KEY_RE, "letters, digits and _, not starting with a digit")
-            if not isinstance(vn, yaml.ScalarNode) or vn.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:int",
-                                                                      "tag:yaml.org,2002:float"):
+            if not isinstance(vn, yaml.ScalarNode) or vn.tag not in (
+                "tag:yaml.org,2002:str",
+                "tag:yaml.org,2002:int",
+                "tag:yaml.org,2002:float",
+            ):
                 doc.fail(vn, f"{path}.config.{key}", f"expected a string or a number, got {_what(vn)}")
             config[key] = vn.value
     features: list[str] = []
@@ -158,8 +173,11 @@ def _app(doc: _Doc, node: yaml.Node, path: str, spaces: list[str], seen: list[Ap
         for j, fnode in enumerate(doc.sequence(m["features"][1], f"{path}.features"), 1):
             feature = doc.string(fnode, f"{path}.features[{j}]")
             if feature not in KNOWN_FEATURES:
-                doc.fail(fnode, f"{path}.features[{j}]", f"{feature!r} is not a feature labctl knows "
-                                                          f"({', '.join(KNOWN_FEATURES)})")
+                doc.fail(
+                    fnode,
+                    f"{path}.features[{j}]",
+                    f"{feature!r} is not a feature labctl knows ({', '.join(KNOWN_FEATURES)})",
+                )
             features.append(feature)
     return AppSetup(name, space, source, source_text, formation, config, types, features)
 

@@ -16,8 +16,23 @@ from labctl.scenario.loader_context import _command, _Ctx
 from labctl.scenario.model import DEFAULT_REQUESTS, DYNO_STATES, MAX_REQUESTS, Condition, HttpCheck
 from labctl.scenario.yamldoc import Doc as _Doc
 
-CONDITION_KEYS = ("app", "dyno", "state", "instance", "since", "changed_since", "instance_exists", "http",
-                  "requests", "log", "no_log", "traffic", "command", "exit", "output")
+CONDITION_KEYS = (
+    "app",
+    "dyno",
+    "state",
+    "instance",
+    "since",
+    "changed_since",
+    "instance_exists",
+    "http",
+    "requests",
+    "log",
+    "no_log",
+    "traffic",
+    "command",
+    "exit",
+    "output",
+)
 WAIT_FOR_KEYS = (*CONDITION_KEYS, "timeout")  # a wait_for's timeout may also sit inside its mapping
 HTTP_KEYS = ("status", "dynos", "path")
 
@@ -27,8 +42,13 @@ def _condition(ctx: _Ctx, node: yaml.Node, path: str, wait_for: bool = False) ->
     keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
     has_traffic = "traffic" in keys
     # `app` names what the checks look at; a traffic stream knows its app, a command check needs none
-    m = doc.mapping(node, path, WAIT_FOR_KEYS if wait_for else CONDITION_KEYS,
-                    () if keys & {"traffic", "command"} else ("app",), what=" (a condition)")
+    m = doc.mapping(
+        node,
+        path,
+        WAIT_FOR_KEYS if wait_for else CONDITION_KEYS,
+        () if keys & {"traffic", "command"} else ("app",),
+        what=" (a condition)",
+    )
 
     def snap(key: str) -> str:
         kn, vn = m[key]
@@ -38,13 +58,19 @@ def _condition(ctx: _Ctx, node: yaml.Node, path: str, wait_for: bool = False) ->
             doc.fail(vn, f"{path}.{key}", f"no snapshot {name!r} is taken before this step (snapshots: {known})")
         return name
 
-    traffic = (traffic_check(doc, m["traffic"][1], f"{path}.traffic", ctx.streams, snapshots, ctx.dyno)
-               if has_traffic else None)
+    traffic = (
+        traffic_check(doc, m["traffic"][1], f"{path}.traffic", ctx.streams, snapshots, ctx.dyno)
+        if has_traffic
+        else None
+    )
     if "app" in m:
         app = ctx.app(m["app"][1], f"{path}.app")
         if traffic is not None and ctx.streams[traffic.stream] != app:
-            doc.fail(m["app"][1], f"{path}.app", f"stream {traffic.stream!r} sends to {ctx.streams[traffic.stream]}, "
-                                                 f"not {app}")
+            doc.fail(
+                m["app"][1],
+                f"{path}.app",
+                f"stream {traffic.stream!r} sends to {ctx.streams[traffic.stream]}, not {app}",
+            )
     else:
         app = ctx.streams[traffic.stream] if traffic is not None else ctx.apps[0].name
     cond = Condition(app, traffic=traffic)
@@ -79,9 +105,14 @@ def _condition(ctx: _Ctx, node: yaml.Node, path: str, wait_for: bool = False) ->
             doc.fail(m["requests"][0], f"{path}.requests", "only used with http")
         cond.http.requests = doc.integer(m["requests"][1], f"{path}.requests", 1, MAX_REQUESTS)
     if "command" in m:
-        cond.command = command_check(doc, m["command"][1], f"{path}.command",
-                                     lambda n, p, _t: _command(ctx, n, p)[1],
-                                     m["exit"][1] if "exit" in m else None, m["output"][1] if "output" in m else None)
+        cond.command = command_check(
+            doc,
+            m["command"][1],
+            f"{path}.command",
+            lambda n, p, _t: _command(ctx, n, p)[1],
+            m["exit"][1] if "exit" in m else None,
+            m["output"][1] if "output" in m else None,
+        )
     for key in ("exit", "output"):
         if key in m and "command" not in m:
             doc.fail(m[key][0], f"{path}.{key}", "only used with command")
@@ -94,10 +125,20 @@ def _condition(ctx: _Ctx, node: yaml.Node, path: str, wait_for: bool = False) ->
         doc.fail(node, f"{path}.since", f"missing required field (the snapshot {uses_since[0]} compares with)")
     if cond.since is not None and not uses_since:
         doc.fail(m["since"][0], f"{path}.since", "only used with instance or instance_exists")
-    if not (needs_dyno or cond.http is not None or cond.log is not None or cond.no_log is not None
-            or traffic is not None or cond.command is not None):
-        doc.fail(node, path, "nothing to check: give state, instance, changed_since, instance_exists, http, log, "
-                             "no_log, traffic or command")
+    if not (
+        needs_dyno
+        or cond.http is not None
+        or cond.log is not None
+        or cond.no_log is not None
+        or traffic is not None
+        or cond.command is not None
+    ):
+        doc.fail(
+            node,
+            path,
+            "nothing to check: give state, instance, changed_since, instance_exists, http, log, "
+            "no_log, traffic or command",
+        )
     return cond
 
 
@@ -106,8 +147,7 @@ def _http(doc: _Doc, node: yaml.Node, path: str, dyno: Callable[[yaml.Node, str]
     status = doc.integer(m["status"][1], f"{path}.status", 100, 599) if "status" in m else None
     dynos = None
     if "dynos" in m:
-        dynos = [dyno(dn, f"{path}.dynos[{j}]")
-                 for j, dn in enumerate(doc.sequence(m["dynos"][1], f"{path}.dynos"), 1)]
+        dynos = [dyno(dn, f"{path}.dynos[{j}]") for j, dn in enumerate(doc.sequence(m["dynos"][1], f"{path}.dynos"), 1)]
     where = doc.string(m["path"][1], f"{path}.path", re.compile(r"^/\S*$"), "starts with /") if "path" in m else "/"
     if status is None and dynos is None:
         doc.fail(node, path, "give status, dynos or both")

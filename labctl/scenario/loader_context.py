@@ -17,8 +17,11 @@ from labctl.scenario.model import SAMPLE_APP, SAMPLE_APP_DIR, AppSetup
 from labctl.scenario.yamldoc import Doc as _Doc
 
 # Commands a `run` step may not use: they would take the lab away from the runner or never return.
-FORBIDDEN_COMMANDS = {"up": "the runner brings the lab up", "down": "the runner tears the lab down",
-                      "scenario": "scenarios do not nest"}
+FORBIDDEN_COMMANDS = {
+    "up": "the runner brings the lab up",
+    "down": "the runner tears the lab down",
+    "scenario": "scenarios do not nest",
+}
 
 _DYNO_RE = re.compile(r"^[a-z][a-z0-9_-]*\.\d+$")
 _SCALE_ARG_RE = re.compile(r"^([a-z][a-z0-9_-]*)([=+-])(\d+)(:.*)?$")
@@ -74,12 +77,20 @@ class _Ctx:
         setup = next(a for a in self.apps if a.name == app)
         ptype = name.split(".", 1)[0]
         if setup.process_types and ptype not in (*setup.process_types, "run"):
-            self.doc.fail(node, path, f"no dyno {name!r} on {app}: {ptype!r} is not a process type of its Procfile "
-                                      f"({', '.join(setup.process_types)})")
+            self.doc.fail(
+                node,
+                path,
+                f"no dyno {name!r} on {app}: {ptype!r} is not a process type of its Procfile "
+                f"({', '.join(setup.process_types)})",
+            )
         limit = self.most.get((app, ptype))
         if limit is not None and int(name.rsplit(".", 1)[1]) > limit:
-            self.doc.fail(node, path, f"no dyno {name!r} on {app}: its formation has {ptype}={limit} at most by "
-                                      "this step (setup's formation and the ps:scale steps before it)")
+            self.doc.fail(
+                node,
+                path,
+                f"no dyno {name!r} on {app}: its formation has {ptype}={limit} at most by "
+                "this step (setup's formation and the ps:scale steps before it)",
+            )
         return name
 
 
@@ -99,8 +110,11 @@ def _command(ctx: _Ctx, node: yaml.Node, path: str) -> tuple[str, list[str]]:
     if argv[0] == "logs" and any(a in ("-t", "--tail") for a in head):
         doc.fail(node, path, "`logs --tail` never returns; use an expect with `log:` instead")
     for j, a in enumerate(head):
-        app = a.split("=", 1)[1] if a.startswith("--app=") else (head[j + 1] if a in ("-a", "--app")
-                                                                   and j + 1 < len(head) else None)
+        app = (
+            a.split("=", 1)[1]
+            if a.startswith("--app=")
+            else (head[j + 1] if a in ("-a", "--app") and j + 1 < len(head) else None)
+        )
         if app is not None and app not in (x.name for x in ctx.apps):
             doc.fail(node, path, f"app {app!r} is not in setup.apps ({', '.join(x.name for x in ctx.apps)})")
         if app is not None and argv[0] == "ps:scale":
@@ -113,12 +127,16 @@ def _command(ctx: _Ctx, node: yaml.Node, path: str) -> tuple[str, list[str]]:
                 continue
             src = SAMPLE_APP_DIR if a == SAMPLE_APP else (ctx.base_dir / a).resolve()
             if not (src / "Procfile").is_file():
-                doc.fail(node, path, f"deploy: {a!r} is not a directory with a Procfile (relative to the scenario "
-                                     f"file, or {SAMPLE_APP})")
-            argv = [*argv[:j], str(src), *argv[j + 1:]]
+                doc.fail(
+                    node,
+                    path,
+                    f"deploy: {a!r} is not a directory with a Procfile (relative to the scenario "
+                    f"file, or {SAMPLE_APP})",
+                )
+            argv = [*argv[:j], str(src), *argv[j + 1 :]]
             break
     text = command.strip()
-    return (text[len("labctl"):].strip() if text.startswith("labctl ") else text), argv
+    return (text[len("labctl") :].strip() if text.startswith("labctl ") else text), argv
 
 
 def labctl_commands() -> set[str]:
@@ -127,7 +145,8 @@ def labctl_commands() -> set[str]:
     from labctl.cli import typer_app
 
     return {c.name for c in typer_app.registered_commands if c.name} | {
-        g.name for g in typer_app.registered_groups if g.name}
+        g.name for g in typer_app.registered_groups if g.name
+    }
 
 
 def _run_options(argv: list[str]) -> list[str]:
@@ -137,7 +156,7 @@ def _run_options(argv: list[str]) -> list[str]:
     while i < len(argv):
         a = argv[i]
         if a in ("-a", "--app", "-s", "--size", "--lab"):
-            out += argv[i:i + 2]
+            out += argv[i : i + 2]
             i += 2
         elif a.startswith("-"):
             out.append(a)

@@ -110,6 +110,7 @@ def _step(ctx: _Ctx, node: yaml.Node, i: int) -> Step:
                 step.duration = Duration(DEFAULT_WAIT_FOR_TIMEOUT, f"{DEFAULT_WAIT_FOR_TIMEOUT:g}s")
     return step
 
+
 _ALL_OPTIONS = {opt for opts in STEP_OPTIONS.values() for opt in opts}
 
 
@@ -120,8 +121,11 @@ def _run(ctx: _Ctx, step: Step, m: dict[str, tuple[yaml.Node, yaml.Node]], path:
         step.expect_exit = doc.integer(m["expect_exit"][1], f"{path}.expect_exit", 0, 255)
     if "expect_output" in m:
         step.expect_output = doc.string(m["expect_output"][1], f"{path}.expect_output")
-    step.duration = (doc.duration(m["timeout"][1], f"{path}.timeout") if "timeout" in m
-                     else Duration(DEFAULT_RUN_TIMEOUT, f"{DEFAULT_RUN_TIMEOUT:g}s"))
+    step.duration = (
+        doc.duration(m["timeout"][1], f"{path}.timeout")
+        if "timeout" in m
+        else Duration(DEFAULT_RUN_TIMEOUT, f"{DEFAULT_RUN_TIMEOUT:g}s")
+    )
 
 
 def _traffic(ctx: _Ctx, node: yaml.Node, path: str) -> TrafficStep:
@@ -133,11 +137,20 @@ def _traffic(ctx: _Ctx, node: yaml.Node, path: str) -> TrafficStep:
         action, (_, vn) = next(iter(m.items()))
         name = doc.string(vn, f"{path}.{action}")
         if name not in ctx.streams:
-            doc.fail(vn, f"{path}.{action}", f"no traffic stream {name!r} is started before this step "
-                                              f"(streams: {', '.join(ctx.streams) or 'none yet'})")
+            doc.fail(
+                vn,
+                f"{path}.{action}",
+                f"no traffic stream {name!r} is started before this step "
+                f"(streams: {', '.join(ctx.streams) or 'none yet'})",
+            )
         return TrafficStep(action, name)
-    m = doc.mapping(node, path, TRAFFIC_START_KEYS, ("name", "app", "duration"),
-                    what=" like {name: load, app: demo, rps: 20, duration: 30s}")
+    m = doc.mapping(
+        node,
+        path,
+        TRAFFIC_START_KEYS,
+        ("name", "app", "duration"),
+        what=" like {name: load, app: demo, rps: 20, duration: 30s}",
+    )
     name = doc.string(m["name"][1], f"{path}.name", _SNAPSHOT_RE, "letters, digits, '-', '_' and '.'")
     if name in ctx.streams:
         doc.fail(m["name"][1], f"{path}.name", f"traffic stream {name!r} is already started by an earlier step")
@@ -156,8 +169,9 @@ def _traffic(ctx: _Ctx, node: yaml.Node, path: str) -> TrafficStep:
 
 def _fault(ctx: _Ctx, node: yaml.Node, path: str) -> FaultStep:
     doc = ctx.doc
-    m = doc.mapping(node, path, FAULT_KEYS, ("app", "dyno"), what=" like {kind: cpu, app: demo, dyno: web.1, "
-                                                                    "cpus: 0.05}")
+    m = doc.mapping(
+        node, path, FAULT_KEYS, ("app", "dyno"), what=" like {kind: cpu, app: demo, dyno: web.1, cpus: 0.05}"
+    )
     app = ctx.app(m["app"][1], f"{path}.app")
     dyno = ctx.dyno(m["dyno"][1], f"{path}.dyno", app)
     target = ["--dyno", dyno, "-a", app]
@@ -182,15 +196,19 @@ def _fault(ctx: _Ctx, node: yaml.Node, path: str) -> FaultStep:
             continue
         vn = m[key][1]
         if key != "for" and key != needs:
-            doc.fail(m[key][0], f"{path}.{key}", f"not an option of a {kind} fault"
-                                                 + (f" (it takes {needs})" if needs else ""))
+            doc.fail(
+                m[key][0],
+                f"{path}.{key}",
+                f"not an option of a {kind} fault" + (f" (it takes {needs})" if needs else ""),
+            )
         if key == "cpus":
             value = f"{doc.number(vn, f'{path}.cpus', 0.01, 64):g}"
         elif key == "percent":
             value = f"{doc.number(vn, f'{path}.percent', 0.1, 100):g}"
         elif key == "rate":
-            value = doc.string(vn, f"{path}.rate", re.compile(r"^\d+(\.\d+)?\s*(k|m|g)?bit$", re.I),
-                               "a rate like 256kbit or 1mbit")
+            value = doc.string(
+                vn, f"{path}.rate", re.compile(r"^\d+(\.\d+)?\s*(k|m|g)?bit$", re.I), "a rate like 256kbit or 1mbit"
+            )
         else:
             value = doc.duration(vn, f"{path}.{key}").text
         argv += [f"--{key}", value]
@@ -214,8 +232,9 @@ def _task(ctx: _Ctx, node: yaml.Node, path: str) -> TaskStep:
     if "solution" in m:
         task.solution, task.solution_argv = _command(ctx, m["solution"][1], f"{path}.solution")
     if "hints" in m:
-        task.hints = [doc.string(hn, f"{path}.hints[{j}]")
-                      for j, hn in enumerate(doc.sequence(m["hints"][1], f"{path}.hints"), 1)]
+        task.hints = [
+            doc.string(hn, f"{path}.hints[{j}]") for j, hn in enumerate(doc.sequence(m["hints"][1], f"{path}.hints"), 1)
+        ]
     if "timeout" in m:
         task.timeout = doc.duration(m["timeout"][1], f"{path}.timeout")
     if "settle" in m:

@@ -156,8 +156,7 @@ class Step:
             t = self.traffic
             assert t is not None
             if t.action == "start":
-                return (f"traffic {t.name!r}: {t.app} {t.path} at {t.rps:g} rps for "
-                        f"{t.duration.text}")  # type: ignore[union-attr]
+                return f"traffic {t.name!r}: {t.app} {t.path} at {t.rps:g} rps for {t.duration.text}"  # type: ignore[union-attr]
             return f"traffic {t.action} {t.name!r}"
         if self.kind == "fault":
             return f"labctl {' '.join(self.fault.argv)}"  # type: ignore[union-attr]

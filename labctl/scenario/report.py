@@ -48,8 +48,10 @@ def table_row(scenario: Scenario, r: StepResult) -> str:
     measured = r.measured or r.message
     if r.status in ("fail", "error") and r.message and r.message not in measured:
         measured = f"{measured} -- {r.message}" if measured else r.message
-    return (f"{r.step.number:>3}  {r.step.kind:<9} {_clip(r.step.describe(), w):<{w}}  "
-            f"{_RESULT_WORD.get(r.status, r.status):<7} {_clip(measured, 160)}")
+    return (
+        f"{r.step.number:>3}  {r.step.kind:<9} {_clip(r.step.describe(), w):<{w}}  "
+        f"{_RESULT_WORD.get(r.status, r.status):<7} {_clip(measured, 160)}"
+    )
 
 
 def final_line(result: RunResult, report_html: Path | None) -> str:
@@ -101,8 +103,14 @@ def write_report(data: dict[str, Any], directory: Path) -> Path:
 
 # -- HTML -------------------------------------------------------------------------------------------
 
-_STATUS_COLORS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#c62828", "done": "#555", "skipped": "#999",
-                  "interrupted": "#c62828"}
+_STATUS_COLORS = {
+    "pass": "#2e7d32",
+    "fail": "#c62828",
+    "error": "#c62828",
+    "done": "#555",
+    "skipped": "#999",
+    "interrupted": "#c62828",
+}
 _PICTURE_HINT = (
     "Time runs left to right, in seconds since the run started. Top: one lane per dyno, colored by the runtime "
     "instance it ran on (solid: up; pale: starting; dashed outline: no container; hatched: down or crashed). "
@@ -110,7 +118,8 @@ _PICTURE_HINT = (
     "on the dyno's instance. Then, with traffic: latency per dyno (log scale; thick: p50, dashed: p95, dots: "
     "requests, the numbers: p50 between two actions) and errors per second by kind. Dashed vertical lines: the "
     "actions (commands, faults, tasks; dash-dot: traffic); dotted: snapshots; bottom lane: checks (✓ held, "
-    "✗ failed; a bar is the wait).")
+    "✗ failed; a bar is the wait)."
+)
 
 
 def _e(x: Any) -> str:
@@ -179,9 +188,12 @@ def _steps_html(data: dict[str, Any]) -> str:
             f"<tr><td class=n>{s['number']}</td><td>{_e(s['kind'])}</td><td class=mono>{_e(s['description'])}</td>"
             f"<td class=n>{_e(t)}</td><td><b style='color:{color}'>{_e(s['status'])}</b></td>"
             f"<td class=mono>{_e(s['measured'])}</td><td class=mono>{_e(s['expected'])}</td>"
-            f"<td class=pre>{_e(message)}</td></tr>")
-    return ("<table class=steps><tr><th>#</th><th>kind</th><th>description</th><th>time</th><th>result</th>"
-            "<th>measured</th><th>expected</th><th>message / output</th></tr>" + "".join(rows) + "</table>")
+            f"<td class=pre>{_e(message)}</td></tr>"
+        )
+    return (
+        "<table class=steps><tr><th>#</th><th>kind</th><th>description</th><th>time</th><th>result</th>"
+        "<th>measured</th><th>expected</th><th>message / output</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _tasks_html(data: dict[str, Any]) -> str:
@@ -191,14 +203,21 @@ def _tasks_html(data: dict[str, Any]) -> str:
     out = ["<h2>Tasks</h2>"]
     for s in tasks:
         color = _STATUS_COLORS.get(s["status"], "#333")
-        how = {"solution": "the solution was run", "learner": "graded at the terminal", "timeout": "time ran out",
-               "skip": "skipped", "quit": "the learner quit", "condition": "waited for the condition"
-               }.get(s.get("graded_by") or "", s.get("graded_by") or "")
+        how = {
+            "solution": "the solution was run",
+            "learner": "graded at the terminal",
+            "timeout": "time ran out",
+            "skip": "skipped",
+            "quit": "the learner quit",
+            "condition": "waited for the condition",
+        }.get(s.get("graded_by") or "", s.get("graded_by") or "")
         hints = s.get("hints_shown") or []
-        out.append(f"<div class=task><b>step {s['number']}</b> <b style='color:{color}'>{_e(s['status'])}</b>"
-                   f"{' — ' + _e(how) if how else ''}<div class=prompt>{_e((s.get('prompt') or '').strip())}</div>"
-                   f"<small>solution: <span class=mono>{_e(s.get('solution') or '—')}</span>; hints shown: "
-                   f"{_e('; '.join(hints) if isinstance(hints, list) and hints else 'none')}</small></div>")
+        out.append(
+            f"<div class=task><b>step {s['number']}</b> <b style='color:{color}'>{_e(s['status'])}</b>"
+            f"{' — ' + _e(how) if how else ''}<div class=prompt>{_e((s.get('prompt') or '').strip())}</div>"
+            f"<small>solution: <span class=mono>{_e(s.get('solution') or '—')}</span>; hints shown: "
+            f"{_e('; '.join(hints) if isinstance(hints, list) and hints else 'none')}</small></div>"
+        )
     return "".join(out)
 
 
@@ -209,8 +228,9 @@ def _summary_cells(st: dict[str, Any]) -> str:
     kinds = ", ".join(f"{k} ×{n}" for k, n in (st.get("error_kinds") or {}).items())
     errors = f"{st['errors']}" + (f" <small>({_e(kinds)})</small>" if kinds else "")
     cls = " class=bad" if st["errors"] else ""
-    return (f"<td class=n>{st['count']}</td><td{cls}>{errors}</td>"
-            + "".join(f"<td class=n>{_ms(st.get(p))}</td>" for p in ("p50", "p95", "p99", "max")))
+    return f"<td class=n>{st['count']}</td><td{cls}>{errors}</td>" + "".join(
+        f"<td class=n>{_ms(st.get(p))}</td>" for p in ("p50", "p95", "p99", "max")
+    )
 
 
 def _ms(v: float | None) -> str:
@@ -222,21 +242,37 @@ def _traffic_html(data: dict[str, Any], colors: dict[str, str]) -> str:
     for s in data.get("traffic") or []:
         summary = s.get("summary") or summarize(s.get("records") or [])
         span = f"{s['start']:.1f}–{s['end']:.1f}s" if s.get("start") is not None and s.get("end") is not None else ""
-        out.append(f"<h2>Traffic: {_e(s['name'])}</h2><p class=desc>{_e(s.get('app'))} "
-                   f"<span class=mono>{_e(s.get('path', '/'))}</span>, {_e(s.get('rps'))} rps for "
-                   f"{_e(s.get('duration'))} s, {_e(s.get('status'))} ({_e(span)})</p>")
+        out.append(
+            f"<h2>Traffic: {_e(s['name'])}</h2><p class=desc>{_e(s.get('app'))} "
+            f"<span class=mono>{_e(s.get('path', '/'))}</span>, {_e(s.get('rps'))} rps for "
+            f"{_e(s.get('duration'))} s, {_e(s.get('status'))} ({_e(span)})</p>"
+        )
         total = summary.get("total") or {}
         rows = [f"<tr><th>all</th><td></td>{_summary_cells(total)}</tr>"] if total else []
-        rows += [f"<tr><th class=mono>{_e('no dyno' if d == NONE else d)}</th>"
-                 f"<td class=mono>{_e(', '.join(st.get('instances') or {}))}</td>{_summary_cells(st)}</tr>"
-                 for d, st in (summary.get("by_dyno") or {}).items()]
-        out.append("<table class=traffic><tr><th>by dyno</th><th>instances</th>" + _SUMMARY_HEAD + "</tr>"
-                   + "".join(rows) + "</table>")
-        rows = [f"<tr><th class=mono><span class=sw style='background:{colors.get(i, '#ccc')}'></span>{_e(i)}"
-                f"</th><td class=mono>{_e(', '.join(st.get('dynos') or []))}</td>{_summary_cells(st)}</tr>"
-                for i, st in (summary.get("by_instance") or {}).items()]
-        out.append("<table class=traffic><tr><th>by instance</th><th>dynos</th>" + _SUMMARY_HEAD + "</tr>"
-                   + "".join(rows) + "</table>")
+        rows += [
+            f"<tr><th class=mono>{_e('no dyno' if d == NONE else d)}</th>"
+            f"<td class=mono>{_e(', '.join(st.get('instances') or {}))}</td>{_summary_cells(st)}</tr>"
+            for d, st in (summary.get("by_dyno") or {}).items()
+        ]
+        out.append(
+            "<table class=traffic><tr><th>by dyno</th><th>instances</th>"
+            + _SUMMARY_HEAD
+            + "</tr>"
+            + "".join(rows)
+            + "</table>"
+        )
+        rows = [
+            f"<tr><th class=mono><span class=sw style='background:{colors.get(i, '#ccc')}'></span>{_e(i)}"
+            f"</th><td class=mono>{_e(', '.join(st.get('dynos') or []))}</td>{_summary_cells(st)}</tr>"
+            for i, st in (summary.get("by_instance") or {}).items()
+        ]
+        out.append(
+            "<table class=traffic><tr><th>by instance</th><th>dynos</th>"
+            + _SUMMARY_HEAD
+            + "</tr>"
+            + "".join(rows)
+            + "</table>"
+        )
     return "".join(out)
 
 
@@ -248,19 +284,24 @@ def _faults_html(data: dict[str, Any], colors: dict[str, str]) -> str:
     for f in faults:
         end = "still on at the end" if f.get("end") is None else f"{f['end']:.1f}s"
         sw = f"<span class=sw style='background:{colors.get(f.get('instance'), '#ccc')}'></span>"
-        rows.append(f"<tr><td class=mono>{sw}{_e(f.get('instance'))}</td><td>{_e(f.get('kind'))}</td>"
-                    f"<td class=mono>{_e(f.get('detail'))}</td><td class=n>{f['start']:.1f}s</td>"
-                    f"<td class=n>{_e(end)}</td><td class=mono>{_e(', '.join(f.get('dynos') or []))}</td></tr>")
-    return ("<h2>Instance faults</h2><table class=faults><tr><th>instance</th><th>kind</th><th>detail</th>"
-            "<th>from</th><th>to</th><th>dynos on it</th></tr>" + "".join(rows) + "</table>")
+        rows.append(
+            f"<tr><td class=mono>{sw}{_e(f.get('instance'))}</td><td>{_e(f.get('kind'))}</td>"
+            f"<td class=mono>{_e(f.get('detail'))}</td><td class=n>{f['start']:.1f}s</td>"
+            f"<td class=n>{_e(end)}</td><td class=mono>{_e(', '.join(f.get('dynos') or []))}</td></tr>"
+        )
+    return (
+        "<h2>Instance faults</h2><table class=faults><tr><th>instance</th><th>kind</th><th>detail</th>"
+        "<th>from</th><th>to</th><th>dynos on it</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _snapshots_html(data: dict[str, Any], colors: dict[str, str]) -> str:
     snaps = data.get("snapshots") or []
     if not snaps:
         return ""
-    keys = sorted({(app, n) for s in snaps for app, ds in s["dynos"].items() for n in ds},
-                  key=lambda k: (k[0], _dyno_key(k[1])))
+    keys = sorted(
+        {(app, n) for s in snaps for app, ds in s["dynos"].items() for n in ds}, key=lambda k: (k[0], _dyno_key(k[1]))
+    )
     head = "".join(f"<th>{_e(s['name'])}<br><small>step {s['step']}, {s['t']:.1f}s</small></th>" for s in snaps)
     rows = []
     for app, n in keys:
@@ -271,11 +312,12 @@ def _snapshots_html(data: dict[str, Any], colors: dict[str, str]) -> str:
                 cells.append("<td>—</td>")
                 continue
             sw = f"<span class=sw style='background:{colors.get(d['instance'], '#ccc')}'></span>"
-            cells.append(f"<td class=mono>{sw}{_e(d['instance'])}<br><small>{_e(d['state'])}, container "
-                         f"{_e((d.get('container') or '')[:12])}</small></td>")
+            cells.append(
+                f"<td class=mono>{sw}{_e(d['instance'])}<br><small>{_e(d['state'])}, container "
+                f"{_e((d.get('container') or '')[:12])}</small></td>"
+            )
         rows.append(f"<tr><th class=mono>{_e(app)} {_e(n)}</th>{''.join(cells)}</tr>")
-    return ("<h2>Snapshots</h2><table class=snaps><tr><th>dyno</th>" + head + "</tr>" + "".join(rows)
-            + "</table>")
+    return "<h2>Snapshots</h2><table class=snaps><tr><th>dyno</th>" + head + "</tr>" + "".join(rows) + "</table>"
 
 
 _CSS = """

@@ -12,8 +12,20 @@ from typing import Any
 from labctl.traffic import NONE, error_label, is_error, percentile
 
 # instance colors: no red (red is a fault), no grey (grey is "no instance")
-PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#a0cbe8", "#8cd17d",
-           "#d4a6c8", "#86bcb6", "#f1ce63"]
+PALETTE = [
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#b07aa1",
+    "#76b7b2",
+    "#edc948",
+    "#9c755f",
+    "#a0cbe8",
+    "#8cd17d",
+    "#d4a6c8",
+    "#86bcb6",
+    "#f1ce63",
+]
 # dyno colors (latency lines, lane labels): darker, so that they do not read as instances
 DYNO_COLORS = ["#1a1a1a", "#7b3294", "#00796b", "#c51b7d", "#1f5fa8", "#8c510a", "#4d9221", "#b35806"]
 CHECK_KINDS = ("run", "expect", "wait_for", "fault", "task", "command")
@@ -131,8 +143,9 @@ def container_marks(lane: list[Span]) -> list[tuple[float, float, str]]:
     return marks
 
 
-def fault_overlays(data: dict[str, Any], lane_spans: dict[tuple[str, str], list[Span]],
-                   t_hi: float) -> list[tuple[tuple[str, str], float, float, str]]:
+def fault_overlays(
+    data: dict[str, Any], lane_spans: dict[tuple[str, str], list[Span]], t_hi: float
+) -> list[tuple[tuple[str, str], float, float, str]]:
     """(lane, a, b, label) for each stretch in which a dyno ran on an instance that had a fault."""
     out = []
     for f in data.get("faults") or []:
@@ -192,8 +205,7 @@ def actions(data: dict[str, Any]) -> list[Action]:
             out.append(Action(s["start"], s.get("snapshot") or "", "snapshot"))
     for stream in data.get("traffic") or []:
         if stream.get("start") is not None:
-            out.append(Action(stream["start"], f"▶ traffic {stream['name']} {stream.get('rps', 0):g} rps",
-                              "traffic"))
+            out.append(Action(stream["start"], f"▶ traffic {stream['name']} {stream.get('rps', 0):g} rps", "traffic"))
         if stream.get("end") is not None:
             out.append(Action(stream["end"], f"■ traffic {stream['name']}", "traffic"))
     return sorted(out, key=lambda a: a.t)
@@ -248,8 +260,9 @@ def latency_bins(recs: list[dict[str, Any]], w: float) -> dict[str, list[tuple[f
             groups.setdefault(r["dyno"], {}).setdefault(int(r["t"] // w), []).append(r["latency_ms"])
     out = {}
     for dyno in sorted(groups, key=dyno_key):
-        out[dyno] = [((k + 0.5) * w, percentile(v, 50) or 0.0, percentile(v, 95) or 0.0)
-                     for k, v in sorted(groups[dyno].items())]
+        out[dyno] = [
+            ((k + 0.5) * w, percentile(v, 50) or 0.0, percentile(v, 95) or 0.0) for k, v in sorted(groups[dyno].items())
+        ]
     return out
 
 
@@ -275,8 +288,9 @@ def close_groups(items: list[tuple[str, float]], ratio: float = 1.35) -> list[tu
     return [(sorted(names, key=dyno_key), percentile(vs, 50) or 0.0) for names, vs in groups]
 
 
-def segment_medians(recs: list[dict[str, Any]], cuts: list[float], t_lo: float,
-                    t_hi: float) -> list[tuple[str, float, float, float, int]]:
+def segment_medians(
+    recs: list[dict[str, Any]], cuts: list[float], t_lo: float, t_hi: float
+) -> list[tuple[str, float, float, float, int]]:
     """(dyno, a, b, p50, n) between consecutive actions, for the numbers written on the latency panel."""
     edges = [t_lo] + sorted(c for c in cuts if t_lo < c < t_hi) + [t_hi]
     out = []

@@ -26,9 +26,13 @@ MAX_LEVELS = 8  # rows of action labels
 MAX_DOTS = 2500  # request dots per dyno
 RED = "#c62828"
 GREEN = "#2e7d32"
-ACTION_STYLE = {"run": ("#222222", (0, (5, 3)), 1.5), "fault": (RED, (0, (5, 3)), 1.8),
-                "task": ("#6a1b9a", (0, (5, 3)), 1.8), "traffic": ("#666666", (0, (6, 2, 1, 2)), 1.2),
-                "snapshot": ("#9e9e9e", (0, (1, 3)), 1.2)}
+ACTION_STYLE = {
+    "run": ("#222222", (0, (5, 3)), 1.5),
+    "fault": (RED, (0, (5, 3)), 1.8),
+    "task": ("#6a1b9a", (0, (5, 3)), 1.8),
+    "traffic": ("#666666", (0, (6, 2, 1, 2)), 1.2),
+    "snapshot": ("#9e9e9e", (0, (1, 3)), 1.2),
+}
 _HALO = {"boxstyle": "round,pad=0.15", "fc": (1, 1, 1, 0.75), "ec": "none"}  # text stays text in the SVG
 ERROR_COLORS = ["#b2182b", "#ef6548", "#fdae61", "#7f2704", "#d6604d", "#f4a582"]
 RELEASE_COLORS = ["#b0bec5", "#37474f", "#8d6e63", "#78909c", "#263238"]  # slate shades: not an instance color, not red
@@ -47,8 +51,7 @@ def render(data: dict[str, Any]) -> Picture | None:
         return None
     from matplotlib import rc_context
 
-    with rc_context({"font.size": FONT, "svg.fonttype": "none", "svg.hashsalt": "labctl",
-                     "hatch.linewidth": 1.0}):
+    with rc_context({"font.size": FONT, "svg.fonttype": "none", "svg.hashsalt": "labctl", "hatch.linewidth": 1.0}):
         fig = _Drawing(data, *window).draw()
         png, svg = io.BytesIO(), io.BytesIO()
         fig.savefig(png, format="png", dpi=DPI)
@@ -58,7 +61,7 @@ def render(data: dict[str, Any]) -> Picture | None:
 
 def _inline_svg(text: str) -> str:
     """The ``<svg>`` element alone, scaled to the page, with SVG 2 ``href`` (no namespace URL to fetch)."""
-    text = text[text.index("<svg"):]
+    text = text[text.index("<svg") :]
     text = text.replace(' xmlns:xlink="http://www.w3.org/1999/xlink"', "").replace("xlink:href=", "href=")
     return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', text, count=1)
 
@@ -76,8 +79,11 @@ class _Drawing:
         self.several_apps = len({a for a, _ in self.lanes}) > 1
         self.right = RIGHT[1] if self.records else RIGHT[0]
         dynos = sorted({r["dyno"] for r in self.records} | {self._lane_name(k) for k in self.lanes}, key=m.dyno_key)
-        self.dyno_colors = {d: ("#9e9e9e" if d == m.NONE else m.DYNO_COLORS[i % len(m.DYNO_COLORS)])
-                            for i, d in enumerate(dynos)} if self.records else {}
+        self.dyno_colors = (
+            {d: ("#9e9e9e" if d == m.NONE else m.DYNO_COLORS[i % len(m.DYNO_COLORS)]) for i, d in enumerate(dynos)}
+            if self.records
+            else {}
+        )
 
     def _lane_name(self, lane: tuple[str, str]) -> str:
         return f"{lane[0]} {lane[1]}" if self.several_apps else lane[1]
@@ -130,8 +136,9 @@ class _Drawing:
         self.axes: dict[str, Any] = {}
         for name, h in heights:
             y -= h
-            ax = self.fig.add_axes((LEFT / WIDTH, y / total, (WIDTH - LEFT - self.right) / WIDTH, h / total),
-                                   sharex=self.axes.get("lanes"))
+            ax = self.fig.add_axes(
+                (LEFT / WIDTH, y / total, (WIDTH - LEFT - self.right) / WIDTH, h / total), sharex=self.axes.get("lanes")
+            )
             ax.set_xlim(self.t_lo, self.t_hi)
             self.axes[name] = ax
             y -= gap
@@ -150,7 +157,7 @@ class _Drawing:
             lvl = next((i for i, end in enumerate(ends) if end < x0), len(ends))
             if lvl >= MAX_LEVELS:
                 lvl = min(range(len(ends)), key=lambda i: ends[i])
-            ends[lvl:lvl + 1] = [x1]
+            ends[lvl : lvl + 1] = [x1]
             out.append((lvl, ha))
         return out
 
@@ -158,20 +165,36 @@ class _Drawing:
         status = self.data.get("status", "error")
         verdict = {"pass": "PASS", "interrupted": "INTERRUPTED"}.get(status, "FAIL")
         exp = self.data.get("expectations") or {}
-        head = self.fig.text(0.25 / WIDTH, 1 - 0.42 / total, f" {verdict} ", fontsize=20, weight="bold",
-                             color="white", va="center",
-                             bbox={"boxstyle": "round,pad=0.25", "fc": GREEN if status == "pass" else RED,
-                                   "ec": "none"})
+        head = self.fig.text(
+            0.25 / WIDTH,
+            1 - 0.42 / total,
+            f" {verdict} ",
+            fontsize=20,
+            weight="bold",
+            color="white",
+            va="center",
+            bbox={"boxstyle": "round,pad=0.25", "fc": GREEN if status == "pass" else RED, "ec": "none"},
+        )
         from matplotlib.text import Annotation
 
-        self.fig.add_artist(Annotation(self.data.get("scenario", ""), (1, 0.5), xycoords=head, xytext=(14, 0),
-                                       textcoords="offset points", fontsize=20, weight="bold", va="center"))
+        self.fig.add_artist(
+            Annotation(
+                self.data.get("scenario", ""),
+                (1, 0.5),
+                xycoords=head,
+                xytext=(14, 0),
+                textcoords="offset points",
+                fontsize=20,
+                weight="bold",
+                va="center",
+            )
+        )
         held = f"{exp.get('held', 0)}/{exp.get('total', 0)} expectations held"
         desc = self.data.get("description") or ""
         line = f"{held}  —  {desc}" if desc else held
         fits = int((WIDTH - 0.5) * 72 / (13 * 0.55))  # characters of 13 pt text across the picture
         if len(line) > fits:  # one line, never cut off at the edge: the whole text is in report.html
-            line = line[:fits - 1].rstrip() + "…"
+            line = line[: fits - 1].rstrip() + "…"
         self.fig.text(0.25 / WIDTH, 1 - 0.82 / total, line, fontsize=13, color="#444", va="center")
 
     def _labels(self, labelled: list[m.Action], placed: list[tuple[int, str]], n_levels: int) -> None:
@@ -180,10 +203,20 @@ class _Drawing:
         ax.axis("off")
         for a, (lvl, ha) in zip(labelled, placed, strict=True):
             color, style, width = ACTION_STYLE[a.kind]
-            ax.plot([a.t, a.t], [lvl + 0.45, n_levels + 1], color=color, linestyle=style, linewidth=width,
-                    clip_on=False)
-            ax.text(a.t, lvl + 0.45, f" {a.label} ", color=color, fontsize=FONT, va="bottom", ha=ha,
-                    family="DejaVu Sans Mono", weight="bold" if a.kind in ("run", "fault", "task") else None)
+            ax.plot(
+                [a.t, a.t], [lvl + 0.45, n_levels + 1], color=color, linestyle=style, linewidth=width, clip_on=False
+            )
+            ax.text(
+                a.t,
+                lvl + 0.45,
+                f" {a.label} ",
+                color=color,
+                fontsize=FONT,
+                va="bottom",
+                ha=ha,
+                family="DejaVu Sans Mono",
+                weight="bold" if a.kind in ("run", "fault", "task") else None,
+            )
 
     def _action_lines(self) -> None:
         for name, ax in self.axes.items():
@@ -199,8 +232,7 @@ class _Drawing:
         ax = self.axes["lanes"]
         n = max(1, len(self.lanes))
         ax.set_ylim(n - 0.5, -0.5)
-        ax.set_yticks(range(len(self.lanes)), [self._lane_name(k) for k in self.lanes], fontsize=14,
-                      weight="bold")
+        ax.set_yticks(range(len(self.lanes)), [self._lane_name(k) for k in self.lanes], fontsize=14, weight="bold")
         for tick, lane in zip(ax.get_yticklabels(), self.lanes, strict=True):
             tick.set_color(self.dyno_colors.get(self._lane_name(lane), "#222"))
         ax.tick_params(axis="x", labelbottom=False)
@@ -237,19 +269,52 @@ class _Drawing:
             options = [label, label.split(" i-")[0], label[:1]] if k else [label]
             text = next((t for t in options if (b - a) > sec_per_char * (len(t) + 1.5)), "")
             if text:
-                ax.text(a + sec_per_char * 0.6, i, text, fontsize=11, va="center", ha="left", zorder=4,
-                        weight="bold", family="DejaVu Sans Mono",
-                        bbox=_HALO)
+                ax.text(
+                    a + sec_per_char * 0.6,
+                    i,
+                    text,
+                    fontsize=11,
+                    va="center",
+                    ha="left",
+                    zorder=4,
+                    weight="bold",
+                    family="DejaVu Sans Mono",
+                    bbox=_HALO,
+                )
 
     def _fault(self, ax: Any, i: int, a: float, b: float, label: str) -> None:
         from matplotlib.patches import Rectangle
 
-        ax.add_patch(Rectangle((a, i - 0.47), b - a, 0.94, facecolor=(0.85, 0.1, 0.1, 0.16), edgecolor=RED,
-                               linewidth=2.2, zorder=1))
-        ax.add_patch(Rectangle((a, i - BAR_H / 2), b - a, BAR_H, facecolor="none", edgecolor=RED, hatch="xx",
-                               linewidth=0, alpha=0.45, zorder=3))
-        ax.text(a + self._sec_per_char(), i, f"⚠ {label}", color="white", fontsize=11, weight="bold", ha="left",
-                va="center", zorder=6, bbox={"boxstyle": "round,pad=0.2", "fc": RED, "ec": "none"})
+        ax.add_patch(
+            Rectangle(
+                (a, i - 0.47), b - a, 0.94, facecolor=(0.85, 0.1, 0.1, 0.16), edgecolor=RED, linewidth=2.2, zorder=1
+            )
+        )
+        ax.add_patch(
+            Rectangle(
+                (a, i - BAR_H / 2),
+                b - a,
+                BAR_H,
+                facecolor="none",
+                edgecolor=RED,
+                hatch="xx",
+                linewidth=0,
+                alpha=0.45,
+                zorder=3,
+            )
+        )
+        ax.text(
+            a + self._sec_per_char(),
+            i,
+            f"⚠ {label}",
+            color="white",
+            fontsize=11,
+            weight="bold",
+            ha="left",
+            va="center",
+            zorder=6,
+            bbox={"boxstyle": "round,pad=0.2", "fc": RED, "ec": "none"},
+        )
 
     # -- traffic -------------------------------------------------------------------------------------
 
@@ -266,25 +331,43 @@ class _Drawing:
             self._latency_dyno(ax, dyno, pts, w)
         bad = _thin([r for r in self.records if m.is_error(r) and r.get("latency_ms")])
         if bad:
-            ax.scatter([r["t"] for r in bad], [r["latency_ms"] for r in bad], marker="x", s=28, color=RED,
-                       linewidths=1.4, zorder=4, label="an error")
+            ax.scatter(
+                [r["t"] for r in bad],
+                [r["latency_ms"] for r in bad],
+                marker="x",
+                s=28,
+                color=RED,
+                linewidths=1.4,
+                zorder=4,
+                label="an error",
+            )
         self._medians(ax)
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color=self.dyno_colors.get(d, "#444"), lw=2.6, label="no dyno" if d == m.NONE else d)
-                   for d in sorted({r["dyno"] for r in self.records if r.get("latency_ms") is not None},
-                                   key=m.dyno_key)]
-        handles += [Line2D([], [], color="#444", lw=2.6, label=f"p50 per {w:g} s"),
-                   Line2D([], [], color="#444", lw=1.1, ls=(0, (4, 2)), label="p95"),
-                   Line2D([], [], color="#444", lw=0, marker="o", ms=3, alpha=0.4, label="one request")]
+        handles = [
+            Line2D([], [], color=self.dyno_colors.get(d, "#444"), lw=2.6, label="no dyno" if d == m.NONE else d)
+            for d in sorted({r["dyno"] for r in self.records if r.get("latency_ms") is not None}, key=m.dyno_key)
+        ]
+        handles += [
+            Line2D([], [], color="#444", lw=2.6, label=f"p50 per {w:g} s"),
+            Line2D([], [], color="#444", lw=1.1, ls=(0, (4, 2)), label="p95"),
+            Line2D([], [], color="#444", lw=0, marker="o", ms=3, alpha=0.4, label="one request"),
+        ]
         handles += [Line2D([], [], color=RED, lw=0, marker="x", ms=6, label="error")] if bad else []
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=11, frameon=False)
 
     def _latency_dyno(self, ax: Any, dyno: str, pts: list[tuple[float, float, float]], w: float) -> None:
         color = self.dyno_colors.get(dyno, "#444")
         mine = _thin([r for r in self.records if r["dyno"] == dyno and r.get("latency_ms") is not None])
-        ax.scatter([r["t"] for r in mine], [r["latency_ms"] for r in mine], s=7, color=color, alpha=0.22,
-                   linewidths=0, zorder=2)
+        ax.scatter(
+            [r["t"] for r in mine],
+            [r["latency_ms"] for r in mine],
+            s=7,
+            color=color,
+            alpha=0.22,
+            linewidths=0,
+            zorder=2,
+        )
         xs, p50, p95 = _with_gaps(pts, w)
         ax.plot(xs, p50, color=color, linewidth=2.6, zorder=3)
         ax.plot(xs, p95, color=color, linewidth=1.1, linestyle=(0, (4, 2)), zorder=3)
@@ -305,9 +388,19 @@ class _Drawing:
                 x = min(max((a + b) / 2, self.t_lo + half), self.t_hi - half)
                 below = j == 0 and len(groups) > 1 and groups[1][1] / p50 < 2.2  # two labels close: one below
                 color = self.dyno_colors.get(dynos[0], "#444") if len(dynos) == 1 else "#333333"
-                ax.annotate(text, (x, p50), xytext=(0, -9 if below else 9), textcoords="offset points",
-                            ha="center", va="top" if below else "bottom", fontsize=12, weight="bold", color=color,
-                            zorder=6, bbox=_HALO)
+                ax.annotate(
+                    text,
+                    (x, p50),
+                    xytext=(0, -9 if below else 9),
+                    textcoords="offset points",
+                    ha="center",
+                    va="top" if below else "bottom",
+                    fontsize=12,
+                    weight="bold",
+                    color=color,
+                    zorder=6,
+                    bbox=_HALO,
+                )
 
     def _errors(self) -> None:
         ax = self.axes["errors"]
@@ -318,16 +411,31 @@ class _Drawing:
         bins = m.error_bins(self.records, w)
         if not bins:
             ax.set_ylim(0, 1)
-            ax.text(0.5, 0.5, f"no errors in {len(self.records)} requests", transform=ax.transAxes, ha="center",
-                    va="center", color=GREEN, fontsize=13, weight="bold")
+            ax.text(
+                0.5,
+                0.5,
+                f"no errors in {len(self.records)} requests",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color=GREEN,
+                fontsize=13,
+                weight="bold",
+            )
             return
         bottom: dict[int, float] = {}
         for j, (label, counts) in enumerate(bins.items()):
             color = "#5e3c99" if label == "timeout" else ERROR_COLORS[j % len(ERROR_COLORS)]
             ks = sorted(counts)
-            ax.bar([(k + 0.5) * w for k in ks], [counts[k] / w for k in ks], width=w * 0.9,
-                   bottom=[bottom.get(k, 0.0) for k in ks], color=color, label=f"{label} ({sum(counts.values())})",
-                   zorder=3)
+            ax.bar(
+                [(k + 0.5) * w for k in ks],
+                [counts[k] / w for k in ks],
+                width=w * 0.9,
+                bottom=[bottom.get(k, 0.0) for k in ks],
+                color=color,
+                label=f"{label} ({sum(counts.values())})",
+                zorder=3,
+            )
             for k in ks:
                 bottom[k] = bottom.get(k, 0.0) + counts[k] / w
         ax.set_ylim(0, max(bottom.values()) * 1.3)
@@ -342,9 +450,15 @@ class _Drawing:
         bottom: dict[int, float] = {}
         for j, (release, shares) in enumerate(self.releases.items()):
             ks = sorted(shares)
-            ax.bar([(k + 0.5) * self.w for k in ks], [shares[k] for k in ks], width=self.w,
-                   bottom=[bottom.get(k, 0.0) for k in ks], color=RELEASE_COLORS[j % len(RELEASE_COLORS)],
-                   label=f"{release} ({sum(1 for r in self.records if r.get('release') == release)})", zorder=3)
+            ax.bar(
+                [(k + 0.5) * self.w for k in ks],
+                [shares[k] for k in ks],
+                width=self.w,
+                bottom=[bottom.get(k, 0.0) for k in ks],
+                color=RELEASE_COLORS[j % len(RELEASE_COLORS)],
+                label=f"{release} ({sum(1 for r in self.records if r.get('release') == release)})",
+                zorder=3,
+            )
             for k in ks:
                 bottom[k] = bottom.get(k, 0.0) + shares[k]
         ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.1), fontsize=11, frameon=False)
@@ -368,8 +482,17 @@ class _Drawing:
             if s["kind"] in ("wait_for", "task"):
                 ax.plot([s["start"], end], [0.6, 0.6], color=color, linewidth=7, alpha=0.3, solid_capstyle="butt")
             ax.scatter([end], [0.6], s=230, color=color, zorder=6)
-            ax.text(end, 0.6, "✓" if ok else "✗", color="white", fontsize=11, weight="bold", ha="center",
-                    va="center", zorder=7)
+            ax.text(
+                end,
+                0.6,
+                "✓" if ok else "✗",
+                color="white",
+                fontsize=11,
+                weight="bold",
+                ha="center",
+                va="center",
+                zorder=7,
+            )
         for a in self.actions:
             if a.kind == "snapshot":
                 ax.text(a.t, 0.04, f" ◉ {a.label}", color="#757575", fontsize=10, va="bottom", ha="left")
@@ -378,20 +501,31 @@ class _Drawing:
         from matplotlib.patches import Patch
 
         handles = [Patch(facecolor=c, edgecolor=c, label=m.short_id(i)) for i, c in self.colors.items()]
-        handles += [Patch(facecolor="#9e9e9e", label="up"), Patch(facecolor="#9e9e9e55", edgecolor="#9e9e9e",
-                                                                    label="starting"),
-                    Patch(facecolor="white", edgecolor="#9e9e9e", linestyle="--", label="no container"),
-                    Patch(facecolor="#eeeeee", edgecolor="#757575", hatch="///", label="down / crashed")]
+        handles += [
+            Patch(facecolor="#9e9e9e", label="up"),
+            Patch(facecolor="#9e9e9e55", edgecolor="#9e9e9e", label="starting"),
+            Patch(facecolor="white", edgecolor="#9e9e9e", linestyle="--", label="no container"),
+            Patch(facecolor="#eeeeee", edgecolor="#757575", hatch="///", label="down / crashed"),
+        ]
         if self.data.get("faults"):
             handles.append(Patch(facecolor=(0.85, 0.1, 0.1, 0.16), edgecolor=RED, hatch="xx", label="instance fault"))
         return handles
 
     def _legend(self) -> None:
         handles = self.legend_handles
-        self.fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(LEFT / WIDTH, 0.0),
-                        ncol=min(len(handles), LEGEND_COLS),
-                        fontsize=11, frameon=False, title="lane color = the instance the dyno runs on:",
-                        title_fontsize=11, alignment="left", handlelength=1.6, columnspacing=1.2)
+        self.fig.legend(
+            handles=handles,
+            loc="lower left",
+            bbox_to_anchor=(LEFT / WIDTH, 0.0),
+            ncol=min(len(handles), LEGEND_COLS),
+            fontsize=11,
+            frameon=False,
+            title="lane color = the instance the dyno runs on:",
+            title_fontsize=11,
+            alignment="left",
+            handlelength=1.6,
+            columnspacing=1.2,
+        )
 
 
 def _with_gaps(pts: list[tuple[float, float, float]], w: float) -> tuple[list[float], list[float], list[float]]:
@@ -412,7 +546,7 @@ def _with_gaps(pts: list[tuple[float, float, float]], w: float) -> tuple[list[fl
 
 def _thin(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """At most MAX_DOTS of them, evenly spread: a long run's dots would make the SVG megabytes."""
-    return recs[::-(-len(recs) // MAX_DOTS)] if recs else recs
+    return recs[:: -(-len(recs) // MAX_DOTS)] if recs else recs
 
 
 def _ms(v: float) -> str:

@@ -50,17 +50,25 @@ class StepResult:
         head = f"step {self.step.number} {self.step.kind} {self.step.describe()}"
         failed = [c for c in self.checks if not c.passed]
         if failed:
-            return head + ": " + "; ".join(f"{c.name}: measured {c.measured} vs expected {c.expected}"
-                                            for c in failed)
+            return head + ": " + "; ".join(f"{c.name}: measured {c.measured} vs expected {c.expected}" for c in failed)
         return f"{head}: {self.message}" if self.message else head
 
     def to_json(self) -> dict[str, Any]:
         s = self.step
         out: dict[str, Any] = {
-            "number": s.number, "line": s.line, "kind": s.kind, "description": s.describe(),
-            "status": self.status, "start": _r(self.start), "end": _r(self.end),
-            "started_at": self.started_at, "ended_at": self.ended_at, "measured": self.measured,
-            "expected": self.expected, "message": self.message, "checks": [c.to_json() for c in self.checks],
+            "number": s.number,
+            "line": s.line,
+            "kind": s.kind,
+            "description": s.describe(),
+            "status": self.status,
+            "start": _r(self.start),
+            "end": _r(self.end),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "measured": self.measured,
+            "expected": self.expected,
+            "message": self.message,
+            "checks": [c.to_json() for c in self.checks],
         }
         if s.kind == "run":
             out.update(command=s.command, exit_code=self.exit_code, output=self.output)
@@ -71,8 +79,7 @@ class StepResult:
         if s.kind == "fault" and s.fault is not None:
             out.update(command=" ".join(s.fault.argv), exit_code=self.exit_code, output=self.output)
         if s.kind == "task" and s.task is not None:
-            out.update(prompt=s.task.prompt, solution=s.task.solution, exit_code=self.exit_code,
-                       output=self.output)
+            out.update(prompt=s.task.prompt, solution=s.task.solution, exit_code=self.exit_code, output=self.output)
         out.update(self.extra)
         return out
 
@@ -121,13 +128,26 @@ class RunResult:
         sc = self.scenario
         first = self.first_failure
         return {
-            "scenario": sc.name, "description": sc.description, "file": str(sc.path), "lab": self.lab,
-            "mode": self.mode, "timescale": sc.timescale, "status": self.status, "started_at": self.started_at,
-            "ended_at": self.ended_at, "duration_s": _r(self.duration_s), "router_port": self.router_port,
+            "scenario": sc.name,
+            "description": sc.description,
+            "file": str(sc.path),
+            "lab": self.lab,
+            "mode": self.mode,
+            "timescale": sc.timescale,
+            "status": self.status,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "duration_s": _r(self.duration_s),
+            "router_port": self.router_port,
             "expectations": {"total": self.total, "held": self.held},
             "first_failure": first.failure() if first else (self.message or None),
-            "message": self.message, "setup": self.setup, "steps": [r.to_json() for r in self.steps],
-            "snapshots": self.snapshots, "timeline": self.timeline, "traffic": self.traffic, "faults": self.faults,
+            "message": self.message,
+            "setup": self.setup,
+            "steps": [r.to_json() for r in self.steps],
+            "snapshots": self.snapshots,
+            "timeline": self.timeline,
+            "traffic": self.traffic,
+            "faults": self.faults,
             "teardown": self.teardown,
         }
 

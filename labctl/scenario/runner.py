@@ -40,10 +40,17 @@ def default_lab_name(scenario: Scenario) -> str:
 
 
 class Runner(StepExecution):
-    def __init__(self, scenario: Scenario, *, lab: str | None = None, keep: bool = False,
-                 progress: Callable[[str], None] = lambda line: None,
-                 on_step: Callable[[StepResult], None] = lambda r: None,
-                 on_steps_start: Callable[[], None] = lambda: None, learner: Any = None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        lab: str | None = None,
+        keep: bool = False,
+        progress: Callable[[str], None] = lambda line: None,
+        on_step: Callable[[StepResult], None] = lambda r: None,
+        on_steps_start: Callable[[], None] = lambda: None,
+        learner: Any = None,
+    ):
         self.sc = scenario
         self.lab = lab or default_lab_name(scenario)
         self.keep = keep
@@ -120,8 +127,10 @@ class Runner(StepExecution):
         setup.update(status="running", start=self._t(), commands=[])
         d = LabDir(self.lab)
         if d.exists():  # up, or left behind: either way not ours to reuse and then remove
-            raise LabError(f"Lab {self.lab!r} already exists ({d.path}): a scenario runs in a lab of its own. "
-                           f"Pass another --lab, or run `labctl down --lab {self.lab}` first")
+            raise LabError(
+                f"Lab {self.lab!r} already exists ({d.path}): a scenario runs in a lab of its own. "
+                f"Pass another --lab, or run `labctl down --lab {self.lab}` first"
+            )
         self.owned = True
         self.progress(f"Bringing up lab {self.lab} (time scale {sc.timescale:g})…")
         info = lablib.up(self.lab, self.progress, http_port=0, timescale=sc.timescale)
@@ -153,8 +162,9 @@ class Runner(StepExecution):
         try:
             call = self._lab_cli(list(args), timeout=SETUP_TIMEOUT * 3)
         except StepTimeout:
-            raise LabError(f"setup failed: labctl {' '.join(args)} did not finish within "
-                           f"{SETUP_TIMEOUT * 3:.0f}s") from None
+            raise LabError(
+                f"setup failed: labctl {' '.join(args)} did not finish within {SETUP_TIMEOUT * 3:.0f}s"
+            ) from None
         if call.code != 0:
             last = (call.err.strip() or call.out.strip() or f"exit {call.code}").splitlines()[-1].strip(" ▸")
             raise LabError(f"setup failed: labctl {' '.join(args)}: {last}")

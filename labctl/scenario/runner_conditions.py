@@ -39,16 +39,27 @@ class ConditionChecks(LabAccess):
             old = (was or {}).get("container")
             new = d["container"] if d else None
             changed = bool(new) and new != old
-            checks.append(Check("changed_since", changed,
-                                f"container {_short(new)} ({'changed' if changed else 'unchanged'})",
-                                f"a container other than {cond.changed_since}'s {_short(old)}"))
+            checks.append(
+                Check(
+                    "changed_since",
+                    changed,
+                    f"container {_short(new)} ({'changed' if changed else 'unchanged'})",
+                    f"a container other than {cond.changed_since}'s {_short(old)}",
+                )
+            )
         if cond.instance_exists is not None:
             was = (self._snap_dyno(cond.since, cond.app, cond.dyno) or {}).get("instance")  # type: ignore[arg-type]
             live = {i["id"]: i for i in self.client.instances()}
             exists = was in live
             measured = f"{was} {'exists (' + live[was]['state'] + ')' if exists else 'is gone'}"
-            checks.append(Check("instance_exists", exists == cond.instance_exists, measured,
-                                f"{was} {'exists' if cond.instance_exists else 'is gone'}"))
+            checks.append(
+                Check(
+                    "instance_exists",
+                    exists == cond.instance_exists,
+                    measured,
+                    f"{was} {'exists' if cond.instance_exists else 'is gone'}",
+                )
+            )
         if cond.http:
             checks += self._http_checks(cond, deadline)
         if cond.log is not None:
@@ -94,8 +105,10 @@ class ConditionChecks(LabAccess):
             where.append(f"on {instance or '(no instance)'}")
         where.append(f"{t_from:.1f}-{t_to:.1f}s")
         prefix = " ".join(where) + ": "
-        return [Check(name, held, prefix + measured, expected)
-                for name, held, measured, expected in checklib.evaluate(tc, records)]
+        return [
+            Check(name, held, prefix + measured, expected)
+            for name, held, measured, expected in checklib.evaluate(tc, records)
+        ]
 
     def _command_checks(self, cond: Condition) -> list[Check]:
         cc = cond.command
@@ -106,21 +119,33 @@ class ConditionChecks(LabAccess):
             return [Check("command", False, f"`labctl {cc.command}` did not finish", cc.describe())]
         out: list[Check] = []
         if cc.exit is not None:
-            out.append(Check("command exit", call.code == cc.exit, f"`labctl {cc.command}` exit {call.code}",
-                             f"exit {cc.exit}"))
+            out.append(
+                Check(
+                    "command exit", call.code == cc.exit, f"`labctl {cc.command}` exit {call.code}", f"exit {cc.exit}"
+                )
+            )
         if cc.output is not None:
             text = call.out + call.err
             found = cc.output in text
             last = (text.strip().splitlines() or ["(no output)"])[-1][:80]
-            out.append(Check("command output", found, f"output has {cc.output!r}" if found
-                             else f"output without it (last line: {last!r})", f"output has {cc.output!r}"))
+            out.append(
+                Check(
+                    "command output",
+                    found,
+                    f"output has {cc.output!r}" if found else f"output without it (last line: {last!r})",
+                    f"output has {cc.output!r}",
+                )
+            )
         return out
 
     def _instance_check(self, cond: Condition, d: dict[str, Any] | None) -> Check:
         was = (self._snap_dyno(cond.since, cond.app, cond.dyno) or {}).get("instance")  # type: ignore[arg-type]
         now = d["instance"] if d else None
-        want = (f"the same instance as at {cond.since!r}: {was}" if cond.instance == "same"
-                else f"an instance other than {cond.since!r}'s {was}")
+        want = (
+            f"the same instance as at {cond.since!r}: {was}"
+            if cond.instance == "same"
+            else f"an instance other than {cond.since!r}'s {was}"
+        )
         if was is None:
             return Check("instance", False, f"{cond.dyno} was not running at snapshot {cond.since!r}", want)
         if now is None:
@@ -158,8 +183,14 @@ class ConditionChecks(LabAccess):
         if h.dynos is not None:
             seen = sorted(dynos, key=_dyno_key)
             measured = ", ".join(f"{d} x{dynos[d]}" for d in seen) or "no dyno answered"
-            checks.append(Check("http dynos", set(seen) == set(h.dynos), measured,
-                                "answers from " + (", ".join(h.dynos) or "no dyno")))
+            checks.append(
+                Check(
+                    "http dynos",
+                    set(seen) == set(h.dynos),
+                    measured,
+                    "answers from " + (", ".join(h.dynos) or "no dyno"),
+                )
+            )
         return checks
 
     def _log_check(self, cond: Condition, absent: bool = False) -> Check:

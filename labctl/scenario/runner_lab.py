@@ -68,9 +68,14 @@ class LabAccess:
     def _get(self, app: str, path: str = "/") -> requests.Response:
         """One GET through the router; sent once more when it met a keep-alive connection the router closed
         on a reload just then, as a browser would (``traffic.stale_keepalive``)."""
+
         def get() -> requests.Response:
-            return self.http.get(f"http://127.0.0.1:{self.result.router_port}{path}",
-                                 headers={"Host": f"{app}.localhost"}, timeout=HTTP_TIMEOUT, allow_redirects=False)
+            return self.http.get(
+                f"http://127.0.0.1:{self.result.router_port}{path}",
+                headers={"Host": f"{app}.localhost"},
+                timeout=HTTP_TIMEOUT,
+                allow_redirects=False,
+            )
 
         try:
             return get()
@@ -90,9 +95,16 @@ class LabAccess:
             except LabError:
                 continue
             t = self._t()
-            self.result.timeline.append({"t": t, "app": app, "dynos": {
-                n: {"instance": d["instance"], "container": _short(d["container"]), "state": d["state"]}
-                for n, d in sorted(dynos.items())}})
+            self.result.timeline.append(
+                {
+                    "t": t,
+                    "app": app,
+                    "dynos": {
+                        n: {"instance": d["instance"], "container": _short(d["container"]), "state": d["state"]}
+                        for n, d in sorted(dynos.items())
+                    },
+                }
+            )
         with self.fault_lock, contextlib.suppress(LabError):  # one GET+observe at a time: spans stay in order
             self.fault_spans.observe(self._t(), client.faults())
 

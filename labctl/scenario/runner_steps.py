@@ -30,14 +30,18 @@ class StepExecution(ConditionChecks):
         assert name is not None
         dynos = {}
         for app in self.sc.app_names:
-            dynos[app] = {n: {"instance": d["instance"], "container": d["container"], "state": d["state"]}
-                          for n, d in sorted(self._dynos(app).items())}
+            dynos[app] = {
+                n: {"instance": d["instance"], "container": d["container"], "state": d["state"]}
+                for n, d in sorted(self._dynos(app).items())
+            }
         snap = {"name": name, "t": self._t(), "at": _iso(), "step": r.step.number, "dynos": dynos}
         self.snaps[name] = snap
         self.result.snapshots.append(snap)
         r.status = "done"
-        r.measured = "; ".join(f"{app}: " + (", ".join(f"{n}@{v['instance']}" for n, v in ds.items()) or "no dynos")
-                               for app, ds in dynos.items())
+        r.measured = "; ".join(
+            f"{app}: " + (", ".join(f"{n}@{v['instance']}" for n, v in ds.items()) or "no dynos")
+            for app, ds in dynos.items()
+        )
 
     def _step_wait(self, r: StepResult) -> None:
         assert r.step.duration is not None
@@ -61,8 +65,14 @@ class StepExecution(ConditionChecks):
         if s.expect_output is not None:
             found = s.expect_output in output
             first = (output.strip().splitlines() or ["(no output)"])[-1][:80]
-            r.checks.append(Check("output", found, f"output has {s.expect_output!r}" if found else
-                                  f"output without it (last line: {first!r})", f"output has {s.expect_output!r}"))
+            r.checks.append(
+                Check(
+                    "output",
+                    found,
+                    f"output has {s.expect_output!r}" if found else f"output without it (last line: {first!r})",
+                    f"output has {s.expect_output!r}",
+                )
+            )
         self._conclude(r)
         if call.code != s.expect_exit:
             tail = (call.err.strip() or call.out.strip()).splitlines()
@@ -119,8 +129,15 @@ class StepExecution(ConditionChecks):
         assert t is not None and self.streams is not None
         if t.action == "start":
             assert t.duration is not None
-            stream = self.streams.start(t.name, t.app, rps=t.rps, duration=t.duration.seconds, path=t.path,
-                                        timeout=t.timeout, step=r.step.number)
+            stream = self.streams.start(
+                t.name,
+                t.app,
+                rps=t.rps,
+                duration=t.duration.seconds,
+                path=t.path,
+                timeout=t.timeout,
+                step=r.step.number,
+            )
             time.sleep(0.2)  # a stream that cannot start (unknown app, no router) fails at once: see it here
             if stream.status == "error":
                 r.status, r.message = "error", f"traffic {t.name!r} could not start: {stream.error}"

@@ -65,11 +65,23 @@ class Stream:
         from labctl.traffic import summarize
 
         records = self.run_records()
-        return {"name": self.name, "app": self.app, "path": self.path, "rps": self.rps, "duration": self.duration,
-                "step": self.step, "start": self.start, "end": self.end, "status": self.status,
-                "error": self.error or None, "summary": summarize(records),
-                "records": [{k: r.get(k) for k in ("t", "status", "latency_ms", "dyno", "instance", "release",
-                                                   "code", "error")} for r in records]}
+        return {
+            "name": self.name,
+            "app": self.app,
+            "path": self.path,
+            "rps": self.rps,
+            "duration": self.duration,
+            "step": self.step,
+            "start": self.start,
+            "end": self.end,
+            "status": self.status,
+            "error": self.error or None,
+            "summary": summarize(records),
+            "records": [
+                {k: r.get(k) for k in ("t", "status", "latency_ms", "dyno", "instance", "release", "code", "error")}
+                for r in records
+            ],
+        }
 
 
 class Streams:
@@ -83,8 +95,9 @@ class Streams:
         self.wall0 = wall0
         self.by_name: dict[str, Stream] = {}
 
-    def start(self, name: str, app: str, *, rps: float, duration: float, path: str, timeout: float | None,
-              step: int) -> Stream:
+    def start(
+        self, name: str, app: str, *, rps: float, duration: float, path: str, timeout: float | None, step: int
+    ) -> Stream:
         from labctl.client import Client
         from labctl.traffic import run_traffic
 
@@ -93,8 +106,18 @@ class Streams:
 
         def body() -> None:
             try:
-                run_traffic(app, rps=rps, duration=duration, path=path, timeout=s.timeout, stop=s.stop_event,
-                            client=client, router_port=self.router_port, records=s.records, pending=s.pending)
+                run_traffic(
+                    app,
+                    rps=rps,
+                    duration=duration,
+                    path=path,
+                    timeout=s.timeout,
+                    stop=s.stop_event,
+                    client=client,
+                    router_port=self.router_port,
+                    records=s.records,
+                    pending=s.pending,
+                )
                 s.status = "stopped" if s.stop_event.is_set() else "done"
             except (LabError, OSError) as err:
                 s.status, s.error = "error", str(err)
@@ -146,8 +169,14 @@ class FaultSpans:
                 seen.add(key)
                 span = self.open.get(key)
                 if span is None:
-                    span = {"instance": f.get("instance"), "kind": f.get("kind"), "detail": f.get("description"),
-                            "start": t, "end": None, "dynos": list(f.get("dynos") or [])}
+                    span = {
+                        "instance": f.get("instance"),
+                        "kind": f.get("kind"),
+                        "detail": f.get("description"),
+                        "start": t,
+                        "end": None,
+                        "dynos": list(f.get("dynos") or []),
+                    }
                     self.open[key] = span
                     self.spans.append(span)
                 else:
@@ -160,4 +189,3 @@ class FaultSpans:
     def to_json(self) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(s) for s in sorted(self.spans, key=lambda s: s["start"])]
-

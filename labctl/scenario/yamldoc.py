@@ -35,9 +35,14 @@ class Duration:
     text: str
 
 
-_KIND_NAMES = {"tag:yaml.org,2002:str": "a string", "tag:yaml.org,2002:int": "a number",
-               "tag:yaml.org,2002:float": "a number", "tag:yaml.org,2002:bool": "a boolean",
-               "tag:yaml.org,2002:null": "nothing (null)", "tag:yaml.org,2002:timestamp": "a date"}
+_KIND_NAMES = {
+    "tag:yaml.org,2002:str": "a string",
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:null": "nothing (null)",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
 
 
 def node_kind(node: yaml.Node) -> str:
@@ -63,8 +68,15 @@ class Doc:
     def value(self, node: yaml.Node) -> Any:
         return self.loader.construct_object(node, deep=True)
 
-    def mapping(self, node: yaml.Node, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = (),
-                what: str = "", unknown: Callable[[str], str] | None = None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def mapping(
+        self,
+        node: yaml.Node,
+        path: str,
+        allowed: tuple[str, ...],
+        required: tuple[str, ...] = (),
+        what: str = "",
+        unknown: Callable[[str], str] | None = None,
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, path, f"expected a mapping{what}, got {node_kind(node)}")
         out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
@@ -120,9 +132,11 @@ class Doc:
         return value
 
     def duration(self, node: yaml.Node, path: str) -> Duration:
-        if not isinstance(node, yaml.ScalarNode) or node.tag not in ("tag:yaml.org,2002:str",
-                                                                       "tag:yaml.org,2002:int",
-                                                                       "tag:yaml.org,2002:float"):
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (
+            "tag:yaml.org,2002:str",
+            "tag:yaml.org,2002:int",
+            "tag:yaml.org,2002:float",
+        ):
             self.fail(node, path, f"expected a duration like 500ms, 3s or 2m, got {node_kind(node)}")
         m = _DURATION_RE.match(node.value)
         if not m:
@@ -131,5 +145,3 @@ class Doc:
         if not 0 < seconds <= MAX_DURATION:
             self.fail(node, path, f"{node.value!r} is out of range (more than 0, at most 1h)")
         return Duration(seconds, node.value.strip())
-
-

@@ -18,8 +18,12 @@ from labctl import const
 from tests.conftest import Lab, wait_until
 
 # The fuzz tests' settings; ``derandomize`` and the rest come from the profile tests/conftest.py loads (CI=true).
-HYPOTHESIS = settings(max_examples=40, deadline=None, database=None,
-                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+HYPOTHESIS = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 # -- nothing lost ------------------------------------------------------------------------------------------------
@@ -102,8 +106,9 @@ def orphan_problems(lab: Lab, spaces: list[str] = ()) -> list[str]:
     routers = lab_containers(lab.name, const.KIND_ROUTER)
     if [c.status for c in routers] != ["running"]:
         problems.append(f"router containers: {[(c.name, c.status) for c in routers]}")
-    everything = docker_client().containers.list(all=True, ignore_removed=True,
-                                           filters={"label": f"{const.LABEL_LAB}={lab.name}"})
+    everything = docker_client().containers.list(
+        all=True, ignore_removed=True, filters={"label": f"{const.LABEL_LAB}={lab.name}"}
+    )
     stopped = [(c.name, c.status) for c in everything if c.status != "running"]
     if stopped:
         problems.append(f"containers of the lab not running: {stopped}")
@@ -131,7 +136,6 @@ def one_error_line(err: str) -> str:
     assert len(lines) == 1, f"expected one error line, got: {err!r}"
     assert "Traceback" not in err
     return lines[0]
-
 
 
 def ignore_errors(fn: Any, *args: Any) -> None:
@@ -173,13 +177,20 @@ class Traffic:
             try:
                 # A new connection per request: a keep-alive connection that nginx closes at a reload
                 # while the client reuses it would count as a failure of the client, not of the platform.
-                r = session.get(f"http://127.0.0.1:{self.lab.port}/", timeout=5,
-                                headers={"Host": f"{self.app}.localhost", "Connection": "close"})
+                r = session.get(
+                    f"http://127.0.0.1:{self.lab.port}/",
+                    timeout=5,
+                    headers={"Host": f"{self.app}.localhost", "Connection": "close"},
+                )
                 rec["status"] = r.status_code
                 if r.status_code == 200:
                     body = r.json()
-                    rec.update(release=body["release"], dyno=body["dyno"], pid=(body["instance"], body["port"]),
-                               greeting=body["greeting"])
+                    rec.update(
+                        release=body["release"],
+                        dyno=body["dyno"],
+                        pid=(body["instance"], body["port"]),
+                        greeting=body["greeting"],
+                    )
             except requests.RequestException as err:
                 rec["error"] = f"{type(err).__name__}: {err}"[:300]
             rec["took"] = time.time() - t

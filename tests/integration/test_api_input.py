@@ -23,14 +23,20 @@ pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_api_input")]  # 
 
 # -- malformed API bodies and CLI arguments (Hypothesis) -------------------------------------------------------
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=16)
-json_values = st.recursive(json_scalars, lambda kids: st.lists(kids, max_size=3)
-                           | st.dictionaries(st.text(max_size=8), kids, max_size=3), max_leaves=6)
+json_values = st.recursive(
+    json_scalars,
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+    max_leaves=6,
+)
 
 
 def bodies(*keys: str) -> st.SearchStrategy:
     """Any JSON, objects with the endpoint's own keys (any values), and bytes that are not JSON at all."""
-    return st.one_of(json_values, st.dictionaries(st.sampled_from(keys) | st.text(max_size=6), json_values,
-                                                  max_size=3), st.binary(max_size=24))
+    return st.one_of(
+        json_values,
+        st.dictionaries(st.sampled_from(keys) | st.text(max_size=6), json_values, max_size=3),
+        st.binary(max_size=24),
+    )
 
 
 # What an API call answers: a success, or a clean error whose body's ``id`` goes with its status (labctl.errors).
@@ -49,17 +55,25 @@ class Probe:
     def snapshot(self) -> dict[str, Any]:
         c, app = self.client, self.app
         dynos = c.get(f"/apps/{app}/dynos")
-        return {"apps": sorted(a["name"] for a in c.get("/apps")),
-                "spaces": sorted(s["name"] for s in c.get("/spaces")),
-                "formation": c.get(f"/apps/{app}/formation"), "config": c.get(f"/apps/{app}/config-vars"),
-                "releases": [(r["version"], r["description"]) for r in c.get(f"/apps/{app}/releases")],
-                "dynos": sorted((d["name"], d["container"], d["size"]) for d in dynos if d["type"] != "run"),
-                "runs": sorted(d["name"] for d in dynos if d["type"] == "run")}
+        return {
+            "apps": sorted(a["name"] for a in c.get("/apps")),
+            "spaces": sorted(s["name"] for s in c.get("/spaces")),
+            "formation": c.get(f"/apps/{app}/formation"),
+            "config": c.get(f"/apps/{app}/config-vars"),
+            "releases": [(r["version"], r["description"]) for r in c.get(f"/apps/{app}/releases")],
+            "dynos": sorted((d["name"], d["container"], d["size"]) for d in dynos if d["type"] != "run"),
+            "runs": sorted(d["name"] for d in dynos if d["type"] == "run"),
+        }
 
     def send(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        r = requests.request(method, self.client.base + path, data=data, timeout=60,
-                             headers={**self.client.headers, "Content-Type": "application/json"})
+        r = requests.request(
+            method,
+            self.client.base + path,
+            data=data,
+            timeout=60,
+            headers={**self.client.headers, "Content-Type": "application/json"},
+        )
         try:
             return r.status_code, r.json()
         except ValueError:
@@ -117,8 +131,10 @@ NO_NUL = st.characters(blacklist_characters="\x00")
 
 
 @HYPOTHESIS
-@given(body=bodies("A_KEY", "B") | st.dictionaries(st.text(max_size=8), st.text(NO_NUL, max_size=12) | st.none(),
-                                                   max_size=3))
+@given(
+    body=bodies("A_KEY", "B")
+    | st.dictionaries(st.text(max_size=8), st.text(NO_NUL, max_size=12) | st.none(), max_size=3)
+)
 @example(body={"": "x"})
 @example(body={"A-B": "x"})
 def test_fuzz_patch_config_vars(lab: Lab, fuzz_app: str, body: Any):
@@ -141,8 +157,10 @@ def test_config_value_with_nul_is_refused(lab: Lab, fuzz_app: str):
 
 
 @HYPOTHESIS
-@given(body=bodies("name") | st.fixed_dictionaries({"name": json_values}, optional={"space": st.text(max_size=8)
-                                                                                    | st.none()}))
+@given(
+    body=bodies("name")
+    | st.fixed_dictionaries({"name": json_values}, optional={"space": st.text(max_size=8) | st.none()})
+)
 @example(body={"name": "Bad Name"})
 @example(body={"name": "abc", "space": "no-such-space"})
 def test_fuzz_post_apps(lab: Lab, fuzz_app: str, body: Any):
@@ -211,18 +229,27 @@ def test_fuzz_run_command_strings(lab: Lab, fuzz_app: str, command: Any):
     """Random ``command`` values: a string runs as a one-off dyno (wrapped in ``timeout 5`` so that a random word
     like ``yes`` cannot run on); anything else is refused and changes nothing."""
     p = Probe(lab, fuzz_app)
-    status, answer = p.check("POST", f"/apps/{fuzz_app}/dynos", {
-        "command": f"timeout 5 {command}" if isinstance(command, str) and command.strip() else command})
+    status, answer = p.check(
+        "POST",
+        f"/apps/{fuzz_app}/dynos",
+        {"command": f"timeout 5 {command}" if isinstance(command, str) and command.strip() else command},
+    )
     if status < 300:
-        wait_until(lambda: answer["name"] not in {d["name"] for d in lab.dynos(fuzz_app).values()}, 30, 0.3,
-                   f"one-off {answer['name']} finished and gone from ps")
+        wait_until(
+            lambda: answer["name"] not in {d["name"] for d in lab.dynos(fuzz_app).values()},
+            30,
+            0.3,
+            f"one-off {answer['name']} finished and gone from ps",
+        )
 
 
 def test_run_with_a_bad_size_changes_nothing(lab: Lab, fuzz_app: str):
     p = Probe(lab, fuzz_app)
     try:
-        for size, needle in (("no-such-size", "Unknown dyno size 'no-such-size'"),
-                             (["x"], "'size' must be a non-empty string")):
+        for size, needle in (
+            ("no-such-size", "Unknown dyno size 'no-such-size'"),
+            (["x"], "'size' must be a non-empty string"),
+        ):
             answer = p.refused("POST", f"/apps/{fuzz_app}/dynos", {"command": "true", "size": size})
             assert needle in answer["message"], answer
         lab.ok("ps:restart", "web.1", "-a", fuzz_app)
@@ -239,8 +266,10 @@ def test_malformed_content_length_is_a_clean_4xx(lab: Lab):
 
     d = LabDir(lab.name)
     with socket.create_connection(("127.0.0.1", d.api()["port"]), timeout=10) as s:
-        s.sendall(f"PATCH /apps/nosuch/config-vars HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {d.token()}\r\n"
-                  "Content-Length: abc\r\nConnection: close\r\n\r\n{}".encode())
+        s.sendall(
+            f"PATCH /apps/nosuch/config-vars HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {d.token()}\r\n"
+            "Content-Length: abc\r\nConnection: close\r\n\r\n{}".encode()
+        )
         chunks = []
         for _ in range(20):  # Connection: close: read until the server closes (bounded)
             chunk = s.recv(4096)
@@ -253,13 +282,37 @@ def test_malformed_content_length_is_a_clean_4xx(lab: Lab):
     assert "Content-Length must be a whole number" in body, head
 
 
-CLI_WORDS = ["web", "web.1", "web.0", "web=", "web=-1", "web=2x", "web+", "web=99999", "worker=0", "=x", "A=",
-             "a-b=1", "-p", "-d", "--process-type", "--dyno-name", "--json", "-a", "--lab", "--bogus", "web.1.2", "x.y"]
+CLI_WORDS = [
+    "web",
+    "web.1",
+    "web.0",
+    "web=",
+    "web=-1",
+    "web=2x",
+    "web+",
+    "web=99999",
+    "worker=0",
+    "=x",
+    "A=",
+    "a-b=1",
+    "-p",
+    "-d",
+    "--process-type",
+    "--dyno-name",
+    "--json",
+    "-a",
+    "--lab",
+    "--bogus",
+    "web.1.2",
+    "x.y",
+]
 
 
 @HYPOTHESIS
-@given(command=st.sampled_from(["ps:scale", "config:set", "ps:restart"]),
-       args=st.lists(st.sampled_from(CLI_WORDS) | st.text(max_size=10), max_size=4))
+@given(
+    command=st.sampled_from(["ps:scale", "config:set", "ps:restart"]),
+    args=st.lists(st.sampled_from(CLI_WORDS) | st.text(max_size=10), max_size=4),
+)
 @example(command="ps:scale", args=["web=1:no-such-size"])
 @example(command="config:set", args=["NOEQUALS"])
 @example(command="ps:restart", args=["web.1", "-p", "web"])

@@ -64,8 +64,9 @@ class Build:
         self.tag = ""
         started = time.monotonic()
         try:
-            self.tag = images.build_slug(client, lab=lab, app=APP, version=version, src_dir=src,
-                                         progress=self.lines.append, **kw)
+            self.tag = images.build_slug(
+                client, lab=lab, app=APP, version=version, src_dir=src, progress=self.lines.append, **kw
+            )
         except BuildFailed as err:
             self.error = err
         self.seconds = time.monotonic() - started
@@ -76,8 +77,14 @@ class Build:
 
 
 def _run(client, lab: str, image: str, cmd: str) -> str:
-    out = client.containers.run(image, ["bash", "-c", cmd], remove=True, stdout=True, stderr=True,
-                                labels={const.LABEL_LAB: lab, const.LABEL_KIND: "test"})
+    out = client.containers.run(
+        image,
+        ["bash", "-c", cmd],
+        remove=True,
+        stdout=True,
+        stderr=True,
+        labels={const.LABEL_LAB: lab, const.LABEL_KIND: "test"},
+    )
     return out.decode()
 
 
@@ -110,12 +117,19 @@ def test_django_app_builds_like_the_buildpack(client, lab, django_builds, capsys
     assert any("static file copied to '/app/staticfiles'" in line for line in lines), first.text
     assert lines[-2:] == ["-----> Discovering process types", "       Procfile declares types -> release, web"]
     assert not [line for line in lines if line.startswith(("Step ", " ---> ", "Successfully built"))]
-    order = [lines.index(s) for s in ("-----> Installing requirements with pip",
-                                      "-----> $ python manage.py collectstatic --noinput")]
+    order = [
+        lines.index(s)
+        for s in ("-----> Installing requirements with pip", "-----> $ python manage.py collectstatic --noinput")
+    ]
     assert order == sorted(order)
 
-    out = _run(client, lab, first.tag, "python -c 'import django; print(django.__file__, django.get_version())'; "
-                                       "command -v python gunicorn; ls /app/staticfiles/css; ls -A /tmp")
+    out = _run(
+        client,
+        lab,
+        first.tag,
+        "python -c 'import django; print(django.__file__, django.get_version())'; "
+        "command -v python gunicorn; ls /app/staticfiles/css; ls -A /tmp",
+    )
     assert f"{SITE_PACKAGES}/django/__init__.py 6." in out
     assert "/app/.heroku/python/bin/python\n/app/.heroku/python/bin/gunicorn\n" in out
     assert "site.css" in out.split()  # collected into STATIC_ROOT at build time (and its hashed copy)
@@ -144,8 +158,9 @@ def test_python_version_the_stack_lacks_warns_and_builds(client, lab, django_bui
     (src / "mysite" / "extra.py").write_text("CHANGED = True\n")  # new app code, same requirements
     build = Build(client, lab, 3, src)
     assert build.error is None, f"{build.error}\n{build.text}"
-    assert ("Warning: .python-version asks for 3.12; the lab-24 stack has Python 3.13.x — building with it"
-            in build.lines)
+    assert (
+        "Warning: .python-version asks for 3.12; the lab-24 stack has Python 3.13.x — building with it" in build.lines
+    )
     assert "       Dependencies unchanged: reusing the cached install" in build.lines  # the pip layer is kept
     assert _layer(client, first.tag, "pip install") == _layer(client, build.tag, "pip install")
     assert any("static file copied" in line for line in build.lines)  # the app changed: collectstatic ran
@@ -182,18 +197,23 @@ def test_disable_collectstatic_in_the_build_env_skips_it(client, lab, django_bui
     assert _run(client, lab, build.tag, "test -e /app/staticfiles && echo present || echo absent").strip() == "absent"
 
 
-def test_collectstatic_runs_without_the_apps_config_and_its_failure_fails_the_build(client, lab, django_builds,
-                                                                                     tmp_path):
+def test_collectstatic_runs_without_the_apps_config_and_its_failure_fails_the_build(
+    client, lab, django_builds, tmp_path
+):
     src = copy_django_app(tmp_path / "app")
     with (src / "mysite" / "settings.py").open("a") as f:  # settings that need a config var to import
-        f.write("\nfrom django.core.exceptions import ImproperlyConfigured\n\n"
-                "if 'SECRET_KEY' not in os.environ:\n"
-                "    raise ImproperlyConfigured('Set the SECRET_KEY environment variable')\n")
+        f.write(
+            "\nfrom django.core.exceptions import ImproperlyConfigured\n\n"
+            "if 'SECRET_KEY' not in os.environ:\n"
+            "    raise ImproperlyConfigured('Set the SECRET_KEY environment variable')\n"
+        )
     build = Build(client, lab, 6, src, build_env={"SECRET_KEY": "x"})  # config is no build env
     assert build.error is not None, build.text
     msg = str(build.error)
-    assert msg == ("Build failed: $ python manage.py collectstatic --noinput: "
-                   "django.core.exceptions.ImproperlyConfigured: Set the SECRET_KEY environment variable"), msg
+    assert msg == (
+        "Build failed: $ python manage.py collectstatic --noinput: "
+        "django.core.exceptions.ImproperlyConfigured: Set the SECRET_KEY environment variable"
+    ), msg
     assert "-----> $ python manage.py collectstatic --noinput" in build.lines
     assert any(line.startswith(" !     Error: Unable to generate Django static files") for line in build.lines)
 
@@ -202,7 +222,8 @@ def test_pyproject_dependencies_are_installed_with_pip(client, lab, tmp_path):
     (tmp_path / "Procfile").write_text("worker: python -c 'import six; print(six.__version__)'\n")
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "svc"\nversion = "0.1.0"\nrequires-python = ">=3.12"\ndependencies = ["six>=1.15"]\n\n'
-        '[dependency-groups]\ndev = ["labctl-no-such-dev-tool-zz9"]\n')  # not installed, as uv --no-default-groups
+        '[dependency-groups]\ndev = ["labctl-no-such-dev-tool-zz9"]\n'
+    )  # not installed, as uv --no-default-groups
     (tmp_path / "svc").mkdir()  # two top-level dirs: `pip install .` would stop at setuptools' flat layout
     (tmp_path / "svc" / "__init__.py").write_text("")
     (tmp_path / "tools").mkdir()
@@ -219,13 +240,15 @@ def test_uv_lock_pins_the_versions(client, lab, tmp_path):
     (tmp_path / "Procfile").write_text("worker: python -c 'import six; print(six.__version__)'\n")
     (tmp_path / ".python-version").write_text("3.13\n")
     (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "svc"\nversion = "0.1.0"\nrequires-python = ">=3.12"\ndependencies = ["six"]\n')
+        '[project]\nname = "svc"\nversion = "0.1.0"\nrequires-python = ">=3.12"\ndependencies = ["six"]\n'
+    )
     (tmp_path / "uv.lock").write_text(
         'version = 1\nrevision = 2\nrequires-python = ">=3.12"\n\n'
         '[[package]]\nname = "six"\nversion = "1.16.0"\nsource = { registry = "https://pypi.org/simple" }\n'
         'sdist = { url = "https://files.pythonhosted.org/packages/six-1.16.0.tar.gz", size = 34041 }\n\n'
         '[[package]]\nname = "svc"\nversion = "0.1.0"\nsource = { virtual = "." }\n'
-        'dependencies = [{ name = "six" }]\n\n[package.metadata]\nrequires-dist = [{ name = "six" }]\n')
+        'dependencies = [{ name = "six" }]\n\n[package.metadata]\nrequires-dist = [{ name = "six" }]\n'
+    )
     build = Build(client, lab, 8, tmp_path)
     assert build.error is None, f"{build.error}\n{build.text}"
     assert "-----> Installing dependencies from uv.lock with pip" in build.lines
@@ -239,7 +262,11 @@ def test_requirement_files_pip_reads_come_before_the_app_and_local_paths_after_i
     (tmp_path / "requirements" / "pins.txt").write_text("asgiref<4\n")
     deps = buildpack.dependencies(tmp_path)
     assert (deps.header, deps.pip_args, deps.cwd, deps.late) == (
-        "-----> Installing requirements with pip", "-r requirements.txt", f"{buildpack.BUILD_TMP}/app", False)
+        "-----> Installing requirements with pip",
+        "-r requirements.txt",
+        f"{buildpack.BUILD_TMP}/app",
+        False,
+    )
     assert sorted(deps.files) == ["app/requirements.txt", "app/requirements/base.txt", "app/requirements/pins.txt"]
     (tmp_path / "requirements" / "pins.txt").write_text("-e .\n")
     deps = buildpack.dependencies(tmp_path)

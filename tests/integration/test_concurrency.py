@@ -28,17 +28,38 @@ def _ops(apps: list[str], n: int, seed: int = 7) -> list[dict[str, Any]]:
         app = apps[i % 2]
         kind = ("scale", "restart", "stop", "config")[rng.randrange(4)]
         if kind == "scale":
-            ops.append({"kind": kind, "app": app, "method": "PATCH", "path": f"/apps/{app}/formation",
-                        "body": {"args": [f"web={rng.randint(0, 3)}"]}})
+            ops.append(
+                {
+                    "kind": kind,
+                    "app": app,
+                    "method": "PATCH",
+                    "path": f"/apps/{app}/formation",
+                    "body": {"args": [f"web={rng.randint(0, 3)}"]},
+                }
+            )
         elif kind == "restart":
             path = rng.choice([f"/apps/{app}/dynos/web.1", f"/apps/{app}/dynos", f"/apps/{app}/formations/web"])
             ops.append({"kind": kind, "app": app, "method": "DELETE", "path": path, "body": None})
         elif kind == "stop":
-            ops.append({"kind": kind, "app": app, "method": "POST",
-                        "path": f"/apps/{app}/dynos/web.{rng.randint(1, 2)}/actions/stop", "body": None})
+            ops.append(
+                {
+                    "kind": kind,
+                    "app": app,
+                    "method": "POST",
+                    "path": f"/apps/{app}/dynos/web.{rng.randint(1, 2)}/actions/stop",
+                    "body": None,
+                }
+            )
         else:
-            ops.append({"kind": kind, "app": app, "method": "PATCH", "path": f"/apps/{app}/config-vars",
-                        "body": {f"K{i}": f"v{i}-{rng.randint(0, 999)}"}})
+            ops.append(
+                {
+                    "kind": kind,
+                    "app": app,
+                    "method": "PATCH",
+                    "path": f"/apps/{app}/config-vars",
+                    "body": {f"K{i}": f"v{i}-{rng.randint(0, 999)}"},
+                }
+            )
     return ops
 
 
@@ -74,8 +95,13 @@ def test_fifty_concurrent_calls_on_two_apps(lab: Lab, app_name: str):
         with ThreadPoolExecutor(max_workers=50) as pool:
             results = list(pool.map(lambda op: _call(lab.name, op), ops))
         print("statuses:", sorted(Counter((r["kind"], r["status"]) for r in results).items(), key=str))
-        bad = [r for r in results if r["status"] is None or r["status"] >= 500
-               or (400 <= r["status"] < 500 and not (isinstance(r["answer"], dict) and r["answer"].get("message")))]
+        bad = [
+            r
+            for r in results
+            if r["status"] is None
+            or r["status"] >= 500
+            or (400 <= r["status"] < 500 and not (isinstance(r["answer"], dict) and r["answer"].get("message")))
+        ]
         assert not bad, f"calls not answered with 2xx or a clean 4xx: {bad}"
         for r in results:
             if r["kind"] == "config":

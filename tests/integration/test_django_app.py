@@ -16,8 +16,13 @@ pytestmark = pytest.mark.docker
 
 def _https(lab: Lab, app: str, path: str = "/") -> requests.Response:
     s = lab.json("status")["router"]
-    return requests.get(f"https://127.0.0.1:{s['https_port']}{path}", headers={"Host": f"{app}.localhost"},
-                        verify=s["ca_cert"], timeout=10, allow_redirects=False)
+    return requests.get(
+        f"https://127.0.0.1:{s['https_port']}{path}",
+        headers={"Host": f"{app}.localhost"},
+        verify=s["ca_cert"],
+        timeout=10,
+        allow_redirects=False,
+    )
 
 
 def test_django_app_over_https_with_release_phase_and_cache(lab: Lab, app_name: str, tmp_path: Path):
@@ -30,8 +35,9 @@ def test_django_app_over_https_with_release_phase_and_cache(lab: Lab, app_name: 
         lab.wait_up(app, ["web.1"], timeout=60)
         wait_until(lambda: _https(lab, app).status_code == 200, 20, what="HTTPS 200 through the router")
         assert "web.1" in _https(lab, app).text
-        plain = requests.get(f"http://127.0.0.1:{lab.port}/", headers={"Host": f"{app}.localhost"}, timeout=10,
-                             allow_redirects=False)
+        plain = requests.get(
+            f"http://127.0.0.1:{lab.port}/", headers={"Host": f"{app}.localhost"}, timeout=10, allow_redirects=False
+        )
         assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
         css = _https(lab, app, "/static/css/site.css")  # whitenoise (settings.py) serves what collectstatic wrote
         assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css"), css.status_code

@@ -72,8 +72,11 @@ def test_private_space_restarts_crashes_without_backoff(lab: Lab, app_name: str)
     space = f"s{app_name[1:]}"
     app = _app(lab, app_name, space=space, config=("CRASH_AFTER=0.3",))
     try:
-        wait_until(lambda: _count(lab, app, "State changed from up to crashed") >= 3, 45,
-                   what="three crashes, each restarted at once")
+        wait_until(
+            lambda: _count(lab, app, "State changed from up to crashed") >= 3,
+            45,
+            what="three crashes, each restarted at once",
+        )
         assert "Process exited with status 1" in lab.logs(app)
     finally:
         _destroy(lab, app, space)
@@ -141,8 +144,11 @@ def test_memory_r14_then_r15_kill_and_restart(lab: Lab, app_name: str):
             except Exception:  # noqa: BLE001 - the connection may die with the dyno
                 break
         wait_until(lambda: "Error R15 (Memory quota vastly exceeded)" in lab.logs(app), 20, what="R15")
-        wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "up"
-                   and lab.dynos(app)["web.1"]["container"] != first, 20, what="restarted after R15")
+        wait_until(
+            lambda: lab.dynos(app)["web.1"]["state"] == "up" and lab.dynos(app)["web.1"]["container"] != first,
+            20,
+            what="restarted after R15",
+        )
     finally:
         _destroy(lab, app)
 
@@ -151,12 +157,32 @@ def _refuse(lab: Lab, app: str, dyno: str) -> None:
     """Make one dyno refuse connections while staying `up` (a reject rule in its instance's namespace)."""
     d = lab.dynos(app)[dyno]
     client = docker.from_env()
-    sandbox = client.containers.list(ignore_removed=True, filters={"label": [
-                                                        f"io.labctl.lab={lab.name}", "io.labctl.kind=sandbox",
-                                                        f"io.labctl.instance={d['instance']}",
-                                                        f"io.labctl.app={app}"]})[0]
-    code, out = sandbox.exec_run(["iptables", "-I", "INPUT", "-p", "tcp", "--dport", str(d["port"]),
-                                  "-j", "REJECT", "--reject-with", "tcp-reset"])
+    sandbox = client.containers.list(
+        ignore_removed=True,
+        filters={
+            "label": [
+                f"io.labctl.lab={lab.name}",
+                "io.labctl.kind=sandbox",
+                f"io.labctl.instance={d['instance']}",
+                f"io.labctl.app={app}",
+            ]
+        },
+    )[0]
+    code, out = sandbox.exec_run(
+        [
+            "iptables",
+            "-I",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            str(d["port"]),
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ]
+    )
     assert code == 0, out
 
 
@@ -186,8 +212,11 @@ def test_refused_connect_retried_in_common_runtime_not_in_private_space(lab: Lab
             assert r.headers.get("X-Labctl-Dyno") == "web.1" and "Application error" in r.text
             assert FIRST_BYTE - 0.05 <= took < FIRST_BYTE + 1.0, f"held the scaled 30 s (took {took:.2f}s)"
         rid = failed[0][0].request.headers["X-Request-Id"]
-        line = wait_until(lambda: next((x for x in lab.logs(ps).splitlines() if rid in x), None), 10,
-                          what="router line of a refused request")
+        line = wait_until(
+            lambda: next((x for x in lab.logs(ps).splitlines() if rid in x), None),
+            10,
+            what="router line of a refused request",
+        )
         assert 'heroku[router]: at=error code=H12 desc="Request timeout" method=GET path="/" ' in line
         ms = re.search(r" dyno=web\.1 connect= service=(\d+)ms status=503 bytes=0 ", line)
         assert ms and FIRST_BYTE * 1000 - 50 <= int(ms.group(1)) < FIRST_BYTE * 1000 + 1000, line
@@ -203,8 +232,11 @@ def test_cycling_ps_wait_ps_type_and_timescale(lab: Lab, app_name: str):
         r = lab.cli("ps:wait", "-a", app, "--wait-interval", "0.2", "--timeout", "30")
         assert r.code == 0 and "1 / 1, done" in r.err
         lab.ok("ps:type", "web=standard-2x", "-a", app)
-        wait_until(lambda: lab.dynos(app)["web.1"]["size"] == "Standard-2X"
-                   and lab.dynos(app)["web.1"]["state"] == "up", 20, what="resized and back up")
+        wait_until(
+            lambda: lab.dynos(app)["web.1"]["size"] == "Standard-2X" and lab.dynos(app)["web.1"]["state"] == "up",
+            20,
+            what="resized and back up",
+        )
         assert "web     Standard-2X  1" in lab.ok("ps:type", "-a", app)
         # Daily cycling: each dyno shows when it will cycle (24 h + 0-216 min, scaled) ...
         from datetime import datetime
@@ -225,19 +257,27 @@ def test_cycling_ps_wait_ps_type_and_timescale(lab: Lab, app_name: str):
 
 
 def _get(lab: Lab, app: str, request_id: str) -> requests.Response:
-    return requests.get(f"http://127.0.0.1:{lab.port}/", timeout=10,
-                        headers={"Host": f"{app}.localhost", "X-Request-Id": request_id})
+    return requests.get(
+        f"http://127.0.0.1:{lab.port}/", timeout=10, headers={"Host": f"{app}.localhost", "X-Request-Id": request_id}
+    )
 
 
 def _starting(lab: Lab, app: str) -> None:
     """web.1 has a container that has not bound $PORT yet (the router's config for that is in force)."""
-    wait_until(lambda: (d := lab.dynos(app).get("web.1")) and d["state"] == "starting" and d["container"], 30,
-               0.05, "web.1 starting")
+    wait_until(
+        lambda: (d := lab.dynos(app).get("web.1")) and d["state"] == "starting" and d["container"],
+        30,
+        0.05,
+        "web.1 starting",
+    )
 
 
 def _router_line(lab: Lab, app: str, request_id: str) -> str:
-    return wait_until(lambda: next((x for x in lab.logs(app).splitlines() if request_id in x), None), 10,
-                      what=f"router line {request_id}")
+    return wait_until(
+        lambda: next((x for x in lab.logs(app).splitlines() if request_id in x), None),
+        10,
+        what=f"router line {request_id}",
+    )
 
 
 def test_request_held_while_the_web_dyno_boots_then_served(lab: Lab, app_name: str):
@@ -255,10 +295,14 @@ def test_request_held_while_the_web_dyno_boots_then_served(lab: Lab, app_name: s
         assert 0.3 <= took < BOOT_HOLD, f"held until web.1 bound, then served (took {took:.2f}s)"
         wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "up", 5, what="web.1 up")
         # Held, not just slow: sent before web.1 bound its port, answered after (its "listening on" line between).
-        bound = [row["ts"] for row in lab.json("logs", "-a", app, "-n", "1500", "-d", "web.1", "-s", "app")
-                 if row["msg"].startswith("listening on ")]
-        assert bound and sent < bound[-1] <= answered + 0.1, \
+        bound = [
+            row["ts"]
+            for row in lab.json("logs", "-a", app, "-n", "1500", "-d", "web.1", "-s", "app")
+            if row["msg"].startswith("listening on ")
+        ]
+        assert bound and sent < bound[-1] <= answered + 0.1, (
             f"web.1 bound at {bound and bound[-1] - sent:.2f}s, the request was answered at {took:.2f}s"
+        )
         logs = lab.logs(app)
         assert "sleeping 2s before binding (BIND_DELAY)" in logs and "Error R10" not in logs
         line = _router_line(lab, app, rid)
@@ -286,7 +330,7 @@ def test_dyno_that_never_binds_h20_at_the_scaled_75_s_then_h10_in_the_cool_off(l
         assert line.endswith(" dyno= connect= service= status=503 bytes= protocol=http")
         logs = lab.logs(app)
         assert logs.index("Error R10 (Boot timeout)") < logs.index(rid), "R10 (60 s) came first, then H20 (75 s)"
-        assert "State changed from crashed to starting" in logs[:logs.index(rid)]
+        assert "State changed from crashed to starting" in logs[: logs.index(rid)]
         wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "crashed", 15, what="second R10: cool-off")
         t = time.monotonic()
         r = lab.get(app)

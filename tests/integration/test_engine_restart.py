@@ -53,8 +53,10 @@ class PrivateEngine:
         self.netns = f"labctl-{self.root.name[-8:]}"
         self.driver = _main_storage_driver()  # now, while DOCKER_HOST still names the main engine
         self.proc: subprocess.Popen | None = None
-        for cmd in (["ip", "netns", "add", self.netns], ["ip", "netns", "exec", self.netns, "ip", "link", "set",
-                                                         "lo", "up"]):
+        for cmd in (
+            ["ip", "netns", "add", self.netns],
+            ["ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up"],
+        ):
             r = subprocess.run(cmd, capture_output=True, text=True)
             assert r.returncode == 0, f"{' '.join(cmd)}: {r.stderr} (needs root and iproute2)"
 
@@ -88,15 +90,34 @@ class PrivateEngine:
         """Start dockerd (call it through ``in_netns``: the daemon inherits the namespace)."""
         dockerd = shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin:/usr/bin")
         assert dockerd, "dockerd not found (the Docker engine package)"
-        config = {"storage-driver": self.driver, "iptables": False, "ip6tables": False, "ip-masq": False,
-                  "log-driver": "json-file"}
+        config = {
+            "storage-driver": self.driver,
+            "iptables": False,
+            "ip6tables": False,
+            "ip-masq": False,
+            "log-driver": "json-file",
+        }
         (self.root / "daemon.json").write_text(json.dumps(config))
         log = open(self.root / "dockerd.log", "ab")  # noqa: SIM115 - the child holds it
         self.proc = subprocess.Popen(
-            [dockerd, "--config-file", str(self.root / "daemon.json"), "--host", self.host,
-             "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-             "--pidfile", str(self.root / "docker.pid")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            [
+                dockerd,
+                "--config-file",
+                str(self.root / "daemon.json"),
+                "--host",
+                self.host,
+                "--data-root",
+                str(self.root / "data"),
+                "--exec-root",
+                str(self.root / "exec"),
+                "--pidfile",
+                str(self.root / "docker.pid"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.time() + timeout
         while time.time() < deadline and self.proc.poll() is None:
@@ -128,8 +149,9 @@ class PrivateEngine:
         env = {**os.environ, "DOCKER_HOST": self.host}
         main_env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
         save = subprocess.Popen(["docker", "save", *refs], stdout=subprocess.PIPE, env=main_env)
-        load = subprocess.run(["docker", "load"], stdin=save.stdout, capture_output=True, text=True, env=env,
-                              timeout=600)
+        load = subprocess.run(
+            ["docker", "load"], stdin=save.stdout, capture_output=True, text=True, env=env, timeout=600
+        )
         save.stdout.close()  # type: ignore[union-attr]
         assert save.wait(600) == 0 and load.returncode == 0, f"image copy failed: {load.stderr}"
 
@@ -151,8 +173,11 @@ class PrivateEngine:
                 pass
         self.stop()
         subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
-        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                  if line.split()[1].startswith(str(self.root))]
+        mounts = [
+            line.split()[1]
+            for line in Path("/proc/mounts").read_text().splitlines()
+            if line.split()[1].startswith(str(self.root))
+        ]
         for m in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", m], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -183,8 +208,9 @@ def private_engine(lab_state: Path) -> Iterator[PrivateEngine]:
         engine.close()
         assert _link_index("docker0") == docker0, "the main engine's docker0 was touched"
         assert engine.netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert not any(line.split()[1].startswith(str(engine.root))
-                       for line in Path("/proc/mounts").read_text().splitlines()), f"mounts left under {engine.root}"
+        assert not any(
+            line.split()[1].startswith(str(engine.root)) for line in Path("/proc/mounts").read_text().splitlines()
+        ), f"mounts left under {engine.root}"
         assert not Path(engine.root).exists(), f"{engine.root} left behind"
 
 
@@ -210,8 +236,7 @@ def _served_by(lab: Lab, app: str, want: set[str], timeout: float) -> set[str]:
     return seen
 
 
-def test_engine_restart_under_a_running_lab_recovers(private_engine: PrivateEngine,
-                                                     monkeypatch: pytest.MonkeyPatch):
+def test_engine_restart_under_a_running_lab_recovers(private_engine: PrivateEngine, monkeypatch: pytest.MonkeyPatch):
     """dockerd stopped (SIGTERM: it stops every container) and started again under a running lab, on a private
     engine. The controller keeps running and recovers by itself: dynos restart on their instances (not as
     crashes), sandboxes are replaced, the router is back on the same port and routes to the new addresses,
@@ -231,8 +256,9 @@ def test_engine_restart_under_a_running_lab_recovers(private_engine: PrivateEngi
             _stop_processes(LabDir(name))  # no controller of this lab may outlive the test
         assert down.code == 0, down.err
         assert private_engine.client().containers.list(all=True) == []
-        assert not main.containers.list(all=True, filters={"label": f"{const.LABEL_LAB}={name}"}), \
+        assert not main.containers.list(all=True, filters={"label": f"{const.LABEL_LAB}={name}"}), (
             "nothing of this lab on the main engine"
+        )
 
 
 def _engine_restart(private_engine: PrivateEngine, name: str) -> None:
@@ -248,8 +274,9 @@ def _engine_restart(private_engine: PrivateEngine, name: str) -> None:
     assert len(faults) == 1
     assert _served_by(lab, cr_app, {"web.1", "web.2"}, 20) == {"web.1", "web.2"}
     before = {app: lab.dynos(app) for app in want}
-    state = {app: (lab.json("releases", "-a", app), lab.json("config", "-a", app), formation_of(lab, app))
-             for app in want}
+    state = {
+        app: (lab.json("releases", "-a", app), lab.json("config", "-a", app), formation_of(lab, app)) for app in want
+    }
     apps, spaces = lab.json("apps"), lab.json("spaces")
     pid = controller_pid(lab)
 
@@ -259,8 +286,9 @@ def _engine_restart(private_engine: PrivateEngine, name: str) -> None:
     stop_took = stopped - t
     time.sleep(2)  # the controller sees the engine gone
     away = json.loads(lab.ok("status", "--json"))
-    assert (away["controller_pid"], away["engine"], away["router"]["port"]) == (pid, "unreachable", lab.port), \
+    assert (away["controller_pid"], away["engine"], away["router"]["port"]) == (pid, "unreachable", lab.port), (
         f"`labctl status` while the engine is away: {away}"
+    )
     private_engine.start()
     back = time.time()
 
@@ -279,35 +307,47 @@ def _engine_restart(private_engine: PrivateEngine, name: str) -> None:
     try:
         wait_until(recovered, 90, 0.5, "the lab recovering after the engine restart")
     except AssertionError:
-        warnings = [line for line in LabDir(name).file("controller.log").read_text().splitlines()
-                    if " WARNING " in line or " ERROR " in line]
-        raise AssertionError(f"not recovered 90 s after the engine came back: {'; '.join(problems)}\n"
-                             + "\n".join(warnings[:12])) from None
+        warnings = [
+            line
+            for line in LabDir(name).file("controller.log").read_text().splitlines()
+            if " WARNING " in line or " ERROR " in line
+        ]
+        raise AssertionError(
+            f"not recovered 90 s after the engine came back: {'; '.join(problems)}\n" + "\n".join(warnings[:12])
+        ) from None
     seen = _served_by(lab, cr_app, {"web.1", "web.2"}, 30)
     served = time.time()
-    print(f"engine stopped in {stop_took:.1f} s, away {back - stopped:.1f} s; dynos up and served through "
-          f"the router {served - back:.1f} s after it answered again")
+    print(
+        f"engine stopped in {stop_took:.1f} s, away {back - stopped:.1f} s; dynos up and served through "
+        f"the router {served - back:.1f} s after it answered again"
+    )
     assert seen == {"web.1", "web.2"}, f"served through the router on port {lab.port}: {seen}"
     assert _served_by(lab, ps_app, {"web.1"}, 20) == {"web.1"}
     assert controller_pid(lab) == pid, "recovered by the running controller, not by a restart"
     assert json.loads(lab.ok("status", "--json"))["engine"] == "ok"
     assert json.loads(lab.ok("status", "--json"))["router"]["port"] == lab.port, "the router moved port"
-    assert lab.dynos(ps_app)["web.1"]["instance"] == before[ps_app]["web.1"]["instance"], \
+    assert lab.dynos(ps_app)["web.1"]["instance"] == before[ps_app]["web.1"]["instance"], (
         "a Private Space dyno comes back on its instance (like a host reboot)"
+    )
     for app in want:
-        assert (lab.json("releases", "-a", app), lab.json("config", "-a", app), formation_of(lab, app)) \
-            == state[app], f"{app}: state changed"
+        assert (lab.json("releases", "-a", app), lab.json("config", "-a", app), formation_of(lab, app)) == state[app], (
+            f"{app}: state changed"
+        )
         assert all(d["release"]["version"] == 1 for d in lab.dynos(app).values())
         log = lab.logs(app)
         assert "State changed from up to crashed" not in log, f"{app}: the engine restart counted as a crash"
     assert lab.json("apps") == apps and lab.json("spaces") == spaces
-    assert [{k: v for k, v in f.items() if k != "dynos"} for f in lab.json("faults")] == faults, \
+    assert [{k: v for k, v in f.items() if k != "dynos"} for f in lab.json("faults")] == faults, (
         "the instance's fault is kept"
+    )
     quota = docker_client().containers.get(lab.dynos(ps_app)["web.1"]["container"]).attrs["HostConfig"]["CpuQuota"]
     assert quota == cpu_quota(0.5), "the instance's cpu fault applies to the dyno that came back on it"
     lab.ok("faults:clear", "--all")
-    wait_until(lambda: re.search(r"heroku\[router\]: at=info .*status=200",
-                                 lab.logs(cr_app).split("Restarting")[-1]),
-               10, 0.2, "the router's log lines followed again after the engine restart")
+    wait_until(
+        lambda: re.search(r"heroku\[router\]: at=info .*status=200", lab.logs(cr_app).split("Restarting")[-1]),
+        10,
+        0.2,
+        "the router's log lines followed again after the engine restart",
+    )
     assert_nothing_lost(lab, want, timeout=10)
     assert orphan_problems(lab, [space]) == []

@@ -40,8 +40,10 @@ def instances(lab: Lab) -> dict[str, dict]:
 
 
 def sandboxes(lab: Lab, instance: str) -> list:
-    return docker.from_env().containers.list(ignore_removed=True, filters={"label": [
-        f"io.labctl.lab={lab.name}", "io.labctl.kind=sandbox", f"io.labctl.instance={instance}"]})
+    return docker.from_env().containers.list(
+        ignore_removed=True,
+        filters={"label": [f"io.labctl.lab={lab.name}", "io.labctl.kind=sandbox", f"io.labctl.instance={instance}"]},
+    )
 
 
 def sh(container, cmd: str) -> str:
@@ -70,8 +72,15 @@ def root_qdisc(container) -> str:
 def restarted(lab: Lab, app: str, dyno: str, before: dict, action: str) -> dict:
     """``ps:restart``/``ps:stop`` one dyno and wait until its new container is up."""
     lab.ok(action, dyno, "-a", app)
-    wait_until(lambda: lab.dynos(app)[dyno]["container"] not in (None, before["container"])
-               and lab.dynos(app)[dyno]["state"] == "up", 40, 0.2, f"{dyno} back up after {action}")
+    wait_until(
+        lambda: (
+            lab.dynos(app)[dyno]["container"] not in (None, before["container"])
+            and lab.dynos(app)[dyno]["state"] == "up"
+        ),
+        40,
+        0.2,
+        f"{dyno} back up after {action}",
+    )
     time.sleep(0.3)  # the router has switched before `up` is reported; give the map a beat
     return lab.dynos(app)[dyno]
 
@@ -82,8 +91,9 @@ def _bad(records: list[dict], dyno: str, slow_ms: float) -> float:
     return len(bad) / len(mine) if mine else 0.0
 
 
-def run_records(lab: Lab, app: str, rps: float, duration: float, path: str = "/",
-                timeout: float | None = None) -> traffic.TrafficResult:
+def run_records(
+    lab: Lab, app: str, rps: float, duration: float, path: str = "/", timeout: float | None = None
+) -> traffic.TrafficResult:
     return traffic.run_traffic(app, lab=lab.name, rps=rps, duration=duration, path=path, timeout=timeout)
 
 
@@ -127,8 +137,10 @@ def test_blackhole_fails_requests_to_that_instance_only(lab: Lab, space_app: str
     lab.ok("faults:add", "blackhole", "--dyno", "web.1", "-a", app)
     s = run(lab, app, 20, 3, timeout=5)
     w1, w2 = dyno_stats(s, "web.1"), dyno_stats(s, "web.2")
-    print(f"blackhole: web.1 {w1['count']} reqs error rate {w1['error_rate']} ({w1['error_kinds']}), "
-          f"web.2 error rate {w2['error_rate']}")
+    print(
+        f"blackhole: web.1 {w1['count']} reqs error rate {w1['error_rate']} ({w1['error_kinds']}), "
+        f"web.2 error rate {w2['error_rate']}"
+    )
     assert w1["count"] >= 10 and w1["error_rate"] == 1.0
     assert w2["error_rate"] == 0.0
     assert all(k.startswith("503 H") for k in w1["error_kinds"]), "the router answers with its own error"
@@ -145,8 +157,9 @@ def test_blackhole_fails_requests_to_that_instance_only(lab: Lab, space_app: str
     assert cured["instance"] != first["instance"]
     s = run(lab, app, 20, 2, timeout=5)
     assert s["total"]["errors"] == 0 and dyno_stats(s, "web.1")["count"] > 0, "stop cures it"
-    wait_until(lambda: sandboxes(lab, first["instance"]) == [], 20, 0.2,
-               "the rules went with the instance's sandbox")  # the old instance is torn down in the background
+    wait_until(
+        lambda: sandboxes(lab, first["instance"]) == [], 20, 0.2, "the rules went with the instance's sandbox"
+    )  # the old instance is torn down in the background
 
 
 def test_loss_hits_one_instance_restart_keeps_it_stop_cures(lab: Lab, space_app: str):
@@ -156,8 +169,10 @@ def test_loss_hits_one_instance_restart_keeps_it_stop_cures(lab: Lab, space_app:
     r = run_records(lab, app, 20, 5, timeout=5)
     w1, w2 = dyno_stats(r.summary, "web.1"), dyno_stats(r.summary, "web.2")
     bad1, bad2 = _bad(r.records, "web.1", 900), _bad(r.records, "web.2", 900)
-    print(f"loss 30%: web.1 errors {w1['error_rate']:.2f} errors-or-retransmits {bad1:.2f} p95 {w1['p95']} ms; "
-          f"web.2 errors {w2['error_rate']:.2f} bad {bad2:.2f} p95 {w2['p95']} ms")
+    print(
+        f"loss 30%: web.1 errors {w1['error_rate']:.2f} errors-or-retransmits {bad1:.2f} p95 {w1['p95']} ms; "
+        f"web.2 errors {w2['error_rate']:.2f} bad {bad2:.2f} p95 {w2['p95']} ms"
+    )
     assert bad1 >= 0.10, "dropped packets show as errors or >0.9 s retransmits on web.1"
     assert w2["error_rate"] == 0.0 and bad2 <= 0.05
 
@@ -206,8 +221,10 @@ def test_common_runtime_fault_hits_every_app_restart_moves_away(lab: Lab, app_na
 
         sa, sb = both()
         base = min(p50(sb, d) for d in others)
-        print(f"CR cpu 0.02 on {shared}: {a}/web.1 p50 {p50(sa, 'web.1')} ms, {b}/{victim} p50 {p50(sb, victim)} ms, "
-              f"{b} elsewhere p50 {base} ms")
+        print(
+            f"CR cpu 0.02 on {shared}: {a}/web.1 p50 {p50(sa, 'web.1')} ms, {b}/{victim} p50 {p50(sb, victim)} ms, "
+            f"{b} elsewhere p50 {base} ms"
+        )
         assert p50(sa, "web.1") >= 3 * base, "the fault hits the first app's dyno on the shared instance"
         assert p50(sb, victim) >= 3 * base, "and the second app's dyno on it"
 
@@ -216,8 +233,10 @@ def test_common_runtime_fault_hits_every_app_restart_moves_away(lab: Lab, app_na
         assert moved["instance"] != shared, "a Common Runtime restart lands on another instance"
         sa, sb = both()
         base = min(p50(sb, d) for d in others)
-        print(f"CR after restart: {b}/{victim} p50 {p50(sb, victim)} ms (on {moved['instance']}), "
-              f"{a}/web.1 p50 {p50(sa, 'web.1')} ms, base {base} ms")
+        print(
+            f"CR after restart: {b}/{victim} p50 {p50(sb, victim)} ms (on {moved['instance']}), "
+            f"{a}/web.1 p50 {p50(sa, 'web.1')} ms, base {base} ms"
+        )
         assert p50(sb, victim) < 2 * base + 20, "the moved dyno is cured"
         assert p50(sa, "web.1") >= 3 * base, "the dyno left on the faulty instance is not"
         lab.ok("faults:clear", "--instance", shared)
@@ -262,13 +281,23 @@ def test_host_failure_relocates_dynos(lab: Lab, space_app: str):
     out = lab.ok("faults:add", "host-failure", "--instance", first["instance"])
     assert f"Failing instance {first['instance']}... done" in out
     assert first["instance"] not in instances(lab)
-    wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "up"
-               and lab.dynos(app)["web.1"]["instance"] not in (None, first["instance"]), 40, 0.2,
-               "web.1 up elsewhere")
+    wait_until(
+        lambda: (
+            lab.dynos(app)["web.1"]["state"] == "up"
+            and lab.dynos(app)["web.1"]["instance"] not in (None, first["instance"])
+        ),
+        40,
+        0.2,
+        "web.1 up elsewhere",
+    )
     assert "Relocating dyno to a new server" in lab.logs(app)
     assert lab.json("faults", "-a", app) == [], "the faults went with the instance"
-    assert docker.from_env().containers.list(
-        all=True, ignore_removed=True, filters={"label": f"io.labctl.instance={first['instance']}"}) == []
+    assert (
+        docker.from_env().containers.list(
+            all=True, ignore_removed=True, filters={"label": f"io.labctl.instance={first['instance']}"}
+        )
+        == []
+    )
     s = run(lab, app, 20, 2)
     assert s["total"]["errors"] == 0 and dyno_stats(s, "web.1")["count"] > 0
 
@@ -345,8 +374,12 @@ def test_doctor_reports_engine_images_controller_and_fault_support(lab: Lab):
         assert "sch_netem" in f["latency"]["reason"]
     text = lab.ok("doctor")
     assert "latency" in text and "=== Fault kinds on this engine" in text
-    assert docker.from_env().containers.list(all=True, ignore_removed=True, filters={"label": [
-        f"io.labctl.lab={lab.name}", "io.labctl.kind=probe"]}) == [], "the probe container is removed"
+    assert (
+        docker.from_env().containers.list(
+            all=True, ignore_removed=True, filters={"label": [f"io.labctl.lab={lab.name}", "io.labctl.kind=probe"]}
+        )
+        == []
+    ), "the probe container is removed"
 
 
 def test_bad_input_is_one_line_and_changes_nothing(lab: Lab, app_name: str):
@@ -370,8 +403,12 @@ def test_bad_input_is_one_line_and_changes_nothing(lab: Lab, app_name: str):
             (("faults", "-a", "nosuchapp"), "Couldn't find that app"),
         ]
         if not lab.json("doctor")["faults"]["latency"]["supported"]:
-            cases.append((("faults:add", "latency", "--delay", "100ms", "--instance", iid),
-                          "latency faults are not supported on this engine"))
+            cases.append(
+                (
+                    ("faults:add", "latency", "--delay", "100ms", "--instance", iid),
+                    "latency faults are not supported on this engine",
+                )
+            )
         for args, needle in cases:
             r = lab.cli(*args)
             assert r.code != 0, args
@@ -395,8 +432,14 @@ def test_down_after_controller_kill_leaves_nothing(fresh_lab: Lab, app_name: str
 
     pid = lab.json("status")["controller_pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: lab.cli("status", "--json").code == 0
-               and json.loads(lab.cli("status", "--json").out)["controller_pid"] != pid, 30, 0.3,
-               "the supervisor restarted the controller")
+    wait_until(
+        lambda: (
+            lab.cli("status", "--json").code == 0
+            and json.loads(lab.cli("status", "--json").out)["controller_pid"] != pid
+        ),
+        30,
+        0.3,
+        "the supervisor restarted the controller",
+    )
     assert [f["kind"] for f in lab.json("faults")] == ["blackhole", "cpu"], "faults survive a controller restart"
     lab.ok("down")

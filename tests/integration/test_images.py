@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 # -- no engine needed ---------------------------------------------------------------------------------
 def test_packaged_stack_dockerfile_is_the_repository_one():
     assert images.STACK_DOCKERFILE == (REPO / "images" / "stack" / "Dockerfile").read_text(), (
-        "images/stack/Dockerfile and labctl/engine/images.py STACK_DOCKERFILE must stay identical")
+        "images/stack/Dockerfile and labctl/engine/images.py STACK_DOCKERFILE must stay identical"
+    )
 
 
 def _etc_apt(tmp_path: Path, sources_list: str = "", **d: str) -> Path:
@@ -42,28 +43,35 @@ def test_mirror_from_deb822_skips_security_and_third_party(tmp_path, monkeypatch
         tmp_path,
         "deb https://packages.example.org/apt cloud-sdk-bookworm main\n",
         a_vendor_sources="Types: deb\nURIs: https://vendor.example.org/n\nSuites: nodistro\nComponents: main\n",
-        debian_sources=("Types: deb\n# a comment\nURIs: http://archive.example.org/debian-security\n"
-                        "Suites: bookworm-security\nComponents: main\n\n"
-                        "Types: deb\nURIs: http://archive.example.org/debian/\n"
-                        "Suites: bookworm bookworm-updates\nComponents: main\n"
-                        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"),
+        debian_sources=(
+            "Types: deb\n# a comment\nURIs: http://archive.example.org/debian-security\n"
+            "Suites: bookworm-security\nComponents: main\n\n"
+            "Types: deb\nURIs: http://archive.example.org/debian/\n"
+            "Suites: bookworm bookworm-updates\nComponents: main\n"
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        ),
     )
     assert base_image.host_debian_mirror(etc) == "http://archive.example.org/debian"
 
 
 def test_mirror_from_one_line_sources_list_with_options(tmp_path, monkeypatch):
     monkeypatch.delenv(base_image.ENV_MIRROR, raising=False)
-    etc = _etc_apt(tmp_path, "# deb http://old.example.org/debian buster main\n"
-                             "deb-src http://src.example.org/debian bookworm main\n"
-                             "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example.org/debian bookworm "
-                             "main contrib\n")
+    etc = _etc_apt(
+        tmp_path,
+        "# deb http://old.example.org/debian buster main\n"
+        "deb-src http://src.example.org/debian bookworm main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example.org/debian bookworm "
+        "main contrib\n",
+    )
     assert base_image.host_debian_mirror(etc) == "http://mirror.example.org/debian"
 
 
 def test_no_debian_archive_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.delenv(base_image.ENV_MIRROR, raising=False)
-    etc = _etc_apt(tmp_path, x_sources="Types: deb\nURIs: http://a.example.org/d\nSuites: bookworm\n"
-                                       "Components: main\nEnabled: no\n")
+    etc = _etc_apt(
+        tmp_path,
+        x_sources="Types: deb\nURIs: http://a.example.org/d\nSuites: bookworm\nComponents: main\nEnabled: no\n",
+    )
     with pytest.raises(LabError) as err:
         base_image.host_debian_mirror(etc)
     assert "\n" not in str(err.value) and base_image.ENV_BASE_IMAGE in str(err.value)
@@ -92,8 +100,10 @@ def test_missing_debootstrap_is_one_line_with_both_ways_out(monkeypatch):
     monkeypatch.setattr(base_image.shutil, "which", lambda *a, **k: None)
     with pytest.raises(LabError) as err:
         images.ensure_base_image(EngineWithoutImages(), print)
-    assert str(err.value) == ("debootstrap not found: install it (apt-get install debootstrap) or set "
-                              "LABCTL_BASE_IMAGE to a Debian trixie image")
+    assert str(err.value) == (
+        "debootstrap not found: install it (apt-get install debootstrap) or set "
+        "LABCTL_BASE_IMAGE to a Debian trixie image"
+    )
 
 
 def test_dir_without_procfile_fails_before_any_docker_call(tmp_path):
@@ -130,8 +140,9 @@ def slug_lab(client) -> Iterator[str]:
 
 
 def _run(client, image: str, cmd: str) -> str:
-    out = client.containers.run(image, ["bash", "-c", cmd], remove=True, stdout=True, stderr=True,
-                                labels={const.LABEL_KIND: "test"})
+    out = client.containers.run(
+        image, ["bash", "-c", cmd], remove=True, stdout=True, stderr=True, labels={const.LABEL_KIND: "test"}
+    )
     return out.decode()
 
 
@@ -166,17 +177,23 @@ def test_slug_installs_requirements_in_a_venv_first_on_path(client, stack, slug_
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     lines: list[str] = []
-    tag = images.build_slug(client, lab=slug_lab, app="demo", version=3, src_dir=tmp_path,
-                            progress=lines.append)
+    tag = images.build_slug(client, lab=slug_lab, app="demo", version=3, src_dir=tmp_path, progress=lines.append)
     assert tag == f"labctl-slug/{slug_lab}-demo:v3"
     assert any("six" in line for line in lines)  # pip's output was streamed
     image = client.images.get(tag)
     assert image.labels == {
-        const.LABEL_LAB: slug_lab, const.LABEL_KIND: const.KIND_SLUG, const.LABEL_APP: "demo",
-        const.LABEL_RELEASE: "3", const.LABEL_IMAGE: "",  # blanked: the stack's value is inherited
-        const.LABEL_STACK_HASH: client.images.get(stack).labels[const.LABEL_STACK_HASH]}
-    out = _run(client, tag, "python -c 'import six; print(six.__file__)'; command -v python; "
-                            "cat /app/app.py; ls -a /app; ls /tmp")
+        const.LABEL_LAB: slug_lab,
+        const.LABEL_KIND: const.KIND_SLUG,
+        const.LABEL_APP: "demo",
+        const.LABEL_RELEASE: "3",
+        const.LABEL_IMAGE: "",  # blanked: the stack's value is inherited
+        const.LABEL_STACK_HASH: client.images.get(stack).labels[const.LABEL_STACK_HASH],
+    }
+    out = _run(
+        client,
+        tag,
+        "python -c 'import six; print(six.__file__)'; command -v python; cat /app/app.py; ls -a /app; ls /tmp",
+    )
     assert "/app/.heroku/python/lib/python3.13/site-packages/six.py" in out
     assert "/app/.heroku/python/bin/python" in out
     assert "hello" in out and "Procfile" in out
@@ -187,8 +204,7 @@ def test_slug_installs_requirements_in_a_venv_first_on_path(client, stack, slug_
 def test_slug_without_requirements_uses_the_stack_python(client, stack, slug_lab, tmp_path):
     (tmp_path / "Procfile").write_text("worker: python worker.py\n")
     (tmp_path / "worker.py").write_text("import sys; print(sys.prefix)\n")
-    tag = images.build_slug(client, lab=slug_lab, app="demo", version=1, src_dir=tmp_path,
-                            progress=lambda s: None)
+    tag = images.build_slug(client, lab=slug_lab, app="demo", version=1, src_dir=tmp_path, progress=lambda s: None)
     assert _run(client, tag, "python /app/worker.py").strip() == "/usr"
 
 
@@ -197,8 +213,7 @@ def test_failing_pip_is_one_line_naming_the_cause_and_leaves_no_image(client, st
     (tmp_path / "Procfile").write_text("web: python app.py\n")
     (tmp_path / "requirements.txt").write_text("labctl-no-such-package-zz9==1.0\n")
     with pytest.raises(BuildFailed) as err:
-        images.build_slug(client, lab=slug_lab, app="demo", version=2, src_dir=tmp_path,
-                          progress=lambda s: None)
+        images.build_slug(client, lab=slug_lab, app="demo", version=2, src_dir=tmp_path, progress=lambda s: None)
     msg = str(err.value)
     assert "\n" not in msg and "labctl-no-such-package-zz9" in msg and msg.startswith("Build failed: ERROR:")
     assert client.images.list(all=True, filters={"label": f"{const.LABEL_LAB}={slug_lab}"}) == []

@@ -54,17 +54,28 @@ def test_api_needs_the_token_and_dynos_are_fenced(lab: Lab, app_name: str):
     space_a, space_b = f"s{app_name[1:]}a", f"s{app_name[1:]}b"
     lab.ok("spaces:create", space_a)
     lab.ok("spaces:create", space_b)
-    app_a, app_b = (deploy_sample(lab, f"{app_name}-a", space=space_a),
-                    deploy_sample(lab, f"{app_name}-b", space=space_b))
+    app_a, app_b = (
+        deploy_sample(lab, f"{app_name}-a", space=space_a),
+        deploy_sample(lab, f"{app_name}-b", space=space_b),
+    )
     try:
         d = LabDir(lab.name)
         base = f"http://127.0.0.1:{d.api()['port']}"
         state = (lab.json("ps:scale", "-a", app_a), lab.json("config", "-a", app_a), lab.json("apps"))
-        attempts = [("GET", "/apps", None), ("PATCH", f"/apps/{app_a}/formation", {"args": ["web=3"]}),
-                    ("PATCH", f"/apps/{app_a}/config-vars", {"X": "1"}), ("POST", "/apps", {"name": "intruder"}),
-                    ("DELETE", f"/apps/{app_a}", None), ("DELETE", f"/apps/{app_a}/dynos", None)]
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {d.token()}x"},
-                        {"Authorization": d.token()}):
+        attempts = [
+            ("GET", "/apps", None),
+            ("PATCH", f"/apps/{app_a}/formation", {"args": ["web=3"]}),
+            ("PATCH", f"/apps/{app_a}/config-vars", {"X": "1"}),
+            ("POST", "/apps", {"name": "intruder"}),
+            ("DELETE", f"/apps/{app_a}", None),
+            ("DELETE", f"/apps/{app_a}/dynos", None),
+        ]
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Bearer {d.token()}x"},
+            {"Authorization": d.token()},
+        ):
             for method, path, body in attempts:
                 r = requests.request(method, base + path, json=body, headers=headers, timeout=10)
                 assert r.status_code == 401, f"{method} {path} with {headers or 'no token'}: {r.status_code}"
@@ -75,8 +86,13 @@ def test_api_needs_the_token_and_dynos_are_fenced(lab: Lab, app_name: str):
 
         other_ip, other_port = _sandbox_address(lab, app_b)
         same_ip, same_port = _sandbox_address(lab, app_a)
-        targets = {"api_port": d.api()["port"], "other_ip": other_ip, "other_port": other_port,
-                   "same_ip": same_ip, "same_port": same_port}
+        targets = {
+            "api_port": d.api()["port"],
+            "other_ip": other_ip,
+            "other_port": other_port,
+            "same_ip": same_ip,
+            "same_port": same_port,
+        }
         r = lab.cli("run", "-a", app_a, "python3", "-c", PROBE, json.dumps(targets))
         assert r.code == 0, r.err + r.out
         probe = json.loads(r.out.split("PROBE ", 1)[1].splitlines()[0])

@@ -22,34 +22,101 @@ pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_json_shapes")]  
 NONE = type(None)
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # what the views' _iso() writes
 
-DYNO = {"app": dict, "attach": bool, "command": str, "container": (str, NONE), "crashes": int,
-        "cycle_at": (str, NONE), "instance": (str, NONE), "name": str, "next_start": (str, NONE),
-        "port": (int, NONE), "release": dict, "size": str, "state": str, "type": str, "updated_at": (str, NONE)}
-OLD_DYNO = {"app": dict, "attach": bool, "command": str, "container": (str, NONE), "instance": (str, NONE),
-            "name": str, "old": bool, "port": (int, NONE), "release": dict, "retire_at": (str, NONE),
-            "routed": bool, "size": str, "state": str, "type": str, "updated_at": (str, NONE)}
-APP_INFO = {"created_at": str, "features": dict, "formation": list, "maintenance": bool, "name": str,
-            "region": str, "release": (int, NONE), "space": (str, NONE), "stack": str, "web_url": NONE}
+DYNO = {
+    "app": dict,
+    "attach": bool,
+    "command": str,
+    "container": (str, NONE),
+    "crashes": int,
+    "cycle_at": (str, NONE),
+    "instance": (str, NONE),
+    "name": str,
+    "next_start": (str, NONE),
+    "port": (int, NONE),
+    "release": dict,
+    "size": str,
+    "state": str,
+    "type": str,
+    "updated_at": (str, NONE),
+}
+OLD_DYNO = {
+    "app": dict,
+    "attach": bool,
+    "command": str,
+    "container": (str, NONE),
+    "instance": (str, NONE),
+    "name": str,
+    "old": bool,
+    "port": (int, NONE),
+    "release": dict,
+    "retire_at": (str, NONE),
+    "routed": bool,
+    "size": str,
+    "state": str,
+    "type": str,
+    "updated_at": (str, NONE),
+}
+APP_INFO = {
+    "created_at": str,
+    "features": dict,
+    "formation": list,
+    "maintenance": bool,
+    "name": str,
+    "region": str,
+    "release": (int, NONE),
+    "space": (str, NONE),
+    "stack": str,
+    "web_url": NONE,
+}
 FORMATION = {"command": str, "quantity": int, "size": str, "type": str}
 INSTANCE = {"created_at": str, "dynos": list, "faults": list, "id": str, "runtime": str, "state": str}
 CPU_FAULT = {"cpus": float, "created_at": float, "expires_at": (float, NONE), "id": str, "kind": str}
-RELEASE = {"app": str, "config": dict, "created_at": float, "description": str, "image": (str, NONE),
-           "procfile": dict, "status": str, "version": int}
-STATUS = {"apps": int, "controller_pid": int, "dynos": int, "engine": str, "instances": int, "lab": str,
-          "pool_size": int, "router": dict, "spaces": int, "state_dir": str, "timescale": float, "uptime_s": float}
-ROUTER = {"app_url": str, "ca_cert": str, "https_app_url": str, "https_port": int, "https_url": str, "port": int,
-          "url": str}
+RELEASE = {
+    "app": str,
+    "config": dict,
+    "created_at": float,
+    "description": str,
+    "image": (str, NONE),
+    "procfile": dict,
+    "status": str,
+    "version": int,
+}
+STATUS = {
+    "apps": int,
+    "controller_pid": int,
+    "dynos": int,
+    "engine": str,
+    "instances": int,
+    "lab": str,
+    "pool_size": int,
+    "router": dict,
+    "spaces": int,
+    "state_dir": str,
+    "timescale": float,
+    "uptime_s": float,
+}
+ROUTER = {
+    "app_url": str,
+    "ca_cert": str,
+    "https_app_url": str,
+    "https_port": int,
+    "https_url": str,
+    "port": int,
+    "url": str,
+}
 
 
 def assert_shape(what: str, value: Any, shape: dict[str, type | tuple[type, ...]]) -> None:
     """``value`` is a dict with exactly ``shape``'s keys, each of one of its types (exactly: a bool is no int)."""
     assert isinstance(value, dict), f"{what}: not an object: {value!r}"
-    assert sorted(value) == sorted(shape), \
+    assert sorted(value) == sorted(shape), (
         f"{what}: keys changed: extra {sorted(set(value) - set(shape))}, missing {sorted(set(shape) - set(value))}"
+    )
     for key, types in shape.items():
         allowed = types if isinstance(types, tuple) else (types,)
-        assert type(value[key]) in allowed, \
+        assert type(value[key]) in allowed, (
             f"{what}.{key}: {type(value[key]).__name__} {value[key]!r}, expected {[t.__name__ for t in allowed]}"
+        )
 
 
 @pytest.fixture(scope="module")

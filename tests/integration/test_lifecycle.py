@@ -26,20 +26,28 @@ def test_kill_9_during_scale_converges_without_orphans(fresh_lab: Lab, app_name:
     time.sleep(0.3)  # mid-way: some dynos started, some not
     old = _controller_pid(lab)
     os.kill(old, signal.SIGKILL)
-    wait_until(lambda: lab.cli("status", "--json").code == 0 and _controller_pid(lab) != old, 30,
-               what="controller restarted by its supervisor")
+    wait_until(
+        lambda: lab.cli("status", "--json").code == 0 and _controller_pid(lab) != old,
+        30,
+        what="controller restarted by its supervisor",
+    )
     lab.wait_up(app_name, ["web.1", "web.2", "web.3", "web.4"], timeout=60)
 
     client = docker.from_env()
 
     def settled():
-        dynos = client.containers.list(all=True, ignore_removed=True, filters={"label": [f"io.labctl.lab={lab.name}",
-                                                                   "io.labctl.kind=dyno"]})
+        dynos = client.containers.list(
+            all=True, ignore_removed=True, filters={"label": [f"io.labctl.lab={lab.name}", "io.labctl.kind=dyno"]}
+        )
         return len(dynos) == 4 and all(c.status == "running" for c in dynos)
 
     wait_until(settled, 30, what="exactly 4 running dyno containers (no orphans)")
-    ids = {c.id for c in client.containers.list(ignore_removed=True, filters={"label": [f"io.labctl.lab={lab.name}",
-                                                                   "io.labctl.kind=dyno"]})}
+    ids = {
+        c.id
+        for c in client.containers.list(
+            ignore_removed=True, filters={"label": [f"io.labctl.lab={lab.name}", "io.labctl.kind=dyno"]}
+        )
+    }
     assert ids == {d["container"] for d in lab.dynos(app_name).values()}
     assert lab.json("releases", "-a", app_name)[0]["version"] == 1
 

@@ -39,23 +39,31 @@ def test_private_space_restart_keeps_instance_stop_replaces_it(lab: Lab, space_a
     assert body["app"] == app and body["release"] == "v1" and body["instance"].startswith("i-")
 
     lab.ok("ps:restart", "web.1", "-a", app)
-    wait_until(lambda: lab.dynos(app)["web.1"]["container"] != before["container"]
-               and lab.dynos(app)["web.1"]["state"] == "up", 30, what="web.1 restarted")
+    wait_until(
+        lambda: (
+            lab.dynos(app)["web.1"]["container"] != before["container"] and lab.dynos(app)["web.1"]["state"] == "up"
+        ),
+        30,
+        what="web.1 restarted",
+    )
     after = lab.dynos(app)["web.1"]
     assert after["instance"] == before["instance"], "ps:restart in a Private Space keeps the instance"
     assert "web.1" in served_by(lab, app)
 
     lab.ok("ps:stop", "--dyno-name", "web.1", "-a", app)
-    wait_until(lambda: lab.dynos(app)["web.1"]["instance"] != before["instance"]
-               and lab.dynos(app)["web.1"]["state"] == "up", 30, what="web.1 on a new instance")
+    wait_until(
+        lambda: lab.dynos(app)["web.1"]["instance"] != before["instance"] and lab.dynos(app)["web.1"]["state"] == "up",
+        30,
+        what="web.1 on a new instance",
+    )
     ids = {i["id"] for i in lab.json("instances")}
-    wait_until(lambda: before["instance"] not in {i["id"] for i in lab.json("instances")}, 20,
-               what="old instance gone")
+    wait_until(lambda: before["instance"] not in {i["id"] for i in lab.json("instances")}, 20, what="old instance gone")
     assert lab.dynos(app)["web.1"]["instance"] in ids
     import docker
 
     leftovers = docker.from_env().containers.list(
-        all=True, ignore_removed=True, filters={"label": f"io.labctl.instance={before['instance']}"})
+        all=True, ignore_removed=True, filters={"label": f"io.labctl.instance={before['instance']}"}
+    )
     assert leftovers == [], "the replaced instance's containers are gone"
     assert "web.1" in served_by(lab, app)
 
@@ -64,14 +72,22 @@ def test_common_runtime_restart_moves_stop_comes_back(lab: Lab, cr_app: str):
     app = cr_app
     before = lab.dynos(app)["web.1"]
     lab.ok("ps:restart", "web.1", "-a", app)
-    wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "up"
-               and lab.dynos(app)["web.1"]["container"] != before["container"], 30, what="restart")
+    wait_until(
+        lambda: (
+            lab.dynos(app)["web.1"]["state"] == "up" and lab.dynos(app)["web.1"]["container"] != before["container"]
+        ),
+        30,
+        what="restart",
+    )
     assert lab.dynos(app)["web.1"]["instance"] != before["instance"], "CR restart lands on another host"
 
     mid = lab.dynos(app)["web.1"]
     lab.ok("ps:stop", "web.1", "-a", app)
-    wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "up"
-               and lab.dynos(app)["web.1"]["container"] != mid["container"], 30, what="web.1 back by itself")
+    wait_until(
+        lambda: lab.dynos(app)["web.1"]["state"] == "up" and lab.dynos(app)["web.1"]["container"] != mid["container"],
+        30,
+        what="web.1 back by itself",
+    )
     assert served_by(lab, app) == {"web.1", "web.2"}
 
 
@@ -106,8 +122,15 @@ def test_config_set_new_release_and_rollback(lab: Lab, cr_app: str):
     assert [r["version"] for r in releases][:2] == [2, 1]
     assert releases[0]["description"] == "Set GREETING config vars"
     lab.ok("rollback", "-a", app)
-    wait_until(lambda: body(lab, app).get("release") == "v3" and "greeting" in body(lab, app)
-               and body(lab, app)["greeting"] is None, 30, what="rollback served")
+    wait_until(
+        lambda: (
+            body(lab, app).get("release") == "v3"
+            and "greeting" in body(lab, app)
+            and body(lab, app)["greeting"] is None
+        ),
+        30,
+        what="rollback served",
+    )
     api = lab.ok("logs", "-a", app, "-d", "api", "-n", "200")
     assert "app[api]: Release v3 created by user" in api and "Rollback to v1" in api
     logs = lab.logs(app)
@@ -115,15 +138,18 @@ def test_config_set_new_release_and_rollback(lab: Lab, cr_app: str):
     assert "heroku[router]: at=info method=GET" in logs
 
 
-@pytest.mark.parametrize("args,needle", [
-    (("ps", "-a", "nosuchapp"), "Couldn't find that app"),
-    (("ps", "-a", "Bad_Name"), "Couldn't find that app"),
-    (("apps:create", "Bad_Name"), "is invalid"),
-    (("ps:scale", "web==2", "-a", "nosuchapp"), "Invalid argument"),
-    (("ps:restart", "web.99", "-a", "nosuchapp"), "Couldn't find that app"),
-    (("deploy", "/tmp", "-a", "nosuchapp"), "No Procfile"),
-    (("ps:stop", "-a", "nosuchapp"), "Please specify a process type or dyno name"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("ps", "-a", "nosuchapp"), "Couldn't find that app"),
+        (("ps", "-a", "Bad_Name"), "Couldn't find that app"),
+        (("apps:create", "Bad_Name"), "is invalid"),
+        (("ps:scale", "web==2", "-a", "nosuchapp"), "Invalid argument"),
+        (("ps:restart", "web.99", "-a", "nosuchapp"), "Couldn't find that app"),
+        (("deploy", "/tmp", "-a", "nosuchapp"), "No Procfile"),
+        (("ps:stop", "-a", "nosuchapp"), "Please specify a process type or dyno name"),
+    ],
+)
 def test_bad_input_is_one_line(lab: Lab, args, needle):
     r = lab.cli(*args)
     assert r.code != 0
@@ -149,13 +175,20 @@ def test_attached_run_hangs_up_when_the_client_goes_away(lab: Lab, cr_app: str):
     from labctl.labdir import LabDir
 
     d = LabDir(lab.name)
-    resp = requests.post(f"http://127.0.0.1:{d.api()['port']}/apps/{cr_app}/dynos", stream=True, timeout=30,
-                         headers={"Authorization": f"Bearer {d.token()}"}, json={"command": "sleep 600",
-                                                                                 "attach": True})
+    resp = requests.post(
+        f"http://127.0.0.1:{d.api()['port']}/apps/{cr_app}/dynos",
+        stream=True,
+        timeout=30,
+        headers={"Authorization": f"Bearer {d.token()}"},
+        json={"command": "sleep 600", "attach": True},
+    )
     first = next(resp.iter_lines())
     assert b'"dyno"' in first
     name = [dn for dn in lab.dynos(cr_app) if dn.startswith("run.")][0]
     resp.close()  # the learner closed the terminal
-    wait_until(lambda: "Client connection closed. Sending SIGHUP to all processes" in lab.logs(cr_app), 15,
-               what="SIGHUP on hang-up")
+    wait_until(
+        lambda: "Client connection closed. Sending SIGHUP to all processes" in lab.logs(cr_app),
+        15,
+        what="SIGHUP on hang-up",
+    )
     wait_until(lambda: name not in lab.dynos(cr_app), 20, what="the one-off ends")

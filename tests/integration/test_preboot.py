@@ -130,8 +130,9 @@ def test_deploy_without_preboot_shows_the_gap(fast: Lab, app_name: str):
         assert gap >= 0.5, f"without preboot the restart leaves a gap of the new dynos' boot (0.6 s): {gap:.2f}s"
         v3_first = min(r["t"] + r["took"] for r in after if r["release"] == "v3")
         in_gap = [r for r in after if r["t"] < v3_first and r["t"] + r["took"] > v3_first - gap]
-        assert in_gap and all(r["release"] == "v3" or r["status"] == 503 for r in in_gap), \
+        assert in_gap and all(r["release"] == "v3" or r["status"] == 503 for r in in_gap), (
             f"the requests of the gap were held, then answered by the new release (or H20): {in_gap}"
+        )
         assert not [r for r in after if r["release"] == "v2" and r["t"] >= v3_first], "no old answer after the gap"
         assert {r["status"] for r in traffic.failed()} <= {503}
     finally:

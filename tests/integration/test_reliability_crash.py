@@ -66,8 +66,9 @@ def test_kill9_during_instance_replacement_converges(fresh_lab: Lab):
     _kill_when_signalled(lab, pid, before["web.1"]["container"], call)
     call.join(timeout=30)
 
-    new_pid = wait_until(lambda: (p := controller_pid(lab)) not in (None, pid) and p, 30, 0.2,
-                         "the supervisor restarting the controller")
+    new_pid = wait_until(
+        lambda: (p := controller_pid(lab)) not in (None, pid) and p, 30, 0.2, "the supervisor restarting the controller"
+    )
     assert new_pid != pid
     problems: list[str] = []
 
@@ -79,8 +80,9 @@ def test_kill9_during_instance_replacement_converges(fresh_lab: Lab):
             problems.append(f"web.1 not on a new instance: {w and (w['instance'], w['state'], w['container'])}")
         if old_instance in {i["id"] for i in lab.json("instances")}:
             problems.append(f"old instance {old_instance} still in `labctl instances`")
-        leftovers = lab_containers(lab.name, "dyno", instance=old_instance) + \
-            lab_containers(lab.name, "sandbox", instance=old_instance)
+        leftovers = lab_containers(lab.name, "dyno", instance=old_instance) + lab_containers(
+            lab.name, "sandbox", instance=old_instance
+        )
         if leftovers:
             problems.append(f"old instance's containers still there: {[c.name for c in leftovers]}")
         sandboxes = sorted(s.labels["io.labctl.instance"] for s in lab_containers(lab.name, "sandbox", app))
@@ -120,23 +122,35 @@ def test_kill9_during_preboot_deploy_resumes_its_timer(fresh_lab: Lab):
     pid = controller_pid(lab)
     assert pid
     client = Client(lab.name, timeout=240)
-    build = threading.Thread(target=lambda: ignore_errors(
-        lambda: list(client.stream("POST", f"/apps/{app}/builds", {"source_dir": str(SAMPLE_APP)}))))
+    build = threading.Thread(
+        target=lambda: ignore_errors(
+            lambda: list(client.stream("POST", f"/apps/{app}/builds", {"source_dir": str(SAMPLE_APP)}))
+        )
+    )
     old_gone_at: float | None = None
     with Traffic(lab, app, max_seconds=120) as traffic:
         time.sleep(1)
         build.start()  # `labctl deploy`: the slug build, then release v2 and its preboot
-        started = wait_until(lambda: lab_containers(lab.name, "dyno", app, release="2") and time.time(), 120, 0.02,
-                             "the first v2 dyno container")
+        started = wait_until(
+            lambda: lab_containers(lab.name, "dyno", app, release="2") and time.time(),
+            120,
+            0.02,
+            "the first v2 dyno container",
+        )
         os.kill(pid, signal.SIGKILL)
         build.join(timeout=30)
         persisted = _rollout(lab, app)
-        assert persisted.get("kind") == "deploy" and persisted.get("release") == 2, \
+        assert persisted.get("kind") == "deploy" and persisted.get("release") == 2, (
             f"the preboot was not recorded before its first new dyno started: {persisted}"
+        )
         switch_at = persisted["switch_at"]
         assert abs(switch_at - (started + switch)) < 3, (switch_at - started, switch)
-        wait_until(lambda: (p := controller_pid(lab)) not in (None, pid) and p, 30, 0.2,
-                   "the supervisor restarting the controller")
+        wait_until(
+            lambda: (p := controller_pid(lab)) not in (None, pid) and p,
+            30,
+            0.2,
+            "the supervisor restarting the controller",
+        )
         restarted = time.time()
         resumed = _rollout(lab, app)
         problems: list[str] = []
@@ -158,8 +172,10 @@ def test_kill9_during_preboot_deploy_resumes_its_timer(fresh_lab: Lab):
         except AssertionError:
             raise AssertionError(f"not converged after kill -9: {'; '.join(problems)}") from None
         time.sleep(1)
-    print(f"kill at +0, controller back at +{restarted - started:.1f} s, switch_at +{switch_at - started:.1f} s, "
-          f"old dynos gone at +{old_gone_at - started:.1f} s")  # type: ignore[operator]
+    print(
+        f"kill at +0, controller back at +{restarted - started:.1f} s, switch_at +{switch_at - started:.1f} s, "
+        f"old dynos gone at +{old_gone_at - started:.1f} s"
+    )  # type: ignore[operator]
     assert resumed.get("switch_at") == switch_at, f"the restarted controller set another switch time: {resumed}"
     assert traffic.failed() == [], f"{len(traffic.failed())} failed requests: {traffic.failed()[:3]}"
     v1 = [r["t"] for r in traffic.records if r["release"] == "v1"]
@@ -169,11 +185,13 @@ def test_kill9_during_preboot_deploy_resumes_its_timer(fresh_lab: Lab):
     assert max(v1) >= switch_at - 1.0, f"v1 stopped serving {switch_at - max(v1):.2f} s before the switch"
     assert min(v2) <= switch_at + 3.0, f"the switch came {min(v2) - switch_at:.2f} s late"
     assert max(v1) - min(v2) < 0.5, "at most a short overlap at the switch"
-    assert old_gone_at is not None and old_gone_at - switch_at <= 30 * switch / 180 + 5, \
+    assert old_gone_at is not None and old_gone_at - switch_at <= 30 * switch / 180 + 5, (
         "the old dynos were not stopped at the switch (SIGTERM, then the scaled 30 s grace at most)"
+    )
     lab.ok("ps:scale", "web=2", "-a", app)  # the formation is no longer locked by a preboot in progress
-    assert [(r["version"], r["status"]) for r in lab.json("releases", "-a", app)] == \
-        [(2, "succeeded")] + [(r["version"], r["status"]) for r in releases]
+    assert [(r["version"], r["status"]) for r in lab.json("releases", "-a", app)] == [(2, "succeeded")] + [
+        (r["version"], r["status"]) for r in releases
+    ]
     assert_releases_without_gaps(lab, app)
     assert lab.json("config", "-a", app) == config
     assert_nothing_lost(lab, {app: {"web": 2}}, timeout=10)

@@ -92,16 +92,22 @@ class RouterLab:
 
         def live() -> bool:  # as the controller does: three answers in a row from the new configuration
             try:
-                return requests.get(f"http://127.0.0.1:{self.port}/__labctl/generation", timeout=1,
-                                    headers={"Host": "labctl-router.internal"}).text.strip() == str(self.generation)
+                return requests.get(
+                    f"http://127.0.0.1:{self.port}/__labctl/generation",
+                    timeout=1,
+                    headers={"Host": "labctl-router.internal"},
+                ).text.strip() == str(self.generation)
             except requests.RequestException:
                 return False
 
         wait_until(lambda: live() and live() and live(), 10, 0.01, f"router generation {self.generation}")
 
     def get(self, app: str, path: str = "/", timeout: float = 10.0, **headers: str) -> requests.Response:
-        return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=timeout,
-                            headers={"Host": f"{app}.localhost:{self.port}", **headers})
+        return requests.get(
+            f"http://127.0.0.1:{self.port}{path}",
+            timeout=timeout,
+            headers={"Host": f"{app}.localhost:{self.port}", **headers},
+        )
 
     def entries(self) -> list[RouterEntry]:
         lines = self.router.logs(stdout=True, stderr=False).decode(errors="replace").splitlines()
@@ -123,11 +129,14 @@ def _remove_all(client: docker.DockerClient) -> None:
 
 def _backend(client, net: str, dyno: str, release: int, suffix: str):
     c = client.containers.create(
-        const.STACK_IMAGE, ["python3", "/app/app.py"], name=f"{LAB}-{dyno.replace('.', '-')}-{suffix}",
-        init=True, network=net, working_dir="/app",
+        const.STACK_IMAGE,
+        ["python3", "/app/app.py"],
+        name=f"{LAB}-{dyno.replace('.', '-')}-{suffix}",
+        init=True,
+        network=net,
+        working_dir="/app",
         labels={const.LABEL_LAB: LAB, const.LABEL_KIND: const.KIND_DYNO, const.LABEL_DYNO: dyno},
-        environment={"PORT": "5000", "DYNO": dyno, "LABCTL_APP": "demo",
-                     "HEROKU_RELEASE_VERSION": f"v{release}"},
+        environment={"PORT": "5000", "DYNO": dyno, "LABCTL_APP": "demo", "HEROKU_RELEASE_VERSION": f"v{release}"},
     )
     c.put_archive("/app", _tar("app.py", (SAMPLE_APP / "app.py").read_bytes()))
     c.start()
@@ -152,8 +161,12 @@ def rlab() -> Iterator[RouterLab]:
         ips = [c.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"] for c in dynos]
         backends = [Backend(f"web.{i}", f"{ip}:5000", 2 + i) for i, ip in enumerate(ips, start=1)]
         router = client.containers.create(
-            const.STACK_IMAGE, router_command(), name=f"{LAB}-router-{suffix}", init=True,
-            network=net.name, ports={"80/tcp": ("127.0.0.1", None)},
+            const.STACK_IMAGE,
+            router_command(),
+            name=f"{LAB}-router-{suffix}",
+            init=True,
+            network=net.name,
+            ports={"80/tcp": ("127.0.0.1", None)},
             labels={const.LABEL_LAB: LAB, const.LABEL_KIND: const.KIND_ROUTER},
         )
         lab = RouterLab(client, router, 0, backends)
@@ -296,9 +309,14 @@ def test_boot_hold_serves_the_request_once_a_dyno_is_up(rlab: RouterLab):
     rlab.route(AppRoute("boot", (), retry=True, empty_code="H20"))
     rid = uuid.uuid4().hex + "-labctl-test"
     get, got = _in_thread(lambda: rlab.get("boot", "/headers", **{"X-Request-Id": rid}))
-    post, posted = _in_thread(lambda: requests.post(
-        f"http://127.0.0.1:{rlab.port}/headers?via=post", data=b"0123456789", timeout=10,
-        headers={"Host": f"boot.localhost:{rlab.port}"}))
+    post, posted = _in_thread(
+        lambda: requests.post(
+            f"http://127.0.0.1:{rlab.port}/headers?via=post",
+            data=b"0123456789",
+            timeout=10,
+            headers={"Host": f"boot.localhost:{rlab.port}"},
+        )
+    )
     time.sleep(1.0)
     assert get.is_alive() and post.is_alive(), "held while no dyno is up"
     up_at = time.monotonic()

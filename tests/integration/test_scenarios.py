@@ -30,8 +30,9 @@ def test_private_space_scenario_passes_with_a_report(lab_state: Path, tmp_path: 
     report = tmp_path / "report"
     r = cli("scenario", "run", str(SCENARIO), "--report", str(report))
     assert r.code == 0, r.out + r.err
-    assert _final_line(r.out) == (f"PASS: private-space-restart-vs-stop (14/14 expectations held) — report: "
-                                  f"{report / 'report.html'}")
+    assert _final_line(r.out) == (
+        f"PASS: private-space-restart-vs-stop (14/14 expectations held) — report: {report / 'report.html'}"
+    )
 
     data = json.loads((report / "result.json").read_text())
     assert data["scenario"] == "private-space-restart-vs-stop" and data["status"] == "pass"
@@ -66,12 +67,17 @@ def test_private_space_scenario_passes_with_a_report(lab_state: Path, tmp_path: 
 
 def test_a_flipped_expectation_fails_names_it_and_still_tears_down(lab_state: Path, tmp_path: Path):
     text = SCENARIO.read_text()
-    flipped = text.replace("- expect: {app: demo, dyno: web.1, instance: same, since: before}",
-                           "- expect: {app: demo, dyno: web.1, instance: different, since: before}", 1)
+    flipped = text.replace(
+        "- expect: {app: demo, dyno: web.1, instance: same, since: before}",
+        "- expect: {app: demo, dyno: web.1, instance: different, since: before}",
+        1,
+    )
     assert flipped != text
     # and a wait_for that cannot be met (web.2 keeps running): it fails the run and stops the remaining steps
-    flipped += ("  - wait_for: {app: demo, dyno: web.2, state: crashed}\n    timeout: 1500ms\n"
-                "  - expect: {app: demo, dyno: web.1, state: up}\n")
+    flipped += (
+        "  - wait_for: {app: demo, dyno: web.2, state: crashed}\n    timeout: 1500ms\n"
+        "  - expect: {app: demo, dyno: web.1, state: up}\n"
+    )
     path = tmp_path / "flipped.yaml"
     path.write_text(flipped)
     report = tmp_path / "report"
@@ -84,8 +90,10 @@ def test_a_flipped_expectation_fails_names_it_and_still_tears_down(lab_state: Pa
     assert data["expectations"] == {"total": 16, "held": 13}
     before = data["snapshots"][0]["dynos"]["demo"]["web.1"]["instance"]
     line = _final_line(r.out)
-    assert line.startswith("FAIL: private-space-restart-vs-stop (13/16 expectations held) — step 5 expect "
-                           "demo web.1: instance different since before: "), line
+    assert line.startswith(
+        "FAIL: private-space-restart-vs-stop (13/16 expectations held) — step 5 expect "
+        "demo web.1: instance different since before: "
+    ), line
     assert f"measured {before} (the same instance) vs expected an instance other than 'before''s {before}" in line
     assert line.endswith(f" — report: {report / 'report.html'}")
 
@@ -123,9 +131,24 @@ def test_interrupt_tears_the_lab_down(lab_state: Path, tmp_path: Path, sig: sign
     report = tmp_path / "report"
     with _ctrl_c_enabled():
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from labctl.main import run; run()", "scenario", "run", str(scenario),
-             "--lab", lab, "--report", str(report)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=tmp_path)
+            [
+                sys.executable,
+                "-c",
+                "from labctl.main import run; run()",
+                "scenario",
+                "run",
+                str(scenario),
+                "--lab",
+                lab,
+                "--report",
+                str(report),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+            cwd=tmp_path,
+        )
     try:
         deadline = time.time() + 120
         header = ""
@@ -164,7 +187,7 @@ class _Terminal:
         while True:
             at = self.text.find(needle, self.pos)
             if at >= 0:
-                seen, self.pos = self.text[self.pos:at + len(needle)], at + len(needle)
+                seen, self.pos = self.text[self.pos : at + len(needle)], at + len(needle)
                 return seen
             if time.monotonic() > deadline:
                 break
@@ -192,10 +215,25 @@ def test_interactive_run_in_a_pty(lab_state: Path, tmp_path: Path):
     master, slave = pty.openpty()
     env = {**os.environ, "LABCTL_STATE_DIR": str(lab_state), "NO_COLOR": "1"}
     with _ctrl_c_enabled():
-        proc = subprocess.Popen([sys.executable, "-c", "from labctl.main import run; run()", "scenario", "run",
-                                 str(scenario), "--interactive",
-                                 "--report", str(report)], stdin=slave, stdout=slave, stderr=slave, env=env,
-                                cwd=REPO, close_fds=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from labctl.main import run; run()",
+                "scenario",
+                "run",
+                str(scenario),
+                "--interactive",
+                "--report",
+                str(report),
+            ],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=REPO,
+            close_fds=True,
+        )
     os.close(slave)
     term = _Terminal(master)
     try:

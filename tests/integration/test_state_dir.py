@@ -22,8 +22,10 @@ pytestmark = pytest.mark.docker
 # -- a state directory that cannot be written -------------------------------------------------------------------
 def _chattr(flag: str, paths: list[Path]) -> None:
     r = subprocess.run(["chattr", flag, *map(str, paths)], capture_output=True, text=True)
-    assert r.returncode == 0, f"chattr {flag} failed (needs root and a file system with the immutable flag, e.g. " \
-                              f"ext4; the state dir is {paths[0].parent}): {r.stderr.strip()}"
+    assert r.returncode == 0, (
+        f"chattr {flag} failed (needs root and a file system with the immutable flag, e.g. "
+        f"ext4; the state dir is {paths[0].parent}): {r.stderr.strip()}"
+    )
 
 
 def _integrity(db: Path) -> str:
@@ -66,8 +68,9 @@ def tiny_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     """LABCTL_STATE_DIR on a 4 MB tmpfs, unmounted afterwards."""
     mnt = tmp_path / "tiny"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mnt)], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mnt)], capture_output=True, text=True
+    )
     assert r.returncode == 0, f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {r.stderr.strip()}"
     monkeypatch.setenv("LABCTL_STATE_DIR", str(mnt))
     try:
@@ -101,8 +104,7 @@ def test_disk_full_state_dir(tiny_state_dir: Path):
         lab.ok("apps:create", "fullapp")
         filler = _fill(tiny_state_dir / name)
         try:
-            rs = [lab.cli("config:set", f"BIG={'x' * 200_000}", "-a", "fullapp"),
-                  lab.cli("apps:create", "fullother")]
+            rs = [lab.cli("config:set", f"BIG={'x' * 200_000}", "-a", "fullapp"), lab.cli("apps:create", "fullother")]
         finally:
             filler.unlink()
         for res in rs:
@@ -117,5 +119,6 @@ def test_disk_full_state_dir(tiny_state_dir: Path):
     finally:
         down = cli("down", lab=name)
         assert down.code == 0, down.err
-        assert not docker_client().containers.list(all=True, ignore_removed=True,
-                                                   filters={"label": f"io.labctl.lab={name}"})
+        assert not docker_client().containers.list(
+            all=True, ignore_removed=True, filters={"label": f"io.labctl.lab={name}"}
+        )

@@ -56,8 +56,9 @@ def test_no_help_text_mentions_internal_documents():
             assert done.value.code in (0, None), path
             text = out.getvalue()[start:].decode()
             assert "Usage: labctl" in text, path
-            bad += [f"labctl {' '.join(path)} --help: {line.strip()}" for line in text.splitlines()
-                    if INTERNAL.search(line)]
+            bad += [
+                f"labctl {' '.join(path)} --help: {line.strip()}" for line in text.splitlines() if INTERNAL.search(line)
+            ]
     assert bad == []
 
 

@@ -80,11 +80,14 @@ def test_answers_are_json_and_carry_the_token(api: Client):
     assert api.get("/empty") is None
 
 
-@pytest.mark.parametrize(("path", "error", "message"), [
-    ("/missing", NotFound, "Couldn't find that app."),
-    ("/bad", InvalidInput, "Invalid size"),
-    ("/plain", LabError, "boom"),
-])
+@pytest.mark.parametrize(
+    ("path", "error", "message"),
+    [
+        ("/missing", NotFound, "Couldn't find that app."),
+        ("/bad", InvalidInput, "Invalid size"),
+        ("/plain", LabError, "boom"),
+    ],
+)
 def test_error_answers_raise_one_line(api: Client, path: str, error: type, message: str):
     with pytest.raises(error) as info:
         api.get(path)

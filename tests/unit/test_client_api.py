@@ -74,8 +74,11 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.rollback("demo"), "m", mock.call.rollback("demo", None)),
     (lambda c: c.rollback("demo", 3), "m", mock.call.rollback("demo", 3)),
     (lambda c: c.config("demo"), "m", mock.call.config("demo")),
-    (lambda c: c.config_set("demo", {"A": "1", "B": None}), "m",
-     mock.call.update_config("demo", {"A": "1", "B": None})),
+    (
+        lambda c: c.config_set("demo", {"A": "1", "B": None}),
+        "m",
+        mock.call.update_config("demo", {"A": "1", "B": None}),
+    ),
     (lambda c: c.formation("demo"), "m", mock.call.formation("demo")),
     (lambda c: c.scale("demo", ["web=2"]), "m", mock.call.scale("demo", ["web=2"])),
     (lambda c: c.resize("demo", {"*": "standard-2x"}), "m", mock.call.resize("demo", {"*": "standard-2x"})),
@@ -89,16 +92,25 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.run_detached("demo", "sleep 1", "basic"), "m", mock.call.run("demo", "sleep 1", False, "basic")),
     (lambda c: list(c.run("demo", "true")), "m", mock.call.run("demo", "true", True, None)),
     (lambda c: list(c.build("demo", "/src")), "m", mock.call.deploy("demo", "/src", mock.ANY)),
-    (lambda c: c.log_lines("demo", n=5, dyno="web.1"), "m",
-     mock.call.logs("demo", 0, 5, dyno="web.1", ptype=None, source=None)),
-    (lambda c: c.log_lines("demo", after=7, n=1500, source="app"), "m",
-     mock.call.logs("demo", 7, 1500, dyno=None, ptype=None, source="app")),
+    (
+        lambda c: c.log_lines("demo", n=5, dyno="web.1"),
+        "m",
+        mock.call.logs("demo", 0, 5, dyno="web.1", ptype=None, source=None),
+    ),
+    (
+        lambda c: c.log_lines("demo", after=7, n=1500, source="app"),
+        "m",
+        mock.call.logs("demo", 7, 1500, dyno=None, ptype=None, source="app"),
+    ),
     (lambda c: c.instances(), "m", mock.call.instances()),
     (lambda c: c.faults(), "f", mock.call.list_faults(None)),
     (lambda c: c.faults("demo"), "f", mock.call.list_faults("demo")),
     (lambda c: c.faults_add({"kind": "cpu"}, instance="i-1"), "f", mock.call.add("i-1", {"kind": "cpu"})),
-    (lambda c: c.faults_add({"kind": "loss"}, app="demo", dyno="web.1"), "f",
-     mock.call.add(mock.ANY, {"kind": "loss"})),
+    (
+        lambda c: c.faults_add({"kind": "loss"}, app="demo", dyno="web.1"),
+        "f",
+        mock.call.add(mock.ANY, {"kind": "loss"}),
+    ),
     (lambda c: c.faults_clear(), "f", mock.call.clear(None, None)),
     (lambda c: c.faults_clear(kind="cpu"), "f", mock.call.clear(None, "cpu")),
     (lambda c: c.faults_clear(instance="i-1"), "f", mock.call.clear("i-1", None)),
@@ -202,18 +214,25 @@ def fixed(_fixed_server, monkeypatch) -> Client:
     return Client("fixed", timeout=5)
 
 
-@pytest.mark.parametrize(("status", "body", "error", "message"), [
-    (409, {"id": "conflict", "message": "Name is already taken"}, errors.Conflict, "Name is already taken"),
-    (503, {"id": "engine_unavailable", "message": "Docker is down"}, errors.EngineUnavailable, "Docker is down"),
-    (502, {"id": "engine_error", "message": "refused"}, errors.EngineError, "refused"),
-    (422, {"id": "build_failed", "message": "no Procfile"}, errors.BuildFailed, "no Procfile"),
-    (404, {"message": "gone"}, errors.NotFound, "gone"),  # no id: by status
-    (422, {"id": "something_new", "message": "odd"}, errors.InvalidInput, "odd"),  # an unknown id: by status
-    (401, {"id": "unauthorized", "message": "Invalid credentials provided."}, errors.LabError,
-     "Invalid credentials provided."),
-    (500, {"id": "internal", "message": "internal error: boom"}, errors.LabError, "internal error: boom"),
-    (500, "not json at all", errors.LabError, "not json at all"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "error", "message"),
+    [
+        (409, {"id": "conflict", "message": "Name is already taken"}, errors.Conflict, "Name is already taken"),
+        (503, {"id": "engine_unavailable", "message": "Docker is down"}, errors.EngineUnavailable, "Docker is down"),
+        (502, {"id": "engine_error", "message": "refused"}, errors.EngineError, "refused"),
+        (422, {"id": "build_failed", "message": "no Procfile"}, errors.BuildFailed, "no Procfile"),
+        (404, {"message": "gone"}, errors.NotFound, "gone"),  # no id: by status
+        (422, {"id": "something_new", "message": "odd"}, errors.InvalidInput, "odd"),  # an unknown id: by status
+        (
+            401,
+            {"id": "unauthorized", "message": "Invalid credentials provided."},
+            errors.LabError,
+            "Invalid credentials provided.",
+        ),
+        (500, {"id": "internal", "message": "internal error: boom"}, errors.LabError, "internal error: boom"),
+        (500, "not json at all", errors.LabError, "not json at all"),
+    ],
+)
 def test_error_bodies_map_by_id_then_status(fixed: Client, status, body, error, message):
     from urllib.parse import quote
 
@@ -244,7 +263,10 @@ def _path_literals(path: Path) -> list[str]:
 
 def test_no_api_path_is_written_outside_the_client():
     files = [*(REPO / "labctl").rglob("*.py"), *(REPO / "bench").rglob("*.py")]
-    mine = [f for f in files if f.relative_to(REPO).parts[:2] != ("labctl", "controller")
-            and f != REPO / "labctl" / "client.py"]
+    mine = [
+        f
+        for f in files
+        if f.relative_to(REPO).parts[:2] != ("labctl", "controller") and f != REPO / "labctl" / "client.py"
+    ]
     assert [hit for f in mine for hit in _path_literals(f)] == []
     assert len(_path_literals(REPO / "labctl" / "client.py")) >= 20  # the scan does see paths

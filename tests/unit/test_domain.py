@@ -43,15 +43,21 @@ def test_dyno_names():
 def test_scale_grammar():
     ups = parse_scale_args(["web=2", "worker+1", "web-1", "web=3:standard-2x"])
     assert [(u.type, u.op, u.amount, u.size) for u in ups] == [
-        ("web", "=", 2, None), ("worker", "+", 1, None), ("web", "-", 1, None), ("web", "=", 3, "standard-2x")]
+        ("web", "=", 2, None),
+        ("worker", "+", 1, None),
+        ("web", "-", 1, None),
+        ("web", "=", 3, "standard-2x"),
+    ]
     for bad in ["web", "web=", "web=x", "=2", "web==2", "web=2:"]:
         with pytest.raises(InvalidInput):
             parse_scale_args([bad])
 
 
 def _formation():
-    return {"web": Process("web", 1, "Standard-1X", "python3 app.py"),
-            "worker": Process("worker", 0, "Standard-1X", "python3 app.py --worker")}
+    return {
+        "web": Process("web", 1, "Standard-1X", "python3 app.py"),
+        "worker": Process("worker", 0, "Standard-1X", "python3 app.py --worker"),
+    }
 
 
 def test_apply_updates_and_describe():
@@ -61,9 +67,17 @@ def test_apply_updates_and_describe():
     assert _formation()["web"].quantity == 1  # input untouched
 
 
-@pytest.mark.parametrize("args,space", [(["mailer=1"], None), (["web-2"], None), (["web=2:private-s"], None),
-                                        (["web=1:standard-1x"], "tokyo"), (["web=2:eco"], None),
-                                        (["web=1:huge"], None)])
+@pytest.mark.parametrize(
+    "args,space",
+    [
+        (["mailer=1"], None),
+        (["web-2"], None),
+        (["web=2:private-s"], None),
+        (["web=1:standard-1x"], "tokyo"),
+        (["web=2:eco"], None),
+        (["web=1:huge"], None),
+    ],
+)
 def test_apply_updates_rejects(args, space):
     with pytest.raises(InvalidInput):
         apply_updates(_formation(), parse_scale_args(args), space)

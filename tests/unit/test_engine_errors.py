@@ -29,9 +29,14 @@ def test_an_engine_refusal_is_engine_error_with_the_daemons_words():
     assert err.id == "engine_error" and err.http_status == 502
 
 
-@pytest.mark.parametrize("raw", [requests.exceptions.ConnectionError("Connection refused"),
-                                 requests.exceptions.ReadTimeout("read timed out"),
-                                 docker.errors.DockerException("Error while fetching server API version")])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        requests.exceptions.ConnectionError("Connection refused"),
+        requests.exceptions.ReadTimeout("read timed out"),
+        docker.errors.DockerException("Error while fetching server API version"),
+    ],
+)
 def test_an_engine_that_does_not_answer_is_engine_unavailable(raw):
     err = translate(raw)
     assert isinstance(err, EngineUnavailable) and str(err).startswith("Docker engine is not reachable (")
@@ -135,11 +140,17 @@ def test_a_refused_build_is_build_failed_and_a_lost_engine_unavailable():
     from labctl.errors import BuildFailed
 
     with pytest.raises(BuildFailed, match="^Build failed: no space left$"):
-        build.run_build(FakeClient(_api_error(500, "no space left")), build.tar_context({}), tag="t", what="Build",
-                        progress=print)
+        build.run_build(
+            FakeClient(_api_error(500, "no space left")), build.tar_context({}), tag="t", what="Build", progress=print
+        )
     with pytest.raises(EngineUnavailable, match="failed during the build"):
-        build.run_build(FakeClient(requests.exceptions.ConnectionError("reset")), build.tar_context({}), tag="t",
-                        what="Build", progress=print)
+        build.run_build(
+            FakeClient(requests.exceptions.ConnectionError("reset")),
+            build.tar_context({}),
+            tag="t",
+            what="Build",
+            progress=print,
+        )
 
 
 def test_doctor_without_an_engine_reports_it_and_no_fault_kind(monkeypatch):

@@ -41,10 +41,19 @@ def test_every_layer_reads_the_one_table_of_kinds():
 
 
 # -- rates and durations -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("text,bps", [
-    ("1mbit", 1_000_000), ("512kbit", 512_000), ("1Mbit", 1_000_000), ("10mbps", 80_000_000),
-    ("8kbit", 8_000), ("1.5mbit", 1_500_000), ("64000", 64_000), ("10gbit", 10_000_000_000),
-])
+@pytest.mark.parametrize(
+    "text,bps",
+    [
+        ("1mbit", 1_000_000),
+        ("512kbit", 512_000),
+        ("1Mbit", 1_000_000),
+        ("10mbps", 80_000_000),
+        ("8kbit", 8_000),
+        ("1.5mbit", 1_500_000),
+        ("64000", 64_000),
+        ("10gbit", 10_000_000_000),
+    ],
+)
 def test_parse_rate(text, bps):
     assert fe.parse_rate(text) == bps
 
@@ -62,9 +71,18 @@ def test_format_rate_round_trips():
     assert fe.format_rate(8_001) == "8001bit"
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("2s", 2.0), ("500ms", 0.5), ("5m", 300.0), ("1h", 3600.0), ("90", 90.0), (1.5, 1.5), (" 3 s ", 3.0),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("2s", 2.0),
+        ("500ms", 0.5),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("90", 90.0),
+        (1.5, 1.5),
+        (" 3 s ", 3.0),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert fe.parse_duration(text) == seconds
 
@@ -90,28 +108,31 @@ def test_build_fault_each_kind():
     assert fm.build_fault({"kind": "host-failure"})["kind"] == "host-failure"
 
 
-@pytest.mark.parametrize("body,needle", [
-    ({"kind": "cpux"}, "Unknown fault kind 'cpux'"),
-    ({}, "Unknown fault kind None"),
-    ({"kind": "cpu"}, "cpu faults need --cpus"),
-    ({"kind": "cpu", "cpus": 0}, "--cpus must be more than 0 and at most 8"),
-    ({"kind": "cpu", "cpus": -1}, "--cpus must be more than 0"),
-    ({"kind": "cpu", "cpus": 8.5}, "at most 8"),
-    ({"kind": "cpu", "cpus": 0.001}, "at least 0.01"),
-    ({"kind": "cpu", "cpus": "lots"}, "--cpus must be a number"),
-    ({"kind": "cpu", "cpus": True}, "--cpus must be a number"),
-    ({"kind": "loss", "percent": 0}, "--percent must be more than 0 and at most 100, not 0"),
-    ({"kind": "loss", "percent": 101}, "--percent must be more than 0 and at most 100, not 101"),
-    ({"kind": "loss", "percent": -5}, "--percent must be more than 0"),
-    ({"kind": "loss"}, "loss faults need --percent"),
-    ({"kind": "loss", "percent": 10, "cpus": 1}, "--cpus does not apply to loss faults"),
-    ({"kind": "blackhole", "percent": 10}, "--percent does not apply to blackhole faults"),
-    ({"kind": "bandwidth", "rate": "fast"}, "Invalid rate 'fast'"),
-    ({"kind": "bandwidth"}, "bandwidth faults need --rate"),
-    ({"kind": "loss", "percent": 10, "for": "0s"}, "Invalid duration"),
-    ({"kind": "loss", "percent": 10, "for": "later"}, "Invalid duration"),
-    ({"kind": "host-failure", "for": "2s"}, "--for does not apply"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ({"kind": "cpux"}, "Unknown fault kind 'cpux'"),
+        ({}, "Unknown fault kind None"),
+        ({"kind": "cpu"}, "cpu faults need --cpus"),
+        ({"kind": "cpu", "cpus": 0}, "--cpus must be more than 0 and at most 8"),
+        ({"kind": "cpu", "cpus": -1}, "--cpus must be more than 0"),
+        ({"kind": "cpu", "cpus": 8.5}, "at most 8"),
+        ({"kind": "cpu", "cpus": 0.001}, "at least 0.01"),
+        ({"kind": "cpu", "cpus": "lots"}, "--cpus must be a number"),
+        ({"kind": "cpu", "cpus": True}, "--cpus must be a number"),
+        ({"kind": "loss", "percent": 0}, "--percent must be more than 0 and at most 100, not 0"),
+        ({"kind": "loss", "percent": 101}, "--percent must be more than 0 and at most 100, not 101"),
+        ({"kind": "loss", "percent": -5}, "--percent must be more than 0"),
+        ({"kind": "loss"}, "loss faults need --percent"),
+        ({"kind": "loss", "percent": 10, "cpus": 1}, "--cpus does not apply to loss faults"),
+        ({"kind": "blackhole", "percent": 10}, "--percent does not apply to blackhole faults"),
+        ({"kind": "bandwidth", "rate": "fast"}, "Invalid rate 'fast'"),
+        ({"kind": "bandwidth"}, "bandwidth faults need --rate"),
+        ({"kind": "loss", "percent": 10, "for": "0s"}, "Invalid duration"),
+        ({"kind": "loss", "percent": 10, "for": "later"}, "Invalid duration"),
+        ({"kind": "host-failure", "for": "2s"}, "--for does not apply"),
+    ],
+)
 def test_build_fault_rejects_with_one_line(body, needle):
     with pytest.raises(InvalidInput) as e:
         fm.build_fault(body)
@@ -128,23 +149,31 @@ def test_describe():
 
 # -- the namespace script ---------------------------------------------------------------------------------------
 def test_net_script_rules_match_the_router_only():
-    script = fe.net_script("172.22.0.2", [
-        {"kind": "blackhole", "id": "f-1"}, {"kind": "loss", "percent": 30.0, "id": "f-2"},
-    ])
+    script = fe.net_script(
+        "172.22.0.2",
+        [
+            {"kind": "blackhole", "id": "f-1"},
+            {"kind": "loss", "percent": 30.0, "id": "f-2"},
+        ],
+    )
     lines = script.splitlines()
     assert lines[0] == "set -e"
     assert "iptables -w -N LABCTL-FAULTS 2>/dev/null || iptables -w -F LABCTL-FAULTS" in lines
     assert "iptables -w -C INPUT -j LABCTL-FAULTS 2>/dev/null || iptables -w -I INPUT 1 -j LABCTL-FAULTS" in lines
-    assert any(line.startswith("iptables -w -A LABCTL-FAULTS -s 172.22.0.2 -m comment") and line.endswith("-j DROP")
-               and "'labctl blackhole f-1'" in line for line in lines)
-    assert any("-m statistic --mode random --probability 0.3000" in line and "-s 172.22.0.2" in line
-               for line in lines)
+    assert any(
+        line.startswith("iptables -w -A LABCTL-FAULTS -s 172.22.0.2 -m comment")
+        and line.endswith("-j DROP")
+        and "'labctl blackhole f-1'" in line
+        for line in lines
+    )
+    assert any("-m statistic --mode random --probability 0.3000" in line and "-s 172.22.0.2" in line for line in lines)
     assert lines[-1] == "tc qdisc del dev eth0 root 2>/dev/null || true"
 
 
 def test_net_script_bandwidth_and_empty():
-    script = fe.net_script("10.0.0.2", [{"kind": "bandwidth", "rate_bps": 1_000_000},
-                                        {"kind": "bandwidth", "rate_bps": 256_000}])
+    script = fe.net_script(
+        "10.0.0.2", [{"kind": "bandwidth", "rate_bps": 1_000_000}, {"kind": "bandwidth", "rate_bps": 256_000}]
+    )
     assert "tc qdisc replace dev eth0 root tbf rate 256000bit burst 3028 latency 500ms" in script
     assert "DROP" not in script
     empty = fe.net_script("10.0.0.2", [])
@@ -154,8 +183,9 @@ def test_net_script_bandwidth_and_empty():
 
 
 def test_net_script_latency_uses_netem_where_available():
-    script = fe.net_script("10.0.0.2", [{"kind": "latency", "delay_ms": 200.0},
-                                        {"kind": "bandwidth", "rate_bps": 1_000_000}])
+    script = fe.net_script(
+        "10.0.0.2", [{"kind": "latency", "delay_ms": 200.0}, {"kind": "bandwidth", "rate_bps": 1_000_000}]
+    )
     assert "tc qdisc replace dev eth0 root netem delay 200ms rate 1000000bit" in script
     assert "tbf" not in script
 
@@ -250,10 +280,28 @@ class FakeSink:
 
 
 def _dyno(store: Store, app: str, name: str, instance: str, container: str) -> None:
-    store.add_dyno({"app": app, "name": name, "type": "web", "size": "standard-1x", "command": "x", "release": 1,
-                    "instance": instance, "state": "up", "updated_at": 0.0, "container": container, "port": 5000,
-                    "crashes": 0, "next_start": None, "boot_deadline": None, "up_since": None, "cycle_at": None,
-                    "one_off": 0, "attach": 0})
+    store.add_dyno(
+        {
+            "app": app,
+            "name": name,
+            "type": "web",
+            "size": "standard-1x",
+            "command": "x",
+            "release": 1,
+            "instance": instance,
+            "state": "up",
+            "updated_at": 0.0,
+            "container": container,
+            "port": 5000,
+            "crashes": 0,
+            "next_start": None,
+            "boot_deadline": None,
+            "up_since": None,
+            "cycle_at": None,
+            "one_off": 0,
+            "attach": 0,
+        }
+    )
 
 
 @pytest.fixture
@@ -301,11 +349,13 @@ def test_same_kind_replaces(mgr):
 
 def test_bad_input_changes_nothing(mgr):
     m, store, rt, eng, _ = mgr
-    for iid, body, err in [("i-a", {"kind": "loss", "percent": 0}, InvalidInput),
-                           ("i-a", {"kind": "loss", "percent": 101}, InvalidInput),
-                           ("i-a", {"kind": "nope"}, InvalidInput),
-                           ("i-zzz", {"kind": "blackhole"}, NotFound),
-                           ("i-a", {"kind": "latency", "delay": "100ms"}, InvalidInput)]:
+    for iid, body, err in [
+        ("i-a", {"kind": "loss", "percent": 0}, InvalidInput),
+        ("i-a", {"kind": "loss", "percent": 101}, InvalidInput),
+        ("i-a", {"kind": "nope"}, InvalidInput),
+        ("i-zzz", {"kind": "blackhole"}, NotFound),
+        ("i-a", {"kind": "latency", "delay": "100ms"}, InvalidInput),
+    ]:
         with pytest.raises(err):
             m.add(iid, body)
     assert store.instance("i-a")["faults"] == [] and eng.calls == []
@@ -402,8 +452,13 @@ def test_host_failure_fails_the_instance_and_is_not_stored(mgr):
 
 def test_start_reapplies_stored_faults(mgr, monkeypatch):
     m, store, rt, eng, _ = mgr
-    store.update_instance("i-b", faults=[{"id": "f-1", "kind": "blackhole", "expires_at": None},
-                                         {"id": "f-2", "kind": "cpu", "cpus": 0.1, "expires_at": None}])
+    store.update_instance(
+        "i-b",
+        faults=[
+            {"id": "f-1", "kind": "blackhole", "expires_at": None},
+            {"id": "f-2", "kind": "cpu", "cpus": 0.1, "expires_at": None},
+        ],
+    )
     monkeypatch.setattr(threading.Thread, "start", lambda self: None)  # no timer thread in a unit test
     m.start()
     assert eng.sandboxes == {"sb-b-shop": ["blackhole"], "sb-b-demo": ["blackhole"]}

@@ -99,8 +99,11 @@ def test_the_graph_sees_lazy_imports():
 
 def test_no_import_circle_outside_the_controller():
     graph = _graph()
-    outside = {m: {w for w in ws if not w.startswith("labctl.controller")}
-               for m, ws in graph.items() if not m.startswith("labctl.controller")}
+    outside = {
+        m: {w for w in ws if not w.startswith("labctl.controller")}
+        for m, ws in graph.items()
+        if not m.startswith("labctl.controller")
+    }
     assert _circles(outside) == []
 
 
@@ -115,7 +118,9 @@ def test_scenarios_sit_above_the_cli_and_only_the_entry_module_joins_them():
 
 
 def test_a_cli_start_loads_no_yaml_requests_or_docker():
-    code = ("import sys, labctl.main; print(sorted(m for m in ('yaml', 'requests', 'docker', 'matplotlib', "
-            "'labctl.scenario.loader') if m in sys.modules))")
+    code = (
+        "import sys, labctl.main; print(sorted(m for m in ('yaml', 'requests', 'docker', 'matplotlib', "
+        "'labctl.scenario.loader') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"

@@ -7,9 +7,7 @@ from labctl.errors import InvalidInput
 
 
 def test_types_in_file_order_with_commands_kept_verbatim():
-    text = ("web: gunicorn app:app --bind 0.0.0.0:$PORT\n"
-            "worker: python worker.py --queue=a:b\n"
-            "clock: python clock.py\n")
+    text = "web: gunicorn app:app --bind 0.0.0.0:$PORT\nworker: python worker.py --queue=a:b\nclock: python clock.py\n"
     procs = parse_procfile(text)
     assert list(procs) == ["web", "worker", "clock"]
     assert procs["web"] == "gunicorn app:app --bind 0.0.0.0:$PORT"

@@ -8,14 +8,25 @@ from labctl.engine.docker import parse_proc_listen
 
 def _dyno(name, state="up", typ=None, cmd="python3 app.py", size="Standard-1X", ts=None):
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts or time.time() - 5))
-    return {"name": name, "type": typ or name.split(".")[0], "state": state, "size": size, "command": cmd,
-            "updated_at": stamp, "instance": "i-1", "release": {"version": 2}}
+    return {
+        "name": name,
+        "type": typ or name.split(".")[0],
+        "state": state,
+        "size": size,
+        "command": cmd,
+        "updated_at": stamp,
+        "instance": "i-1",
+        "release": {"version": 2},
+    }
 
 
 def test_ps_text_groups_like_heroku():
     now = time.time()
-    text = render.ps_text("demo", [_dyno("web.2", ts=now - 5), _dyno("web.1", ts=now - 120),
-                                   _dyno("run.4321", cmd="bash", ts=now - 5)], now=now)
+    text = render.ps_text(
+        "demo",
+        [_dyno("web.2", ts=now - 5), _dyno("web.1", ts=now - 120), _dyno("run.4321", cmd="bash", ts=now - 5)],
+        now=now,
+    )
     lines = text.splitlines()
     assert lines[0] == "=== run: one-off processes (1)"
     assert lines[1].startswith("run.4321 (Standard-1X): up ") and lines[1].endswith("(~ 5s ago): bash")
@@ -31,9 +42,15 @@ def test_ps_text_empty_and_old():
 
 
 def test_formation_and_log_line():
-    assert render.formation_text([{"type": "worker", "quantity": 1, "size": "Standard-1X"},
-                                  {"type": "web", "quantity": 3, "size": "Standard-2X"}]) == \
-        "web=3:Standard-2X worker=1:Standard-1X"
+    assert (
+        render.formation_text(
+            [
+                {"type": "worker", "quantity": 1, "size": "Standard-1X"},
+                {"type": "web", "quantity": 3, "size": "Standard-2X"},
+            ]
+        )
+        == "web=3:Standard-2X worker=1:Standard-1X"
+    )
     line = render.log_line({"ts": 0.5, "source": "heroku", "dyno": "web.1", "msg": "State changed from starting to up"})
     assert line == "1970-01-01T00:00:00.500000+00:00 heroku[web.1]: State changed from starting to up"
 

@@ -47,8 +47,13 @@ def _timeline() -> list[dict[str, Any]]:
     out = []
     for k in range(int((38.2 - 13.8) / 0.25) + 1):
         t = round(13.8 + k * 0.25, 2)
-        out.append({"t": t, "app": "demo", "dynos": {
-            "web.1": _web1(t), "web.2": {"instance": B, "container": "d1e2f3a4b5c6d7", "state": "up"}}})
+        out.append(
+            {
+                "t": t,
+                "app": "demo",
+                "dynos": {"web.1": _web1(t), "web.2": {"instance": B, "container": "d1e2f3a4b5c6d7", "state": "up"}},
+            }
+        )
     return out
 
 
@@ -60,47 +65,136 @@ def _records(rng: random.Random) -> list[dict[str, Any]]:
         dyno = "web.1" if rng.random() < 0.5 and w1["state"] == "up" else "web.2"
         slow = dyno == "web.1" and FAULT[0] <= t < FAULT[1]
         latency = rng.lognormvariate(6.75, 0.35) if slow else rng.lognormvariate(4.0, 0.18)
-        rec = {"t": t, "ts": 1_790_000_000 + t, "status": 200, "latency_ms": round(latency, 1), "dyno": dyno,
-               "instance": w1["instance"] if dyno == "web.1" else B, "release": "v3", "code": None, "error": None}
+        rec = {
+            "t": t,
+            "ts": 1_790_000_000 + t,
+            "status": 200,
+            "latency_ms": round(latency, 1),
+            "dyno": dyno,
+            "instance": w1["instance"] if dyno == "web.1" else B,
+            "release": "v3",
+            "code": None,
+            "error": None,
+        }
         if slow and latency > 1500:  # the router's 30 s × 0.05 first-byte limit
             rec.update(status=503, code="H12", latency_ms=1500.0 + rng.uniform(0, 8))
         out.append(rec)
     return out
 
 
-def _step(number: int, kind: str, description: str, start: float, end: float, status: str,
-          **extra: Any) -> dict[str, Any]:
-    return {"number": number, "line": 10 + number, "kind": kind, "description": description, "status": status,
-            "start": start, "end": end, "started_at": None, "ended_at": None, "measured": extra.pop("measured", ""),
-            "expected": extra.pop("expected", ""), "message": "", "checks": [], **extra}
+def _step(
+    number: int, kind: str, description: str, start: float, end: float, status: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "number": number,
+        "line": 10 + number,
+        "kind": kind,
+        "description": description,
+        "status": status,
+        "start": start,
+        "end": end,
+        "started_at": None,
+        "ended_at": None,
+        "measured": extra.pop("measured", ""),
+        "expected": extra.pop("expected", ""),
+        "message": "",
+        "checks": [],
+        **extra,
+    }
 
 
 def _steps() -> list[dict[str, Any]]:
     run = "run"
     return [
         _step(1, "snapshot", "snapshot 'before'", 14.0, 14.0, "done", snapshot="before"),
-        _step(2, "traffic", "start traffic 'load': demo 20 rps for 60s", 14.05, 14.1, "done", stream="load",
-              action="start"),
-        _step(3, "fault", "faults:add cpu --dyno web.1 -a demo --cpus 0.05", 16.0, 16.3, "pass",
-              command="faults:add cpu --dyno web.1 -a demo --cpus 0.05", exit_code=0, output="Added cpu fault"),
+        _step(
+            2,
+            "traffic",
+            "start traffic 'load': demo 20 rps for 60s",
+            14.05,
+            14.1,
+            "done",
+            stream="load",
+            action="start",
+        ),
+        _step(
+            3,
+            "fault",
+            "faults:add cpu --dyno web.1 -a demo --cpus 0.05",
+            16.0,
+            16.3,
+            "pass",
+            command="faults:add cpu --dyno web.1 -a demo --cpus 0.05",
+            exit_code=0,
+            output="Added cpu fault",
+        ),
         _step(4, "wait", "wait 5s", 16.3, 21.3, "done"),
-        _step(5, "expect", "traffic load web.1: p50 > 300ms (last 4s)", 21.3, 21.4, "pass",
-              measured="p50 842 ms", expected="> 300ms"),
-        _step(6, run, "labctl ps:restart web.1 -a demo", RESTART, 21.9, "pass", command="ps:restart web.1 -a demo",
-              exit_code=0, output="Restarting dyno web.1 on ⬢ demo... done"),
-        _step(7, "wait_for", "demo web.1: state up, changed since before (within 30s)", 21.9, 23.3, "pass",
-              measured="up; container c2b3c4d5e6f7 (changed)"),
+        _step(
+            5,
+            "expect",
+            "traffic load web.1: p50 > 300ms (last 4s)",
+            21.3,
+            21.4,
+            "pass",
+            measured="p50 842 ms",
+            expected="> 300ms",
+        ),
+        _step(
+            6,
+            run,
+            "labctl ps:restart web.1 -a demo",
+            RESTART,
+            21.9,
+            "pass",
+            command="ps:restart web.1 -a demo",
+            exit_code=0,
+            output="Restarting dyno web.1 on ⬢ demo... done",
+        ),
+        _step(
+            7,
+            "wait_for",
+            "demo web.1: state up, changed since before (within 30s)",
+            21.9,
+            23.3,
+            "pass",
+            measured="up; container c2b3c4d5e6f7 (changed)",
+        ),
         _step(8, "expect", "demo web.1: instance same since before", 23.3, 23.35, "pass", measured=A),
         _step(9, "wait", "wait 5s", 23.4, 28.4, "done"),
-        _step(10, "expect", "traffic load web.1: p50 > 300ms (last 4s)", 28.4, 28.5, "pass",
-              measured="p50 861 ms", expected="> 300ms"),
+        _step(
+            10,
+            "expect",
+            "traffic load web.1: p50 > 300ms (last 4s)",
+            28.4,
+            28.5,
+            "pass",
+            measured="p50 861 ms",
+            expected="> 300ms",
+        ),
         _step(11, "snapshot", "snapshot 'after-restart'", 28.6, 28.6, "done", snapshot="after-restart"),
-        _step(12, "task", "task: make web.1 fast again", STOP, 31.4, "pass",
-              prompt="web.1 is slow: its instance has a CPU fault. Make web.1 fast again without touching web.2.",
-              solution="ps:stop web.1 -a demo", hints_shown=0, graded_by="solution"),
+        _step(
+            12,
+            "task",
+            "task: make web.1 fast again",
+            STOP,
+            31.4,
+            "pass",
+            prompt="web.1 is slow: its instance has a CPU fault. Make web.1 fast again without touching web.2.",
+            solution="ps:stop web.1 -a demo",
+            hints_shown=0,
+            graded_by="solution",
+        ),
         _step(13, "wait", "wait 5s", 31.4, 36.4, "done"),
-        _step(14, "expect", "traffic load web.1: p50 < 200ms (last 4s)", 36.4, 36.5, "pass",
-              measured="p50 55 ms", expected="< 200ms"),
+        _step(
+            14,
+            "expect",
+            "traffic load web.1: p50 < 200ms (last 4s)",
+            36.4,
+            36.5,
+            "pass",
+            measured="p50 55 ms",
+            expected="< 200ms",
+        ),
         _step(15, "traffic", "stop traffic 'load'", 37.6, 38.0, "done", stream="load", action="stop"),
     ]
 
@@ -110,23 +204,69 @@ def sample_result(traffic: bool = True, seed: int = 0) -> dict[str, Any]:
     recs = _records(random.Random(seed))
     steps = _steps()
     data: dict[str, Any] = {
-        "scenario": "cpu-fault-restart-vs-stop", "description": "A CPU fault on web.1's instance: "
+        "scenario": "cpu-fault-restart-vs-stop",
+        "description": "A CPU fault on web.1's instance: "
         "ps:restart keeps the instance (still slow), ps:stop replaces it (fast).",
-        "file": "scenarios/cpu-fault-restart-vs-stop.yaml", "lab": "scn-1a2b3c4d", "timescale": 0.05,
-        "mode": "unattended", "status": "pass", "started_at": "2026-11-23T12:56:53Z",
-        "ended_at": "2026-11-23T12:57:40Z", "duration_s": 47.1, "router_port": 41234,
-        "expectations": {"total": 7, "held": 7}, "message": "", "first_failure": None,
-        "setup": {"status": "done", "start": 0.0, "end": 13.6, "message": "",
-                  "commands": ["spaces:create tokyo", "apps:create demo --space tokyo", "deploy sample-app"]},
-        "steps": steps, "timeline": _timeline(),
-        "snapshots": [{"name": "before", "t": 14.0, "at": "", "step": 1, "dynos": {"demo": {
-            "web.1": {"instance": A, "container": "c1a2b3c4d5e6f7", "state": "up"},
-            "web.2": {"instance": B, "container": "d1e2f3a4b5c6d7", "state": "up"}}}}],
-        "traffic": [{"name": "load", "app": "demo", "path": "/slow?ms=50", "rps": 20, "duration": 60, "step": 2,
-                     "start": 14.1, "end": 37.8, "status": "stopped", "summary": summarize(recs),
-                     "records": recs}],
-        "faults": [{"instance": A, "kind": "cpu", "detail": "cpus=0.05", "start": FAULT[0], "end": FAULT[1],
-                    "dynos": ["demo/web.1"]}],
+        "file": "scenarios/cpu-fault-restart-vs-stop.yaml",
+        "lab": "scn-1a2b3c4d",
+        "timescale": 0.05,
+        "mode": "unattended",
+        "status": "pass",
+        "started_at": "2026-11-23T12:56:53Z",
+        "ended_at": "2026-11-23T12:57:40Z",
+        "duration_s": 47.1,
+        "router_port": 41234,
+        "expectations": {"total": 7, "held": 7},
+        "message": "",
+        "first_failure": None,
+        "setup": {
+            "status": "done",
+            "start": 0.0,
+            "end": 13.6,
+            "message": "",
+            "commands": ["spaces:create tokyo", "apps:create demo --space tokyo", "deploy sample-app"],
+        },
+        "steps": steps,
+        "timeline": _timeline(),
+        "snapshots": [
+            {
+                "name": "before",
+                "t": 14.0,
+                "at": "",
+                "step": 1,
+                "dynos": {
+                    "demo": {
+                        "web.1": {"instance": A, "container": "c1a2b3c4d5e6f7", "state": "up"},
+                        "web.2": {"instance": B, "container": "d1e2f3a4b5c6d7", "state": "up"},
+                    }
+                },
+            }
+        ],
+        "traffic": [
+            {
+                "name": "load",
+                "app": "demo",
+                "path": "/slow?ms=50",
+                "rps": 20,
+                "duration": 60,
+                "step": 2,
+                "start": 14.1,
+                "end": 37.8,
+                "status": "stopped",
+                "summary": summarize(recs),
+                "records": recs,
+            }
+        ],
+        "faults": [
+            {
+                "instance": A,
+                "kind": "cpu",
+                "detail": "cpus=0.05",
+                "start": FAULT[0],
+                "end": FAULT[1],
+                "dynos": ["demo/web.1"],
+            }
+        ],
         "teardown": {"status": "done", "removed": {}, "message": "", "steps": []},
     }
     if not traffic:
@@ -155,11 +295,21 @@ def test_report_png_and_html_tell_the_story(tmp_path: Path):
     assert html.count("<svg") == 1 and html.count("</svg>") == 1
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", ""), "self-contained: nothing fetched"
     assert "xlink:" not in html
-    svg = html[html.index("<svg"):html.index("</svg>")]
+    svg = html[html.index("<svg") : html.index("</svg>")]
     # the picture's words, as text in the SVG: actions, instance changes, the fault, the panels
-    for word in ("ps:restart web.1", "task: ps:stop web.1", "faults:add cpu web.1", "↻ same instance",
-                 "→ new instance i-c38e6b1f", "cpu fault", "latency", "errors / s", "503 H12", "PASS",
-                 "cpu-fault-restart-vs-stop"):
+    for word in (
+        "ps:restart web.1",
+        "task: ps:stop web.1",
+        "faults:add cpu web.1",
+        "↻ same instance",
+        "→ new instance i-c38e6b1f",
+        "cpu fault",
+        "latency",
+        "errors / s",
+        "503 H12",
+        "PASS",
+        "cpu-fault-restart-vs-stop",
+    ):
         assert word in svg, word
     # the tables: per stream by dyno and by instance, the faults, the task's prompt, the steps
     assert "<h2>Traffic: load</h2>" in html
@@ -175,7 +325,7 @@ def test_a_result_without_traffic_still_renders(tmp_path: Path):
     width, height = _png_size(tmp_path / "report.png")
     assert width == 1500 and 250 <= height < 700  # lanes and checks only
     html = (tmp_path / "report.html").read_text()
-    svg = html[html.index("<svg"):html.index("</svg>")]
+    svg = html[html.index("<svg") : html.index("</svg>")]
     assert "ps:restart web.1" in svg and "↻ same instance" in svg
     assert "latency" not in svg and "Traffic:" not in html and "Instance faults" not in html
 
@@ -204,12 +354,15 @@ def test_a_picture_that_cannot_be_drawn_leaves_the_page(tmp_path: Path, monkeypa
 def test_a_failed_run_says_fail_and_names_the_first_failure(tmp_path: Path):
     data = sample_result()
     data["steps"][9].update(status="fail", expected="< 200ms")
-    data.update(status="fail", expectations={"total": 7, "held": 6},
-                first_failure="step 10 expect traffic load web.1: p50: measured 861 ms vs expected < 200ms")
+    data.update(
+        status="fail",
+        expectations={"total": 7, "held": 6},
+        first_failure="step 10 expect traffic load web.1: p50: measured 861 ms vs expected < 200ms",
+    )
     report.write_report(data, tmp_path)
     html = (tmp_path / "report.html").read_text()
     assert "<span class='verdict fail'>FAIL</span>" in html and "measured 861 ms vs expected &lt; 200ms" in html
-    svg = html[html.index("<svg"):html.index("</svg>")]
+    svg = html[html.index("<svg") : html.index("</svg>")]
     assert "FAIL" in svg and "✗" in svg
 
 
@@ -237,8 +390,7 @@ def test_lanes_mark_a_restart_on_the_same_instance_and_a_stop_on_a_new_one():
     assert labels == ["i-0a5f3c9e", "↻ same instance", "→ new instance i-c38e6b1f"]
     assert {s.state for s in web1} == {"up", "starting", "down"}
     assert any(s.container is None for s in web1)
-    assert [label for *_x, label in model.container_marks(model.spans(data, "demo", "web.2", lo, hi))] \
-        == ["i-7d21e09b"]
+    assert [label for *_x, label in model.container_marks(model.spans(data, "demo", "web.2", lo, hi))] == ["i-7d21e09b"]
 
 
 def test_a_fault_covers_a_dyno_only_while_it_runs_on_the_faulty_instance():
@@ -256,19 +408,28 @@ def test_actions_and_segment_medians_say_restart_did_not_help_stop_did():
     lo, hi = model.time_window(data)
     acts = model.actions(data)
     assert [(a.kind, a.label) for a in acts if a.kind != "snapshot"] == [
-        ("traffic", "▶ traffic load 20 rps"), ("fault", "faults:add cpu web.1 --cpus 0.05"),
-        ("run", "ps:restart web.1"), ("task", "task: ps:stop web.1"), ("traffic", "■ traffic load")]
+        ("traffic", "▶ traffic load 20 rps"),
+        ("fault", "faults:add cpu web.1 --cpus 0.05"),
+        ("run", "ps:restart web.1"),
+        ("task", "task: ps:stop web.1"),
+        ("traffic", "■ traffic load"),
+    ]
     cuts = [a.t for a in acts if a.kind in ("run", "fault", "task")]
-    web1 = {a: p50 for d, a, _b, p50, _n in model.segment_medians(model.records(data), cuts, lo, hi)
-            if d == "web.1"}
+    web1 = {a: p50 for d, a, _b, p50, _n in model.segment_medians(model.records(data), cuts, lo, hi) if d == "web.1"}
     assert web1[16.0] > 500 and web1[RESTART] > 500 and web1[STOP] < 100  # slow, still slow, fast
     errors = model.error_bins(model.records(data), model.bin_width(hi - lo))
     assert list(errors) == ["503 H12"] and sum(errors["503 H12"].values()) == 4
 
 
 def test_release_bins_show_which_release_answered_when():
-    recs = [{"t": 0.1, "release": "v1"}, {"t": 0.3, "release": "v1"}, {"t": 1.2, "release": "v1"},
-            {"t": 1.4, "release": "v10"}, {"t": 2.5, "release": "v10"}, {"t": 2.6, "release": None}]
+    recs = [
+        {"t": 0.1, "release": "v1"},
+        {"t": 0.3, "release": "v1"},
+        {"t": 1.2, "release": "v1"},
+        {"t": 1.4, "release": "v10"},
+        {"t": 2.5, "release": "v10"},
+        {"t": 2.6, "release": None},
+    ]
     bins = model.release_bins(recs, 1.0)
     assert list(bins) == ["v1", "v10"], "oldest first, by number"
     assert bins["v1"] == {0: 1.0, 1: 0.5, 2: 0.0}

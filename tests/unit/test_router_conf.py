@@ -31,8 +31,7 @@ from labctl.engine.router import (
 )
 
 SETTINGS = RouterSettings(http_port_public=5080, timescale=0.02)
-DEMO = AppRoute("demo", (Backend("web.1", "172.18.0.5:5001", 3), Backend("web.2", "172.18.0.6:5002", 4)),
-                retry=True)
+DEMO = AppRoute("demo", (Backend("web.1", "172.18.0.5:5001", 3), Backend("web.2", "172.18.0.6:5002", 4)), retry=True)
 PRIVATE = AppRoute("secret", (Backend("web.1", "172.19.0.2:5001", 7),), retry=False)
 
 # Real lines printed by nginx with this module's log_format (captured from a run).
@@ -71,8 +70,20 @@ ABORT_LINE = (
     '"upstream_status":"-","connect_time":"0.001","response_time":"0.301","dyno":"web.1","release":"3",'
     '"code":"","desc":""}'
 )
-HEROKU_ORDER = ["at", "method", "path", "host", "request_id", "fwd", "dyno", "connect", "service", "status",
-                "bytes", "protocol"]
+HEROKU_ORDER = [
+    "at",
+    "method",
+    "path",
+    "host",
+    "request_id",
+    "fwd",
+    "dyno",
+    "connect",
+    "service",
+    "status",
+    "bytes",
+    "protocol",
+]
 
 
 def _block(conf: str, head: str) -> str:
@@ -82,7 +93,7 @@ def _block(conf: str, head: str) -> str:
     while True:
         depth += {"{": 1, "}": -1}.get(conf[i], 0)
         if depth == 0:
-            return conf[start:i + 1]
+            return conf[start : i + 1]
         i += 1
 
 
@@ -135,9 +146,15 @@ def test_retry_only_in_the_common_runtime_and_at_most_ten_tries():
 
 def test_router_headers_and_app_errors_pass_through():
     conf = render_nginx_conf([DEMO], SETTINGS)
-    for header in ("X-Request-Id $labctl_request_id", "X-Forwarded-For $proxy_add_x_forwarded_for",
-                   "X-Forwarded-Proto $scheme", "X-Forwarded-Port $labctl_forwarded_port",
-                   "X-Request-Start $labctl_request_start", 'Via "1.1 vegur"', "Host $http_host"):
+    for header in (
+        "X-Request-Id $labctl_request_id",
+        "X-Forwarded-For $proxy_add_x_forwarded_for",
+        "X-Forwarded-Proto $scheme",
+        "X-Forwarded-Port $labctl_forwarded_port",
+        "X-Request-Start $labctl_request_start",
+        'Via "1.1 vegur"',
+        "Host $http_host",
+    ):
         assert f"proxy_set_header {header};" in conf
     assert "default 5080;" in _block(conf, "map $scheme $labctl_forwarded_port")
     assert "proxy_intercept_errors off;" in conf  # an app's own 500 reaches the client untouched
@@ -194,27 +211,77 @@ def _nginx_t(tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """``nginx -t`` of tmp_path/nginx.conf: the host's nginx, else the router's own nginx in the stack image
     (the image the router runs; the integration tests build it before the unit tests run)."""
     if NGINX is not None:
-        return subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-e", "stderr", "-c",
-                               str(tmp_path / "nginx.conf"), "-g", f"pid {tmp_path}/nginx.pid;"],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [
+                NGINX,
+                "-t",
+                "-q",
+                "-p",
+                str(tmp_path),
+                "-e",
+                "stderr",
+                "-c",
+                str(tmp_path / "nginx.conf"),
+                "-g",
+                f"pid {tmp_path}/nginx.pid;",
+            ],
+            capture_output=True,
+            text=True,
+        )
     from labctl import const
 
-    if shutil.which("docker") is None or subprocess.run(["docker", "image", "inspect", const.STACK_IMAGE],
-                                                        capture_output=True).returncode != 0:
-        pytest.skip(f"neither an nginx binary nor the {const.STACK_IMAGE} image here (pytest runs the "
-                    "integration tests first: they build it)")
-    return subprocess.run(["docker", "run", "--rm", "--label", "io.labctl.lab=unit-nginx-t", "--network", "none",
-                           "-v", f"{tmp_path}:/conf", const.STACK_IMAGE, "nginx", "-t", "-q", "-p", "/conf", "-e",
-                           "stderr", "-c", "/conf/nginx.conf", "-g", "pid /conf/nginx.pid;"],
-                          capture_output=True, text=True)
+    if (
+        shutil.which("docker") is None
+        or subprocess.run(["docker", "image", "inspect", const.STACK_IMAGE], capture_output=True).returncode != 0
+    ):
+        pytest.skip(
+            f"neither an nginx binary nor the {const.STACK_IMAGE} image here (pytest runs the "
+            "integration tests first: they build it)"
+        )
+    return subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--label",
+            "io.labctl.lab=unit-nginx-t",
+            "--network",
+            "none",
+            "-v",
+            f"{tmp_path}:/conf",
+            const.STACK_IMAGE,
+            "nginx",
+            "-t",
+            "-q",
+            "-p",
+            "/conf",
+            "-e",
+            "stderr",
+            "-c",
+            "/conf/nginx.conf",
+            "-g",
+            "pid /conf/nginx.pid;",
+        ],
+        capture_output=True,
+        text=True,
+    )
 
 
-@pytest.mark.parametrize("routes", [
-    [],
-    [DEMO, PRIVATE, AppRoute("empty", (), True, "H10"),
-     AppRoute("maint", DEMO.backends, False, maintenance=True),
-     AppRoute("booting", (), True, "H20"), AppRoute("psboot", (), False, "H20")],
-], ids=["empty", "mixed"])
+@pytest.mark.parametrize(
+    "routes",
+    [
+        [],
+        [
+            DEMO,
+            PRIVATE,
+            AppRoute("empty", (), True, "H10"),
+            AppRoute("maint", DEMO.backends, False, maintenance=True),
+            AppRoute("booting", (), True, "H20"),
+            AppRoute("psboot", (), False, "H20"),
+        ],
+    ],
+    ids=["empty", "mixed"],
+)
 def test_nginx_accepts_the_config(routes, tmp_path):
     (tmp_path / "nginx.conf").write_text(render_nginx_conf(routes, SETTINGS))
     r = _nginx_t(tmp_path)
@@ -228,7 +295,8 @@ def test_success_line_in_heroku_field_order():
     assert e.time == datetime(2026, 11, 23, 12, 34, 6, 869000, tzinfo=UTC)
     assert format_router_line(e) == (
         'at=info method=GET path="/?q=1" host=demo.localhost request_id=8601b555-6a83-4c12-8269-97c8e32cdb22 '
-        'fwd="9.9.9.9, 172.17.0.1" dyno=web.1 connect=1ms service=18ms status=200 bytes=113 protocol=http')
+        'fwd="9.9.9.9, 172.17.0.1" dyno=web.1 connect=1ms service=18ms status=200 bytes=113 protocol=http'
+    )
 
 
 def test_timeout_lines():
@@ -242,9 +310,11 @@ def test_timeout_lines():
 
 def test_error_without_dyno_leaves_fields_empty():
     line = format_router_line(parse_access_line(H14_LINE))
-    assert line == ('at=error code=H14 desc="No web dynos running" method=GET path="/" host=other.localhost '
-                    'request_id=656fe1f8-119f-db2d-0510-ab92f886c688 fwd="127.0.0.1" '
-                    'dyno= connect= service= status=503 bytes= protocol=http')
+    assert line == (
+        'at=error code=H14 desc="No web dynos running" method=GET path="/" host=other.localhost '
+        'request_id=656fe1f8-119f-db2d-0510-ab92f886c688 fwd="127.0.0.1" '
+        "dyno= connect= service= status=503 bytes= protocol=http"
+    )
     h80 = format_router_line(parse_access_line(H80_LINE))
     assert h80.startswith('at=info code=H80 desc="Maintenance mode" ')
 
@@ -274,17 +344,34 @@ def test_other_output_is_not_an_entry():
 
 
 def test_entry_can_be_built_directly():
-    e = RouterEntry(time=datetime.now(UTC), app="demo", method="POST", path='/a"b', host="demo.localhost",
-                    request_id="r" * 20, fwd="1.2.3.4", dyno="", connect_ms=None, service_ms=None, status=503,
-                    bytes=None, protocol="https", code="H81", desc="Blank app", at="info")
+    e = RouterEntry(
+        time=datetime.now(UTC),
+        app="demo",
+        method="POST",
+        path='/a"b',
+        host="demo.localhost",
+        request_id="r" * 20,
+        fwd="1.2.3.4",
+        dyno="",
+        connect_ms=None,
+        service_ms=None,
+        status=503,
+        bytes=None,
+        protocol="https",
+        code="H81",
+        desc="Blank app",
+        at="info",
+    )
     assert format_router_line(e) == (
         'at=info code=H81 desc="Blank app" method=POST path="/a%22b" host=demo.localhost '
-        f'request_id={"r" * 20} fwd="1.2.3.4" dyno= connect= service= status=503 bytes= protocol=https')
+        f'request_id={"r" * 20} fwd="1.2.3.4" dyno= connect= service= status=503 bytes= protocol=https'
+    )
 
 
 def test_tls_listens_on_443_and_forwards_the_https_port(tmp_path):
-    settings = RouterSettings(5080, tls_cert="/etc/labctl/tls.crt", tls_key="/etc/labctl/tls.key",
-                              https_port_public=5443)
+    settings = RouterSettings(
+        5080, tls_cert="/etc/labctl/tls.crt", tls_key="/etc/labctl/tls.key", https_port_public=5443
+    )
     conf = render_nginx_conf([DEMO], settings)
     assert "ssl_certificate /etc/labctl/tls.crt;" in conf
     assert "ssl_certificate_key /etc/labctl/tls.key;" in conf
@@ -293,13 +380,45 @@ def test_tls_listens_on_443_and_forwards_the_https_port(tmp_path):
     assert "https 5443;" in port_map and "default 5080;" in port_map
     if NGINX and shutil.which("openssl"):
         crt, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                        "-subj", "/CN=*.localhost", "-keyout", str(key), "-out", str(crt)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=*.localhost",
+                "-keyout",
+                str(key),
+                "-out",
+                str(crt),
+            ],
+            check=True,
+            capture_output=True,
+        )
         path = tmp_path / "nginx.conf"
         path.write_text(render_nginx_conf([DEMO], RouterSettings(5080, tls_cert=str(crt), tls_key=str(key))))
-        r = subprocess.run([NGINX, "-t", "-q", "-p", str(tmp_path), "-e", "stderr", "-c", str(path),
-                            "-g", f"pid {tmp_path}/nginx.pid;"], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                NGINX,
+                "-t",
+                "-q",
+                "-p",
+                str(tmp_path),
+                "-e",
+                "stderr",
+                "-c",
+                str(path),
+                "-g",
+                f"pid {tmp_path}/nginx.pid;",
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
 
 
@@ -375,8 +494,11 @@ def test_router_command_runs_the_hold_service_next_to_nginx():
 def test_routes_line_carries_the_routing_set():
     conf = render_nginx_conf([DEMO, BOOTING, AppRoute("maint", (), True, maintenance=True)], SETTINGS)
     routes = router_hold.read_routes(conf)
-    assert routes["demo"] == {"b": [["web.1", "172.18.0.5:5001", 3], ["web.2", "172.18.0.6:5002", 4]],
-                              "c": "H14", "m": False}
+    assert routes["demo"] == {
+        "b": [["web.1", "172.18.0.5:5001", 3], ["web.2", "172.18.0.6:5002", 4]],
+        "c": "H14",
+        "m": False,
+    }
     assert routes["boot"] == {"b": [], "c": "H20", "m": False} and routes["maint"]["m"] is True
     assert router_hold.read_routes("worker_processes 2;\n") is None
     assert router_hold.read_routes(router_hold.ROUTES_MARK + '{"cut') is None
@@ -388,8 +510,10 @@ def test_hold_decisions():
     assert decide(starting, 1.0, 3.75) is None  # keep holding
     assert decide(starting, 3.75, 3.75) == ("@labctl_H20", {})
     up = {"b": [["web.2", "10.0.0.2:5000", 4]], "c": "H14", "m": False}
-    assert decide(up, 1.0, 3.75) == ("@labctl_held", {"X-Labctl-Addr": "10.0.0.2:5000", "X-Labctl-Dyno": "web.2",
-                                                       "X-Labctl-Release": "4"})
+    assert decide(up, 1.0, 3.75) == (
+        "@labctl_held",
+        {"X-Labctl-Addr": "10.0.0.2:5000", "X-Labctl-Dyno": "web.2", "X-Labctl-Release": "4"},
+    )
     assert decide({"b": [], "c": "H10", "m": False}, 0.1, 3.75) == ("@labctl_H10", {})  # cool-off: no wait
     assert decide({"b": [], "c": "H14", "m": False}, 0.1, 3.75) == ("@labctl_H14", {})  # scaled to 0
     assert decide({"b": up["b"], "c": "H14", "m": True}, 0.1, 3.75) == ("@labctl_H80", {})
@@ -436,9 +560,13 @@ def _ask(port: int, **headers: str) -> tuple[str | None, dict[str, str], float]:
 def test_hold_service_releases_a_held_request_when_the_conf_names_a_dyno(hold_service):
     port, conf = hold_service
     result = {}
-    held = threading.Thread(target=lambda: result.update(
-        answer=_ask(port, X_Labctl_Hold="boot", X_Labctl_App="boot", X_Labctl_Elapsed="0.001",
-                    X_Labctl_Limit_Ms="5000")))
+    held = threading.Thread(
+        target=lambda: result.update(
+            answer=_ask(
+                port, X_Labctl_Hold="boot", X_Labctl_App="boot", X_Labctl_Elapsed="0.001", X_Labctl_Limit_Ms="5000"
+            )
+        )
+    )
     held.start()
     time.sleep(0.3)
     assert held.is_alive()
@@ -452,12 +580,15 @@ def test_hold_service_releases_a_held_request_when_the_conf_names_a_dyno(hold_se
 
 def test_hold_service_times_out_and_waits(hold_service):
     port, _ = hold_service
-    where, _, took = _ask(port, X_Labctl_Hold="boot", X_Labctl_App="boot", X_Labctl_Elapsed="0.1",
-                          X_Labctl_Limit_Ms="400")
+    where, _, took = _ask(
+        port, X_Labctl_Hold="boot", X_Labctl_App="boot", X_Labctl_Elapsed="0.1", X_Labctl_Limit_Ms="400"
+    )
     assert where == "@labctl_H20" and 0.25 <= took < 1.0  # the time nginx already spent counts
-    where, _, took = _ask(port, X_Labctl_Hold="wait", X_Labctl_Code="H21", X_Labctl_Elapsed="0.05",
-                          X_Labctl_Limit_Ms="300")
+    where, _, took = _ask(
+        port, X_Labctl_Hold="wait", X_Labctl_Code="H21", X_Labctl_Elapsed="0.05", X_Labctl_Limit_Ms="300"
+    )
     assert where == "@labctl_H12" and 0.2 <= took < 0.8
-    where, _, took = _ask(port, X_Labctl_Hold="wait", X_Labctl_Code="H13", X_Labctl_Elapsed="0",
-                          X_Labctl_Limit_Ms="5000")
+    where, _, took = _ask(
+        port, X_Labctl_Hold="wait", X_Labctl_Code="H13", X_Labctl_Elapsed="0", X_Labctl_Limit_Ms="5000"
+    )
     assert where == "@labctl_now" and took < 0.5  # accepted then closed: no wait

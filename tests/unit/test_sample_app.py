@@ -28,10 +28,20 @@ class Proc:
     def __init__(self, port: int, **env: str) -> None:
         self.port = port
         full = {k: v for k, v in os.environ.items() if k not in ("BIND_PORT", "IGNORE_SIGTERM", "NO_BIND")}
-        full.update({"PORT": str(port), "BIND_HOST": "127.0.0.1", "DYNO": "web.1", "LABCTL_APP": "demo",
-                     "HEROKU_RELEASE_VERSION": "v3", "LABCTL_INSTANCE_ID": "i-abc123", **env})
-        self.p = subprocess.Popen([sys.executable, str(APP)], env=full, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
+        full.update(
+            {
+                "PORT": str(port),
+                "BIND_HOST": "127.0.0.1",
+                "DYNO": "web.1",
+                "LABCTL_APP": "demo",
+                "HEROKU_RELEASE_VERSION": "v3",
+                "LABCTL_INSTANCE_ID": "i-abc123",
+                **env,
+            }
+        )
+        self.p = subprocess.Popen(
+            [sys.executable, str(APP)], env=full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
 
     def get(self, path: str, port: int | None = None, timeout: float = 5.0) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}{path}", timeout=timeout) as r:
@@ -77,8 +87,15 @@ def test_index_reports_the_dyno(run_app):
     app = run_app(GREETING="hello")
     app.wait_listening()
     body = app.get("/")
-    assert body == {"app": "demo", "dyno": "web.1", "release": "v3", "instance": "i-abc123", "port": app.port,
-                    "greeting": "hello", "pid": app.p.pid}
+    assert body == {
+        "app": "demo",
+        "dyno": "web.1",
+        "release": "v3",
+        "instance": "i-abc123",
+        "port": app.port,
+        "greeting": "hello",
+        "pid": app.p.pid,
+    }
     app.p.send_signal(signal.SIGTERM)
     out = app.output()
     assert 'GET "/" status=200' in out  # one line per request on stdout
@@ -150,8 +167,12 @@ def test_crash_and_exit_paths(run_app):
 def test_crash_after_and_worker_heartbeat(run_app):
     app = run_app(CRASH_AFTER="0.3", CRASH_CODE="0")
     assert app.p.wait(timeout=5) == 0  # exit 0 is still a crash for the platform
-    w = subprocess.Popen([sys.executable, str(APP), "--worker"], env={**os.environ, "HEARTBEAT_S": "0.1",
-                         "DYNO": "worker.1"}, stdout=subprocess.PIPE, text=True)
+    w = subprocess.Popen(
+        [sys.executable, str(APP), "--worker"],
+        env={**os.environ, "HEARTBEAT_S": "0.1", "DYNO": "worker.1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.6)
     w.send_signal(signal.SIGTERM)
     out = w.communicate(timeout=5)[0]

@@ -46,10 +46,14 @@ def _error(text: str) -> ScenarioError:
 
 def test_a_dyno_that_ps_scale_or_a_task_makes_is_known():
     scaled = BASE.replace("run: ps:restart web.1 -a demo", "run: ps:scale web=3 -a demo")
-    assert _parse(scaled.replace("dynos: [web.1, web.2]", "dynos: [web.1, web.3]")).steps[4].condition.http.dynos \
-        == ["web.1", "web.3"]
-    task = BASE.replace("  - run: ps:restart web.1 -a demo\n",
-                        "  - task: {prompt: Scale up., until: {app: demo, dyno: web.3, state: up}}\n")
+    assert _parse(scaled.replace("dynos: [web.1, web.2]", "dynos: [web.1, web.3]")).steps[4].condition.http.dynos == [
+        "web.1",
+        "web.3",
+    ]
+    task = BASE.replace(
+        "  - run: ps:restart web.1 -a demo\n",
+        "  - task: {prompt: Scale up., until: {app: demo, dyno: web.3, state: up}}\n",
+    )
     assert _parse(task).steps[1].task.until.dyno == "web.3"
 
 
@@ -79,68 +83,208 @@ def test_the_readme_scenario_is_shipped():
 
 CASES = [
     # (id, document, line, field, a piece of the message)
-    ("missing field", BASE.replace("    - name: demo\n      space: tokyo\n", "    - space: tokyo\n"),
-     6, "setup.apps[1].name", "missing required field"),
-    ("wrong type", BASE.replace("timescale: 0.05", "timescale: fast"), 2, "timescale",
-     "expected a number, got a string"),
-    ("wrong type of requests", BASE.replace("requests: 40", "requests: [40]"), 16, "steps[5].expect.requests",
-     "expected a whole number, got a list"),
-    ("unknown step kind", BASE.replace("  - snapshot: before\n", "  - snapshot: before\n  - sleep: 1s\n"),
-     12, "steps[2]", "unknown step kind 'sleep'"),
-    ("bad duration", BASE.replace("timeout: 30s", "timeout: 3 parsecs"), 14, "steps[3].timeout",
-     "'3 parsecs' is not a duration"),
-    ("bad duration inside wait_for", BASE.replace("changed_since: before}\n    timeout: 30s",
-                                                  "changed_since: before, timeout: 3 parsecs}"),
-     13, "steps[3].wait_for.timeout", "'3 parsecs' is not a duration"),
-    ("unknown app", BASE.replace("{app: demo, dyno: web.1, instance", "{app: shop, dyno: web.1, instance"),
-     15, "steps[4].expect.app", "'shop' is not in setup.apps (demo)"),
-    ("unknown snapshot", BASE.replace("instance: same, since: before", "instance: same, since: befor"),
-     15, "steps[4].expect.since", "no snapshot 'befor'"),
-    ("unknown condition key", BASE.replace("instance: same, since: before}", "instance: same, since: before, "
-                                           "colour: red}"), 15, "steps[4].expect.colour", "unknown key"),
-    ("bad state value", BASE.replace("state: up", "state: running"), 13, "steps[3].wait_for.state",
-     "'running' is not a dyno state"),
-    ("non-mapping step", BASE.replace("  - run: ps:restart web.1 -a demo\n", "  - ps:restart web.1 -a demo\n"),
-     12, "steps[2]", "expected a mapping"),
+    (
+        "missing field",
+        BASE.replace("    - name: demo\n      space: tokyo\n", "    - space: tokyo\n"),
+        6,
+        "setup.apps[1].name",
+        "missing required field",
+    ),
+    (
+        "wrong type",
+        BASE.replace("timescale: 0.05", "timescale: fast"),
+        2,
+        "timescale",
+        "expected a number, got a string",
+    ),
+    (
+        "wrong type of requests",
+        BASE.replace("requests: 40", "requests: [40]"),
+        16,
+        "steps[5].expect.requests",
+        "expected a whole number, got a list",
+    ),
+    (
+        "unknown step kind",
+        BASE.replace("  - snapshot: before\n", "  - snapshot: before\n  - sleep: 1s\n"),
+        12,
+        "steps[2]",
+        "unknown step kind 'sleep'",
+    ),
+    (
+        "bad duration",
+        BASE.replace("timeout: 30s", "timeout: 3 parsecs"),
+        14,
+        "steps[3].timeout",
+        "'3 parsecs' is not a duration",
+    ),
+    (
+        "bad duration inside wait_for",
+        BASE.replace("changed_since: before}\n    timeout: 30s", "changed_since: before, timeout: 3 parsecs}"),
+        13,
+        "steps[3].wait_for.timeout",
+        "'3 parsecs' is not a duration",
+    ),
+    (
+        "unknown app",
+        BASE.replace("{app: demo, dyno: web.1, instance", "{app: shop, dyno: web.1, instance"),
+        15,
+        "steps[4].expect.app",
+        "'shop' is not in setup.apps (demo)",
+    ),
+    (
+        "unknown snapshot",
+        BASE.replace("instance: same, since: before", "instance: same, since: befor"),
+        15,
+        "steps[4].expect.since",
+        "no snapshot 'befor'",
+    ),
+    (
+        "unknown condition key",
+        BASE.replace("instance: same, since: before}", "instance: same, since: before, colour: red}"),
+        15,
+        "steps[4].expect.colour",
+        "unknown key",
+    ),
+    (
+        "bad state value",
+        BASE.replace("state: up", "state: running"),
+        13,
+        "steps[3].wait_for.state",
+        "'running' is not a dyno state",
+    ),
+    (
+        "non-mapping step",
+        BASE.replace("  - run: ps:restart web.1 -a demo\n", "  - ps:restart web.1 -a demo\n"),
+        12,
+        "steps[2]",
+        "expected a mapping",
+    ),
     ("empty steps", BASE.split("steps:")[0] + "steps: []\n", 10, "steps", "expected at least one step"),
-    ("bad duration of a wait", BASE.replace("  - snapshot: before\n", "  - snapshot: before\n  - wait: 5\n"),
-     12, "steps[2].wait", "'5' is not a duration"),
-    ("not a labctl command", BASE.replace("run: ps:restart web.1", "run: restart web.1"), 12, "steps[2].run",
-     "'restart' is not a labctl command"),
-    ("run with --lab", BASE.replace("run: ps:restart web.1 -a demo", "run: ps:restart web.1 -a demo --lab x"),
-     12, "steps[2].run", "do not pass --lab"),
-    ("run on an unknown app", BASE.replace("run: ps:restart web.1 -a demo", "run: ps:restart web.1 -a shop"),
-     12, "steps[2].run", "app 'shop' is not in setup.apps"),
-    ("snapshot used before it is taken", BASE.replace("  - snapshot: before\n", "").replace(
-        "    timeout: 30s\n", "    timeout: 30s\n  - snapshot: before\n"), 12, "steps[2].wait_for.changed_since",
-     "no snapshot 'before' is taken before this step"),
-    ("instance without since", BASE.replace("instance: same, since: before", "instance: same"), 15,
-     "steps[4].expect.since", "missing required field"),
-    ("instance not same/different", BASE.replace("instance: same", "instance: other"), 15,
-     "steps[4].expect.instance", "'other' is not same or different"),
-    ("http without status nor dynos", BASE.replace("http: {status: 200, dynos: [web.1, web.2]}", "http: {}"),
-     16, "steps[5].expect.http", "give status, dynos or both"),
-    ("timeout on an expect", BASE.replace("instance: same, since: before}\n",
-                                          "instance: same, since: before}\n    timeout: 3s\n"),
-     16, "steps[4].timeout", "not an option of an expect step (only of run and wait_for steps)"),
-    ("two step kinds", BASE.replace("  - snapshot: before\n", "  - snapshot: before\n    wait: 1s\n"), 11,
-     "steps[1]", "exactly one kind"),
+    (
+        "bad duration of a wait",
+        BASE.replace("  - snapshot: before\n", "  - snapshot: before\n  - wait: 5\n"),
+        12,
+        "steps[2].wait",
+        "'5' is not a duration",
+    ),
+    (
+        "not a labctl command",
+        BASE.replace("run: ps:restart web.1", "run: restart web.1"),
+        12,
+        "steps[2].run",
+        "'restart' is not a labctl command",
+    ),
+    (
+        "run with --lab",
+        BASE.replace("run: ps:restart web.1 -a demo", "run: ps:restart web.1 -a demo --lab x"),
+        12,
+        "steps[2].run",
+        "do not pass --lab",
+    ),
+    (
+        "run on an unknown app",
+        BASE.replace("run: ps:restart web.1 -a demo", "run: ps:restart web.1 -a shop"),
+        12,
+        "steps[2].run",
+        "app 'shop' is not in setup.apps",
+    ),
+    (
+        "snapshot used before it is taken",
+        BASE.replace("  - snapshot: before\n", "").replace(
+            "    timeout: 30s\n", "    timeout: 30s\n  - snapshot: before\n"
+        ),
+        12,
+        "steps[2].wait_for.changed_since",
+        "no snapshot 'before' is taken before this step",
+    ),
+    (
+        "instance without since",
+        BASE.replace("instance: same, since: before", "instance: same"),
+        15,
+        "steps[4].expect.since",
+        "missing required field",
+    ),
+    (
+        "instance not same/different",
+        BASE.replace("instance: same", "instance: other"),
+        15,
+        "steps[4].expect.instance",
+        "'other' is not same or different",
+    ),
+    (
+        "http without status nor dynos",
+        BASE.replace("http: {status: 200, dynos: [web.1, web.2]}", "http: {}"),
+        16,
+        "steps[5].expect.http",
+        "give status, dynos or both",
+    ),
+    (
+        "timeout on an expect",
+        BASE.replace("instance: same, since: before}\n", "instance: same, since: before}\n    timeout: 3s\n"),
+        16,
+        "steps[4].timeout",
+        "not an option of an expect step (only of run and wait_for steps)",
+    ),
+    (
+        "two step kinds",
+        BASE.replace("  - snapshot: before\n", "  - snapshot: before\n    wait: 1s\n"),
+        11,
+        "steps[1]",
+        "exactly one kind",
+    ),
     ("unknown top-level key", BASE + "traffic: {rps: 5}\n", 17, "traffic", "unknown key"),
-    ("space not in setup.spaces", BASE.replace("space: tokyo", "space: osaka"), 7, "setup.apps[1].space",
-     "'osaka' is not in setup.spaces"),
-    ("formation type not in the Procfile", BASE.replace("{web: 2}", "{web: 2, clock: 1}"), 9,
-     "setup.apps[1].formation.clock", "not a process type of sample-app's Procfile (web, worker)"),
-    ("source is not a directory", BASE.replace("source: sample-app", "source: no/such/dir"), 8,
-     "setup.apps[1].source", "is not a directory"),
-    ("bad dyno name", BASE.replace("dyno: web.1, instance", "dyno: web, instance"), 15, "steps[4].expect.dyno",
-     "'web' is not valid"),
-    ("unknown dyno", BASE.replace("dyno: web.1, instance", "dyno: web.7, instance"), 15, "steps[4].expect.dyno",
-     "no dyno 'web.7' on demo: its formation has web=2 at most"),
-    ("unknown dyno among http's", BASE.replace("dynos: [web.1, web.2]", "dynos: [web.1, web.3]"), 16,
-     "steps[5].expect.http.dynos[2]", "no dyno 'web.3' on demo"),
-    ("dyno past what ps:scale made", BASE.replace("run: ps:restart web.1 -a demo", "run: ps:scale web+1 -a demo")
-     .replace("dynos: [web.1, web.2]", "dynos: [web.1, web.4]"), 16, "steps[5].expect.http.dynos[2]",
-     "its formation has web=3 at most"),
+    (
+        "space not in setup.spaces",
+        BASE.replace("space: tokyo", "space: osaka"),
+        7,
+        "setup.apps[1].space",
+        "'osaka' is not in setup.spaces",
+    ),
+    (
+        "formation type not in the Procfile",
+        BASE.replace("{web: 2}", "{web: 2, clock: 1}"),
+        9,
+        "setup.apps[1].formation.clock",
+        "not a process type of sample-app's Procfile (web, worker)",
+    ),
+    (
+        "source is not a directory",
+        BASE.replace("source: sample-app", "source: no/such/dir"),
+        8,
+        "setup.apps[1].source",
+        "is not a directory",
+    ),
+    (
+        "bad dyno name",
+        BASE.replace("dyno: web.1, instance", "dyno: web, instance"),
+        15,
+        "steps[4].expect.dyno",
+        "'web' is not valid",
+    ),
+    (
+        "unknown dyno",
+        BASE.replace("dyno: web.1, instance", "dyno: web.7, instance"),
+        15,
+        "steps[4].expect.dyno",
+        "no dyno 'web.7' on demo: its formation has web=2 at most",
+    ),
+    (
+        "unknown dyno among http's",
+        BASE.replace("dynos: [web.1, web.2]", "dynos: [web.1, web.3]"),
+        16,
+        "steps[5].expect.http.dynos[2]",
+        "no dyno 'web.3' on demo",
+    ),
+    (
+        "dyno past what ps:scale made",
+        BASE.replace("run: ps:restart web.1 -a demo", "run: ps:scale web+1 -a demo").replace(
+            "dynos: [web.1, web.2]", "dynos: [web.1, web.4]"
+        ),
+        16,
+        "steps[5].expect.http.dynos[2]",
+        "its formation has web=3 at most",
+    ),
     ("empty file", "", 1, "", "the file is empty"),
     ("a list, not a mapping", "- name: t\n", 1, "", "expected a mapping with name, setup and steps"),
 ]
@@ -177,8 +321,10 @@ def test_missing_file_and_cli_validate(tmp_path: Path):
 
 
 def test_durations_and_defaults():
-    sc = _parse(BASE.replace("timeout: 30s", "timeout: 1500ms").replace("timescale: 0.05\n", "").replace(
-        ", requests: 40", "") + "  - wait: 2m\n  - wait_for: {app: demo, log: hello}\n")
+    sc = _parse(
+        BASE.replace("timeout: 30s", "timeout: 1500ms").replace("timescale: 0.05\n", "").replace(", requests: 40", "")
+        + "  - wait: 2m\n  - wait_for: {app: demo, log: hello}\n"
+    )
     assert sc.timescale == loader.DEFAULT_TIMESCALE
     assert sc.steps[2].duration.seconds == 1.5
     assert sc.steps[4].condition.http.requests == loader.DEFAULT_REQUESTS
@@ -187,9 +333,13 @@ def test_durations_and_defaults():
 
 
 def test_run_step_options_and_descriptions():
-    sc = _parse(BASE.replace("  - run: ps:restart web.1 -a demo\n",
-                             "  - run: labctl run -a demo python3 -c \"print(42)\"\n    expect_output: '42'\n"
-                             "    expect_exit: 0\n    timeout: 20s\n"))
+    sc = _parse(
+        BASE.replace(
+            "  - run: ps:restart web.1 -a demo\n",
+            "  - run: labctl run -a demo python3 -c \"print(42)\"\n    expect_output: '42'\n"
+            "    expect_exit: 0\n    timeout: 20s\n",
+        )
+    )
     step = sc.steps[1]
     assert step.argv == ["run", "-a", "demo", "python3", "-c", "print(42)"]
     assert step.command == 'run -a demo python3 -c "print(42)"'
@@ -217,15 +367,34 @@ def test_report_renders_from_a_result(tmp_path: Path):
             r.measured, r.expected = r.checks[0].measured, r.checks[0].expected
         res.steps.append(r)
         t += 1
-    res.timeline = [{"t": 9.5 + k * 0.5, "app": "demo", "dynos": {
-        "web.1": {"instance": "i-1" if k < 6 else "i-2", "container": "c1" if k < 3 else "c2" if k < 6 else "c3",
-                  "state": "up" if k % 3 else "starting"},
-        "web.2": {"instance": "i-3", "container": "c9", "state": "up"}}} for k in range(12)]
-    res.snapshots = [{"name": "before", "t": 10.0, "step": 1, "dynos": {"demo": {"web.1": {
-        "instance": "i-1", "container": "c1", "state": "up"}}}}]
+    res.timeline = [
+        {
+            "t": 9.5 + k * 0.5,
+            "app": "demo",
+            "dynos": {
+                "web.1": {
+                    "instance": "i-1" if k < 6 else "i-2",
+                    "container": "c1" if k < 3 else "c2" if k < 6 else "c3",
+                    "state": "up" if k % 3 else "starting",
+                },
+                "web.2": {"instance": "i-3", "container": "c9", "state": "up"},
+            },
+        }
+        for k in range(12)
+    ]
+    res.snapshots = [
+        {
+            "name": "before",
+            "t": 10.0,
+            "step": 1,
+            "dynos": {"demo": {"web.1": {"instance": "i-1", "container": "c1", "state": "up"}}},
+        }
+    ]
     line = report.final_line(res, tmp_path / "report.html")
-    assert line.startswith("FAIL: t (3/4 expectations held) — step 4 expect demo web.1: instance same since "
-                           "before: instance: measured i-2 (a different instance) vs expected the same instance")
+    assert line.startswith(
+        "FAIL: t (3/4 expectations held) — step 4 expect demo web.1: instance same since "
+        "before: instance: measured i-2 (a different instance) vs expected the same instance"
+    )
     assert report.table_row(sc, res.steps[3]).split()[:3] == ["4", "expect", "demo"]
     page = report.write(res, tmp_path)
     text = page.read_text()

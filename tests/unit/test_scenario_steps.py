@@ -65,14 +65,35 @@ def _parse(text: str):
 
 def test_second_slice_document_parses():
     sc = _parse(DOC)
-    assert [s.kind for s in sc.steps] == ["snapshot", "traffic", "fault", "snapshot", "task", "expect", "wait_for",
-                                          "expect", "fault", "traffic", "run"]
+    assert [s.kind for s in sc.steps] == [
+        "snapshot",
+        "traffic",
+        "fault",
+        "snapshot",
+        "task",
+        "expect",
+        "wait_for",
+        "expect",
+        "fault",
+        "traffic",
+        "run",
+    ]
     assert sc.apps[0].features == ["preboot"]
     t = sc.steps[1].traffic
     assert (t.action, t.name, t.app, t.rps, t.duration.seconds) == ("start", "load", "demo", 20, 30)
     assert t.path == "/cpu?ms=20"
-    assert sc.steps[2].fault.argv == ["faults:add", "cpu", "--dyno", "web.1", "-a", "demo", "--cpus", "0.05",
-                                      "--for", "2m"]
+    assert sc.steps[2].fault.argv == [
+        "faults:add",
+        "cpu",
+        "--dyno",
+        "web.1",
+        "-a",
+        "demo",
+        "--cpus",
+        "0.05",
+        "--for",
+        "2m",
+    ]
     task = sc.steps[4].task
     assert task.solution_argv == ["ps:stop", "web.1", "-a", "demo"] and task.settle.seconds == 30
     assert task.hints == ["restart keeps the instance", "try ps:stop"] and task.timeout.seconds == 600
@@ -93,36 +114,94 @@ def test_second_slice_document_parses():
 
 
 MALFORMED = [
-    ("traffic without duration", ("rps: 20, duration: 30s,", "rps: 20,"), 12, "steps[2].traffic.duration",
-     "missing required field"),
+    (
+        "traffic without duration",
+        ("rps: 20, duration: 30s,", "rps: 20,"),
+        12,
+        "steps[2].traffic.duration",
+        "missing required field",
+    ),
     ("rps out of range", ("rps: 20,", "rps: 500,"), 12, "steps[2].traffic.rps", "out of range"),
-    ("unknown stream", ("  - traffic: {stop: load}", "  - traffic: {stop: lode}"), 36, "steps[10].traffic.stop",
-     "no traffic stream 'lode'"),
-    ("window from an unknown snapshot", ("window: {from: faulty", "window: {from: later"), 26,
-     "steps[6].expect.traffic.window.from", "'later' is neither start nor a snapshot"),
-    ("a comparison that is not one", ('error_rate: "<= 1%"', "error_rate: low"), 28,
-     "steps[6].expect.traffic.error_rate", "'low' is not a comparison"),
-    ("a latency without unit", ('p50: "> 150ms"', 'p50: "> 150"'), 29, "steps[6].expect.traffic.p50",
-     "a latency needs a unit"),
+    (
+        "unknown stream",
+        ("  - traffic: {stop: load}", "  - traffic: {stop: lode}"),
+        36,
+        "steps[10].traffic.stop",
+        "no traffic stream 'lode'",
+    ),
+    (
+        "window from an unknown snapshot",
+        ("window: {from: faulty", "window: {from: later"),
+        26,
+        "steps[6].expect.traffic.window.from",
+        "'later' is neither start nor a snapshot",
+    ),
+    (
+        "a comparison that is not one",
+        ('error_rate: "<= 1%"', "error_rate: low"),
+        28,
+        "steps[6].expect.traffic.error_rate",
+        "'low' is not a comparison",
+    ),
+    (
+        "a latency without unit",
+        ('p50: "> 150ms"', 'p50: "> 150"'),
+        29,
+        "steps[6].expect.traffic.p50",
+        "a latency needs a unit",
+    ),
     ("unknown fault kind", ("kind: cpu,", "kind: fire,"), 13, "steps[3].fault.kind", "'fire' is not a fault kind"),
-    ("cpu fault without cpus", ("cpus: 0.05, for: 2m", "for: 2m"), 13, "steps[3].fault.cpus",
-     "a cpu fault needs cpus"),
-    ("task without until", ("      until: {app: demo, dyno: web.1, instance: different, since: before}\n", ""), 16,
-     "steps[5].task.until", "missing required field"),
-    ("solution not a labctl command", ("solution: ps:stop web.1", "solution: kubectl delete pod"), 18,
-     "steps[5].task.solution", "'kubectl' is not a labctl command"),
-    ("unknown dyno", ("dyno: web.1, cpus", "dyno: wbe.1, cpus"), 13, "steps[3].fault.dyno",
-     "no dyno 'wbe.1' on demo"),
-    ("bad router code", ("codes: {H12: 0}", "codes: {X12: 0}"), 32, "steps[6].expect.traffic.codes",
-     "'X12' is not valid"),
-    ("teardown with a forbidden command", ("  - faults:clear --all", "  - down"), 39, "teardown[1]",
-     "`down` is not allowed"),
-    ("unknown feature", ("features: [preboot]", "features: [turbo]"), 9, "setup.apps[1].features[1]",
-     "'turbo' is not a feature"),
-    ("an unknown key in a traffic check", ("releases: [v1]", "release: [v1]"), 31,
-     "steps[6].expect.traffic.release", "unknown key"),
-    ("exit without command", ('{command: "labctl ps -a demo", output: web.1}', "{app: demo, exit: 0, log: x}"), 34,
-     "steps[8].expect.exit", "only used with command"),
+    ("cpu fault without cpus", ("cpus: 0.05, for: 2m", "for: 2m"), 13, "steps[3].fault.cpus", "a cpu fault needs cpus"),
+    (
+        "task without until",
+        ("      until: {app: demo, dyno: web.1, instance: different, since: before}\n", ""),
+        16,
+        "steps[5].task.until",
+        "missing required field",
+    ),
+    (
+        "solution not a labctl command",
+        ("solution: ps:stop web.1", "solution: kubectl delete pod"),
+        18,
+        "steps[5].task.solution",
+        "'kubectl' is not a labctl command",
+    ),
+    ("unknown dyno", ("dyno: web.1, cpus", "dyno: wbe.1, cpus"), 13, "steps[3].fault.dyno", "no dyno 'wbe.1' on demo"),
+    (
+        "bad router code",
+        ("codes: {H12: 0}", "codes: {X12: 0}"),
+        32,
+        "steps[6].expect.traffic.codes",
+        "'X12' is not valid",
+    ),
+    (
+        "teardown with a forbidden command",
+        ("  - faults:clear --all", "  - down"),
+        39,
+        "teardown[1]",
+        "`down` is not allowed",
+    ),
+    (
+        "unknown feature",
+        ("features: [preboot]", "features: [turbo]"),
+        9,
+        "setup.apps[1].features[1]",
+        "'turbo' is not a feature",
+    ),
+    (
+        "an unknown key in a traffic check",
+        ("releases: [v1]", "release: [v1]"),
+        31,
+        "steps[6].expect.traffic.release",
+        "unknown key",
+    ),
+    (
+        "exit without command",
+        ('{command: "labctl ps -a demo", output: web.1}', "{app: demo, exit: 0, log: x}"),
+        34,
+        "steps[8].expect.exit",
+        "only used with command",
+    ),
 ]
 
 
@@ -140,16 +219,33 @@ def test_malformed_second_slice_gives_one_precise_line(case):
 
 
 # -- evaluation ---------------------------------------------------------------------------------------------
-def _rec(t: float, dyno: str, latency: float, status: int | None = 200, instance: str = "i-a", code: str | None = None,
-         release: str = "v1") -> dict:
-    return {"t": t, "status": status, "latency_ms": latency, "dyno": dyno, "instance": instance, "release": release,
-            "code": code, "error": None if status else "timeout"}
+def _rec(
+    t: float,
+    dyno: str,
+    latency: float,
+    status: int | None = 200,
+    instance: str = "i-a",
+    code: str | None = None,
+    release: str = "v1",
+) -> dict:
+    return {
+        "t": t,
+        "status": status,
+        "latency_ms": latency,
+        "dyno": dyno,
+        "instance": instance,
+        "release": release,
+        "code": code,
+        "error": None if status else "timeout",
+    }
 
 
-RECORDS = ([_rec(t / 10, "web.1", 400.0, instance="i-slow") for t in range(0, 100)]
-           + [_rec(t / 10, "web.2", 20.0, instance="i-b") for t in range(0, 100)]
-           + [_rec(10 + t / 10, "web.1", 25.0, instance="i-new", release="v2") for t in range(0, 50)]
-           + [_rec(12.0, "web.1", 30000.0, status=503, instance="i-new", code="H12", release="v2")])
+RECORDS = (
+    [_rec(t / 10, "web.1", 400.0, instance="i-slow") for t in range(0, 100)]
+    + [_rec(t / 10, "web.2", 20.0, instance="i-b") for t in range(0, 100)]
+    + [_rec(10 + t / 10, "web.1", 25.0, instance="i-new", release="v2") for t in range(0, 50)]
+    + [_rec(12.0, "web.1", 30000.0, status=503, instance="i-new", code="H12", release="v2")]
+)
 
 
 def _tc(**kw) -> checks.TrafficCheck:
@@ -176,8 +272,14 @@ def test_evaluate_latency_error_rate_releases_codes():
     assert [(name, held) for name, held, _, _ in out] == [("p50", True), ("error_rate", True), ("releases", True)]
     assert "p50 400ms of 100 requests" in out[0][2]
     after = checks.select(RECORDS, _tc(dyno="web.1"), 10, 20, None)
-    out = checks.evaluate(_tc(limits={"p50": ("<", 100.0), "error_rate": ("<", 0.01), "requests": (">=", 50)},
-                              releases=["v2"], codes={"H12": (">=", 1)}), after)
+    out = checks.evaluate(
+        _tc(
+            limits={"p50": ("<", 100.0), "error_rate": ("<", 0.01), "requests": (">=", 50)},
+            releases=["v2"],
+            codes={"H12": (">=", 1)},
+        ),
+        after,
+    )
     held = {name: h for name, h, _, _ in out}
     assert held == {"p50": True, "error_rate": False, "requests": True, "releases": True, "H12": True}
     rate = next(m for name, _, m, _ in out if name == "error_rate")

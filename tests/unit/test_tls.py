@@ -46,7 +46,11 @@ def test_files_made_once_with_private_keys(tmp_path):
     assert tls.ensure_ca(state) == files
     assert _snapshot(files) == first  # nothing rewritten: same inodes, times, bytes
     assert sorted(p.name for p in state.iterdir() if not p.name.startswith(".")) == [
-        "ca.crt", "ca.key", "router.crt", "router.key"]  # no scratch files left behind
+        "ca.crt",
+        "ca.key",
+        "router.crt",
+        "router.key",
+    ]  # no scratch files left behind
 
 
 def test_router_cert_verifies_against_the_ca_with_the_sans(tmp_path):

@@ -15,10 +15,27 @@ from labctl.cli import render
 from labctl.errors import InvalidInput
 
 
-def rec(t: float, status: int | None, ms: float, dyno: str | None, inst: str | None = None, code: str | None = None,
-        release: str | None = "v1", error: str | None = None) -> dict[str, Any]:
-    return {"t": t, "ts": 1000 + t, "status": status, "latency_ms": ms, "dyno": dyno, "instance": inst,
-            "release": release, "code": code, "error": error}
+def rec(
+    t: float,
+    status: int | None,
+    ms: float,
+    dyno: str | None,
+    inst: str | None = None,
+    code: str | None = None,
+    release: str | None = "v1",
+    error: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "t": t,
+        "ts": 1000 + t,
+        "status": status,
+        "latency_ms": ms,
+        "dyno": dyno,
+        "instance": inst,
+        "release": release,
+        "code": code,
+        "error": error,
+    }
 
 
 def test_percentile_nearest_rank():
@@ -35,9 +52,13 @@ def test_percentile_nearest_rank():
 
 
 def test_stats_counts_errors_by_status_and_code():
-    rs = [rec(0, 200, 10, "web.1"), rec(0.1, 200, 20, "web.1", release="v2"),
-          rec(0.2, 503, 1500, "web.1", code="H12", release=None),
-          rec(0.3, None, 6500, None, error="timeout", release=None), rec(0.4, 404, 5, "web.1")]
+    rs = [
+        rec(0, 200, 10, "web.1"),
+        rec(0.1, 200, 20, "web.1", release="v2"),
+        rec(0.2, 503, 1500, "web.1", code="H12", release=None),
+        rec(0.3, None, 6500, None, error="timeout", release=None),
+        rec(0.4, 404, 5, "web.1"),
+    ]
     s = traffic.stats(rs)
     assert s["count"] == 5 and s["errors"] == 2 and s["error_rate"] == 0.4
     assert s["statuses"] == {"200": 2, "404": 1, "503": 1, "timeout": 1}
@@ -50,9 +71,14 @@ def test_stats_counts_errors_by_status_and_code():
 
 
 def test_summarize_groups_per_dyno_and_instance_and_windows():
-    rs = [rec(0.0, 200, 10, "web.1", "i-a"), rec(0.5, 200, 12, "web.2", "i-b"),
-          rec(1.0, 200, 900, "web.1", "i-a"), rec(5.0, 200, 11, "web.1", "i-c"),  # web.1 moved i-a -> i-c
-          rec(5.5, 503, 3, "", None, code="H14", release=None), rec(6.0, 200, 14, "web.10", "i-b")]
+    rs = [
+        rec(0.0, 200, 10, "web.1", "i-a"),
+        rec(0.5, 200, 12, "web.2", "i-b"),
+        rec(1.0, 200, 900, "web.1", "i-a"),
+        rec(5.0, 200, 11, "web.1", "i-c"),  # web.1 moved i-a -> i-c
+        rec(5.5, 503, 3, "", None, code="H14", release=None),
+        rec(6.0, 200, 14, "web.10", "i-b"),
+    ]
     s = traffic.summarize(rs)
     assert list(s["by_dyno"]) == ["web.1", "web.2", "web.10", "-"]  # natural order, unrouted last
     w1 = s["by_dyno"]["web.1"]
@@ -172,8 +198,17 @@ def test_stop_event_ends_early_and_json_shape(router, tmp_path):
     import json
 
     data = json.loads(out.read_text())
-    assert set(data["records"][0]) == {"t", "ts", "status", "latency_ms", "dyno", "instance", "release", "code",
-                                       "error"}
+    assert set(data["records"][0]) == {
+        "t",
+        "ts",
+        "status",
+        "latency_ms",
+        "dyno",
+        "instance",
+        "release",
+        "code",
+        "error",
+    }
     assert data["summary"]["total"]["count"] == len(result.records)
 
 
