@@ -127,11 +127,12 @@ def _leftovers(name: str) -> list[str]:
     return found
 
 
-def start_lab(name: str) -> Lab:
-    """``labctl up`` a lab (time scale 0.05, a free HTTP port) in the current state directory and engine."""
+def start_lab(name: str, timescale: float = 0.05) -> Lab:
+    """``labctl up`` a lab (time scale 0.05 unless told, a free HTTP port) in the current state directory and
+    engine."""
     import json
 
-    r = cli("up", "--timescale", "0.05", "--http-port", "0", "--json", lab=name)
+    r = cli("up", "--timescale", str(timescale), "--http-port", "0", "--json", lab=name)
     assert r.code == 0, r.err + r.out
     port = json.loads(r.out)["router"]["port"]
     if not port:  # never send a request to 127.0.0.1:0 (urllib3 reads it as :80)
@@ -141,12 +142,12 @@ def start_lab(name: str) -> Lab:
 
 
 @contextlib.contextmanager
-def running_lab(down_must_succeed: bool = True) -> Iterator[Lab]:
+def running_lab(down_must_succeed: bool = True, timescale: float = 0.05) -> Iterator[Lab]:
     """A lab of a new random name, removed at the end; nothing labelled with it may remain.
 
     ``down_must_succeed=False`` for tests that take the lab down themselves (a second ``down`` may then fail)."""
     name = f"t{uuid.uuid4().hex[:8]}"
-    lab = start_lab(name)
+    lab = start_lab(name, timescale)
     try:
         yield lab
     finally:

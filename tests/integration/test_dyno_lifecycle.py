@@ -14,7 +14,7 @@ import docker
 import pytest
 import requests
 
-from tests.conftest import SAMPLE_APP, Lab, wait_until
+from tests.conftest import SAMPLE_APP, Lab, running_lab, wait_until
 
 pytestmark = pytest.mark.docker
 SCALE = 0.05
@@ -311,7 +311,15 @@ def test_request_held_while_the_web_dyno_boots_then_served(lab: Lab, app_name: s
         _destroy(lab, app)
 
 
-def test_dyno_that_never_binds_h20_at_the_scaled_75_s_then_h10_in_the_cool_off(lab: Lab, app_name: str):
+def test_dyno_that_never_binds_h20_at_the_scaled_75_s_then_h10_in_the_cool_off(lab_state, app_name: str):
+    # A lab of its own at time scale 0.1: the dyno must crash at R10 (60 s) and be restarted before the
+    # router's H20 (75 s). At the shared lab's 0.05 that left 0.75 s, too thin on a loaded machine (the
+    # suite runs three workers on two cores); 0.1 gives 1.5 s.
+    with running_lab(timescale=0.1) as lab:
+        _never_binds_h20_then_h10(lab, app_name, boot_hold=75 * 0.1)
+
+
+def _never_binds_h20_then_h10(lab: Lab, app_name: str, boot_hold: float) -> None:
     # What comes first on Heroku (heroku-reference §2.2, §2.4, §3.5): R10 at 60 s kills the dyno; the
     # Common Runtime restarts a first crash at once ("crashed to starting"), so a web dyno is starting
     # again and the held request keeps waiting until the router's 75 s are over: H20. The second R10
@@ -324,7 +332,7 @@ def test_dyno_that_never_binds_h20_at_the_scaled_75_s_then_h10_in_the_cool_off(l
         r = _get(lab, app, rid)
         took = time.monotonic() - t
         assert r.status_code == 503 and r.headers.get("X-Labctl-Error") == "H20" and "Application error" in r.text
-        assert BOOT_HOLD - 0.05 <= took < BOOT_HOLD + 1.0, f"held the scaled 75 s (took {took:.2f}s)"
+        assert boot_hold - 0.05 <= took < boot_hold + 1.0, f"held the scaled 75 s (took {took:.2f}s)"
         line = _router_line(lab, app, rid)
         assert 'heroku[router]: at=error code=H20 desc="App boot timeout" method=GET path="/" ' in line
         assert line.endswith(" dyno= connect= service= status=503 bytes= protocol=http")
@@ -335,6 +343,6 @@ def test_dyno_that_never_binds_h20_at_the_scaled_75_s_then_h10_in_the_cool_off(l
         t = time.monotonic()
         r = lab.get(app)
         assert r.status_code == 503 and r.headers.get("X-Labctl-Error") == "H10"
-        assert time.monotonic() - t < BOOT_HOLD / 2, "nothing is starting: no hold"
+        assert time.monotonic() - t < boot_hold / 2, "nothing is starting: no hold"
     finally:
         _destroy(lab, app)
