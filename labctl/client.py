@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from labctl.errors import ControllerUnavailable, LabError, error_for
+from labctl.errors import ControllerUnavailable, LabError, NotFound, error_for
 from labctl.labdir import LabDir
 
 HEALTH_TIMEOUT = 2.0
@@ -209,6 +209,15 @@ class Client:
         """Newest first."""
         return self.get(f"/apps/{_seg(app)}/releases")
 
+    def release(self, app: str, version: str | int | None = None) -> dict[str, Any]:
+        """One release by version (``3``); None: the newest, as the Heroku CLI finds it (the list's first)."""
+        if version is None:
+            rows = self.releases(app)
+            if not rows:
+                raise NotFound(f"App ⬢ {app} has no releases")
+            return rows[0]
+        return self.get(f"/apps/{_seg(app)}/releases/{_seg(str(version))}")
+
     def rollback(self, app: str, release: int | None = None) -> dict[str, Any]:
         """A new release with the code and config of ``release`` (default: the previous one)."""
         return self.post(f"/apps/{_seg(app)}/releases", {"release": release})
@@ -232,9 +241,12 @@ class Client:
         """New sizes by process type (``"*"``: every type)."""
         return self.patch(f"/apps/{_seg(app)}/formation", {"sizes": sizes})
 
-    def dynos(self, app: str, include_old: bool = False) -> list[dict[str, Any]]:
-        """The app's dynos; ``include_old`` adds the old ones preboot keeps serving (``ps --all``)."""
-        return self.get(f"/apps/{_seg(app)}/dynos", **({"all": "1"} if include_old else {}))
+    def dynos(self, app: str, include_old: bool = False, extended: bool = False) -> list[dict[str, Any]]:
+        """The app's dynos; ``include_old`` adds the old ones preboot keeps serving (``ps --all``), ``extended``
+        each dyno's ``extended`` object: where it runs (``ps --extended``)."""
+        return self.get(
+            f"/apps/{_seg(app)}/dynos", all="1" if include_old else None, extended="true" if extended else None
+        )
 
     def restart(self, app: str, *, dyno: str | None = None, ptype: str | None = None) -> Any:
         """Restart one dyno, every dyno of a process type, or (neither given) every dyno of the app."""

@@ -21,7 +21,7 @@ the views turn them into JSON booleans. Times in rows are Unix timestamps; views
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 # -- parts of rows -------------------------------------------------------------------------------------------
 
@@ -156,6 +156,16 @@ class VersionRef(TypedDict):
     version: int
 
 
+class DynoExtended(TypedDict):
+    """Where a dyno runs (``ps --extended``), keys as the Platform API's ``extended`` object."""
+
+    region: str
+    execution_plane: str  # "common" or "space:NAME"
+    instance: str | None
+    ip: str | None  # the address of the dyno's network sandbox on its instance
+    port: int | None
+
+
 class _DynoViewBase(TypedDict):
     name: str
     type: str
@@ -169,6 +179,7 @@ class _DynoViewBase(TypedDict):
     port: int | None
     container: str | None
     attach: bool
+    extended: NotRequired[DynoExtended]
 
 
 class DynoView(_DynoViewBase):

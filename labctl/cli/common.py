@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import os
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -23,6 +25,63 @@ Lab = Annotated[str, typer.Option("--lab", envvar="LABCTL_LAB", help="Which lab 
 AppOpt = Annotated[str | None, typer.Option("-a", "--app", envvar="LABCTL_APP", help="The app to act on.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 DEFAULT_LAB = const.DEFAULT_LAB
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(name: str, *, aliases: Sequence[str] = (), hidden: Sequence[str] = (), **settings: Any) -> Callable[[F], F]:
+    """Register ``fn`` as ``name`` and under each alias: the same callback, the same options.
+
+    ``aliases`` are listed by ``labctl --help`` (``dyno:restart``), ``hidden`` ones work but are left out of it
+    (``restart``), as the Heroku CLI's ``aliases`` and ``hiddenAliases``. An alias's ``--help`` is its command's,
+    saying whose alias it is."""
+
+    def register(fn: F) -> F:
+        app.command(name, **settings)(fn)
+        doc = inspect.getdoc(fn) or ""
+        for alias in [*aliases, *hidden]:
+            app.command(
+                alias,
+                help=f"{doc}\n\nAlias of {name}.",
+                short_help=f"Alias of {name}.",
+                hidden=alias in hidden,
+                **settings,
+            )(fn)
+        return fn
+
+    return register
+
+
+def version() -> str:
+    """labctl's version from its installed distribution's metadata (whatever the distribution is named)."""
+    from importlib import metadata
+
+    for dist in metadata.packages_distributions().get("labctl", []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    from labctl import __version__  # a checkout on sys.path without an install
+
+    return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import platform
+        import sys
+
+        typer.echo(f"labctl/{version()} {sys.platform}-{platform.machine()} python-{platform.python_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print labctl's version and exit.")
+    ] = False,
+) -> None:
+    # no docstring: the app's help above is what `labctl --help` shows
+    pass
 
 
 def client(lab: str) -> Client:

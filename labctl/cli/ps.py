@@ -1,4 +1,8 @@
-"""``ps``, ``ps:scale``, ``ps:restart``, ``ps:stop``/``ps:kill``, ``run``, ``run:detached``."""
+"""``ps``, ``ps:scale``, ``ps:restart``, ``ps:stop``, ``ps:type``, ``ps:wait``, ``run``, ``run:detached``.
+
+Names and aliases as the Heroku CLI registers them (heroku-reference §1.1: each command's ``aliases`` and
+``hiddenAliases`` in packages/cli/src/commands/ps/*.ts).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Annotated
 import typer
 
 from labctl.cli import render
-from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, require_app
+from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, command, require_app
 from labctl.domain.names import is_dyno_name
 from labctl.errors import InvalidInput, NotFound
 
@@ -23,20 +27,26 @@ def ps(
     types: Annotated[list[str] | None, typer.Argument(help="Only these process types")] = None,
     app_name: AppOpt = None,
     show_all: Annotated[bool, typer.Option("--all", help="Also show old dynos that preboot keeps serving")] = False,
+    extended: Annotated[
+        bool, typer.Option("--extended", "-x", help="One row per dyno with its instance, IP, port and release")
+    ] = False,
     lab: Lab = DEFAULT_LAB,
     json: Json = False,
 ) -> None:
     """List the app's dynos, as `heroku ps` prints them."""
     name = require_app(app_name)
-    dynos = client(lab).dynos(name, include_old=show_all)
+    dynos = client(lab).dynos(name, include_old=show_all, extended=extended)
     if types:
         dynos = [d for d in dynos if d["type"] in types]
         if not dynos:
             raise NotFound(f"No {', '.join(types)} dynos on ⬢ {name}")
-    render.as_json(dynos) if json else render.out(render.ps_text(name, dynos))
+    if json:
+        render.as_json(dynos)
+    else:
+        render.out(render.ps_extended_text(dynos) if extended else render.ps_text(name, dynos))
 
 
-@app.command("ps:scale")
+@command("ps:scale", aliases=["dyno:scale"], hidden=["scale"])
 def scale(
     args: Annotated[list[str] | None, typer.Argument(help="TYPE=N[:SIZE], TYPE+N, TYPE-N")] = None,
     app_name: AppOpt = None,
@@ -67,7 +77,7 @@ def _target(positional: str | None, dyno: str | None, ptype: str | None) -> tupl
     return dyno, ptype
 
 
-@app.command("ps:restart")
+@command("ps:restart", aliases=["dyno:restart"], hidden=["restart"])
 def restart(
     target: Target = None,
     dyno_name: DynoName = None,
@@ -84,19 +94,7 @@ def restart(
     render.as_json(result) if json else render.out(f"Restarting {what} on ⬢ {name}... done")
 
 
-def _stop(
-    target: str | None, dyno_name: str | None, process_type: str | None, app_name: str | None, lab: str, json: bool
-) -> None:
-    name = require_app(app_name)
-    dyno, ptype = _target(target, dyno_name, process_type)
-    if not dyno and not ptype:
-        raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
-    what = f"dyno {dyno}" if dyno else f"all {ptype} dynos"
-    result = client(lab).stop(name, dyno=dyno, ptype=ptype)
-    render.as_json(result) if json else render.out(f"Stopping {what} on ⬢ {name}... done")
-
-
-@app.command("ps:stop")
+@command("ps:stop", aliases=["dyno:stop", "ps:kill", "dyno:kill"], hidden=["stop", "kill"])
 def stop(
     target: Target = None,
     dyno_name: DynoName = None,
@@ -106,20 +104,13 @@ def stop(
     json: Json = False,
 ) -> None:
     """Stop a dyno or type (formation dynos come back; in a Private Space on a new instance)."""
-    _stop(target, dyno_name, process_type, app_name, lab, json)
-
-
-@app.command("ps:kill")
-def kill(
-    target: Target = None,
-    dyno_name: DynoName = None,
-    process_type: ProcType = None,
-    app_name: AppOpt = None,
-    lab: Lab = DEFAULT_LAB,
-    json: Json = False,
-) -> None:
-    """Alias of ps:stop."""
-    _stop(target, dyno_name, process_type, app_name, lab, json)
+    name = require_app(app_name)
+    dyno, ptype = _target(target, dyno_name, process_type)
+    if not dyno and not ptype:
+        raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
+    what = f"dyno {dyno}" if dyno else f"all {ptype} dynos"
+    result = client(lab).stop(name, dyno=dyno, ptype=ptype)
+    render.as_json(result) if json else render.out(f"Stopping {what} on ⬢ {name}... done")
 
 
 Command = Annotated[list[str], typer.Argument(help="The command to run")]
@@ -162,20 +153,18 @@ def run_detached(
     render.out(f"Use 'labctl logs -a {name} --dyno {dyno['name']}' to view the output.")
 
 
-def _resize(args: list[str] | None, app_name: str | None, lab: str, json: bool) -> None:
+@command("ps:type", aliases=["ps:resize", "dyno:resize"], hidden=["resize", "dyno:type"])
+def ps_type(
+    args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
+    """Show or change dyno sizes; changed types restart on the new size."""
     name = require_app(app_name)
     c = client(lab)
     if args:
-        sizes: dict[str, str] = {}
-        for arg in args:
-            ptype, sep, size = arg.partition("=")
-            if sep:
-                sizes[ptype] = size
-            elif len(args) == 1:
-                sizes["*"] = arg
-            else:
-                raise InvalidInput(f"Invalid argument {arg!r}: expected SIZE or TYPE=SIZE")
-        c.resize(name, sizes)
+        c.resize(name, _sizes(args))
         if not json:
             render.out(f"Scaling dynos on ⬢ {name}... done")
     formation = c.formation(name)
@@ -184,26 +173,18 @@ def _resize(args: list[str] | None, app_name: str | None, lab: str, json: bool) 
     render.out(render.types_text(formation))
 
 
-@app.command("ps:type")
-def ps_type(
-    args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
-    app_name: AppOpt = None,
-    lab: Lab = DEFAULT_LAB,
-    json: Json = False,
-) -> None:
-    """Show or change dyno sizes; changed types restart on the new size."""
-    _resize(args, app_name, lab, json)
-
-
-@app.command("ps:resize")
-def ps_resize(
-    args: Annotated[list[str] | None, typer.Argument(help="SIZE for all types, or TYPE=SIZE …")] = None,
-    app_name: AppOpt = None,
-    lab: Lab = DEFAULT_LAB,
-    json: Json = False,
-) -> None:
-    """Alias of ps:type."""
-    _resize(args, app_name, lab, json)
+def _sizes(args: list[str]) -> dict[str, str]:
+    """``ps:type`` arguments: one SIZE for every type (``*``), or TYPE=SIZE pairs."""
+    sizes: dict[str, str] = {}
+    for arg in args:
+        ptype, sep, size = arg.partition("=")
+        if sep:
+            sizes[ptype] = size
+        elif len(args) == 1:
+            sizes["*"] = arg
+        else:
+            raise InvalidInput(f"Invalid argument {arg!r}: expected SIZE or TYPE=SIZE")
+    return sizes
 
 
 @app.command("ps:wait")

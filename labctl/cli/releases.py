@@ -1,4 +1,4 @@
-"""``releases``, ``rollback``, ``config*``."""
+"""``releases``, ``releases:info``, ``releases:rollback`` (alias ``rollback``), ``config*``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from labctl.cli import render
-from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, require_app
+from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, command, require_app
 from labctl.errors import InvalidInput
 
 
@@ -19,7 +19,22 @@ def releases(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False
     render.as_json(rows) if json else render.out(render.releases_text(name, rows))
 
 
-@app.command("rollback")
+@app.command("releases:info")
+def releases_info(
+    release: Annotated[str | None, typer.Argument(help="The release, e.g. v3 (default: the current one)")] = None,
+    app_name: AppOpt = None,
+    shell: Annotated[bool, typer.Option("--shell", "-s", help="Print config vars as KEY=value")] = False,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
+    """View detailed information for a release: its change, time and config vars."""
+    name = require_app(app_name)
+    rel = client(lab).release(name, None if release is None else release.lower().removeprefix("v") or release)
+    render.as_json(rel) if json else render.out(render.release_info_text(rel, shell=shell))
+
+
+# heroku-reference §1.1: `releases:rollback`, with the hidden alias `rollback` (releases/rollback.ts)
+@command("releases:rollback", hidden=["rollback"])
 def rollback(
     version: Annotated[str | None, typer.Argument(help="Release to roll back to, e.g. v3")] = None,
     app_name: AppOpt = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -10,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import typer
+
+USER = "labctl@localhost"  # the lab's one user, as `releases` shows it
 
 
 def out(text: str = "") -> None:
@@ -105,8 +108,60 @@ def releases_text(app: str, releases: list[dict[str, Any]], now: float | None = 
         status = {"failed": "  release command failed", "pending": "  release command executing"}.get(
             r.get("status", ""), ""
         )
-        lines.append(f"v{r['version']:<4} {r['description']:<{width}}  labctl@localhost  {stamp}{status}")
+        lines.append(f"v{r['version']:<4} {r['description']:<{width}}  {USER}  {stamp}{status}")
     return "\n".join(lines)
+
+
+def _styled_object(fields: dict[str, Any]) -> list[str]:
+    """The Heroku CLI's ``styledObject``: keys sorted and padded to the longest key (absent keys count too),
+    empty values left out."""
+    width = max((len(k) for k in fields), default=0) + 2
+    return [f"{k + ':':<{width}}{v}" for k, v in sorted(fields.items()) if v not in (None, "", [])]
+
+
+def release_info_text(rel: dict[str, Any], shell: bool = False) -> str:
+    """``releases:info``: the release, then its config vars (heroku-reference §7; CLI releases/info.ts)."""
+    change = rel["description"]
+    status = {"failed": "release command failed", "pending": "release command executing"}.get(rel.get("status", ""))
+    if status:
+        change += f" ({status})"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rel["created_at"]))
+    fields = {"Add-ons": None, "Change": change, "By": USER, "When": when}
+    config = rel.get("config") or {}
+    lines = [f"=== Release v{rel['version']}", *_styled_object(fields), "", f"=== v{rel['version']} Config vars", ""]
+    if shell:
+        lines += [f"{k}={shlex.quote(v)}" for k, v in config.items()]
+    else:
+        lines += _styled_object(config)
+    return "\n".join(lines)
+
+
+# heroku-reference §1.3: `ps --extended` (CLI ps/index.ts printExtended), the columns that fit the lab
+EXTENDED_COLUMNS = ("Process", "State", "Execution Plane", "Instance", "IP", "Port", "Release", "Command", "Size")
+
+
+def ps_extended_text(dynos: list[dict[str, Any]], now: float | None = None) -> str:
+    """One row per dyno, sorted by type and number, with where it runs: instance, IP and port."""
+    rows: list[tuple[str, ...]] = [EXTENDED_COLUMNS]
+    for d in sorted(dynos, key=_dyno_key):
+        ext = d.get("extended") or {}
+        command = d["command"] if len(d["command"]) <= 35 else d["command"][:34] + "…"
+        rows.append(
+            (
+                d["name"],
+                f"{d['state']} {ago(d['updated_at'], now)}".strip(),
+                ext.get("execution_plane") or "",
+                ext.get("instance") or "",
+                ext.get("ip") or "",
+                str(ext["port"]) if ext.get("port") else "",
+                str(d["release"]["version"]),
+                command,
+                d["size"],
+            )
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(len(EXTENDED_COLUMNS))]
+    rows.insert(1, tuple("─" * w for w in widths))
+    return "\n".join(" ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip() for r in rows)
 
 
 def config_text(app: str, config: dict[str, str]) -> str:

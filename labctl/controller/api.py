@@ -47,11 +47,16 @@ class Api:
         r("POST", "/apps/(?P<app>[^/]+)/builds", self._build)
         r("GET", "/apps/(?P<app>[^/]+)/releases", lambda q, b, app: self.m.releases(app))
         r("POST", "/apps/(?P<app>[^/]+)/releases", lambda q, b, app: self.m.rollback(app, _opt_int(b, "release")))
+        r(
+            "GET",
+            "/apps/(?P<app>[^/]+)/releases/(?P<version>[^/]+)",
+            lambda q, b, app, version: self.m.release(app, version),
+        )
         r("GET", "/apps/(?P<app>[^/]+)/config-vars", lambda q, b, app: self.m.config(app))
         r("PATCH", "/apps/(?P<app>[^/]+)/config-vars", self._config)
         r("GET", "/apps/(?P<app>[^/]+)/formation", lambda q, b, app: self.m.formation(app))
         r("PATCH", "/apps/(?P<app>[^/]+)/formation", self._formation)
-        r("GET", "/apps/(?P<app>[^/]+)/dynos", lambda q, b, app: self.m.dynos(app, q.get("all") == "1"))
+        r("GET", "/apps/(?P<app>[^/]+)/dynos", self._dynos)
         r("GET", "/apps/(?P<app>[^/]+)/features", lambda q, b, app: self.m.features(app))
         r(
             "GET",
@@ -102,6 +107,9 @@ class Api:
         if allowed:
             raise InvalidInput(f"Method {method} not allowed on {path}")
         raise NotFound(f"No such endpoint: {method} {path}")
+
+    def _dynos(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
+        return self.m.dynos(app, q.get("all") == "1", q.get("extended") == "true")
 
     def _feature(self, app: str, feature: str) -> Any:
         for f in self.m.features(app):

@@ -129,6 +129,14 @@ class Manager:
         self.app_row(app)
         return [r for r in self.store.releases(app) if r["status"] != "pending"]
 
+    def release(self, app: str, version: str) -> ReleaseView:
+        """One release by its version number (``releases:info vN``)."""
+        self.app_row(app)
+        row = self.store.release(app, int(version)) if version.isdigit() and len(version) < 10 else None
+        if row is None or row["status"] == "pending":  # a release still building is not listed either
+            raise NotFound("Couldn't find that release.")  # the Platform API's not_found words
+        return row
+
     def rollback(self, app: str, version: int | None) -> ReleaseRow:
         return self.pipeline.rollback(app, version)
 
@@ -281,12 +289,17 @@ class Manager:
             return next(f for f in self.features(app) if f["name"] == feature)
 
     # -- views -------------------------------------------------------------------------------------
-    def dynos(self, app: str, include_old: bool = False) -> list[DynoView | OldDynoView]:
-        """``ps`` shows the current dynos; ``ps --all`` adds the old generations preboot keeps serving."""
-        self.app_row(app)
+    def dynos(self, app: str, include_old: bool = False, extended: bool = False) -> list[DynoView | OldDynoView]:
+        """``ps`` shows the current dynos; ``ps --all`` adds the old generations preboot keeps serving;
+        ``extended`` adds where each runs (``ps --extended``)."""
+        app_row = self.app_row(app)
         found: list[DynoView | OldDynoView] = [views.dyno_view(r) for r in self.store.dynos(app)]
         if include_old:
             found += [views.old_dyno_view(o) for o in self.store.old_dynos(app)]
+        if extended:
+            ips = {s["instance"]: s["ip"] for s in self.store.sandboxes() if s["app"] == app}
+            for d in found:
+                d["extended"] = views.dyno_extended(d, app_row, ips.get(d["instance"] or ""))
         return found
 
     def instances(self) -> list[InstanceView]:

@@ -14,6 +14,7 @@ from labctl.domain.preboot import KNOWN_FEATURES
 from labctl.records import (
     AppRow,
     AppView,
+    DynoExtended,
     DynoRow,
     DynoView,
     FeatureView,
@@ -68,6 +69,18 @@ def dyno_view(row: DynoRow) -> DynoView:
         "cycle_at": iso(row["cycle_at"]),
         "crashes": row["crashes"],
         "next_start": iso(row["next_start"]),
+    }
+
+
+def dyno_extended(dyno: DynoView | OldDynoView, app_row: AppRow, ip: str | None) -> DynoExtended:
+    """Where a dyno runs, as the Platform API's ``?extended=true`` adds it (heroku-reference §1.3): the runtime
+    instance, the address the router connects to, and the execution plane (the Common Runtime or the space)."""
+    return {
+        "region": "lab",
+        "execution_plane": f"space:{app_row['space']}" if app_row["space"] else "common",
+        "instance": dyno["instance"],
+        "ip": ip if dyno["instance"] else None,
+        "port": dyno["port"],
     }
 
 

@@ -59,6 +59,12 @@ def lab(_served, monkeypatch) -> tuple[Client, mock.MagicMock, mock.MagicMock]:
     return Client("unit", timeout=5), manager, faults
 
 
+def _newest_release(c: Client, app: str) -> Any:
+    """``releases:info`` without a version reads the list (empty here: the stand-in has no releases)."""
+    with pytest.raises(errors.NotFound, match="has no releases"):
+        c.release(app)
+
+
 # (what the client is asked, which recorder, the call it must reach)
 CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.spaces(), "m", mock.call.store.spaces()),
@@ -71,6 +77,9 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.features("demo"), "m", mock.call.features("demo")),
     (lambda c: c.set_feature("demo", "preboot", False), "m", mock.call.set_feature("demo", "preboot", False)),
     (lambda c: c.releases("demo"), "m", mock.call.releases("demo")),
+    (lambda c: c.release("demo", 3), "m", mock.call.release("demo", "3")),
+    (lambda c: c.release("demo", "x"), "m", mock.call.release("demo", "x")),
+    (lambda c: _newest_release(c, "demo"), "m", mock.call.releases("demo")),
     (lambda c: c.rollback("demo"), "m", mock.call.rollback("demo", None)),
     (lambda c: c.rollback("demo", 3), "m", mock.call.rollback("demo", 3)),
     (lambda c: c.config("demo"), "m", mock.call.config("demo")),
@@ -82,8 +91,9 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.formation("demo"), "m", mock.call.formation("demo")),
     (lambda c: c.scale("demo", ["web=2"]), "m", mock.call.scale("demo", ["web=2"])),
     (lambda c: c.resize("demo", {"*": "standard-2x"}), "m", mock.call.resize("demo", {"*": "standard-2x"})),
-    (lambda c: c.dynos("demo"), "m", mock.call.dynos("demo", False)),
-    (lambda c: c.dynos("demo", include_old=True), "m", mock.call.dynos("demo", True)),
+    (lambda c: c.dynos("demo"), "m", mock.call.dynos("demo", False, False)),
+    (lambda c: c.dynos("demo", include_old=True), "m", mock.call.dynos("demo", True, False)),
+    (lambda c: c.dynos("demo", extended=True), "m", mock.call.dynos("demo", False, True)),
     (lambda c: c.restart("demo"), "m", mock.call.restart("demo")),
     (lambda c: c.restart("demo", dyno="web.1"), "m", mock.call.restart("demo", dyno="web.1")),
     (lambda c: c.restart("demo", ptype="web"), "m", mock.call.restart("demo", ptype="web")),

@@ -170,10 +170,10 @@ CASES = [
     ),
     (
         "not a labctl command",
-        BASE.replace("run: ps:restart web.1", "run: restart web.1"),
+        BASE.replace("run: ps:restart web.1", "run: reboot web.1"),
         12,
         "steps[2].run",
-        "'restart' is not a labctl command",
+        "'reboot' is not a labctl command",
     ),
     (
         "run with --lab",
