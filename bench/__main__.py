@@ -94,6 +94,9 @@ class Bench:
         except BenchError as err:
             self.failures.append(f"{group}: {err}")
             log(f"{group}: FAILED: {err}")
+        except Exception as err:  # noqa: BLE001 - one group's surprise must not cost the others their figures
+            self.failures.append(f"{group}: {type(err).__name__}: {err}")
+            log(f"{group}: FAILED: {type(err).__name__}: {err}")
         log(f"{group}: {time.perf_counter() - started:.0f} s")
 
     # -- groups ------------------------------------------------------------------------------------

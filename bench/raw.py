@@ -91,9 +91,9 @@ class RawDocker:
         c = self.client.containers.get(container)
         return str(c.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"])
 
-    def dyno(self, sandbox: str, port: int, instance: str) -> str:
+    def dyno(self, sandbox: str, port: int, instance: str, client: Any = None) -> str:
         """A dyno container like ``start_dyno``'s, started through the SDK (no CLI); its id."""
-        c = self.client.containers.run(
+        c = (client or self.client).containers.run(
             self.image,
             ["/bin/bash", "-c", APP_COMMAND],
             detach=True,
@@ -214,11 +214,14 @@ class RawDocker:
             p = self.port()
             if p not in ports:
                 ports.append(p)
+        # One client per thread, made before the clock starts: docker-py's connection pools are not safe to
+        # share between threads that each hit new URLs (a pool in use gets closed under another thread).
+        clients = [docker.from_env(timeout=60) for _ in ports]
         ids: list[str] = []
         try:
             t0 = time.perf_counter()
             with ThreadPoolExecutor(max_workers=n) as pool:
-                futures = [pool.submit(self.dyno, sandbox, p, sandbox) for p in ports]
+                futures = [pool.submit(self.dyno, sandbox, p, sandbox, c) for p, c in zip(ports, clients, strict=True)]
                 pending = set(ports)
                 deadline = time.perf_counter() + 180
                 while pending and time.perf_counter() < deadline:
@@ -235,6 +238,8 @@ class RawDocker:
             return time.perf_counter() - t0
         finally:
             self.remove(ids)
+            for c in clients:
+                c.close()
 
 
 def _spawn(script: str) -> subprocess.Popen:
