@@ -76,6 +76,7 @@ class Bench:
         self.figures: list[Figure] = []
         self.info: dict[str, Any] = {}
         self.machine: dict[str, Any] = {}
+        self.commit: tuple[str, bool] = ("unknown", False)
         self.failures: list[str] = []
 
     def add(self, fig: Figure) -> Figure:
@@ -451,7 +452,7 @@ class Bench:
 
 
 def results(bench: Bench, started: float, lab: str, code: int, problems: list[str]) -> dict[str, Any]:
-    head, dirty = report.commit()
+    head, dirty = bench.commit
     return {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "commit": head,
@@ -489,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     lab = BenchLab(name, workdir / "state")
     bench = Bench(args, lab, workdir)
     bench.machine = report.machine(router.wrk_path())
+    bench.commit = report.commit()  # at the start: what was measured
     log(f"load average at the start: {bench.machine['loadavg_start']}")
     code = 0
     try:
@@ -512,8 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     print(stats.render_text(bench.figures))
     for line in problems:
         print(f"NOT OK  {line}")
-    head, _ = report.commit()
-    out = args.output or report.RESULTS / report.result_name(started, head, args.quick)
+    out = args.output or report.RESULTS / report.result_name(started, bench.commit[0], args.quick)
     report.write(out, results(bench, started, name, code, problems))
     verdict = "no verdicts (--quick)" if args.quick else ("every target met" if not problems else "NOT OK")
     print(f"\nResults: {out}  (lab {name}, {time.time() - started:.0f} s; {verdict}; exit {code})")
