@@ -279,12 +279,17 @@ class Bench:
         )
         sandbox, _ = twin.sandbox()  # exists before the clock starts, as the pool instances' sandboxes do
 
+        done = [0]
+
         def labctl_scale() -> float:
             took = dynos.scale_once(self.lab, app, SCALE_N)
-            dynos.scale_to_zero(self.lab, app)  # the twin runs with no labctl dynos up either
-            return took
+            done[0] += 1
+            if done[0] < self.args.runs:
+                dynos.scale_to_zero(self.lab, app)  # the twin runs with no labctl dynos up either
+            return took  # the last run's 20 dynos stay up for the idle figures
 
-        scaled, raw_scaled = alternate(self.args.runs, labctl_scale, lambda: twin.scale(sandbox, SCALE_N))
+        dynos.scale_to_zero(self.lab, app)
+        raw_scaled, scaled = alternate(self.args.runs, lambda: twin.scale(sandbox, SCALE_N), labctl_scale)
         twin.remove([sandbox])
         self.add(
             Figure(
@@ -297,7 +302,6 @@ class Bench:
                 Target(RATIO_LE, 1.0, "≤ 1.0× raw"),
             )
         )
-        self.lab.cli("ps:scale", f"web={SCALE_N}", "-a", app)
         self.lab.settle(app, [f"web.{i}" for i in range(1, SCALE_N + 1)], timeout=120)
         time.sleep(2.0)  # let the last starts' log followers and router reloads go quiet
         self.idle(app)
