@@ -1,8 +1,7 @@
-"""Deploy times (first and second deploy, with and without requirements) and a preboot deploy under load."""
+"""Deploy times (the labctl side; the raw twin is in bench/raw.py) and a preboot deploy under load."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,31 +14,13 @@ from bench.harness import BenchError, BenchLab, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_APP = REPO / "images" / "sample-app"
-TINY_REQUIREMENTS = "six\n"
 
 
-def app_with_requirements(workdir: Path) -> Path:
-    """A copy of the sample app whose requirements.txt names one tiny package (so pip really runs)."""
-    dest = workdir / "sample-app-six"
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(SAMPLE_APP, dest)
-    (dest / "requirements.txt").write_text(TINY_REQUIREMENTS)
-    return dest
-
-
-def deploy_twice(lab: BenchLab, app: str, src: Path) -> tuple[float, float]:
-    """Wall time of ``labctl deploy`` on a new app, then again with nothing changed (the build cache)."""
-    lab.cli("apps:create", app)
-    try:
-        times = []
-        for _ in range(2):
-            t0 = time.perf_counter()
-            lab.cli("deploy", str(src), "-a", app, timeout=600)
-            times.append(time.perf_counter() - t0)
-        return times[0], times[1]
-    finally:
-        lab.cli("apps:destroy", "-a", app)
+def timed_deploy(lab: BenchLab, app: str, src: Path) -> float:
+    """Wall time of ``labctl deploy`` as a subprocess."""
+    t0 = time.perf_counter()
+    lab.cli("deploy", str(src), "-a", app, timeout=600)
+    return time.perf_counter() - t0
 
 
 # -- preboot ----------------------------------------------------------------------------------------------------

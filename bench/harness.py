@@ -1,17 +1,15 @@
-"""The bench's own lab and its plain-Docker baselines.
+"""The bench's own lab, and the sweep that removes what the raw twins made.
 
 ``BenchLab`` drives a lab the way a user does (the ``labctl`` command as a subprocess, whose wall time is
-part of what is measured) and reads it through the API client and the Docker engine. ``Baseline`` starts
-"equal containers" with the ``docker`` command: the app's slug image, the same command under ``--init``,
-a port published on 127.0.0.1. They carry ``io.labctl.bench=<lab>`` (not ``io.labctl.lab``, so the
-controller never sees them) and are removed by label at the end, whatever happened.
+part of what is measured) and reads it through the API client and the Docker engine. The raw twins
+(``bench/raw.py``) label what they make ``io.labctl.bench=<lab>`` (not ``io.labctl.lab``, so the controller
+never sees it); ``remove_baselines`` removes it by label at the end, whatever happened.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -49,19 +47,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
     raise BenchError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (bound then released)."""
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((LOCALHOST, 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+def alternate(runs: int, a: Callable[[], float], b: Callable[[], float]) -> tuple[list[float], list[float]]:
+    """``runs`` samples of each side, taken A, B, A, B, … so that drift on a busy machine hits both alike."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for _ in range(runs):
+        xs.append(a())
+        ys.append(b())
+    return xs, ys
 
 
 def http_json(
@@ -187,6 +180,14 @@ class BenchLab:
         ip = next(n["IPAddress"] for n in nets.values() if n.get("IPAddress"))
         return f"{ip}:{row['port']}"
 
+    def dyno_limits(self, app: str) -> dict[str, int]:
+        """Memory, MemorySwap and CpuShares of the app's dyno container (the raw twins copy them)."""
+        dynos = self.containers("dyno", app)
+        if not dynos:
+            raise BenchError(f"no dyno container of {app}")
+        host = dynos[0].attrs["HostConfig"]
+        return {k: int(host.get(k) or 0) for k in ("Memory", "MemorySwap", "CpuShares")}
+
     def slug_image(self, app: str) -> str:
         releases = self.api.releases(app)
         return releases[0]["image"]
@@ -205,68 +206,22 @@ class BenchLab:
         wait_for(ready, timeout, f"{names} of {app} settled", interval=0.1)
 
 
-class Baseline:
-    """Equal containers started with the ``docker`` command (what the lab is compared with)."""
-
-    def __init__(self, lab: str, image: str):
-        self.lab = lab
-        self.image = image
-        self.started: list[str] = []
-
-    def run(self, host_port: int) -> str:
-        """``docker run -d --init`` of the sample app's web command, published on 127.0.0.1:host_port."""
-        out = subprocess.run(
-            [
-                "docker",
-                "run",
-                "-d",
-                "--init",
-                "--label",
-                f"{BENCH_LABEL}={self.lab}",
-                "-e",
-                "PORT=5000",
-                "-e",
-                "TINI_KILL_PROCESS_GROUP=1",
-                "-w",
-                "/app",
-                "-p",
-                f"{LOCALHOST}:{host_port}:5000",
-                self.image,
-                "/bin/bash",
-                "-c",
-                "python3 app.py",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-        if out.returncode != 0:
-            raise BenchError(f"docker run failed: {out.stderr.strip()}")
-        cid = out.stdout.strip()
-        self.started.append(cid)
-        return cid
-
-    @staticmethod
-    def restart(cid: str) -> None:
-        out = subprocess.run(
-            ["docker", "restart", cid], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
-        )
-        if out.returncode != 0:
-            raise BenchError(f"docker restart failed: {out.stderr.strip()}")
-
-    def remove(self, cids: list[str]) -> None:
-        if cids:
-            subprocess.run(["docker", "rm", "-f", *cids], capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
-            self.started = [c for c in self.started if c not in cids]
-
-
 def remove_baselines(lab: str | None = None) -> int:
-    """Remove baseline containers of ``lab`` (or of every bench run, e.g. left by a killed one)."""
+    """Remove what the raw twins made for ``lab`` (or for every bench run, e.g. left by a killed one):
+    containers, then networks and images, by label. Returns how many containers went."""
     label = f"{BENCH_LABEL}={lab}" if lab else BENCH_LABEL
-    ids = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True, text=True, timeout=60
-    ).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=120)
-    return len(ids)
+
+    def ids(*argv: str) -> list[str]:
+        out = subprocess.run([*argv, "--filter", f"label={label}"], capture_output=True, text=True, timeout=60)
+        return out.stdout.split()
+
+    containers = ids("docker", "ps", "-aq")
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=120)
+    networks = ids("docker", "network", "ls", "-q")
+    if networks:
+        subprocess.run(["docker", "network", "rm", *networks], capture_output=True, timeout=120)
+    images = ids("docker", "images", "-q")
+    if images:
+        subprocess.run(["docker", "rmi", "-f", *sorted(set(images))], capture_output=True, timeout=120)
+    return len(containers)

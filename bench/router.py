@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bench.harness import BenchError
 
 THROUGHPUT_CONNECTIONS = 16
-INSTALL_HINT = "wrk is not installed: apt-get install -y wrk (Debian/Ubuntu), then run the bench again"
+INSTALL_HINT = "wrk is not installed: apt-get install -y wrk (Debian/Ubuntu), or leave the group out: --skip router"
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
@@ -61,6 +61,14 @@ def wrk(url: str, host: str | None, connections: int, seconds: float) -> WrkResu
     if out.returncode != 0:
         raise BenchError(f"wrk failed: {out.stderr.strip() or out.stdout.strip()}")
     return parse_wrk(out.stdout)
+
+
+def errors_text(*series: list[WrkResult]) -> str | None:
+    """Why the runs do not count: socket errors or non-2xx answers in any run (None when there were none)."""
+    bad = [r.errors for runs in series for r in runs if r.errors]
+    if not bad:
+        return None
+    return f"wrk: {sum(bad)} socket errors or non-2xx answers in {len(bad)} run(s)"
 
 
 def measure(router_url: str, host: str, direct_url: str, runs: int, seconds: float) -> dict[str, list[WrkResult]]:

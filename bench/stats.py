@@ -46,6 +46,8 @@ class Figure:
     target: Target | None = None
     note: str = ""
     skipped: str | None = None  # why the figure was not measured (printed instead of numbers)
+    failed: str | None = None  # why the samples do not count (e.g. a wrk run with socket errors)
+    judged: bool = True  # False in --quick: figures only, no verdicts
 
     def ratio(self) -> float | None:
         if not self.labctl or not self.baseline:
@@ -72,8 +74,13 @@ class Figure:
         return ratio <= limit if kind == RATIO_LE else ratio >= limit
 
     def verdict(self) -> str:
+        """SKIPPED, FAILED (samples that do not count), NOT MEASURED, ok, MISSED; "—" with no target or unjudged."""
         if self.skipped:
             return "SKIPPED"
+        if self.failed:
+            return "FAILED"
+        if not self.judged:
+            return "—" if self.labctl or self.target is None else "NOT MEASURED"
         met = self.met()
         if met is None:
             return "—" if self.target is None else "NOT MEASURED"
@@ -95,6 +102,8 @@ class Figure:
             "verdict": self.verdict(),
             "note": self.note,
             "skipped": self.skipped,
+            "failed": self.failed,
+            "judged": self.judged,
         }
 
     def _delta(self) -> float | None:
@@ -116,6 +125,8 @@ def from_json(d: dict[str, Any]) -> Figure:
         Target(t["kind"], t["value"], t["text"]) if t else None,
         d.get("note", ""),
         d.get("skipped"),
+        d.get("failed"),
+        d.get("judged", True),
     )
 
 
@@ -167,6 +178,9 @@ def table(figures: list[Figure]) -> list[list[str]]:
         if f.skipped:
             rows.append([f.title, f.skipped, "", "", f.target.text if f.target else "", f.verdict(), ""])
             continue
+        if f.failed and not f.labctl:
+            rows.append([f.title, f.failed, "", "", f.target.text if f.target else "", f.verdict(), ""])
+            continue
         base = f"{f.baseline_title}: {fmt_series(f.baseline, f.unit)}" if f.baseline else (f.baseline_title or "—")
         rows.append(
             [
@@ -204,3 +218,18 @@ def render_markdown(figures: list[Figure]) -> str:
     for r in rows[1:]:
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
     return "\n".join(out)
+
+
+BAD_VERDICTS = ("MISSED", "FAILED", "NOT MEASURED")
+
+
+def problems(figures: list[Figure], failures: list[str]) -> list[str]:
+    """Why a run must exit non-zero: groups that failed, figures that failed, were not measured or missed
+    their target (an unjudged figure, as in --quick, only fails when it could not be measured)."""
+    out = list(failures)
+    for f in figures:
+        verdict = f.verdict()
+        if verdict in BAD_VERDICTS:
+            why = f.failed or (f"target {f.target.text}" if verdict == "MISSED" and f.target else "")
+            out.append(f"{verdict}: {f.title}" + (f" ({why})" if why else ""))
+    return out
