@@ -257,43 +257,33 @@ def _errors_detail(s: dict[str, Any]) -> str:
 
 def traffic_tables(summary: dict[str, Any]) -> str:
     """Per dyno and per instance: count, errors (by status and H-code), p50/p95/p99 ms, release served."""
-    right = frozenset({2, 3, 4, 5, 6, 7})
-    rows = [("DYNO", "INSTANCE", "REQS", "ERRORS", "ERR%", "P50ms", "P95ms", "P99ms", "RELEASE", "ERROR DETAIL")]
-    for dyno, s in summary["by_dyno"].items():
-        rows.append(
-            (
-                dyno,
-                ",".join(s["instances"]),
-                str(s["count"]),
-                str(s["errors"]),
-                f"{100 * s['error_rate']:.1f}",
-                _ms(s["p50"]),
-                _ms(s["p95"]),
-                _ms(s["p99"]),
-                ",".join(s["releases"]) or "-",
-                _errors_detail(s),
-            )
-        )
-    out = [_table(rows, right) if len(rows) > 1 else "(no requests)"]
-    rows = [("INSTANCE", "DYNOS", "REQS", "ERRORS", "ERR%", "P50ms", "P95ms", "P99ms", "RELEASE", "ERROR DETAIL")]
-    for inst, s in summary["by_instance"].items():
-        rows.append(
-            (
-                inst,
-                ",".join(s["dynos"]),
-                str(s["count"]),
-                str(s["errors"]),
-                f"{100 * s['error_rate']:.1f}",
-                _ms(s["p50"]),
-                _ms(s["p95"]),
-                _ms(s["p99"]),
-                ",".join(s["releases"]) or "-",
-                _errors_detail(s),
-            )
-        )
-    if len(rows) > 1:
-        out += ["", _table(rows, right)]
+    by_dyno = _traffic_table(("DYNO", "INSTANCE"), summary["by_dyno"], "instances")
+    by_instance = _traffic_table(("INSTANCE", "DYNOS"), summary["by_instance"], "dynos")
+    out = [by_dyno or "(no requests)"]
+    if by_instance:
+        out += ["", by_instance]
     return "\n".join(out)
+
+
+def _traffic_table(heads: tuple[str, str], groups: dict[str, dict[str, Any]], where: str) -> str:
+    """One table of the traffic summary ("" when it has no rows): a group's key, where it ran, its figures."""
+    rows = [(*heads, "REQS", "ERRORS", "ERR%", "P50ms", "P95ms", "P99ms", "RELEASE", "ERROR DETAIL")]
+    for key, s in groups.items():
+        rows.append(
+            (
+                key,
+                ",".join(s[where]),
+                str(s["count"]),
+                str(s["errors"]),
+                f"{100 * s['error_rate']:.1f}",
+                _ms(s["p50"]),
+                _ms(s["p95"]),
+                _ms(s["p99"]),
+                ",".join(s["releases"]) or "-",
+                _errors_detail(s),
+            )
+        )
+    return _table(rows, frozenset({2, 3, 4, 5, 6, 7})) if len(rows) > 1 else ""
 
 
 def _total_line(t: dict[str, Any]) -> str:
