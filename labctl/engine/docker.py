@@ -21,7 +21,7 @@ import docker.errors
 import requests
 
 from labctl import const
-from labctl.engine import build, images
+from labctl.engine import base_image, build, images
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import EngineUnavailable, LabError
 
@@ -533,6 +533,10 @@ class Engine:
         """The short id of image ``ref`` (12 hex digits), or None when the engine has no such image."""
         img = build.image(self.client, ref)
         return img.short_id.split(":")[-1] if img else None
+
+    def base_image_path(self) -> str | None:
+        """How the stack's base image came to the engine (pulled, debootstrap), or None when there is none."""
+        return base_image.describe_stack_base(self.client)
 
     def ensure_stack_image(self, progress: Callable[[str], None], base_override: str | None = None) -> str:
         """Build the stack image (and the base image under it) unless it is current; returns its ref."""

@@ -188,6 +188,7 @@ def test_slug_installs_requirements_in_a_venv_first_on_path(client, stack, slug_
         const.LABEL_RELEASE: "3",
         const.LABEL_IMAGE: "",  # blanked: the stack's value is inherited
         const.LABEL_STACK_HASH: client.images.get(stack).labels[const.LABEL_STACK_HASH],
+        const.LABEL_STACK_BASE: client.images.get(stack).labels[const.LABEL_STACK_BASE],
     }
     out = _run(
         client,
