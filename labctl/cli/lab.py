@@ -40,7 +40,10 @@ def up(
     pool_size: Annotated[int | None, typer.Option(help="Common Runtime shared instances (default 3).")] = None,
     base_image: Annotated[
         str | None,
-        typer.Option(envvar="LABCTL_BASE_IMAGE", help="Use this Debian trixie image instead of debootstrap."),
+        typer.Option(
+            envvar="LABCTL_BASE_IMAGE",
+            help="Debian trixie image to build the stack FROM (pulled if missing; default debian:trixie-slim).",
+        ),
     ] = None,
     json: Json = False,
 ) -> None:

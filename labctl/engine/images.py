@@ -85,10 +85,9 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
     """
     dockerfile = stack_dockerfile()
     # The base is resolved first (no network when the engine has it): the stack is current when it was built
-    # from the same base *image* (by id: a base pulled under another name is the same base) and Dockerfile.
+    # from the same base *image* (a base pulled under another name is the same base) and Dockerfile.
     base = ensure_base_image(client, progress, base_override)
-    base_img = build.image(client, base)
-    want = hashlib.sha256(f"{base_img.id if base_img else base}\n{dockerfile}".encode()).hexdigest()[:16]
+    want = hashlib.sha256(f"{_base_key(client, base)}\n{dockerfile}".encode()).hexdigest()[:16]
     if _stack_hash(build.image(client, const.STACK_IMAGE)) == want:
         return const.STACK_IMAGE
     with build.file_lock("stack", progress):
@@ -110,6 +109,16 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
         if old and new and old.id != new.id:
             build.remove_unused(client, old.id)  # still used by a container: leave it
     return const.STACK_IMAGE
+
+
+def _base_key(client: docker.DockerClient, base: str) -> str:
+    """The base as the stack's hash records it: ``labctl/base:trixie`` when it is that image (under any name),
+    else the image's id."""
+    img = build.image(client, base)
+    home = img if base == const.BASE_IMAGE else build.image(client, const.BASE_IMAGE)
+    if img is None or (home is not None and home.id == img.id):
+        return const.BASE_IMAGE if img is not None else base
+    return img.id
 
 
 def _stack_hash(image: Image | None) -> str | None:
