@@ -8,6 +8,7 @@ deploys never share one; a failed build or release phase leaves the current rele
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from labctl.domain.formation import initial_formation
 from labctl.domain.procfile import parse_procfile
 from labctl.errors import BuildFailed, InvalidInput, NotFound
 from labctl.records import AppRow, ReleaseRow
+
+ENV_HOST_ROOT = "LABCTL_HOST_ROOT"  # where the host's / is mounted in a controller's container (compose/)
 
 USER = "labctl@localhost"
 Progress = Callable[[str], None]
@@ -38,7 +41,7 @@ class Releases:
     def deploy(self, app: str, src: str, progress: Progress) -> ReleaseRow:
         """Build a slug from ``src`` and release it (lab-spec §6); a failed build changes nothing."""
         app_row = self.app_row(app)
-        src_dir = Path(src)
+        src_dir = host_path(src)
         procfile = _read_procfile(src_dir, src)
         version = self.reserve_version(app)
         try:
@@ -166,6 +169,13 @@ class Releases:
         return self.release(
             app, version, target["image"], target["procfile"], target["config"], f"Rollback to v{target_v}"
         )
+
+
+def host_path(src: str) -> Path:
+    """The host's path ``src`` as this controller sees it: a controller in a container (compose/) sees the
+    host's files under $LABCTL_HOST_ROOT (the host's / mounted read-only)."""
+    root = os.environ.get(ENV_HOST_ROOT)
+    return Path(root, src.lstrip("/")) if root and src.startswith("/") else Path(src)
 
 
 def _read_procfile(src_dir: Path, src: str) -> dict[str, str]:

@@ -586,6 +586,27 @@ class Engine:
                     pass  # already gone with its child, or still a parent: the next round takes it
         return removed
 
+    def stop_controller_containers(self) -> int:
+        """Stop the containers running this lab's controller (compose/: label io.labctl.controller=<lab>).
+
+        Stopped through the engine, a container's restart policy leaves it stopped; removing it is Compose's job."""
+        stopped = 0
+        for c in self.client.containers.list(filters={"label": f"{const.LABEL_CONTROLLER}={self.lab}"}):
+            try:
+                c.stop(timeout=10)
+                stopped += 1
+            except docker.errors.NotFound:
+                pass
+        return stopped
+
+    def controller_mount_source(self, destination: str) -> str | None:
+        """The host path mounted at ``destination`` in this lab's controller container (compose/), if one runs."""
+        for c in self.client.containers.list(filters={"label": f"{const.LABEL_CONTROLLER}={self.lab}"}):
+            for m in c.attrs.get("Mounts") or []:
+                if m.get("Destination") == destination:
+                    return m.get("Source")
+        return None
+
     def remove_lab(self) -> dict[str, int]:
         """Remove every container, network and slug image labelled with this lab, and nothing else."""
         label = f"{const.LABEL_LAB}={self.lab}"
