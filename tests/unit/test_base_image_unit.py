@@ -81,3 +81,38 @@ def test_the_named_image_is_pulled_else_debootstrap(engine, monkeypatch):
         "using labctl/base:trixie, built with debootstrap."
     ]
     assert engine.built == []  # it was there already
+
+
+class FakeImage:
+    def __init__(self, digests: list[str], labels: dict[str, str]):
+        self.attrs, self.labels = {"RepoDigests": digests}, labels
+
+
+@pytest.mark.parametrize(
+    ("image", "said"),
+    [
+        (FakeImage(["debian@sha256:ab12"], {}), "debian:trixie-slim, pulled (debian@sha256:ab12)"),
+        (FakeImage([], {const.LABEL_IMAGE: "base"}), "debian:trixie-slim, built with debootstrap"),
+        (FakeImage([], {}), "debian:trixie-slim, a local image"),
+        (None, "debian:trixie-slim (no longer on the engine)"),
+    ],
+)
+def test_doctor_says_how_the_base_came(monkeypatch, image, said):
+    monkeypatch.setattr(base_image.build, "image", lambda client, ref: image)
+    assert base_image.describe_base(object(), "debian:trixie-slim") == said
+
+
+def test_the_stack_records_its_base_and_an_unlabelled_stack_means_labctl_base(monkeypatch):
+    stack = FakeImage([], {const.LABEL_STACK_BASE: "debian:trixie-slim"})
+    base = FakeImage(["debian@sha256:cd34"], {})
+    images = {
+        const.STACK_IMAGE: stack,
+        "debian:trixie-slim": base,
+        const.BASE_IMAGE: FakeImage([], {"io.labctl.image": "base"}),
+    }
+    monkeypatch.setattr(base_image.build, "image", lambda client, ref: images.get(ref))
+    assert base_image.describe_stack_base(object()) == "debian:trixie-slim, pulled (debian@sha256:cd34)"
+    stack.labels = {}
+    assert base_image.describe_stack_base(object()) == "labctl/base:trixie, built with debootstrap"
+    del images[const.STACK_IMAGE], images[const.BASE_IMAGE], images["debian:trixie-slim"]
+    assert base_image.describe_stack_base(object()) is None
