@@ -18,7 +18,9 @@ from pathlib import Path
 import docker
 import pytest
 
+from labctl import const
 from labctl.client import controller_answers
+from labctl.engine import images
 from tests.conftest import REPO, Lab, _leftovers, cli, deploy_sample, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_compose")]
@@ -49,10 +51,13 @@ def test_compose_runs_the_controller_the_host_labctl_talks_to(tmp_path, monkeypa
         "LABCTL_HTTPS_PORT": "0",
         "LABCTL_TIMESCALE": "0.05",
     }
-    env.pop("LABCTL_BASE_IMAGE", None)
     compose = ["docker-compose", "-p", project, "-f", str(COMPOSE_FILE)]
     monkeypatch.setenv("LABCTL_STATE_DIR", str(state))  # the host's labctl: the same state folder
     client = docker.from_env()
+    # the controller image is built FROM the base on the engine, no pull: labctl/base:trixie where `labctl up`
+    # debootstrapped it, debian:trixie-slim where it pulled that (the file's own advice)
+    images.ensure_stack_image(client, lambda line: None)
+    env["LABCTL_BASE_IMAGE"] = next(ref for ref in (const.BASE_IMAGE, "debian:trixie-slim") if client.images.list(ref))
     controller_label = {"label": f"io.labctl.controller={lab}"}
     try:
         up = subprocess.run([*compose, "up", "-d", "--build"], env=env, capture_output=True, text=True, timeout=600)
