@@ -133,29 +133,44 @@ def certs(
     install: Annotated[
         bool,
         typer.Option(
-            "--install", help="Add the lab's CA to this machine's trust store (Debian: update-ca-certificates)."
+            "--install",
+            help="Trust the lab's CA on this machine: the system store (needs root), Chromium's NSS database "
+            "(~/.pki/nssdb) and Firefox profiles (need certutil, from libnss3-tools).",
         ),
+    ] = False,
+    uninstall: Annotated[
+        bool, typer.Option("--uninstall", help="Remove the lab's CA from every store --install put it in.")
     ] = False,
     json: Json = False,
 ) -> None:
-    """Print the lab's local CA certificate (the router's HTTPS is signed by it), or install it."""
-    import shutil
-    import subprocess
+    """Print the lab's local CA certificate (the router's HTTPS is signed by it), or install or remove it."""
     from pathlib import Path
 
-    from labctl.errors import LabError
+    from labctl import truststore
+    from labctl.errors import InvalidInput, LabError
 
+    if install and uninstall:
+        raise InvalidInput("Choose one of --install and --uninstall")
+    if uninstall:  # the lab need not be up: its name is the certificate's name in every store
+        outcomes = truststore.uninstall(lab)
+        if json:
+            return render.as_json([o.__dict__ for o in outcomes])
+        for o in outcomes:
+            render.out(o.detail)
+        return None
     ca = Path(client(lab).lab_status()["router"].get("ca_cert") or "")
     if not ca.is_file():
         raise LabError("This lab has no CA (HTTPS is off); see controller.log in the state directory")
     if install:
-        dest = Path("/usr/local/share/ca-certificates/labctl-" + lab + ".crt")
-        try:
-            shutil.copyfile(ca, dest)
-            subprocess.run(["update-ca-certificates"], check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError) as err:
-            raise LabError(f"Could not install the CA into {dest}: {err} (run as root)") from None
-        return render.out(f"Installed {ca} as {dest}")
+        outcomes = truststore.install(lab, ca)
+        if json:
+            render.as_json([o.__dict__ for o in outcomes])
+        else:
+            for o in outcomes:
+                render.out(o.detail)
+        if not any(o.ok for o in outcomes):
+            raise LabError("The lab's CA was not installed anywhere (see the lines above)")
+        return None
     if json:
         return render.as_json({"ca_cert": str(ca)})
     render.out(f"# {ca}  (curl --cacert {ca} https://<app>.localhost:PORT/)")
