@@ -420,5 +420,6 @@ def test_built_in_scenarios_by_name_from_any_directory(tmp_path: Path, monkeypat
     missing = cli("scenario", "run", "no-such-scenario")
     assert missing.code == 1
     assert missing.err.strip() == (
-        "▸    No such scenario file or built-in scenario: no-such-scenario (labctl scenario list shows the built-in ones)"
+        "▸    No such scenario file or built-in scenario: no-such-scenario"
+        " (labctl scenario list shows the built-in ones)"
     )
