@@ -284,7 +284,7 @@ class Manager:
                 preboot.check_can_enable(app_row["space"], tiers, bool(features.get(feature)))
             elif on and features.get(feature):
                 raise Conflict(f"{feature} is already enabled.")
-            elif not features.get(feature):
+            elif not on and not features.get(feature):
                 raise Conflict(f"{feature} is already disabled.")
             features[feature] = on
             self.store.update_app(app, features=features)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from labctl.controller.context import Context
 from labctl.domain import runtime_metrics as rm
 from labctl.domain.sizes import get_size
-from labctl.engine.cgroups import Cgroups, busy_delta
+from labctl.engine.cgroups import Cgroups, CpuReading, busy_delta
 from labctl.records import AppRow, DynoRow
 
 log = logging.getLogger("labctl.metrics")
@@ -28,7 +28,7 @@ MIN_SAMPLE, MIN_EMIT = 0.1, 0.5  # lab floors of the scaled periods, in seconds
 class _Watched:
     """One container's readings: the last CPU reading, its time, the load average, the next emission."""
 
-    busy: dict[str, int]
+    cpu: CpuReading
     at: float
     next_emit: float
     load: rm.LoadAverage = field(default_factory=rm.LoadAverage)
@@ -68,16 +68,16 @@ class RuntimeMetrics:
     def _sample(self, row: DynoRow, app_row: AppRow, now: float) -> None:
         cid = row["container"]
         assert cid is not None
-        busy = self.cgroups.busy_ns(cid)
-        if busy is None:
+        cpu = self.cgroups.cpu(cid)
+        if cpu is None:
             return
         w = self.watched.get(cid)
         if w is None:  # the first reading is the baseline; the first sample follows a period later
-            self.watched[cid] = _Watched(busy, now, now + self._emit_period())
+            self.watched[cid] = _Watched(cpu, now, now + self._emit_period())
             return
         interval = now - w.at
-        w.load.add(rm.demand(busy_delta(w.busy, busy), interval), interval, self.ctx.scale.factor)
-        w.busy, w.at = busy, now
+        w.load.add(rm.demand(busy_delta(w.cpu, cpu), interval), interval, self.ctx.scale.factor)
+        w.cpu, w.at = cpu, now
         if now >= w.next_emit:
             w.next_emit = now + self._emit_period()
             self._emit(row, app_row, cid, w.load)

@@ -5,15 +5,16 @@ container's cgroup is looked for under ``docker/`` first, then one or two levels
 cgroup). Every read answers None when the file is not there (a remote engine, cgroup v2, a container gone):
 the caller then has no sample for that dyno, it never fails.
 
-CPU demand is what a load average counts: time the dyno's tasks ran *or waited to run*. Each task's
-``/proc/<tid>/schedstat`` gives both (time on a CPU, time waiting on a run queue — which includes the time its
-cgroup, or the instance's parent cgroup, was throttled by a CFS quota, and the time it lost to a neighbour).
-Where ``schedstat`` cannot be read the cgroup's own counters stand in: ``cpuacct.usage`` plus ``throttled_time``
-of ``cpu.stat``.
+CPU demand is what a load average counts: time the dyno's tasks ran *or waited to run* (``busy_delta``). The
+time run is the cgroup's ``cpuacct.usage`` (it keeps the time of threads that have ended, e.g. a request's); the
+time waited is the larger of the cgroup's CFS ``throttled_time`` and the sum of its live tasks' run-queue waits
+(``/proc/<tid>/schedstat``), which also count a wait caused by the instance (its parent cgroup's quota, or a
+neighbour holding the CPU).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from labctl.domain.runtime_metrics import MemorySample
@@ -63,35 +64,42 @@ class Cgroups:
             pgpgout=stat.get("total_pgpgout", 0),
         )
 
-    def busy_ns(self, container_id: str) -> dict[str, int] | None:
-        """Per task (thread id): nanoseconds it has run plus waited to run. One key ``cgroup`` when only the
-        cgroup's counters could be read."""
+    def cpu(self, container_id: str) -> CpuReading | None:
+        """The container's CPU counters now: its cgroup's usage and throttled time, its tasks' waits."""
         d = self.path("cpu", container_id)
-        if d is None:
-            return None
-        tasks = _read(d / "tasks")
-        out: dict[str, int] = {}
-        for tid in (tasks or "").split():
-            fields = (_read(Path(f"/proc/{tid}/schedstat")) or "").split()
-            if len(fields) >= 2:
-                out[tid] = int(fields[0]) + int(fields[1])
-        if out:
-            return out
-        return self._cgroup_busy_ns(container_id, d)
-
-    def _cgroup_busy_ns(self, container_id: str, cpu_dir: Path) -> dict[str, int] | None:
         acct = self.path("cpuacct", container_id)
         usage = _read(acct / "cpuacct.usage") if acct else None
-        stat = _keyed(cpu_dir / "cpu.stat")
-        if usage is None or stat is None:
+        stat = _keyed(d / "cpu.stat") if d else None
+        if d is None or usage is None or stat is None:
             return None
-        return {"cgroup": int(usage) + stat.get("throttled_time", 0)}
+        waits: dict[str, int] = {}
+        for tid in (_read(d / "tasks") or "").split():
+            fields = (_read(Path(f"/proc/{tid}/schedstat")) or "").split()
+            if len(fields) >= 2:
+                waits[tid] = int(fields[1])
+        return CpuReading(int(usage), stat.get("throttled_time", 0), waits)
 
 
-def busy_delta(before: dict[str, int], after: dict[str, int]) -> int:
-    """Nanoseconds of demand between two readings: tasks seen twice count their growth, new tasks all of theirs
-    (they started within the interval), tasks gone count nothing more."""
-    return sum(v - before.get(k, 0) for k, v in after.items() if v >= before.get(k, 0))
+@dataclass(frozen=True)
+class CpuReading:
+    """``usage_ns``: CPU time of every task the cgroup ever had (``cpuacct.usage``); ``throttled_ns``: wall time
+    its CFS quota held it (``cpu.stat``); ``waits``: per live task, nanoseconds spent runnable on a run queue
+    (``/proc/<tid>/schedstat``, second field: includes throttled and lost-to-a-neighbour time)."""
+
+    usage_ns: int
+    throttled_ns: int
+    waits: dict[str, int]
+
+
+def busy_delta(before: CpuReading, after: CpuReading) -> int:
+    """Nanoseconds of runnable demand between two readings: CPU time used, plus time spent waiting for a CPU.
+
+    The wait is the larger of the cgroup's throttled time (it counts while at least one task waits, even a
+    thread that has ended since) and the live tasks' run-queue waits (which also see a crowded or throttled
+    instance; a task new since ``before`` counts all of its wait, a task gone counts nothing more)."""
+    waited = sum(v - before.waits.get(k, 0) for k, v in after.waits.items() if v >= before.waits.get(k, 0))
+    used = max(0, after.usage_ns - before.usage_ns)
+    return used + max(waited, max(0, after.throttled_ns - before.throttled_ns))
 
 
 def _read(path: Path) -> str | None:
