@@ -4,10 +4,11 @@ where a dyno's next container runs, and an instance's teardown (retired, or fail
 An instance owns a *sandbox* container per app it hosts: the network namespace that app's dynos there join.
 Which instance a dyno lands on is decided in ``labctl.domain.placement`` (lab-spec §2 Placement).
 
-A new instance *provisions* before a dyno can start on it (``ready_at``, the lab's provision time scaled;
-docs/instances.md): the pool made at ``up`` is ready at once, while a Private Space's new dedicated instance
-and a pool instance replacing a failed one provision first. Provisioning is only a time in the store, so a
-controller killed meanwhile leaves nothing half-made: the restarted one waits out the rest of it.
+A new instance *provisions* before a dyno can start on it (``ready_at``: the lab's provision time, scaled; a
+lab choice, README "Choices where Heroku is silent"): the pool made at ``up`` is ready at once, while a Private
+Space's new dedicated instance and a pool instance replacing a failed one provision first. Provisioning is only
+a time in the store, so a controller killed meanwhile leaves nothing half-made: the restarted one waits out the
+rest of it.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Instances:
             if row["instance"] and store.instance(row["instance"]):
                 return row["instance"]
             iid = new_instance_id(rng)
-            # Lab choice (docs/instances.md): a one-off's instance is ready at once, so `run` attaches at once.
+            # Lab choice (README): a one-off's instance is ready at once, so `run` attaches at once.
             store.add_instance(iid, space, None if row["one_off"] else self._ready_at())
             return iid
         chosen = choose_pool_instance(self._pool_loads(), placement, row["instance"], rng)

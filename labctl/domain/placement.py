@@ -39,7 +39,7 @@ def needs_new_dedicated_instance(placement: Placement, current: str | None) -> b
 
 
 def is_provisioning(ready_at: float | None, now: float) -> bool:
-    """A new instance provisions until ``ready_at``; no dyno starts on it before (docs/instances.md)."""
+    """A new instance provisions until ``ready_at``; no dyno starts on it before (a lab choice, see README)."""
     return ready_at is not None and ready_at > now
 
 

@@ -122,3 +122,31 @@ def test_kill9_while_an_instance_provisions(plab: Lab):
     assert lab.get(app).status_code == 200
     lab.ok("apps:destroy", "-a", app)
     lab.ok("spaces:destroy", space)
+
+
+def test_host_failure_moves_to_a_ready_instance_or_waits_for_a_new_one(plab: Lab):
+    """Common Runtime: the pool's other (ready) instances take the dyno at once; the failed host's replacement
+    provisions. Private Space: the dyno's new dedicated instance provisions first."""
+    lab, space, cr, ps = plab, "hfprov", "hfcr", "hfps"
+    deploy_sample(lab, cr, web=1)
+    failed = lab.dynos(cr)["web.1"]["instance"]
+    ready = {i for i, v in instances(lab).items() if v["runtime"] == "common" and v["state"] == "running"} - {failed}
+    t0 = time.time()
+    lab.ok("faults:add", "host-failure", "--instance", failed)
+    pool = {i: v for i, v in instances(lab).items() if v["runtime"] == "common"}
+    assert failed not in pool and [v["state"] for i, v in pool.items() if i not in ready] == ["provisioning"], pool
+    moved = lab.wait_up(cr, ["web.1"], timeout=30)["web.1"]
+    assert moved["instance"] in ready and time.time() - t0 < P, (moved["instance"], time.time() - t0)
+
+    lab.ok("spaces:create", space)
+    deploy_sample(lab, ps, web=1, space=space)
+    failed = lab.dynos(ps)["web.1"]["instance"]
+    t0 = time.time()
+    lab.ok("faults:add", "host-failure", "--instance", failed)
+    waiting = lab.dynos(ps)["web.1"]
+    assert waiting["state"] == "starting" and instances(lab)[waiting["instance"]]["state"] == "provisioning"
+    up = lab.wait_up(ps, ["web.1"], timeout=P + 60)["web.1"]
+    assert up["instance"] == waiting["instance"] and time.time() - t0 >= P
+    for app in (cr, ps):
+        lab.ok("apps:destroy", "-a", app)
+    lab.ok("spaces:destroy", space)
