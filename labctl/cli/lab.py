@@ -23,7 +23,7 @@ def _status_text(s: dict) -> str:
                 if s["router"].get("https_url")
                 else []
             ),
-            f"Time scale:  {s['timescale']}   New instances provision for {s['provision_time']:g} s (scaled)",
+            f"Time scale:  {s['timescale']}   New instances provision for {s.get('provision_time', 0):g} s (scaled)",
             f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
             f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
             f"State:       {s['state_dir']}",

@@ -404,3 +404,11 @@ def test_report_renders_from_a_result(tmp_path: Path):
     data = json.loads((tmp_path / "result.json").read_text())
     assert data["expectations"] == {"total": 4, "held": 3} and data["lab"] == "scn-test"
     assert [s["status"] for s in data["steps"]] == ["done", "pass", "pass", "fail", "pass"]
+
+
+def test_provision_time_is_optional_and_checked():
+    assert _parse(BASE).provision_time == 0.0  # the library's scenarios keep new instances ready at once
+    sc = _parse(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nprovision_time: 60\n"))
+    assert sc.provision_time == 60.0
+    err = _error(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nprovision_time: -1\n"))
+    assert err.field == "provision_time" and "out of range" in str(err)
