@@ -58,7 +58,7 @@ class RuntimeMetrics:
         """Read every watched dyno once; log the samples that are due."""
         store = self.ctx.store
         apps = {a["name"]: a for a in store.apps() if a["features"].get(rm.FEATURE)}
-        rows = [r for r in store.dynos() if r["app"] in apps and r["container"]]
+        rows = [r for r in store.dynos() if r["app"] in apps and r["container"]] if apps else []
         live = {r["container"] for r in rows if r["container"]}
         self.watched = {cid: w for cid, w in self.watched.items() if cid in live}
         self.cgroups.forget(live)
