@@ -1,7 +1,7 @@
 """A dyno container's CPU demand and memory, read from its cgroups and its tasks' scheduler statistics.
 
 cgroup v1 (this lab's engines: the cgroupfs driver, ``/sys/fs/cgroup/<controller>/…/<container id>``); the
-container's cgroup is looked for under ``docker/`` first, then one or two levels deeper (an instance's parent
+container's cgroup is looked for under ``docker/`` first, then up to three levels deep (an instance's parent
 cgroup). Every read answers None when the file is not there (a remote engine, cgroup v2, a container gone):
 the caller then has no sample for that dyno, it never fails.
 
@@ -37,11 +37,9 @@ class Cgroups:
             return known
         base = self.root / controller
         direct = base / "docker" / container_id
-        found = (
-            direct
-            if direct.is_dir()
-            else next(iter([*base.glob(f"*/{container_id}"), *base.glob(f"*/*/{container_id}")]), None)
-        )
+        found = direct if direct.is_dir() else None
+        for pattern in ("*/", "*/*/", "*/*/*/"):  # under an instance's parent cgroup (found once, then remembered)
+            found = found or next(iter(base.glob(pattern + container_id)), None)
         if found is not None:
             self._paths[key] = found
         return found

@@ -81,7 +81,7 @@ def _tree(root: Path, parent: str) -> None:
 
 
 def test_cgroups_reads_memory_and_cpu_under_docker_or_an_instance_parent(tmp_path: Path):
-    for parent in ("docker", "labctl-i-abc/inner"):
+    for parent in ("docker", "labctl-i-abc/inner", "labctl/lab/i-abc"):
         root = tmp_path / parent.replace("/", "_")
         _tree(root, parent)
         cg = Cgroups(root)
