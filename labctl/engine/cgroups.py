@@ -75,29 +75,49 @@ class Cgroups:
             fields = (_read(Path(f"/proc/{tid}/schedstat")) or "").split()
             if len(fields) >= 2:
                 waits[tid] = int(fields[1])
-        return CpuReading(int(usage), stat.get("throttled_time", 0), waits)
+        parent_usage, parent_throttled = self._instance_parent(d, acct)
+        return CpuReading(int(usage), stat.get("throttled_time", 0), waits, parent_usage, parent_throttled)
+
+    def _instance_parent(self, cpu_dir: Path, acct_dir: Path | None) -> tuple[int, int]:
+        """Usage and throttled time of the instance's parent cgroup; (0, 0) under Docker's own ``docker/``."""
+        parent = cpu_dir.parent
+        if acct_dir is None or parent.name == "docker" or parent == self.root / "cpu":
+            return 0, 0
+        usage = _read(acct_dir.parent / "cpuacct.usage")
+        stat = _keyed(parent / "cpu.stat") or {}
+        return (int(usage) if usage else 0), stat.get("throttled_time", 0)
 
 
 @dataclass(frozen=True)
 class CpuReading:
     """``usage_ns``: CPU time of every task the cgroup ever had (``cpuacct.usage``); ``throttled_ns``: wall time
     its CFS quota held it (``cpu.stat``); ``waits``: per live task, nanoseconds spent runnable on a run queue
-    (``/proc/<tid>/schedstat``, second field: includes throttled and lost-to-a-neighbour time)."""
+    (``/proc/<tid>/schedstat``, second field: includes throttled and lost-to-a-neighbour time);
+    ``parent_usage_ns``, ``parent_throttled_ns``: the same two counters of the instance's parent cgroup, if the
+    dyno has one (0 otherwise)."""
 
     usage_ns: int
     throttled_ns: int
     waits: dict[str, int]
+    parent_usage_ns: int = 0
+    parent_throttled_ns: int = 0
 
 
 def busy_delta(before: CpuReading, after: CpuReading) -> int:
     """Nanoseconds of runnable demand between two readings: CPU time used, plus time spent waiting for a CPU.
 
-    The wait is the larger of the cgroup's throttled time (it counts while at least one task waits, even a
-    thread that has ended since) and the live tasks' run-queue waits (which also see a crowded or throttled
-    instance; a task new since ``before`` counts all of its wait, a task gone counts nothing more)."""
+    The wait is the largest of: the cgroup's throttled time (it counts while at least one task waits, even a
+    thread that has ended since); the live tasks' run-queue waits (which also see a crowded or throttled
+    instance; a task new since ``before`` counts all of its wait, a task gone counts nothing more); and the
+    instance parent's throttled time times this dyno's share of the instance's CPU use over the interval (the
+    wait of its ended threads while the whole instance was held back)."""
     waited = sum(v - before.waits.get(k, 0) for k, v in after.waits.items() if v >= before.waits.get(k, 0))
     used = max(0, after.usage_ns - before.usage_ns)
-    return used + max(waited, max(0, after.throttled_ns - before.throttled_ns))
+    own_throttle = max(0, after.throttled_ns - before.throttled_ns)
+    parent_used = after.parent_usage_ns - before.parent_usage_ns
+    parent_throttle = max(0, after.parent_throttled_ns - before.parent_throttled_ns)
+    share = min(1.0, used / parent_used) if parent_used > 0 else 0.0
+    return used + max(waited, own_throttle, int(parent_throttle * share))
 
 
 def _read(path: Path) -> str | None:

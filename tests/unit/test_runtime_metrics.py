@@ -63,6 +63,9 @@ def test_busy_delta_is_cpu_used_plus_the_larger_wait():
     assert busy_delta(before, CpuReading(1500, 30, {"1": 160, "3": 40})) == 500 + 100
     # request threads that ended are only in the cgroup's counters: its throttled time counts
     assert busy_delta(before, CpuReading(1050, 900, {"1": 110})) == 50 + 900
+    # the instance's parent cgroup was throttled 800 while this dyno used a quarter of the instance's CPU
+    parent_before = CpuReading(1000, 0, {}, 4000, 0)
+    assert busy_delta(parent_before, CpuReading(1100, 0, {}, 4400, 800)) == 100 + 200
 
 
 def _tree(root: Path, parent: str) -> None:
@@ -78,6 +81,8 @@ def _tree(root: Path, parent: str) -> None:
     acct = root / "cpuacct" / parent / CID
     acct.mkdir(parents=True)
     (acct / "cpuacct.usage").write_text("100\n")
+    (acct.parent / "cpuacct.usage").write_text("400\n")  # the parent: Docker's own, or an instance's
+    (cpu.parent / "cpu.stat").write_text("nr_periods 10\nnr_throttled 7\nthrottled_time 700\n")
 
 
 def test_cgroups_reads_memory_and_cpu_under_docker_or_an_instance_parent(tmp_path: Path):
@@ -87,7 +92,8 @@ def test_cgroups_reads_memory_and_cpu_under_docker_or_an_instance_parent(tmp_pat
         cg = Cgroups(root)
         mem = cg.memory(CID)
         assert mem == rm.MemorySample(rss=1048576, cache=2097152, swap=0, pgpgin=7, pgpgout=5)
-        assert cg.cpu(CID) == CpuReading(100, 900, {})
+        parent_counters = (0, 0) if parent == "docker" else (400, 700)
+        assert cg.cpu(CID) == CpuReading(100, 900, {}, *parent_counters)
     assert Cgroups(tmp_path / "nothing").memory(CID) is None
 
 
