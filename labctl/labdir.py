@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from labctl import const
+from labctl.domain import clock
 from labctl.errors import InvalidInput, LabError
 
 _LAB_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -26,6 +27,7 @@ class Settings:
     https_port: int = const.DEFAULT_HTTPS_PORT
     timescale: float = 1.0
     pool_size: int = const.DEFAULT_POOL_SIZE
+    provision_time: float = clock.PROVISION_TIME  # before the time scale
 
 
 def validate_lab_name(lab: str) -> str:

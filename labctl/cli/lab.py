@@ -23,7 +23,7 @@ def _status_text(s: dict) -> str:
                 if s["router"].get("https_url")
                 else []
             ),
-            f"Time scale:  {s['timescale']}",
+            f"Time scale:  {s['timescale']}   New instances provision for {s.get('provision_time', 0):g} s (scaled)",
             f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
             f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
             f"State:       {s['state_dir']}",
@@ -38,6 +38,10 @@ def up(
     https_port: Annotated[int | None, typer.Option(help="Router TLS port on 127.0.0.1 (default 5443).")] = None,
     timescale: Annotated[float | None, typer.Option(help="Multiplies every platform duration (default 1.0).")] = None,
     pool_size: Annotated[int | None, typer.Option(help="Common Runtime shared instances (default 3).")] = None,
+    provision_time: Annotated[
+        float | None,
+        typer.Option(help="Seconds a new runtime instance provisions before its dynos start (default 60; scaled)."),
+    ] = None,
     base_image: Annotated[
         str | None,
         typer.Option(envvar="LABCTL_BASE_IMAGE", help="Use this Debian trixie image instead of debootstrap."),
@@ -53,6 +57,7 @@ def up(
         http_port=http_port,
         timescale=timescale,
         pool_size=pool_size,
+        provision_time=provision_time,
         base_image=base_image,
         https_port=https_port,
     )

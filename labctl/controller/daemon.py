@@ -68,6 +68,7 @@ def serve(lab: str) -> int:
         timescale=settings.timescale,
         http_port=settings.http_port,
         pool_size=settings.pool_size,
+        provision_time=settings.provision_time,
         https_port=settings.https_port,
         tls=tls_files,
     )
@@ -101,6 +102,7 @@ def serve(lab: str) -> int:
             "router": router,
             "timescale": runtime.scale.factor,
             "pool_size": s.pool_size,
+            "provision_time": s.provision_time,
             "controller_pid": os.getpid(),
             "uptime_s": round(time.time() - started, 1),
             "apps": len(store.apps()),

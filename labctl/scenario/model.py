@@ -193,6 +193,7 @@ class Scenario:
     apps: list[AppSetup]
     steps: list[Step]
     teardown: list[Step] = field(default_factory=list)
+    provision_time: float = 0.0  # seconds a new runtime instance provisions (before the time scale)
 
     @property
     def app_names(self) -> list[str]:

@@ -423,3 +423,11 @@ def test_built_in_scenarios_by_name_from_any_directory(tmp_path: Path, monkeypat
         "▸    No such scenario file or built-in scenario: no-such-scenario"
         " (labctl scenario list shows the built-in ones)"
     )
+
+
+def test_provision_time_is_optional_and_checked():
+    assert _parse(BASE).provision_time == 0.0  # the library's scenarios keep new instances ready at once
+    sc = _parse(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nprovision_time: 60\n"))
+    assert sc.provision_time == 60.0
+    err = _error(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nprovision_time: -1\n"))
+    assert err.field == "provision_time" and "out of range" in str(err)
