@@ -27,7 +27,13 @@ def main() -> int:
         return serve(args.lab)
     init = None
     if args.init:
-        init = Settings(args.lab, args.http_port, args.https_port, args.timescale, args.pool_size)
+        init = Settings(
+            lab=args.lab,
+            http_port=args.http_port,
+            https_port=args.https_port,
+            timescale=args.timescale,
+            pool_size=args.pool_size,
+        )
         try:
             check_settings(init)
         except LabError as err:

@@ -68,6 +68,7 @@ def serve(lab: str) -> int:
         timescale=settings.timescale,
         http_port=settings.http_port,
         pool_size=settings.pool_size,
+        provision_time=settings.provision_time,
         https_port=settings.https_port,
         tls=tls_files,
     )
@@ -102,6 +103,7 @@ def serve(lab: str) -> int:
             "router": router,
             "timescale": runtime.scale.factor,
             "pool_size": s.pool_size,
+            "provision_time": s.provision_time,
             "controller_pid": os.getpid(),
             "uptime_s": round(time.time() - started, 1),
             "apps": len(store.apps()),
@@ -237,7 +239,7 @@ def _init_lab(d: LabDir, settings: Settings):  # noqa: ANN202 - returns the open
         from labctl.engine.docker import Engine, connect
 
         Engine(connect(), d.lab).ensure_stack_image(lambda line: log.info("%s", line))
-    except LabError as err:  # the controller stays up and says what is missing; deploys name it too
+    except (LabError, OSError) as err:  # the controller stays up and says what is missing; deploys name it too
         log.error("the stack image is missing and could not be built: %s", err)
     log.info("controller of lab %s starting (state in %s)", d.lab, d.path)
     return held

@@ -115,6 +115,8 @@ class Dynos:
             return  # the app is gone; a release without an image is a build in progress, which no dyno runs
         image = rel["image"]
         instance = self.instances.place(row, app_row, placement)
+        if self._wait_for_instance(row, instance):
+            return
         port = self._free_port(instance, app)
         is_web = row["type"] == "web"
         spec = self._spec(app_row, rel, image, row, instance, port if is_web else None)
@@ -144,6 +146,16 @@ class Dynos:
             cycle_at=cycle_deadline(self.ctx.scale, self.ctx.rng, now),
         )
         self._started(app, row, instance, info.id)
+
+    def _wait_for_instance(self, row: DynoRow, instance: str) -> bool:
+        """A dyno placed on a provisioning instance stays ``starting`` and is due again once it is ready."""
+        ready_at = self.instances.provisioning_until(instance)
+        if ready_at is None:
+            return False
+        self.store.update_dyno(row["app"], row["name"], instance=instance, state="starting", next_start=ready_at)
+        self.sink.state(row["app"], row["name"], row["state"], "starting")
+        self.ctx.wake()
+        return True
 
     def _spec(
         self, app_row: AppRow, rel: ReleaseRow, image: str, row: DynoRow, instance: str, port: int | None

@@ -279,10 +279,12 @@ class Manager:
         with self.rt.lock:
             app_row = self.app_row(app)
             features = dict(app_row["features"])
-            if on:
+            if on and feature == preboot.FEATURE:
                 tiers = {get_size(p.size).tier for p in views.formation_of(app_row).values()}
                 preboot.check_can_enable(app_row["space"], tiers, bool(features.get(feature)))
-            elif not features.get(feature):
+            elif on and features.get(feature):
+                raise Conflict(f"{feature} is already enabled.")
+            elif not on and not features.get(feature):
                 raise Conflict(f"{feature} is already disabled.")
             features[feature] = on
             self.store.update_app(app, features=features)

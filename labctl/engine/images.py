@@ -19,50 +19,18 @@ from pathlib import Path
 import docker
 from docker.models.images import Image
 
-from labctl import const
+from labctl import const, resources
 from labctl.engine import base_image, build, buildpack
 from labctl.engine.build import Progress
 from labctl.errors import BuildFailed, LabError
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-REPO_STACK_DOCKERFILE = Path(__file__).resolve().parents[2] / "images" / "stack" / "Dockerfile"
-
-# Byte-identical to images/stack/Dockerfile (a test checks): pyproject ships only *.py in the package, and a
-# non-editable install must still be able to build the stack.
-STACK_DOCKERFILE = """\
-# The stack every dyno (and the router) runs on, like Heroku's heroku-24 (lab-spec §2): Debian trixie,
-# Python 3.13, nginx, iproute2 (tc) and iptables for instance faults. Built with no registry:
-# BASE defaults to labctl/base:trixie, a debootstrapped rootfs that `labctl up` imports with the
-# packages below already installed, so the RUN step only checks them. With another BASE
-# (LABCTL_BASE_IMAGE=debian:trixie) the same step installs them from the Debian archive.
-#
-# labctl/engine/images.py carries a byte-identical copy (STACK_DOCKERFILE) so that a non-editable
-# install can build the stack too; tests/integration/test_images.py fails when the two differ.
-# `labctl up` builds it; by hand: docker build --build-arg BASE=labctl/base:trixie images/stack
-ARG BASE=labctl/base:trixie
-FROM ${BASE}
-ARG PACKAGES="bash ca-certificates python3 python3-venv python3-pip python-is-python3 \\
-    iproute2 iptables nginx procps curl openssl tini"
-RUN dpkg -s $PACKAGES >/dev/null 2>&1 \\
-    || (apt-get update \\
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES \\
-        && rm -rf /var/lib/apt/lists/*)
-ENV LANG=C.UTF-8 \\
-    HOME=/app \\
-    PYTHONUNBUFFERED=true
-WORKDIR /app
-LABEL io.labctl.image=stack
-CMD ["bash"]
-"""
 
 
 # -- stack image ----------------------------------------------------------------------------------------
 def stack_dockerfile() -> str:
-    """The stack's Dockerfile: the repository's images/stack/Dockerfile, else the package's copy."""
-    try:
-        return REPO_STACK_DOCKERFILE.read_text()
-    except OSError:
-        return STACK_DOCKERFILE
+    """The stack's Dockerfile: images/stack/Dockerfile (package data in an installed wheel)."""
+    return resources.stack_dockerfile_path().read_text()
 
 
 def stack_packages(dockerfile: str) -> list[str]:
