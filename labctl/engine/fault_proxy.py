@@ -15,7 +15,9 @@ toxic is ``{"kind", "streams": ["req"|"resp"...], "nets": ["10.1.2.3/32"...] (em
 brackets):
 
 * ``latency`` [latency]: every chunk of the stream is held ``ms`` ± ``jitter`` (uniform) after it arrived,
-  order kept;
+  order kept. Toxiproxy draws the jitter per chunk; here it is drawn once per connection and stream (the
+  router opens a connection per request), so a response in several chunks is not held by the largest of
+  several draws and ``--jitter`` widens the spread of request times by what it says;
 * ``bandwidth`` [bandwidth]: the stream runs at ``kbit`` kbit/s;
 * ``slow-close`` [slow_close]: the close of the stream is held ``ms``;
 * ``limit-data`` [limit_data]: the connection is closed once ``bytes`` bytes went through the stream;
@@ -83,16 +85,17 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, toxic
     slow_close = max((float(t["ms"]) for t in toxics if t["kind"] == "slow-close"), default=0.0)
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
+    delay = 0.0
+    if lat is not None:  # drawn once per connection and stream (see the module's docstring)
+        jitter = float(lat.get("jitter") or 0)
+        delay = max(0.0, float(lat["ms"]) + random.uniform(-jitter, jitter)) / 1000.0
+
     async def read() -> None:
         try:
             while True:
                 data = await reader.read(CHUNK)
                 if not data:
                     break
-                delay = 0.0
-                if lat is not None:
-                    jitter = float(lat.get("jitter") or 0)
-                    delay = max(0.0, float(lat["ms"]) + random.uniform(-jitter, jitter)) / 1000.0
                 await queue.put((time.monotonic() + delay, data))
         except (ConnectionError, OSError):
             pass

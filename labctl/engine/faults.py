@@ -234,20 +234,33 @@ def _chain(table: str, chain: str, hook: str) -> list[str]:
     ]
 
 
+def _unchain(table: str, chain: str, hook: str) -> list[str]:
+    """Remove a chain and every jump to it (nothing at all is left once a namespace has no faults)."""
+    t = f"-t {table} " if table != "filter" else ""
+    return [
+        f"while iptables -w {t}-D {hook} -j {chain} 2>/dev/null; do :; done",
+        f"iptables -w {t}-F {chain} 2>/dev/null || true",
+        f"iptables -w {t}-X {chain} 2>/dev/null || true",
+    ]
+
+
 def plan_script(plan: NsPlan) -> str:
     """The shell script that makes a namespace match ``plan``, from any state (idempotent).
 
     Two filter chains, ``LABCTL-FAULTS`` (from INPUT) and ``LABCTL-FAULTS-OUT`` (from OUTPUT), hold the DROP
     rules; the root qdisc of eth0 is tbf when a rate is set (instance end); the nat chain ``LABCTL-PROXY``
     redirects the path's new TCP connections to the fault proxy, which runs only while it has toxics: it is
-    started (and listening) before the REDIRECT goes in, and stopped after the REDIRECT went out. Chains are
-    flushed, not removed, when nothing is left.
+    started (and listening) before the REDIRECT goes in, and stopped after the REDIRECT went out. A chain
+    with nothing left to hold is removed with its jump: a namespace without faults carries no labctl rule.
     """
-    lines = ["set -e", *_chain("filter", CHAIN, "INPUT"), *_chain("filter", CHAIN_OUT, "OUTPUT")]
+    lines = ["set -e"]
     if plan.drops_in or plan.drops_out:
+        lines += [*_chain("filter", CHAIN, "INPUT"), *_chain("filter", CHAIN_OUT, "OUTPUT")]
         for e in plan.exempt:
             lines.append(f"iptables -w -A {CHAIN} -s {e} -j RETURN")
             lines.append(f"iptables -w -A {CHAIN_OUT} -d {e} -j RETURN")
+    else:
+        lines += [*_unchain("filter", CHAIN, "INPUT"), *_unchain("filter", CHAIN_OUT, "OUTPUT")]
     lines += [f"iptables -w -A {CHAIN} {rule}" for rule in plan.drops_in]
     lines += [f"iptables -w -A {CHAIN_OUT} {rule}" for rule in plan.drops_out]
     if plan.touch_tc:
@@ -279,7 +292,7 @@ def plan_script(plan: NsPlan) -> str:
         ]
     else:
         lines += [
-            f"iptables -w -t nat -F {PROXY_CHAIN} 2>/dev/null || true",
+            *_unchain("nat", PROXY_CHAIN, plan.hook),
             f'if [ -f {pid} ]; then kill "$(cat {pid})" 2>/dev/null || true; fi',
             f"rm -rf {d}",
         ]

@@ -196,7 +196,8 @@ def test_net_script_rules_match_the_router_only():
         "-m comment --comment 'labctl loss f-2' -j DROP"
     ) in lines
     # no toxics: no proxy, its REDIRECT flushed, its process stopped
-    assert "iptables -w -t nat -F LABCTL-PROXY 2>/dev/null || true" in lines
+    assert "while iptables -w -t nat -D PREROUTING -j LABCTL-PROXY 2>/dev/null; do :; done" in lines
+    assert "iptables -w -t nat -X LABCTL-PROXY 2>/dev/null || true" in lines
     assert "rm -rf /run/labctl-faults" in lines and "setsid" not in script
 
 
@@ -212,6 +213,9 @@ def test_net_script_bandwidth_and_empty():
     assert "DROP" not in script and "REDIRECT" not in script
     empty = fe.net_script("10.0.0.2", [])
     assert "-A LABCTL-FAULTS" not in empty and "tc qdisc del dev eth0 root" in empty
+    for chain, hook in (("LABCTL-FAULTS", "INPUT"), ("LABCTL-FAULTS-OUT", "OUTPUT")):  # nothing left at all
+        assert f"while iptables -w -D {hook} -j {chain} 2>/dev/null; do :; done" in empty
+        assert f"iptables -w -X {chain} 2>/dev/null || true" in empty
     big = fe.tbf_args(100_000_000)
     assert "burst 125000 " in big  # 10 ms worth at 100mbit
     # without tbf, or toward the instance, bandwidth goes through the proxy
