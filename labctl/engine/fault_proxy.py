@@ -47,18 +47,23 @@ CHUNK = 16384
 class Config:
     def __init__(self, path: str):
         self.path = path
-        self.mtime = -1.0
+        self.seen: tuple[int, int, int] | None = None
         self.toxics: list[dict[str, Any]] = []
 
     def refresh(self) -> None:
+        """Re-read the file when it changed (labctl replaces it with ``mv``: a new inode each time); a bad
+        file keeps the last good configuration."""
         try:
-            mtime = os.stat(self.path).st_mtime
-            if mtime == self.mtime:
+            st = os.stat(self.path)
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if seen == self.seen:
                 return
             with open(self.path) as f:
-                self.toxics = list(json.load(f).get("toxics") or [])
-            self.mtime = mtime
-        except (OSError, ValueError) as err:
+                toxics = json.load(f)["toxics"]
+            if not isinstance(toxics, list) or not all(isinstance(t, dict) and "kind" in t for t in toxics):
+                raise ValueError("toxics must be a list of objects with a kind")
+            self.toxics, self.seen = toxics, seen
+        except (OSError, ValueError, KeyError, TypeError) as err:
             print(f"fault proxy: config {self.path}: {err}", file=sys.stderr, flush=True)
 
     def for_dest(self, ip: str) -> list[dict[str, Any]]:
