@@ -39,6 +39,7 @@ class RouterFaults:
         self.store = faults.store
         self.rt = faults.rt
         self.fe = faults.fe
+        self.applied: dict[str, tuple[str, int]] = {}  # router container -> (id, pid) its faults were applied to
 
     def attach(self, api: Any) -> None:
         self.fm.router_end = self
@@ -131,10 +132,16 @@ class RouterFaults:
             )
 
     def expire(self, now: float | None = None) -> list[FaultView]:
-        """Revert what ran out (``--for``) and what went with its instance (``--to-instance``)."""
+        """Revert what ran out (``--for``) and what went with its instance (``--to-instance``); re-apply the
+        faults of a router container that was restarted or recreated meanwhile (a new network namespace)."""
         now = time.time() if now is None else now
         live = {i["id"] for i in self.store.instances()}
         with self.rt.lock:
+            faults = self.faults()
+            for container in {self._container(f["router"]) for f in faults}:
+                if self._identity(container) not in (None, self.applied.get(container)):
+                    log.info("router %s has a new namespace: re-applying its faults", container)
+                    self._try_sync(container, faults)
             gone = self._drop(lambda f: bool(f.get("to_instance")) and f["to_instance"] not in live, "gone")
             return gone + self._drop(lambda f: expired(f, now), "expired")
 
@@ -181,6 +188,14 @@ class RouterFaults:
     def _sync(self, container: str, faults: list[Fault]) -> None:
         mine = [{**f, "nets": self._nets(f)} for f in faults if self._container(f["router"]) == container]
         self.fe.sync_router(container, mine)
+        identity = self._identity(container)
+        if identity is not None:
+            self.applied[container] = identity
+
+    def _identity(self, container: str) -> tuple[str, int] | None:
+        """The container's id and main pid: a restart (same id, new pid) brings a new network namespace."""
+        info = self.rt.engine.try_info(container)
+        return (info.id, info.pid) if info is not None and info.pid else None
 
     def _try_sync(self, container: str, faults: list[Fault]) -> None:
         try:

@@ -271,10 +271,28 @@ def test_kill9_restart_reapplies_once_and_down_leaves_nothing(fresh_lab: Lab, ap
     )
     assert sorted(f["kind"] for f in lab.json("faults")) == ["latency", "reset"]
     assert len(proxies(sb)) == 1 and len(proxies(router)) == 1, "re-applied, not doubled"
+
+    router.restart(timeout=5)  # a new network namespace: the controller puts the router's fault back
+    wait_until(
+        lambda: "REDIRECT" in sh(router, "iptables -t nat -S 2>/dev/null"),
+        20,
+        0.3,
+        "the router's REDIRECT back after a restart",
+    )
+    assert len(proxies(router)) == 1
+
+    def h13_again() -> bool:  # the restarted router may publish another port (the lab asked for any)
+        port = lab.json("status")["router"]["port"]
+        try:
+            resp = requests.get(f"http://127.0.0.1:{port}/", headers={"Host": f"{app_name}.localhost"}, timeout=5)
+        except requests.RequestException:
+            return False
+        return resp.headers.get("X-Labctl-Error") == "H13"
+
+    wait_until(h13_again, 20, 0.3, "H13 again through the restarted router")
     lab.ok("faults:clear", "--router", "common")
     nothing_left(router)
-    try:
-        assert lab.get(app_name, "/", timeout=5).status_code == 200
-    except requests.RequestException as err:
-        pytest.fail(f"the app answers once the router fault is gone: {err}")
+    port = lab.json("status")["router"]["port"]
+    resp = requests.get(f"http://127.0.0.1:{port}/", headers={"Host": f"{app_name}.localhost"}, timeout=5)
+    assert resp.status_code == 200, "the app answers once the router fault is gone"
     lab.ok("down")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -333,8 +334,11 @@ class FakeEngine:
 
 
 class FakeDockerEngine:
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}  # a container's main pid (a restart changes it)
+
     def try_info(self, cid: str | None) -> object | None:
-        return object() if cid else None
+        return SimpleNamespace(id=cid, pid=self.pids.get(cid, 1)) if cid else None
 
 
 class FakeRuntime:
@@ -645,3 +649,14 @@ def test_router_fault_toward_an_instance_goes_with_it_and_expires(routers):
     assert [f["kind"] for f in gone] == ["reset"]
     assert [f["kind"] for f in rf.expire(now=1e12)] == ["blackhole"]
     assert rf.faults() == [] and eng.routers["router"] == []
+
+
+def test_a_restarted_router_gets_its_faults_back(routers):
+    m, rf, store, eng = routers
+    rf.add("common", {"kind": "latency", "ms": 100})
+    assert eng.calls.count(("router", "router")) == 1
+    rf.expire()
+    assert eng.calls.count(("router", "router")) == 1, "nothing changed: no re-apply"
+    m.rt.engine.pids["router"] = 42  # restarted: a new network namespace
+    rf.expire()
+    assert eng.calls.count(("router", "router")) == 2 and eng.routers["router"][0]["kind"] == "latency"
