@@ -24,6 +24,7 @@ The pure part (parsing rates and durations, the plans and their shell scripts) i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -50,6 +51,8 @@ PROXY_PORT = fault_proxy.PORT
 PROXY_MARK = fault_proxy.MARK
 PROXY_DIR = "/run/labctl-faults"  # the proxy's config, pid and log (gone with the proxy)
 PROXY_SCRIPT = "/usr/local/lib/labctl/fault_proxy.py"
+PROXY_SOURCE = Path(fault_proxy.__file__).read_text(encoding="utf-8")
+PROXY_VERSION = hashlib.sha256(PROXY_SOURCE.encode()).hexdigest()[:12]
 DEVICE = "eth0"
 CPU_PERIOD_US = 100_000  # 100 ms: --cpus 0.05 = 5 ms of CPU every 100 ms
 MIN_CPUS = 0.01  # Docker refuses a CFS quota under 1 ms
@@ -276,9 +279,14 @@ def plan_script(plan: NsPlan) -> str:
             f"mkdir -p {d}",
             f"cat > {d}/proxy.json.new <<'LABCTL_EOF'\n{config}\nLABCTL_EOF",
             f"mv -f {d}/proxy.json.new {d}/proxy.json",
+            # a proxy started from another version of fault_proxy.py (labctl upgraded) is replaced
+            f'if [ -f {pid} ] && [ "$(cat {d}/proxy.version 2>/dev/null)" != "{PROXY_VERSION}" ]; then',
+            f'  kill "$(cat {pid})" 2>/dev/null || true; rm -f {pid}',
+            f"  i=0; while grep -q '{listening}' /proc/net/tcp && [ $i -lt 60 ]; do i=$((i+1)); sleep 0.05; done",
+            "fi",
             f'if ! {{ [ -f {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; }}; then',
             f"  setsid python3 {PROXY_SCRIPT} {PROXY_PORT} {d}/proxy.json </dev/null >{d}/proxy.log 2>&1 &",
-            f"  echo $! > {pid}",
+            f"  echo $! > {pid}; echo {PROXY_VERSION} > {d}/proxy.version",
             "fi",
             f"i=0; until grep -q '{listening}' /proc/net/tcp; do",
             f'  i=$((i+1)); if [ $i -gt 100 ]; then echo "the fault proxy did not start: '
@@ -425,7 +433,7 @@ class FaultEngine:
 
     def _sync(self, container: str, plan: NsPlan) -> None:
         if plan.toxics:
-            self.engine.put_file(container, PROXY_SCRIPT, Path(fault_proxy.__file__).read_text(encoding="utf-8"))
+            self.engine.put_file(container, PROXY_SCRIPT, PROXY_SOURCE)
         self._exec(container, plan_script(plan))
 
     # -- the router end -----------------------------------------------------------------------------------
