@@ -215,18 +215,41 @@ def fault_expiry(fault: dict[str, Any], now: float | None = None) -> str:
     return f"in {max(left, 0):.0f}s"
 
 
+_PATHS = {  # (end, direction) -> the packets it acts on
+    ("instance", "in"): "in: router→instance",
+    ("instance", "out"): "out: instance→router",
+    ("router", "out"): "out: router→instance",
+    ("router", "in"): "in: instance→router",
+}
+
+
+def fault_path(f: dict[str, Any]) -> str:
+    """The direction column of ``labctl faults``: which packets a directional fault acts on."""
+    d = f.get("direction")
+    if not d:
+        return "-"
+    return "both ways" if d == "both" else _PATHS.get((f.get("end") or "instance", d), d)
+
+
 def faults_text(rows: list[dict[str, Any]], now: float | None = None) -> str:
-    """``labctl faults``: one row per fault, with the instance it belongs to and the dynos it hits."""
+    """``labctl faults``: one row per fault, with where it sits (an instance, or a router and its target),
+    its direction and the dynos it hits."""
     if not rows:
         return "No faults"
-    table = [("INSTANCE", "RUNTIME", "FAULT", "ID", "REVERTS", "DYNOS")]
+    table = [("END", "AT", "RUNTIME", "FAULT", "DIRECTION", "ID", "REVERTS", "DYNOS")]
     for f in rows:
         runtime = "common" if f["runtime"] == "common" else f"space:{f['runtime']}"
+        if f.get("end") == "router":
+            end, at = "router", f"{f['router']} → {f.get('instance') or 'every instance'}"
+        else:
+            end, at = "instance", f["instance"]
         table.append(
             (
-                f["instance"],
+                end,
+                at,
                 runtime,
                 f.get("description") or f.get("kind", "?"),
+                fault_path(f),
                 f.get("id", "-"),
                 fault_expiry(f, now),
                 ",".join(f.get("dynos") or []) or "-",
@@ -243,7 +266,8 @@ def doctor_text(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append("=== Fault kinds on this engine")
     for kind, s in report["faults"].items():
-        lines.append(f"{'ok  ' if s['supported'] else 'no  '}  {kind:<12} {s['reason']}")
+        how = f"[{s['mechanism']}] " if s.get("mechanism") and s["supported"] else ""
+        lines.append(f"{'ok  ' if s['supported'] else 'no  '}  {kind:<12} {how}{s['reason']}")
     return "\n".join(lines)
 
 

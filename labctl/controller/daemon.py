@@ -42,6 +42,7 @@ def _setup_logging(d: LabDir) -> None:
 def serve(lab: str) -> int:
     from labctl.controller.api import Api, make_server
     from labctl.controller.faults import FaultManager
+    from labctl.controller.faults_router import RouterFaults
     from labctl.controller.logsink import LogSink
     from labctl.controller.manager import Manager
     from labctl.controller.runtime import Runtime
@@ -117,6 +118,7 @@ def serve(lab: str) -> int:
     api = Api(manager, status)
     faults = FaultManager(store, runtime, sink)  # instance faults (lab-spec §8): hooks, routes, expiry timer
     faults.register(api)
+    RouterFaults(faults).attach(api)  # router-end faults (issue 17), listed and expired with the others
     faults.start()
     previous = d.api()
     server = None

@@ -160,6 +160,7 @@ class Engine:
                 ports=ports,
                 network=networks[0],
                 restart_policy={"Name": "unless-stopped"},
+                cap_add=["NET_ADMIN"],  # router-end faults: iptables and the fault proxy (engine/faults.py)
             )
             for path, text in (files or {}).items():
                 self.put_file(c.id, path, text, mode=0o600 if path.endswith(".key") else 0o644)
