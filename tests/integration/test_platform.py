@@ -145,7 +145,7 @@ def test_config_set_new_release_and_rollback(lab: Lab, cr_app: str):
         (("ps", "-a", "Bad_Name"), "Couldn't find that app"),
         (("apps:create", "Bad_Name"), "is invalid"),
         (("ps:scale", "web==2", "-a", "nosuchapp"), "Invalid argument"),
-        (("ps:restart", "web.99", "-a", "nosuchapp"), "Couldn't find that app"),
+        (("ps:restart", "-d", "web.99", "-a", "nosuchapp"), "Couldn't find that app."),
         (("deploy", "/tmp", "-a", "nosuchapp"), "No Procfile"),
         (("ps:stop", "-a", "nosuchapp"), "Please specify a process type or dyno name"),
     ],
@@ -161,8 +161,8 @@ def test_bad_input_is_one_line(lab: Lab, args, needle):
 def test_unknown_dyno_and_bad_scale_change_nothing(lab: Lab, cr_app: str):
     app = cr_app
     before = lab.dynos(app)
-    r = lab.cli("ps:restart", "web.9", "-a", app)
-    assert r.code != 0 and "No such dyno web.9" in r.err
+    r = lab.cli("ps:restart", "-d", "web.9", "-a", app)  # the Platform API's not_found words, no name added
+    assert (r.code, r.out, r.err.strip()) == (1, "", "▸    Couldn't find that dyno.")
     r = lab.cli("ps:scale", "mailer=2", "-a", app)
     assert r.code != 0 and "Couldn't find that process type" in r.err
     after = lab.dynos(app)
