@@ -25,8 +25,13 @@ def _rows(text: str) -> dict[str, dict[str, str]]:
 def test_restart_and_kill_aliases_in_a_private_space(lab: Lab, space_app: str):
     app = space_app
     before = lab.dynos(app)["web.1"]
-    out = lab.ok("restart", "web.1", "-a", app)
-    assert out.strip() == f"Restarting dyno web.1 on ⬢ {app}... done"
+    # CLI src/commands/ps/restart.ts: the positional DYNO warns; the action line goes to stderr, stdout stays empty
+    r = lab.cli("restart", "web.1", "-a", app)
+    assert (r.code, r.out) == (0, "")
+    assert r.err == (
+        " ▸    DYNO is a deprecated argument. Use --dyno-name or --process-type instead.\n"
+        f"Restarting dyno web.1 on ⬢ {app}... done\n"
+    )
     wait_until(
         lambda: (d := lab.dynos(app)["web.1"])["container"] != before["container"] and d["state"] == "up",
         30,
@@ -34,8 +39,8 @@ def test_restart_and_kill_aliases_in_a_private_space(lab: Lab, space_app: str):
     )
     assert lab.dynos(app)["web.1"]["instance"] == before["instance"], "restart keeps the instance"
 
-    out = lab.ok("kill", "-d", "web.1", "-a", app)
-    assert out.strip() == f"Stopping dyno web.1 on ⬢ {app}... done"
+    r = lab.cli("kill", "-d", "web.1", "-a", app)  # CLI src/commands/ps/stop.ts
+    assert (r.code, r.out, r.err) == (0, "", f"Stopping dyno web.1 on ⬢ {app}... done\n")
     wait_until(
         lambda: (d := lab.dynos(app)["web.1"])["instance"] != before["instance"] and d["state"] == "up",
         30,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import Lab, wait_until
@@ -93,7 +95,9 @@ def test_common_runtime_restart_moves_stop_comes_back(lab: Lab, cr_app: str):
 
 def test_scale_to_zero_h14_and_one_offs(lab: Lab, cr_app: str):
     app = cr_app
-    lab.ok("ps:scale", "web=0", "-a", app)
+    r = lab.cli("ps:scale", "web=0", "-a", app)  # CLI src/commands/ps/scale.ts: only the type changed, on stderr
+    assert (r.code, r.out) == (0, "")
+    assert re.fullmatch(r"Scaling dynos\.\.\. done, now running web at 0:[\w-]+\n", r.err), r.err
     wait_until(lambda: lab.get(app).status_code == 503, 20, what="503 after web=0")
     wait_until(lambda: "code=H14" in lab.logs(app), 10, what="H14 router line")
     out = lab.ok("ps", "-a", app)
@@ -114,14 +118,19 @@ def test_scale_to_zero_h14_and_one_offs(lab: Lab, cr_app: str):
 
 def test_config_set_new_release_and_rollback(lab: Lab, cr_app: str):
     app = cr_app
-    out = lab.ok("config:set", "GREETING=bar", "-a", app)
-    assert "v2" in out
+    r = lab.cli("config:set", "GREETING=bar", "-a", app)  # CLI src/commands/config/set.ts
+    assert (r.code, r.out, r.err) == (0, "GREETING: bar\n", f"Setting GREETING and restarting ⬢ {app}... done, v2\n")
     wait_until(lambda: body(lab, app).get("greeting") == "bar", 30, what="dynos see GREETING")
     assert lab.ok("config:get", "GREETING", "-a", app).strip() == "bar"
     releases = lab.json("releases", "-a", app)
     assert [r["version"] for r in releases][:2] == [2, 1]
     assert releases[0]["description"] == "Set GREETING config vars"
-    lab.ok("rollback", "-a", app)
+    r = lab.cli("rollback", "-a", app)  # CLI src/commands/releases/rollback.ts
+    assert (r.code, r.out) == (0, "") and r.err == (
+        f"Rolling back ⬢ {app} to v1... done, v3\n"
+        " ▸    Rollback affects code and config vars; it doesn't add or remove addons.\n"
+        " ▸    To undo, run: labctl rollback v2\n"
+    )
     wait_until(
         lambda: (
             body(lab, app).get("release") == "v3"
