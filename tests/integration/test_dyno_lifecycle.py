@@ -240,7 +240,7 @@ def test_cycling_ps_wait_ps_type_and_timescale(lab: Lab, app_name: str):
             20,
             what="resized and back up",
         )
-        assert " web    Standard-2X   1" in lab.ok("ps:type", "-a", app)
+        assert re.search(r"^ web +Standard-2X +1$", lab.ok("ps:type", "-a", app), re.M)  # CLI ps/type.ts table
         # Daily cycling: each dyno shows when it will cycle (24 h + 0-216 min, scaled) ...
         from datetime import datetime
 
