@@ -35,9 +35,10 @@ def apps_create(
     json: Json = False,
 ) -> None:
     """Create an app in the Common Runtime, or in a Private Space with --space."""
-    row = client(lab).app_create(name, space)
-    if json:
-        return render.as_json(row)
+    c = client(lab)
+    c.app_create(name, space)
+    if json:  # the app, as apps:info --json prints it
+        return render.as_json(c.app_info(name))
     # CLI src/commands/apps/create.ts; the lab has no git remote, so the CLI's `web URL | git URL` line is left out
     where = f" in space {space}" if space else ""
     render.action(f"Creating ⬢ {name}{where}")

@@ -15,6 +15,7 @@ import typer
 
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, command, require_app
+from labctl.client import Client
 from labctl.domain.names import is_dyno_name
 from labctl.errors import InvalidInput, NotFound
 
@@ -66,8 +67,8 @@ def scale(
             raise NotFound(f"No process types on ⬢ {name}. Upload a Procfile to add process types.")
         return render.out(render.formation_text(formation))
     result = c.scale(name, args)
-    if json:
-        return render.as_json(result)
+    if json:  # the formation, as ps:scale --json without arguments prints it
+        return render.as_json(result["formation"])
     # CLI src/commands/ps/scale.ts: the action line names only the types the arguments changed, in formation order
     changed = {m.group(1) for m in map(SCALE_ARG.match, args) if m}
     now = ", ".join(f"{p['type']} at {p['quantity']}:{p['size']}" for p in result["formation"] if p["type"] in changed)
@@ -98,8 +99,9 @@ def restart(
     name = require_app(app_name)
     dyno, ptype = _target(target, dyno_name, process_type)
     what = f"all {ptype} dynos" if ptype else f"dyno {dyno}" if dyno else "all dynos"
-    result = client(lab).restart(name, dyno=dyno, ptype=ptype)
-    render.as_json(result) if json else render.action(f"Restarting {what} on ⬢ {name}")
+    c = client(lab)
+    result = c.restart(name, dyno=dyno, ptype=ptype)
+    render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Restarting {what} on ⬢ {name}")
 
 
 @command("ps:stop", aliases=["dyno:stop", "ps:kill", "dyno:kill"], hidden=["stop", "kill"])
@@ -117,8 +119,16 @@ def stop(
     if not dyno and not ptype:
         raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
     what = f"all {ptype} dynos" if ptype else f"dyno {dyno}"
-    result = client(lab).stop(name, dyno=dyno, ptype=ptype)
-    render.as_json(result) if json else render.action(f"Stopping {what} on ⬢ {name}")
+    c = client(lab)
+    result = c.stop(name, dyno=dyno, ptype=ptype)
+    render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Stopping {what} on ⬢ {name}")
+
+
+def _dynos_named(c: Client, app: str, names: list[str]) -> list[dict[str, Any]]:
+    """``--json`` of restart and stop: the dynos acted on, as ``ps --json`` shows them right after the action (a
+    stopped one-off is gone, so it is no longer listed)."""
+    wanted = set(names)
+    return [d for d in c.dynos(app) if d["name"] in wanted]
 
 
 Command = Annotated[list[str], typer.Argument(help="The command to run")]

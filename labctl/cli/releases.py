@@ -118,8 +118,8 @@ def config_set(
             raise InvalidInput(f"{pair} is invalid. Must be in the format FOO=bar.")
         changes[key] = value
     result = client(lab).config_set(name, changes)
-    if json:
-        return render.as_json(result)
+    if json:  # the config-vars object, as config --json prints it
+        return render.as_json(result["config"])
     # CLI src/commands/config/set.ts: the action line on stderr, then the vars set (non-empty ones) on stdout
     render.action(f"Setting {', '.join(changes)} and restarting ⬢ {name}", _release_suffix(result))
     render.out("\n".join(render.styled_object({k: v for k, v in changes.items() if v}, keys=list(changes))))
@@ -135,8 +135,8 @@ def config_unset(
     """Unset config vars: a new release that restarts the dynos."""
     name = require_app(app_name)
     result = client(lab).config_set(name, dict.fromkeys(keys))
-    if json:
-        return render.as_json(result)
+    if json:  # the config-vars object, as config --json prints it
+        return render.as_json(result["config"])
     # CLI src/commands/config/unset.ts
     render.action(f"Unsetting {', '.join(keys)} and restarting ⬢ {name}", _release_suffix(result))
 

@@ -103,15 +103,18 @@ class FakeClient:
         self._app(app)
         self.calls.append(("resize", sizes))
 
-    def restart(self, app: str, *, dyno: str | None = None, ptype: str | None = None) -> dict[str, Any]:
+    def _named(self, dyno: str | None, ptype: str | None) -> list[str]:
+        return [d["name"] for d in self.dyno_rows if d["name"] == dyno or d["type"] == ptype or not (dyno or ptype)]
+
+    def restart(self, app: str, *, dyno: str | None = None, ptype: str | None = None) -> list[str]:
         self._app(app)
         self.calls.append(("restart", (dyno, ptype)))
-        return {}
+        return self._named(dyno, ptype)
 
-    def stop(self, app: str, *, dyno: str | None = None, ptype: str | None = None) -> dict[str, Any]:
+    def stop(self, app: str, *, dyno: str | None = None, ptype: str | None = None) -> list[str]:
         self._app(app)
         self.calls.append(("stop", (dyno, ptype)))
-        return {}
+        return self._named(dyno, ptype)
 
     def dynos(self, app: str, include_old: bool = False, extended: bool = False) -> list[dict[str, Any]]:
         self._app(app)
@@ -488,6 +491,7 @@ def test_json_output_is_the_object_printed(api: FakeClient):
         return json.loads(out)
 
     app = as_json("apps:info", "-a", "myapp")
+    assert set(as_json("apps:create", "myapp")) == set(app)
     assert as_json("maintenance", "-a", "myapp") == app
     assert as_json("maintenance:on", "-a", "myapp") == app
     assert as_json("apps:destroy", "-a", "myapp", "--confirm", "myapp") == app
@@ -497,7 +501,15 @@ def test_json_output_is_the_object_printed(api: FakeClient):
         {"key": "LANG", "value": "en_US.UTF-8"},
         {"key": "RACK_ENV", "value": "production"},
     ]
-    assert as_json("ps:wait", "-a", "myapp") == as_json("ps", "-a", "myapp")
+    dynos = as_json("ps", "-a", "myapp")
+    assert as_json("ps:wait", "-a", "myapp") == dynos
+    assert as_json("ps:restart", "-a", "myapp") == dynos
+    assert as_json("ps:stop", "-p", "worker", "-a", "myapp") == [d for d in dynos if d["type"] == "worker"]
+    formation = as_json("ps:scale", "-a", "myapp")
+    assert [set(p) for p in as_json("ps:scale", "web=3", "-a", "myapp")] == [set(p) for p in formation]
+    assert as_json("ps:type", "-a", "myapp") == formation
+    assert as_json("config:set", "LANG=C", "-a", "myapp") == as_json("config", "-a", "myapp")
+    assert as_json("config:unset", "LANG", "-a", "myapp") == as_json("config", "-a", "myapp")
     assert as_json("spaces:destroy", "tokyo") == api.spaces()[0]
     code, out, err = run("run", "-a", "myapp", "--json", "echo", "42")
     assert code == 3 and err.startswith("Running echo 42 on ⬢ myapp... up, run.4821")
