@@ -239,7 +239,7 @@ def test_interactive_run_in_a_pty(lab_state: Path, tmp_path: Path):
     try:
         term.expect("Put web.1 on a new runtime instance.", 300)
         term.expect("lab> ", 30)
-        term.type("labctl ps:restart web.1 -a demo")
+        term.type("labctl ps:restart -d web.1 -a demo")
         assert "Restarting dyno web.1" in term.expect("lab> ", 60)
         term.type("hint")
         assert "ps:restart keeps" in term.expect("lab> ", 10)
