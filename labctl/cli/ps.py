@@ -241,6 +241,8 @@ def ps_wait(
     name = require_app(app_name)
     if wait_interval < 10:
         raise InvalidInput("wait-interval must be at least 10")
+    if with_run and ptype:  # the CLI declares --with-run exclusive of --type (oclif's parser refuses both)
+        raise InvalidInput("--with-run cannot also be provided when using --type")
     c = client(lab)
     releases = c.releases(name)
     if not releases:

@@ -85,25 +85,26 @@ def _dyno_key(d: dict[str, Any]) -> tuple[str, int]:
 
 
 def ps_text(app: str, dynos: list[dict[str, Any]], now: float | None = None) -> str:
-    """``heroku ps``: one-offs first, then formation dynos grouped by type and command (§1.3)."""
+    """``heroku ps`` (CLI src/commands/ps/index.ts): one-offs first, then formation dynos grouped by type, size and
+    command; each group is a styledHeader, a blank line, its dynos and a blank line (§1.3)."""
     if not dynos:
         return f"No dynos on ⬢ {app}"
     blocks = []
     one_offs = sorted((d for d in dynos if d["type"] == "run"), key=_dyno_key)
     if one_offs:
-        lines = [f"=== run: one-off processes ({len(one_offs)})"]
+        lines = [f"=== run: one-off processes ({len(one_offs)})", ""]
         lines += [
             f"{d['name']} ({d['size']}): {d['state']} {ago(d['updated_at'], now)}: {d['command']}" for d in one_offs
         ]
-        blocks.append("\n".join(lines))
+        blocks.append("\n".join(lines) + "\n")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for d in sorted((d for d in dynos if d["type"] != "run"), key=_dyno_key):
         groups.setdefault((d["type"], d["size"], d["command"]), []).append(d)
     for (ptype, size, command), members in groups.items():
-        lines = [f"=== {ptype} ({size}): {command} ({len(members)})"]
+        lines = [f"=== {ptype} ({size}): {command} ({len(members)})", ""]
         lines += [f"{d['name']}: {d['state']} {ago(d['updated_at'], now)}" + _old_suffix(d) for d in members]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
 
 
 def _old_suffix(d: dict[str, Any]) -> str:

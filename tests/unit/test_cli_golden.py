@@ -214,6 +214,32 @@ def run(*argv: str) -> tuple[int, str, str]:
 
 
 # -- ps ----------------------------------------------------------------------------------------------------
+def test_ps(api: FakeClient):
+    # ps/index.ts (its test 'shows dyno list'): per group a styledHeader, a blank line, the dynos, a blank line;
+    # one-offs first
+    api.dyno_rows = [*api.dyno_rows, {**_dyno("run.7", command="bash"), "type": "run"}]
+    assert run("ps", "-a", "myapp") == (
+        0,
+        "=== run: one-off processes (1)\n"
+        "\n"
+        f"run.7 (Standard-1X): up {OLD_SHOWN}: bash\n"
+        "\n"
+        "=== web (Standard-1X): python3 app.py (1)\n"
+        "\n"
+        f"web.1: up {OLD_SHOWN}\n"
+        "\n"
+        "=== worker (Standard-1X): python3 worker.py (1)\n"
+        "\n"
+        f"worker.1: up {OLD_SHOWN}\n"
+        "\n",
+        "",
+    )
+    # ps/index.ts: an unknown type is an error `No ${t} dynos on ${app}`; no dynos: `No dynos on ${app}`
+    assert run("ps", "clock", "-a", "myapp") == (1, "", " ▸    No clock dynos on ⬢ myapp\n")
+    api.dyno_rows = []
+    assert run("ps", "-a", "myapp") == (0, "No dynos on ⬢ myapp\n", "")
+
+
 def test_ps_scale_names_the_types_it_changed(api: FakeClient):
     # ps/scale.ts: ux.action.start('Scaling dynos'), ux.action.stop(`done, now running ${output.join(', ')}`) where
     # output lists only the formation entries an argument changed: worker is not named, and no "." at the end
@@ -280,6 +306,8 @@ def test_ps_wait(api: FakeClient):
     assert run("ps:wait", "-a", "myapp") == (0, "", "")
     # ps/wait.ts: the flag's parse(): ux.error('wait-interval must be at least 10')
     assert run("ps:wait", "-w", "1", "-a", "myapp") == (1, "", " ▸    wait-interval must be at least 10\n")
+    # ps/wait.ts: 'with-run' is exclusive: ['type'] (the words are the lab's: oclif's parser writes its own)
+    assert run("ps:wait", "-R", "-t", "web", "-a", "myapp")[:2] == (1, "")
     # ps/wait.ts: this.warn(`App ${app} has no releases`)
     api.release_rows = []
     assert run("ps:wait", "-a", "myapp") == (0, "", " ▸    App ⬢ myapp has no releases\n")
