@@ -157,9 +157,13 @@ def release_info_text(rel: dict[str, Any], shell: bool = False) -> str:
     if status:
         change += f" ({status})"
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rel["created_at"]))
-    fields = {"Add-ons": None, "Change": change, "By": USER, "When": when}
+    # the Platform API's eligible_for_rollback: in the lab, a release that succeeded (rollback refuses the others)
+    eligible = "Yes" if rel.get("status", "succeeded") == "succeeded" else "No"
+    fields = {"Add-ons": None, "Change": change, "By": USER, "Eligible for Rollback?": eligible, "When": when}
     config = rel.get("config") or {}
-    lines = [f"=== Release v{rel['version']}", *styled_object(fields), "", f"=== v{rel['version']} Config vars", ""]
+    version = rel["version"]
+    # styledHeader is the header and a blank line (as the CLI's exact-output tests show it, e.g. config/index)
+    lines = [f"=== Release v{version}", "", *styled_object(fields), "", f"=== v{version} Config vars", ""]
     if shell:
         lines += [f"{k}={shlex.quote(v)}" for k, v in config.items()]
     else:

@@ -68,10 +68,11 @@ def test_releases_info(lab: Lab, space_app: str):
     app = space_app
     out = lab.ok("releases:info", "v1", "-a", app)
     lines = out.splitlines()
-    assert lines[0] == "=== Release v1"
-    assert lines[1] == "By:      labctl@localhost"
-    assert lines[2].startswith("Change:  Deploy ")
-    assert lines[3].startswith("When:    20") and lines[4:6] == ["", "=== v1 Config vars"]
+    # CLI src/commands/releases/info.ts
+    assert lines[:3] == ["=== Release v1", "", "By:                     labctl@localhost"]
+    assert lines[3].startswith("Change:                 Deploy ")
+    assert lines[4] == "Eligible for Rollback?: Yes"
+    assert lines[5].startswith("When:                   20") and lines[6:8] == ["", "=== v1 Config vars"]
     assert lab.json("releases:info", "-a", app)["version"] == lab.json("releases", "-a", app)[0]["version"]
     assert lab.json("releases:info", "1", "-a", app)["version"] == 1
 
