@@ -83,15 +83,19 @@ def apps_destroy(
         raise InvalidInput("No app specified. Usage: labctl apps:destroy APPNAME")
     c = client(lab)
     info = c.app_info(name)  # an unknown app is refused before the question (CLI src/commands/apps/destroy.ts)
-    # CLI src/lib/confirm-command.ts. The lab asks only on a terminal: a script (no terminal on stdin) destroys
-    # without --confirm, as labctl did before it asked.
+    # CLI src/lib/confirm-command.ts. The lab asks only where a person sees and answers the question (stdin and
+    # stderr are terminals): a script, a scenario step or a test destroys without --confirm, as labctl always did.
     if confirm is not None and confirm != name:
         raise InvalidInput(f"Confirmation {confirm} did not match {name}. Aborted.")
-    if confirm is None and sys.stdin.isatty():
+    if confirm is None and sys.stdin.isatty() and sys.stderr.isatty():
         render.warn(f"This will delete ⬢ {name} including all add-ons.")
         render.err("")
-        entered = typer.prompt(f"To proceed, type {name} or re-run this command with --confirm {name}", err=True)
-        if entered != name:
+        sys.stderr.write(f"To proceed, type {name} or re-run this command with --confirm {name}: ")
+        sys.stderr.flush()
+        entered = sys.stdin.readline()
+        if not entered:  # end of input: as the CLI's prompt on Ctrl-D
+            raise typer.Abort()
+        if entered.strip() != name:
             raise InvalidInput(f"Confirmation did not match {name}. Aborted.")
     c.app_destroy(name)
     render.as_json(info) if json else render.action(f"Destroying ⬢ {name} (including all add-ons)")

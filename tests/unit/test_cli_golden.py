@@ -552,3 +552,37 @@ def test_the_golden_instant_is_one_instant():
 
     assert datetime.fromtimestamp(OLD_TS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") == OLD
     assert time.time() - OLD_TS > 25 * 3600
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "destroyed"), [("myapp", True), ("other", False)])
+def test_apps_destroy_asks_on_a_terminal(
+    api: FakeClient, monkeypatch: pytest.MonkeyPatch, answer: str, destroyed: bool
+):
+    # lib/confirm-command.ts: ux.warn(message), a blank line, then hux.prompt(`To proceed, type ${app} or re-run this
+    # command with --confirm ${app}`); another answer: `Confirmation did not match ${app}. Aborted.`
+    import sys
+
+    err = _Tty()
+    monkeypatch.setattr(sys, "stdin", _Tty(answer + "\n"))
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(err):
+        code = main(["apps:destroy", "-a", "myapp"])
+    asked = (
+        " ▸    This will delete ⬢ myapp including all add-ons.\n"
+        "\n"
+        "To proceed, type myapp or re-run this command with --confirm myapp: "
+    )
+    if destroyed:
+        assert (code, out.getvalue(), err.getvalue()) == (
+            0,
+            "",
+            asked + "Destroying ⬢ myapp (including all add-ons)... done\n",
+        )
+        assert api.calls == [("app_destroy", "myapp")]
+    else:
+        assert (code, err.getvalue()) == (1, asked + " ▸    Confirmation did not match myapp. Aborted.\n")
+        assert api.calls == []
