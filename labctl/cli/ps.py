@@ -86,6 +86,14 @@ def _target(positional: str | None, dyno: str | None, ptype: str | None) -> tupl
     return dyno, ptype
 
 
+def _what(positional: str | None, ptype: str | None, dyno: str | None) -> str:
+    """The action line's target, in the CLI's words (ps/restart.ts, stop.ts): a positional DYNO is always named
+    ``dyno X`` there, even ``web``, which the lab (as the API behind the older CLI) takes for the process type."""
+    if positional:
+        return f"dyno {positional}"
+    return f"all {ptype} dynos" if ptype else f"dyno {dyno}" if dyno else ""
+
+
 @command("ps:restart", aliases=["dyno:restart"], hidden=["restart"])
 def restart(
     target: Target = None,
@@ -98,7 +106,7 @@ def restart(
     """Restart all dynos, a type, or one dyno (Private Space: on the same instance)."""
     name = require_app(app_name)
     dyno, ptype = _target(target, dyno_name, process_type)
-    what = f"all {ptype} dynos" if ptype else f"dyno {dyno}" if dyno else "all dynos"
+    what = _what(target, ptype, dyno) or "all dynos"
     c = client(lab)
     result = c.restart(name, dyno=dyno, ptype=ptype)
     render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Restarting {what} on ⬢ {name}")
@@ -118,7 +126,7 @@ def stop(
     dyno, ptype = _target(target, dyno_name, process_type)
     if not dyno and not ptype:
         raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
-    what = f"all {ptype} dynos" if ptype else f"dyno {dyno}"
+    what = _what(target, ptype, dyno)
     c = client(lab)
     result = c.stop(name, dyno=dyno, ptype=ptype)
     render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Stopping {what} on ⬢ {name}")

@@ -273,8 +273,9 @@ def test_a_positional_dyno_is_deprecated(api: FakeClient):
     # instead.`) before the action line
     warning = " ▸    DYNO is a deprecated argument. Use --dyno-name or --process-type instead.\n"
     assert run("ps:restart", "web.1", "-a", "myapp") == (0, "", warning + "Restarting dyno web.1 on ⬢ myapp... done\n")
-    # the lab still reads a bare type as the older CLI did (a process type), and warns all the same
-    assert run("stop", "web", "-a", "myapp") == (0, "", warning + "Stopping all web dynos on ⬢ myapp... done\n")
+    # the lab reads a bare type as the API behind the older CLI did (all dynos of the type); the CLI's words name
+    # whatever was given as `dyno`
+    assert run("stop", "web", "-a", "myapp") == (0, "", warning + "Stopping dyno web on ⬢ myapp... done\n")
     assert api.calls == [("restart", ("web.1", None)), ("stop", (None, "web"))]
 
 
