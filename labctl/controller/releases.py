@@ -104,7 +104,7 @@ class Releases:
     def _release_row(self, app: str, version: int) -> ReleaseRow:
         rel = self.store.release(app, version)
         if rel is None:  # only ``apps:destroy`` deletes a recorded release, and it waits for the lock
-            raise NotFound(f"Couldn't find release v{version} of ⬢ {app}")
+            raise NotFound("Couldn't find that release.")
         return rel
 
     def _fail(self, app: str, version: int, status: int) -> None:
@@ -160,11 +160,13 @@ class Releases:
             self.app_row(app)
             current = self.store.current_release(app)
             if current is None:
-                raise NotFound(f"⬢ {app} has no releases to roll back to")
+                raise NotFound(f"No eligible release found for ⬢ {app} to roll back to.")  # CLI releases/rollback.ts
             target_v = version if version is not None else current["version"] - 1
             target = self.store.release(app, target_v)
             if target is None or target["status"] != "succeeded":
-                raise NotFound(f"Couldn't find release v{target_v} of ⬢ {app}")
+                if version is None:  # CLI releases/rollback.ts: no previous release to go back to
+                    raise NotFound(f"No eligible release found for ⬢ {app} to roll back to.")
+                raise NotFound("Couldn't find that release.")  # the Platform API's not_found words
             version = self.reserve_version(app)
         return self.release(
             app, version, target["image"], target["procfile"], target["config"], f"Rollback to v{target_v}"
