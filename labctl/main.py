@@ -10,9 +10,11 @@ from __future__ import annotations
 import sys
 
 from labctl.cli import main, typer_app
+from labctl.scenario import drill_command
 from labctl.scenario.command import scenario_app
 
 typer_app.add_typer(scenario_app, name="scenario")
+drill_command.register(typer_app)
 
 __all__ = ["main", "run", "typer_app"]
 

@@ -11,16 +11,24 @@ import sys
 
 import typer
 
-from labctl.cli import apps, faults, lab, logs, ps, releases, traffic  # noqa: F401 - modules register their commands
+from labctl.cli import apps, drill_log, faults, lab, logs, ps, releases, traffic  # noqa: F401 - modules register their commands
 from labctl.cli.common import app as typer_app
 from labctl.errors import LabError
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every failure is one line on stderr and a non-zero exit; never a traceback."""
+    args = list(argv if argv is not None else sys.argv[1:])
+    started = drill_log.now()
+    code = _main(args)
+    drill_log.record(args, code, started)  # only while a drill runs in that lab (labctl drill)
+    return code
+
+
+def _main(args: list[str]) -> int:
     command = typer.main.get_command(typer_app)
     try:
-        rv = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="labctl", standalone_mode=False)
+        rv = command.main(args=args, prog_name="labctl", standalone_mode=False)
         if isinstance(rv, int):  # without standalone mode, an Exit(code) comes back as the return value
             return rv
     except typer.Exit as e:

@@ -1,0 +1,118 @@
+"""Is the traffic through the router healthy, and since when? (pure; docs/drills.md "Grading").
+
+Shared by the drills (time to mitigate) and ``scenario compare`` (time to recover). A request counts in the
+window in which it *finished* (``ts`` + latency): a request still hanging is not counted yet, and a window in which
+too few requests finished is unhealthy (everything hangs). A window is healthy when enough requests finished, at
+most ``max_error_rate`` of them failed (5xx or no answer) and their p95 is at most ``p95_ms``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from labctl.traffic import is_error, percentile
+
+WINDOW_S = 3.0
+STEP_S = 0.5
+HOLD_S = 4.0  # healthy this long, to the end of what was measured, counts as mitigated
+MAX_ERROR_RATE = 0.05
+MIN_P95_MS = 300.0
+P95_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    p95_ms: float
+    max_error_rate: float = MAX_ERROR_RATE
+    min_share: float = 0.5  # of the requests sent in a window that must have finished in it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"p95_ms": round(self.p95_ms, 1), "max_error_rate": self.max_error_rate}
+
+
+def thresholds(baseline: list[dict[str, Any]]) -> Thresholds:
+    """p95 under max(300 ms, 3 × the healthy p95), errors at most 5 %."""
+    lat = [r["latency_ms"] for r in baseline if r.get("latency_ms") is not None and not is_error(r)]
+    base = percentile(lat, 95) or 0.0
+    return Thresholds(max(MIN_P95_MS, P95_FACTOR * base))
+
+
+def done_at(rec: dict[str, Any]) -> float:
+    return float(rec["t"]) + (rec.get("latency_ms") or 0.0) / 1000.0
+
+
+@dataclass(frozen=True)
+class Window:
+    start: float
+    end: float
+    count: int
+    errors: int
+    p95: float | None
+    healthy: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "start": round(self.start, 2),
+            "end": round(self.end, 2),
+            "count": self.count,
+            "errors": self.errors,
+            "p95": self.p95,
+            "healthy": self.healthy,
+        }
+
+
+def windows(
+    records: list[dict[str, Any]], since: float, until: float, rps: float, thr: Thresholds, width: float = WINDOW_S
+) -> list[Window]:
+    """Sliding windows ``[e - width, e]`` for e = since + width, + STEP_S, … ≤ until."""
+    finished = sorted((done_at(r), r) for r in records if r.get("t") is not None)
+    out: list[Window] = []
+    need = max(3, int(thr.min_share * rps * width))
+    e = since + width
+    while e <= until + 1e-9:
+        rs = [r for d, r in finished if e - width <= d < e]
+        errors = sum(1 for r in rs if is_error(r))
+        lat = [r["latency_ms"] for r in rs if r.get("latency_ms") is not None]
+        p95 = percentile(lat, 95)
+        healthy = len(rs) >= need and errors <= thr.max_error_rate * len(rs) and (p95 or 0.0) <= thr.p95_ms
+        out.append(Window(e - width, e, len(rs), errors, round(p95, 1) if p95 is not None else None, healthy))
+        e += STEP_S
+    return out
+
+
+def first_unhealthy(ws: list[Window]) -> float | None:
+    """When the trouble first showed (the end of the first unhealthy window), or None."""
+    return next((w.end for w in ws if not w.healthy), None)
+
+
+def recovered_at(ws: list[Window], hold: float = HOLD_S) -> float | None:
+    """The start of the healthy stretch that lasts to the end — if it follows trouble and lasts ``hold`` seconds.
+
+    The start is that of the stretch's first window: the moment after which nothing bad finished."""
+    if not ws or all(w.healthy for w in ws):
+        return None
+    i = len(ws)
+    while i > 0 and ws[i - 1].healthy:
+        i -= 1
+    if i == len(ws) or (len(ws) - i - 1) * STEP_S < hold:
+        return None
+    return ws[i].start
+
+
+def budget(records: list[dict[str, Any]], since: float, until: float, rps: float, thr: Thresholds) -> dict[str, Any]:
+    """The error budget from ``since`` on: failed requests, p95, time to recover (None: not recovered)."""
+    after = [r for r in records if r["t"] >= since]
+    lat = [r["latency_ms"] for r in after if r.get("latency_ms") is not None]
+    ws = windows(records, since, until, rps, thr)
+    back = recovered_at(ws)
+    hurt = first_unhealthy(ws)
+    return {
+        "requests": len(after),
+        "failed": sum(1 for r in after if is_error(r)),
+        "p95_ms": percentile(lat, 95),
+        "trouble_at": hurt,
+        "recovered_at": back,
+        "time_to_recover_s": round(back - since, 2) if back is not None else None,
+        "thresholds": thr.to_json(),
+    }
