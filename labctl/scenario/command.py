@@ -167,3 +167,53 @@ def list_(
     for r in rows:
         render.out(Path(str(r["file"])).stem if builtin else str(r["file"]))
         render.out(f"    {r['description']}" if r["valid"] else f"    INVALID: {r['error']}")
+
+
+@scenario_app.command("compare")
+def compare(
+    file: File,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Report directory (default: reports/<name>-compare-<timestamp>/).")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print compare.json instead of the table.")] = False,
+) -> None:
+    """Run every variant of FILE (its `variants:`) and write one report with their timelines and error budgets."""
+    import time
+
+    from labctl.errors import InvalidInput
+    from labctl.scenario import compare as cmp
+    from labctl.scenario import report as rep
+    from labctl.scenario.loader import load
+    from labctl.scenario.runner import Runner
+
+    path = scenario_file(file)
+    first = load(path)
+    if not first.variants:
+        raise InvalidInput(f"{path}: declares no variants: nothing to compare (see docs/scenarios.md, What-if runs)")
+    directory = report or Path("reports") / f"{first.name}-compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    results = []
+    for name in first.variants:
+        scenario = load(path, variant=name)
+        render.progress(f"Variant {name}: {len(scenario.steps)} steps, {scenario.checks} expectations")
+        runner = Runner(scenario, progress=render.progress)
+        result = runner.run()
+        data = result.to_json()
+        data["variant"] = name
+        try:
+            rep.write(result, directory / name)
+        except OSError as err:
+            render.err(f" ▸    cannot write the report to {directory / name}: {err.strerror or err}")
+        render.progress(rep.final_line(result, None))
+        results.append((name, data))
+        runner.redeliver_sigterm()
+        if result.status == "interrupted":
+            break
+    page = cmp.write(results, directory, str(path))
+    if json:
+        render.out((directory / "compare.json").read_text(encoding="utf-8").rstrip())
+    else:
+        for name, data in results:
+            render.out(cmp.row_text(name, data, cmp.budget(data)))
+        render.out(f"report: {page}")
+    if any(d["status"] != "pass" for _, d in results) or len(results) < len(first.variants):
+        raise typer.Exit(1)

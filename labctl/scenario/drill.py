@@ -167,7 +167,7 @@ def start(
     st["worker_pid"] = worker.pid
     progress(f"Traffic on ⬢ {app}: {RPS:g} req/s on {PATH}; measuring the healthy state for {WARMUP_S:g} s…")
     time.sleep(WARMUP_S)
-    base = [r for r in _jsonl(d / "traffic.jsonl") if r.get("ts", 0) >= t0]
+    base = [r for r in _jsonl(d / "traffic.jsonl") if r.get("ts", 0) >= t0 + 1.0]  # past the connections' setup
     thr = health.thresholds(base)
     dynos = {x["name"]: x for x in api.dynos(app)}
     releases = api.releases(app)
@@ -177,7 +177,7 @@ def start(
         "dynos": sorted(webs),
         "release": f"v{releases[0]['version']}" if releases else None,
     }
-    argv = pool.inject(chosen, app, router, timescale)
+    argv = pool.inject(chosen, app, router, timescale, thr.p95_ms)
     code, output = cli(lab, argv)
     injected_at = time.time()
     if code != 0:

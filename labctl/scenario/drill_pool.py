@@ -68,8 +68,9 @@ def seed_for(name: str, start: int = 0) -> int:
     raise ValueError(name)
 
 
-def inject(c: Chosen, app: str, router: str, timescale: float) -> list[str]:
-    """The labctl command (argv, without --lab) that makes the incident."""
+def inject(c: Chosen, app: str, router: str, timescale: float, p95_ms: float = 300.0) -> list[str]:
+    """The labctl command (argv, without --lab) that makes the incident; ``p95_ms``: the healthy bar, which a
+    latency must clear to be seen (and stay under the router's first-byte timeout)."""
     name = c.incident.name
     first_byte_ms = 30000.0 * timescale  # the router's 30 s first-byte timeout, scaled (heroku-reference §3.1)
     if name == "instance-cpu":
@@ -77,7 +78,7 @@ def inject(c: Chosen, app: str, router: str, timescale: float) -> list[str]:
     if name == "instance-loss":
         return ["faults:add", "loss", "--percent", "40", "-d", c.dyno, "-a", app]
     if name == "instance-latency":
-        ms = int(min(1000.0, first_byte_ms / 2))
+        ms = int(min(max(1000.0, 2 * p95_ms), 0.8 * first_byte_ms))
         return ["faults:add", "latency", "--ms", str(ms), "-d", c.dyno, "-a", app]
     if name == "router-loss":
         return ["faults:add", "loss", "--percent", "40", "--router", router]

@@ -32,9 +32,10 @@ class Thresholds:
 
 
 def thresholds(baseline: list[dict[str, Any]]) -> Thresholds:
-    """p95 under max(300 ms, 3 × the healthy p95), errors at most 5 %."""
+    """p95 at most max(300 ms, 3 × the healthy p50), errors at most 5 %. The healthy *median*: a few slow
+    answers while the machine is busy (other labs on it) must not lift the bar for the whole run."""
     lat = [r["latency_ms"] for r in baseline if r.get("latency_ms") is not None and not is_error(r)]
-    base = percentile(lat, 95) or 0.0
+    base = percentile(lat, 50) or 0.0
     return Thresholds(max(MIN_P95_MS, P95_FACTOR * base))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from labctl.errors import InvalidInput
+from labctl.scenario import loader_variants
 from labctl.scenario.loader_context import _Ctx
 from labctl.scenario.loader_steps import _steps, _teardown
 from labctl.scenario.model import DEFAULT_REQUESTS as DEFAULT_REQUESTS
@@ -41,8 +42,9 @@ _CONFIG_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # -- the document -----------------------------------------------------------------------------------
 
 
-def load(path: str | Path, display: str | None = None) -> Scenario:
-    """Read, parse and validate ``path``; ``display`` is how the file is named in errors (default: as given)."""
+def load(path: str | Path, display: str | None = None, variant: str | None = None) -> Scenario:
+    """Read, parse and validate ``path``; ``display`` is how the file is named in errors (default: as given);
+    ``variant``: which of the file's ``variants`` (default: the first)."""
     p = Path(path)
     shown = display or str(path)
     try:
@@ -53,10 +55,10 @@ def load(path: str | Path, display: str | None = None) -> Scenario:
         raise InvalidInput(f"{shown}: is a directory, not a scenario file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise InvalidInput(f"{shown}: cannot read it: {err}") from None
-    return parse(text, shown, base_dir=p.resolve().parent)
+    return parse(text, shown, base_dir=p.resolve().parent, variant=variant)
 
 
-def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None, variant: str | None = None) -> Scenario:
     doc = _Doc(file)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -72,10 +74,26 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> 
     top = doc.mapping(
         root,
         "",
-        ("name", "description", "timescale", "provision_time", "setup", "steps", "teardown"),
+        ("name", "description", "timescale", "provision_time", "setup", "steps", "teardown", "variants"),
         ("name", "setup", "steps"),
         what=" with name, setup and steps",
     )
+    variants: dict[str, dict[str, yaml.Node]] = {}
+    if "variants" in top:
+        variants = loader_variants.read(doc, top["variants"][1])
+        chosen = variant or next(iter(variants))
+        if chosen not in variants:
+            raise InvalidInput(f"{file}: no variant {chosen!r} (variants: {', '.join(variants)})")
+        top = {
+            k: (kn, vn if k == "variants" else loader_variants.apply(doc, vn, variants[chosen], chosen, k))
+            for k, (kn, vn) in top.items()
+        }
+        variant = chosen
+    else:
+        if variant is not None:
+            raise InvalidInput(f"{file}: declares no variants (asked for {variant!r})")
+        for k, (_, vn) in top.items():
+            loader_variants.placeholders_without_variants(doc, vn, k)
     name = doc.string(
         top["name"][1], "name", _NAME_RE, "lowercase letters, digits, '-', '_' and '.', starting with a letter or digit"
     )
@@ -86,7 +104,9 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> 
     ctx = _Ctx(doc, apps, base_dir or Path.cwd())
     steps = _steps(ctx, top["steps"][1])
     teardown = _teardown(ctx, top["teardown"][1]) if "teardown" in top else []
-    return Scenario(Path(file), name, description, timescale, spaces, apps, steps, teardown, provision)
+    return Scenario(
+        Path(file), name, description, timescale, spaces, apps, steps, teardown, provision, variant, list(variants)
+    )
 
 
 def _setup(doc: _Doc, node: yaml.Node, base_dir: Path) -> tuple[list[str], list[AppSetup]]:

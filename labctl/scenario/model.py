@@ -194,6 +194,8 @@ class Scenario:
     steps: list[Step]
     teardown: list[Step] = field(default_factory=list)
     provision_time: float = 0.0  # seconds a new runtime instance provisions (before the time scale)
+    variant: str | None = None  # which of the file's variants this is (None: the file has none)
+    variants: list[str] = field(default_factory=list)  # every variant the file declares, in order
 
     @property
     def app_names(self) -> list[str]:
