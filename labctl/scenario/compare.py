@@ -86,7 +86,7 @@ def write(results: list[tuple[str, dict[str, Any]]], directory: Path, file: str)
         f"</style></head><body><h1>What if: {html.escape(title)}</h1>"
         f"<p>{html.escape(file)} — each variant on a lab of its own, the same steps at the same time scale; "
         "the error budget counts from the first fault step (time to recover: until errors ≤ 5 % and p95 ≤ "
-        "max(300 ms, 3 × the p95 before the fault), for good).</p>"
+        "max(500 ms, 3 × the p50 before the fault), for good).</p>"
         "<table><tr><th>variant</th><th>result</th><th>failed requests</th><th>p95 after the fault</th>"
         f"<th>time to recover</th></tr>{table}</table>{pictures}</body></html>\n",
         encoding="utf-8",

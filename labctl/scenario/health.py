@@ -17,7 +17,7 @@ WINDOW_S = 3.0
 STEP_S = 0.5
 HOLD_S = 4.0  # healthy this long, to the end of what was measured, counts as mitigated
 MAX_ERROR_RATE = 0.05
-MIN_P95_MS = 300.0
+MIN_P95_MS = 500.0  # a shared, busy machine answers a healthy p95 of 300-400 ms at times
 P95_FACTOR = 3.0
 
 
@@ -32,7 +32,7 @@ class Thresholds:
 
 
 def thresholds(baseline: list[dict[str, Any]]) -> Thresholds:
-    """p95 at most max(300 ms, 3 × the healthy p50), errors at most 5 %. The healthy *median*: a few slow
+    """p95 at most max(500 ms, 3 × the healthy p50), errors at most 5 %. The healthy *median*: a few slow
     answers while the machine is busy (other labs on it) must not lift the bar for the whole run."""
     lat = [r["latency_ms"] for r in baseline if r.get("latency_ms") is not None and not is_error(r)]
     base = percentile(lat, 50) or 0.0

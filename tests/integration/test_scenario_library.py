@@ -16,7 +16,10 @@ from tests.conftest import REPO, _leftovers, cli
 
 pytestmark = pytest.mark.docker
 
-COVERED_ELSEWHERE = {"private-space-restart-vs-stop.yaml"}
+COVERED_ELSEWHERE = {
+    "private-space-restart-vs-stop.yaml",
+    "ps-cpu-fault-what-if.yaml",  # both variants: test_scenario_compare.py
+}
 LIBRARY = sorted(p for p in (REPO / "scenarios").glob("*.yaml") if p.name not in COVERED_ELSEWHERE)
 
 

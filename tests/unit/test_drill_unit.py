@@ -141,7 +141,7 @@ def _recs(t0: float, t1: float, rps: float, latency: float, error: bool = False)
 
 def test_health_windows_and_recovery():
     thr = health.thresholds(_recs(0, 5, 10, 40.0))
-    assert thr.p95_ms == 300.0  # max(300 ms, 3 × 40 ms)
+    assert thr.p95_ms == 500.0  # max(500 ms, 3 × 40 ms)
     recs = _recs(0, 5, 10, 40) + _recs(5, 10, 10, 40, error=True) + _recs(10, 25, 10, 40)
     ws = health.windows(recs, 5.0, 25.0, 10, thr)
     assert health.first_unhealthy(ws) is not None
