@@ -125,7 +125,12 @@ def start(
     created = False
     if app is None:
         app, created = f"drill-{drill_id[2:]}", True
-        _setup_app(lab, api, app, progress)
+        try:
+            _setup_app(lab, api, app, progress)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                cli(lab, ["apps:destroy", app, "--confirm", app])
+            raise
     info = api.app_info(app)
     space = (info.get("space") or {}).get("name") if isinstance(info.get("space"), dict) else info.get("space")
     webs = [d["name"] for d in api.dynos(app) if d["name"].startswith("web.")]
@@ -165,6 +170,27 @@ def start(
         start_new_session=True,
     )
     st["worker_pid"] = worker.pid
+    _write(lab, st)
+    try:
+        _inject(lab, api, st, chosen, webs, router, timescale, progress)
+    except BaseException:  # Ctrl-C or a failure before the incident is on: nothing of the drill stays
+        _abandon(lab, st)
+        raise
+    return st
+
+
+def _inject(
+    lab: str,
+    api: Any,
+    st: dict[str, Any],
+    chosen: pool.Chosen,
+    webs: list[str],
+    router: str,
+    timescale: float,
+    progress: Callable[[str], None],
+) -> None:
+    """Measure the healthy traffic, make the incident, and from then on log the lab's commands."""
+    d, app, t0 = folder(lab), st["app"], st["started_at"]
     progress(f"Traffic on ⬢ {app}: {RPS:g} req/s on {PATH}; measuring the healthy state for {WARMUP_S:g} s…")
     time.sleep(WARMUP_S)
     base = [r for r in _jsonl(d / "traffic.jsonl") if r.get("ts", 0) >= t0 + 1.0]  # past the connections' setup
@@ -181,9 +207,8 @@ def start(
     code, output = cli(lab, argv)
     injected_at = time.time()
     if code != 0:
-        st["status"] = "ended"
-        _write(lab, st)
-        raise LabError(f"could not start the incident ({' '.join(argv)}): {output.strip().splitlines()[-1:]}")
+        last = (output.strip().splitlines() or [f"exit {code}"])[-1].strip(" ▸")
+        raise LabError(f"could not start the incident: {last}")
     if chosen.incident.level == pool.RELEASE:
         rel = api.releases(app)
         facts["release"] = f"v{rel[0]['version']}" if rel else None
@@ -195,8 +220,18 @@ def start(
     )
     _write(lab, st)
     (d.parent / COMMANDS).touch()
-    (d.parent / ACTIVE).write_text(drill_id)  # from now on, every labctl command for this lab is logged
-    return st
+    (d.parent / ACTIVE).write_text(st["id"])  # from now on, every labctl command for this lab is logged
+
+
+def _abandon(lab: str, st: dict[str, Any]) -> None:
+    """A drill that never got its incident: stop its traffic, remove the app it created."""
+    st["status"] = "ended"
+    with contextlib.suppress(OSError):
+        _write(lab, st)
+    _stop_worker(lab, st)
+    if st.get("created_app"):
+        with contextlib.suppress(Exception):
+            cli(lab, ["apps:destroy", st["app"], "--confirm", st["app"]])
 
 
 def _setup_app(lab: str, api: Any, app: str, progress: Callable[[str], None]) -> None:
@@ -303,18 +338,24 @@ def end(lab: str, report_dir: Path | None, *, keep_app: bool = False) -> dict[st
     if st is None:
         raise LabError(f"No drill is running in lab {lab}: start one with `labctl drill`")
     d = folder(lab)
+    if "sealed" not in st:  # its start was cut short (the process killed) before the incident was on
+        _abandon(lab, st)
+        raise LabError(f"Drill {st['id']} never got its incident (its start was interrupted): it is ended now")
     with contextlib.suppress(OSError):
         (d.parent / ACTIVE).unlink()
     st["status"] = "ended"
     st["ended_at"] = time.time()
     _write(lab, st)
     _stop_worker(lab, st)
-    result = grade(st, d)
-    directory = report_dir or Path("reports") / f"drill-{st['id']}-{time.strftime('%Y%m%d-%H%M%S')}"
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
-    result["report"] = str(drill_report.write(result, directory))
-    result["cleanup"] = _cleanup(lab, st, keep_app)
+    try:
+        result = grade(st, d)
+        directory = report_dir or Path("reports") / f"drill-{st['id']}-{time.strftime('%Y%m%d-%H%M%S')}"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+        result["report"] = str(drill_report.write(result, directory))
+    finally:  # the lab is given back even if the report cannot be written
+        cleanup = _cleanup(lab, st, keep_app)
+    result["cleanup"] = cleanup
     return result
 
 

@@ -67,7 +67,7 @@ def windows(
     records: list[dict[str, Any]], since: float, until: float, rps: float, thr: Thresholds, width: float = WINDOW_S
 ) -> list[Window]:
     """Sliding windows ``[e - width, e]`` for e = since + width, + STEP_S, … ≤ until."""
-    finished = sorted((done_at(r), r) for r in records if r.get("t") is not None)
+    finished = sorted(((done_at(r), r) for r in records if r.get("t") is not None), key=lambda x: x[0])
     out: list[Window] = []
     need = max(3, int(thr.min_share * rps * width))
     e = since + width

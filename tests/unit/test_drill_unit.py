@@ -242,3 +242,9 @@ def test_grade_pass_wrong_answer_and_wrong_remedy(tmp_path):
     )
     assert restart["status"] == "fail" and restart["remedy"]["remedy"] == "restart"
     assert restart["remedy"]["fits"] is False and "sick instance" in restart["remedy"]["why"]
+
+
+def test_windows_with_requests_finishing_at_the_same_time():
+    recs = [{"t": 1.0, "status": 200, "latency_ms": 100.0}, {"t": 1.05, "status": 503, "latency_ms": 50.0}]
+    ws = health.windows(recs * 3, 0.0, 4.0, 1.0, health.Thresholds(500.0))
+    assert ws and ws[0].count == 6
