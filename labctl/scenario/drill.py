@@ -107,6 +107,16 @@ def running(lab: str) -> dict[str, Any] | None:
     return st if st is not None and st.get("status") != "ended" else None
 
 
+def _on(lab: str) -> dict[str, Any]:
+    """The running drill whose incident is on, or one clear error."""
+    st = running(lab)
+    if st is None:
+        raise LabError(f"No drill is running in lab {lab}: start one with `labctl drill`")
+    if "sealed" not in st:
+        raise LabError(f"Drill {st['id']} is still starting (or its start was cut short: `labctl drill:end` ends it)")
+    return st
+
+
 # -- start --------------------------------------------------------------------------------------------------
 def start(
     lab: str, *, app: str | None, seed: int | None, progress: Callable[[str], None] = lambda s: None
@@ -274,9 +284,7 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
 def answer(
     lab: str, *, kind: str, dyno: str | None, instance: str | None, router: str | None, release: str | None
 ) -> dict[str, Any]:
-    st = running(lab)
-    if st is None:
-        raise LabError(f"No drill is running in lab {lab}: start one with `labctl drill`")
+    st = _on(lab)
     if kind not in pool.KINDS:
         raise InvalidInput(f"Unknown --kind {kind!r}: one of {', '.join(pool.KINDS)}")
     given = {k: v for k, v in (("dyno", dyno), ("instance", instance), ("router", router), ("release", release)) if v}
@@ -291,9 +299,7 @@ def answer(
 
 
 def status(lab: str) -> dict[str, Any]:
-    st = running(lab)
-    if st is None:
-        raise LabError(f"No drill is running in lab {lab}: start one with `labctl drill`")
+    st = _on(lab)
     now = time.time()
     recs = [r for r in _jsonl(folder(lab) / "traffic.jsonl") if r["ts"] >= now - 10 - st["timeout"]]
     thr = health.Thresholds(st["thresholds"]["p95_ms"], st["thresholds"]["max_error_rate"])

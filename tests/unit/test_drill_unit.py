@@ -248,3 +248,23 @@ def test_windows_with_requests_finishing_at_the_same_time():
     recs = [{"t": 1.0, "status": 200, "latency_ms": 100.0}, {"t": 1.05, "status": 503, "latency_ms": 50.0}]
     ws = health.windows(recs * 3, 0.0, 4.0, 1.0, health.Thresholds(500.0))
     assert ws and ws[0].count == 6
+
+
+def test_a_drill_cut_short_before_its_incident(tmp_path, monkeypatch, capsys):
+    """`labctl drill` killed during its warm-up: status says so, drill:end ends it; one line each, no traceback."""
+    from labctl.main import main
+
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
+    folder = tmp_path / "l1" / "drill"
+    folder.mkdir(parents=True)
+    st = {"id": "d-cut", "lab": "l1", "app": "mine", "created_app": False, "status": "warming up", "timeout": 1}
+    (folder / "drill.json").write_text(json.dumps(st))
+    assert main(["drill:status", "--lab", "l1"]) == 1
+    assert "Drill d-cut is still starting" in capsys.readouterr().err
+    assert main(["drill:answer", "--kind", "cpu", "--dyno", "web.1", "--lab", "l1"]) == 1
+    assert main(["drill:end", "--lab", "l1"]) == 1
+    err = capsys.readouterr().err
+    assert "never got its incident" in err and "Traceback" not in err
+    assert json.loads((folder / "drill.json").read_text())["status"] == "ended"
+    assert main(["drill:end", "--lab", "l1"]) == 1
+    assert "No drill is running in lab l1" in capsys.readouterr().err
