@@ -62,7 +62,7 @@ def write(results: list[tuple[str, dict[str, Any]]], directory: Path, file: str)
     svgs, pngs = [], []
     for name, data, _ in rows:
         try:
-            pic = report_plot.render(data)
+            pic = report_plot.render({**data, "scenario": f"{data.get('scenario', '')} — variant {name}"})
         except Exception as err:  # noqa: BLE001 - one variant's drawing must not lose the comparison
             svgs.append(f"<p>(no picture for {html.escape(name)}: {html.escape(str(err))})</p>")
             continue
