@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from labctl.scenario import drill_pool as pool
-from tests.conftest import Lab, cli, running_lab
+from tests.conftest import Lab, cli, running_lab, wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -89,3 +89,30 @@ def test_wrong_answer_and_restart_for_an_instance_fault(drill_lab: Lab, tmp_path
     assert (report / "report.html").read_text().count("ps:restart") >= 1
     assert app not in _apps(drill_lab)
     assert cli("drill:end", lab=drill_lab.name).code == 1  # nothing left to end
+
+
+def test_down_during_a_drill_leaves_nothing(lab_state: Path):
+    """`labctl down` in the middle of a drill: the traffic process ends by itself, nothing of the lab remains."""
+    import os
+
+    from labctl.labdir import LabDir
+
+    with running_lab(down_must_succeed=False, timescale=0.1) as lab:  # it checks that nothing is left
+        r = cli("drill", "--seed", str(pool.seed_for("instance-loss")), "--json", lab=lab.name)
+        assert r.code == 0, r.err
+        pid = json.loads((LabDir(lab.name).path / "drill" / "drill.json").read_text())["worker_pid"]
+        os.kill(pid, 0)  # the traffic process runs
+        assert cli("down", lab=lab.name).code == 0
+
+        def gone() -> bool:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+            except ChildProcessError:
+                pass
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_until(gone, timeout=30, what="the drill's traffic process to end after down")
