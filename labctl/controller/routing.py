@@ -59,6 +59,7 @@ class Routing:
         self.applied_routes: tuple | None = None
         self.generation = int(time.time() * 1000)
         self.router_log: threading.Thread | None = None  # follows the router's access log (heroku[router] lines)
+        self.log_reader = router_conf.RouterLogReader()  # access lines + the error lines that explain them
 
     # -- the router container ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -93,7 +94,7 @@ class Routing:
         return nets
 
     def _on_router_line(self, ts: float, line: str) -> None:
-        entry = router_conf.parse_access_line(line)
+        entry = self.log_reader.feed(line)
         if entry is not None and entry.app:
             self.store.add_log(entry.app, "heroku", "router", router_conf.format_router_line(entry), ts)
 

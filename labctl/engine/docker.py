@@ -157,6 +157,7 @@ class Engine:
                 name=self.router_name(),
                 init=True,
                 labels=lab_labels(self.lab, const.KIND_ROUTER),
+                cap_add=["NET_ADMIN"],  # the hold service's first-byte watchdog aborts stalled upstream sockets
                 ports=ports,
                 network=networks[0],
                 restart_policy={"Name": "unless-stopped"},

@@ -18,7 +18,13 @@ This module is the router's public face; the work is done in:
 
 from __future__ import annotations
 
-from labctl.engine.router_log import format_router_line, parse_access_line, parse_router_fields
+from labctl.engine.router_log import (
+    RouterLogReader,
+    error_reason,
+    format_router_line,
+    parse_access_line,
+    parse_router_fields,
+)
 from labctl.engine.router_model import (
     CONF_PATH,
     DESCRIPTIONS,
@@ -56,7 +62,9 @@ __all__ = [
     "AppRoute",
     "Backend",
     "RouterEntry",
+    "RouterLogReader",
     "RouterSettings",
+    "error_reason",
     "format_router_line",
     "hold_script",
     "parse_access_line",

@@ -21,6 +21,8 @@ DESCRIPTIONS = {
     "H12": "Request timeout",
     "H13": "Connection closed without response",
     "H14": "No web dynos running",
+    "H15": "Idle connection",
+    "H18": "Server Request Interrupted",
     "H19": "Backend connection timeout",
     "H20": "App boot timeout",
     "H21": "Backend connection refused",
@@ -31,6 +33,7 @@ DESCRIPTIONS = {
 }
 INFO_CODES = frozenset({"H80", "H81", "H82"})
 WARNING_CODES = frozenset({"H27", "H28"})
+SOCK = {"H18": "backend", "H27": "client"}  # heroku-reference §3.4, §11: `sock=` leads these lines
 EMPTY_CODES = frozenset({"H10", "H14", "H20", "H81", "H99"})
 MAX_TRIES = 10  # heroku-reference §3.1: up to 10 attempts, or the number of dynos if fewer
 CONF_PATH = "/etc/nginx/nginx.conf"  # inside the router container

@@ -99,6 +99,8 @@ _LOG_FIELDS = {
     "code": "$labctl_code",
     "desc": "$labctl_desc",
     "hold": "$labctl_hold",
+    "pid": "$pid",
+    "conn": "$connection",
 }
 
 
@@ -112,7 +114,14 @@ def render_nginx_conf(routes: Sequence[AppRoute], settings: RouterSettings) -> s
     routes = sorted(routes, key=lambda r: r.app)
     for route in routes:
         _check(_APP_RE, route.app, "app name")
-    parts = [_main(settings), _routes_line(routes), _http_head(settings), _maps(routes), _forwarded_port(settings)]
+    parts = [
+        _main(settings),
+        _routes_line(routes),
+        _timing_line(settings),
+        _http_head(settings),
+        _maps(routes, settings),
+        _forwarded_port(settings),
+    ]
     for route in routes:
         parts.append(_app_blocks(route, settings))
     parts.append(_default_server(settings))
@@ -142,6 +151,12 @@ def _routes_line(routes: Sequence[AppRoute]) -> str:
     return router_hold.ROUTES_MARK + json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
 
 
+def _timing_line(s: RouterSettings) -> str:
+    """The first-byte window as one JSON comment line, read by the hold service's watchdog (router_hold.py)."""
+    data = {"first_byte_ms": max(1, round(s.first_byte_timeout_s * s.timescale * 1000))}
+    return router_hold.TIMING_MARK + json.dumps(data, sort_keys=True) + "\n"
+
+
 def _http_head(s: RouterSettings) -> str:
     t = s.timescale
     fields = ",".join(f'"{k}":"{v}"' for k, v in _LOG_FIELDS.items())
@@ -154,16 +169,21 @@ def _http_head(s: RouterSettings) -> str:
     return f"""http {{
     log_format labctl escape=json '{{{fields}}}';
     access_log /dev/stdout labctl;
+    # The same stream as the access log, so a request's error line comes just before its access line
+    # (router_log.RouterLogReader turns "upstream timed out while reading upstream" into H15, etc.).
+    error_log /dev/stdout info;
     server_tokens off;
     uninitialized_variable_warn off;
     server_names_hash_bucket_size 128;
     map_hash_bucket_size 128;
     client_max_body_size 0;
 {tls}
-    # heroku-reference §3.2; nginx has one read timeout, so the first-byte window (H12) also bounds the
-    # gaps between reads from the dyno after the first byte.
+    # heroku-reference §3.2, §11: 30 s to the first byte (H12), then a rolling 55 s window (H15). nginx has
+    # one read timeout, for the response header and for every later read alike: it is the rolling window
+    # here, and the first-byte window is enforced by the hold service's watchdog, which aborts an upstream
+    # connection that received nothing for that long (a 502 that $labctl_late turns into H12).
     proxy_connect_timeout {_ms(s.connect_timeout_s * t)};
-    proxy_read_timeout {_ms(s.first_byte_timeout_s * t)};
+    proxy_read_timeout {_ms(s.idle_timeout_s * t)};
     proxy_send_timeout {_ms(s.idle_timeout_s * t)};
     send_timeout {_ms(s.idle_timeout_s * t)};
     client_body_timeout {_ms(s.idle_timeout_s * t)};
@@ -171,6 +191,9 @@ def _http_head(s: RouterSettings) -> str:
     # The body streams to the dyno as on Heroku (§3.2); nginx then never retries a request whose body
     # a dyno has begun to receive.
     proxy_request_buffering off;
+    # ... and the response streams to the client as the dyno writes it (a dribbling response shows its bytes;
+    # the router's 1 MB response buffer, §3.2, is not copied).
+    proxy_buffering off;
     proxy_intercept_errors off;
     proxy_http_version 1.1;
     proxy_set_header Connection close;
@@ -186,7 +209,7 @@ def _http_head(s: RouterSettings) -> str:
 """
 
 
-def _maps(routes: Sequence[AppRoute]) -> str:
+def _maps(routes: Sequence[AppRoute], s: RouterSettings) -> str:
     uuid = "".join(f"(?<labctl_r{i}>[0-9a-f]{{{n}}})" for i, n in enumerate((8, 4, 4, 4, 12)))
     dynos, releases = [], []
     for route in routes:
@@ -233,10 +256,18 @@ def _maps(routes: Sequence[AppRoute]) -> str:
         "" $labctl_release;
         default $labctl_pin_release;
     }}
-    # Did the last attempt connect? 502: refused (H21) or closed without response (H13);
+    # Did the last attempt connect? 502: refused (H21) or closed without response (H13), unless the
+    # first-byte window was over (the watchdog aborted the connection: H12);
     # 504: connect timeout (H19) or no first byte in time (H12).
-    map $upstream_connect_time $labctl_code_502 {{
-        "~[0-9]$" H13;
+    map $request_time $labctl_late {{
+        volatile;
+        "~{_at_least_re(round(s.first_byte_timeout_s * s.timescale * 1000))}" 1;
+        default 0;
+    }}
+    map "$upstream_connect_time $labctl_late" $labctl_code_502 {{
+        volatile;
+        "~[0-9] 1$" H12;
+        "~[0-9] 0$" H13;
         default H21;
     }}
     map $upstream_connect_time $labctl_code_504 {{
@@ -258,6 +289,23 @@ def _maps(routes: Sequence[AppRoute]) -> str:
         default '{NO_SUCH_APP_PAGE}';
     }}
 """
+
+
+def _at_least_re(ms: int) -> str:
+    """A regex matching nginx's ``$request_time`` (``S.mmm``) when it is at least ``ms`` milliseconds."""
+    whole, frac = divmod(max(0, int(ms)), 1000)
+    digits = f"{whole}{frac:03d}"  # the time without its dot, as many digits as the threshold has
+    n = len(digits) - 3
+
+    def joined(atoms: list[str]) -> str:
+        return "".join(atoms[:n]) + "[.]" + "".join(atoms[n:])
+
+    alts = [f"[1-9][0-9]{{{n},}}[.][0-9]{{3}}"]  # more whole-second digits than the threshold
+    for i, d in enumerate(digits):  # the same digits up to i, a larger one at i, anything after
+        if d != "9":
+            alts.append(joined([*digits[:i], f"[{int(d) + 1}-9]", *["[0-9]"] * (len(digits) - i - 1)]))
+    alts.append(joined(list(digits)))  # exactly the threshold
+    return "^(" + "|".join(alts) + ")$"
 
 
 def _forwarded_port(s: RouterSettings) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 import tarfile
 import threading
 import time
@@ -25,10 +26,10 @@ from labctl.engine.router import (
     AppRoute,
     Backend,
     RouterEntry,
+    RouterLogReader,
     RouterSettings,
     format_router_line,
     hold_script,
-    parse_access_line,
     render_nginx_conf,
     router_command,
 )
@@ -39,6 +40,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_router_nginx")] 
 LAB = "test-router"
 TIMESCALE = 0.05  # connect 250 ms, first byte 1.5 s, idle 2.75 s, boot hold (H20) 3.75 s
 FIRST_BYTE = 30 * TIMESCALE
+IDLE = 55 * TIMESCALE
 BOOT_HOLD = 75 * TIMESCALE
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -111,7 +113,8 @@ class RouterLab:
 
     def entries(self) -> list[RouterEntry]:
         lines = self.router.logs(stdout=True, stderr=False).decode(errors="replace").splitlines()
-        return [e for e in map(parse_access_line, lines) if e is not None]
+        reader = RouterLogReader()  # as the controller reads them: error lines explain the access line after
+        return [e for e in map(reader.feed, lines) if e is not None]
 
     def entry(self, request_id: str) -> RouterEntry:
         def find():
@@ -167,6 +170,7 @@ def rlab() -> Iterator[RouterLab]:
             init=True,
             network=net.name,
             ports={"80/tcp": ("127.0.0.1", None)},
+            cap_add=["NET_ADMIN"],  # as Engine.ensure_router: the first-byte watchdog
             labels={const.LABEL_LAB: LAB, const.LABEL_KIND: const.KIND_ROUTER},
         )
         lab = RouterLab(client, router, 0, backends)
@@ -382,3 +386,88 @@ def test_reload_keeps_the_request_in_flight(rlab: RouterLab):
     thread.join(timeout=10)
     assert result.get("status") == 200, result
     assert result["body"]["slept_ms"] == 1000
+
+
+# -- the router's timing after the first byte, and the connection errors (heroku-reference §3.2, §3.5, §11) --
+def _raw_get(rlab: RouterLab, path: str, rid: str, read: int | None = None, close_after: float = 0.0) -> bytes:
+    """A GET on a plain socket: read everything (or ``read`` bytes, or nothing for ``close_after`` s), then close."""
+    sock = socket.create_connection(("127.0.0.1", rlab.port), timeout=30)
+    head = f"GET {path} HTTP/1.1\r\nHost: demo.localhost\r\nX-Request-Id: {rid}\r\nConnection: close\r\n\r\n"
+    sock.sendall(head.encode())
+    got = b""
+    try:
+        if close_after:
+            time.sleep(close_after)
+            return b""
+        while read is None or len(got) < read:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+    finally:
+        sock.close()
+
+
+def _rid() -> str:
+    return uuid.uuid4().hex + "-labctl-test"
+
+
+def test_a_response_dribbling_inside_the_rolling_window_completes(rlab: RouterLab):
+    every_ms = round(40 * TIMESCALE * 1000)  # a byte every 40 s (scaled): past the first-byte 30 s, inside 55 s
+    rid = _rid()
+    t = time.monotonic()
+    got = _raw_get(rlab, f"/stream?every={every_ms}&count=2", rid)
+    took = time.monotonic() - t
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\n<.."), got[-40:]
+    assert took >= 2 * every_ms / 1000 - 0.05
+    line = format_router_line(rlab.entry(rid))
+    assert line.startswith('at=info method=GET path="/stream?every=2000&count=2" '), line
+    assert re.search(r" dyno=web\.[12] connect=\d+ms service=4\d\d\dms status=200 bytes=3 protocol=http$", line)
+
+
+def test_a_response_idle_past_the_rolling_window_ends_with_h15(rlab: RouterLab):
+    every_ms = round(60 * TIMESCALE * 1000)  # 60 s of silence (scaled) after the first byte
+    rid = _rid()
+    t = time.monotonic()
+    got = _raw_get(rlab, f"/stream?every={every_ms}&count=1", rid)
+    took = time.monotonic() - t
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\n<"), got[-40:]  # cut after "<"
+    assert IDLE - 0.05 <= took < every_ms / 1000, f"closed at the scaled 55 s (took {took:.2f}s)"
+    line = format_router_line(rlab.entry(rid))
+    assert line.startswith('at=error code=H15 desc="Idle connection" method=GET path="/stream?every=3000&count=1" ')
+    ms = int(re.search(r" dyno=web\.[12] connect=\d+ms service=(\d+)ms status=503 bytes=1 protocol=http$", line)[1])
+    assert IDLE * 1000 - 50 <= ms < IDLE * 1000 + 300
+
+
+def test_a_dyno_closing_mid_response_is_h18(rlab: RouterLab):
+    rid = _rid()
+    got = _raw_get(rlab, "/cut?bytes=10", rid)
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\n" + b"x" * 10)  # 10 of the 1000 promised
+    line = format_router_line(rlab.entry(rid))
+    assert line.startswith('sock=backend at=error code=H18 desc="Server Request Interrupted" method=GET ')
+    assert re.search(r" dyno=web\.[12] connect=\d+ms service=\d+ms status=503 bytes=10 protocol=http$", line)
+
+
+def test_a_dyno_closing_without_a_response_is_h13(rlab: RouterLab):
+    r, line = _error(rlab, "demo", "/hangup")
+    assert r.status_code == 503 and "Application error" in r.text
+    assert line.startswith('at=error code=H13 desc="Connection closed without response" method=GET path="/hangup" ')
+    assert re.search(r" dyno=web\.[12] connect=\d+ms service=\d+ms status=503 bytes=0 protocol=http$", line)
+
+
+def test_a_client_leaving_before_the_response_is_h27(rlab: RouterLab):
+    rid = _rid()
+    _raw_get(rlab, "/slow?ms=1000", rid, close_after=0.3)
+    line = format_router_line(rlab.entry(rid))
+    assert line.startswith('sock=client at=warning code=H27 desc="Client Request Interrupted" method=GET ')
+    assert re.search(r" dyno=web\.[12] connect=\d+ms service=\d+ms status=499 bytes=0 protocol=http$", line)
+
+
+def test_a_client_leaving_mid_response_is_h27(rlab: RouterLab):
+    rid = _rid()
+    got = _raw_get(rlab, f"/stream?every={round(FIRST_BYTE * 200)}&count=5", rid, read=1)  # the head, then away
+    assert got.startswith(b"HTTP/1.1 200 ")
+    line = format_router_line(rlab.entry(rid))
+    assert line.startswith('sock=client at=warning code=H27 desc="Client Request Interrupted" method=GET ')
+    assert re.search(r" dyno=web\.[12] connect=\d+ms service=\d+ms status=499 bytes=\d+ protocol=http$", line)
