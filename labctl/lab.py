@@ -27,6 +27,7 @@ def up(
     pool_size: int | None = None,
     base_image: str | None = None,
     https_port: int | None = None,
+    debug_headers: bool | None = None,
 ) -> dict[str, Any]:
     """Build images if needed, start the controller (which starts the router). Idempotent."""
     d = LabDir(lab)
@@ -39,6 +40,7 @@ def up(
             or https_port not in (None, s.https_port)
             and not (https_port == 0 and http_port == 0)
             or pool_size not in (None, s.pool_size)
+            or debug_headers not in (None, s.debug_headers)
         ):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
         return {"changed": False, **Client(lab).lab_status()}
@@ -53,6 +55,7 @@ def up(
     s.https_port = https_port if https_port is not None else s.https_port
     s.timescale = timescale if timescale is not None else s.timescale
     s.pool_size = pool_size if pool_size is not None else s.pool_size
+    s.debug_headers = debug_headers if debug_headers is not None else s.debug_headers
     _check_settings(s)
     d.create(s)
     progress(f"Starting the controller of lab {lab}…")

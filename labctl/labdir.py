@@ -26,6 +26,7 @@ class Settings:
     https_port: int = const.DEFAULT_HTTPS_PORT
     timescale: float = 1.0
     pool_size: int = const.DEFAULT_POOL_SIZE
+    debug_headers: bool = False  # the routers add X-Labctl-Dyno/-Release/-Error to responses
 
 
 def validate_lab_name(lab: str) -> str:

@@ -124,7 +124,7 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, info(self.server.server_address[1]), head)
 
     def headers_echo(self, q: dict, head: bool) -> None:
-        self.reply(200, {"headers": dict(self.headers.items()), "path": self.path}, head)
+        self.reply(200, {"headers": dict(self.headers.items()), "path": self.path, "dyno": os.environ.get("DYNO")}, head)
 
     def slow(self, q: dict, head: bool) -> None:
         ms = float(q.get("ms", 1000))

@@ -105,7 +105,9 @@ def stalled(ss_output: str, limit_ms: float) -> list[tuple[str, str]]:
         if len(fields) < 4 or "bytes_received:" in line:
             continue
         local, peer = fields[2], fields[3]
-        if local.rsplit(":", 1)[-1] in LISTEN_PORTS or peer.startswith(("127.", "[::1]", "[::ffff:127.")):
+        if local.rsplit(":", 1)[-1] in LISTEN_PORTS or peer.rsplit(":", 1)[-1] in LISTEN_PORTS:
+            continue  # a client of nginx, or the common router's hop to a space router (which keeps its own time)
+        if peer.startswith(("127.", "[::1]", "[::ffff:127.")):
             continue
         last = next((f.split(":", 1)[1] for f in fields if f.startswith("lastrcv:")), None)
         if last is not None and last.isdigit() and int(last) >= limit_ms:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from labctl.engine.router_model import (
     DESCRIPTIONS,
     EMPTY_CODES,
+    FRONT_KIND,
     INFO_CODES,
     LOG_KIND,
     SOCK,
@@ -72,6 +73,13 @@ class RouterLogReader:
             self.pending[key] = code
             while len(self.pending) > _PENDING_MAX:
                 self.pending.pop(next(iter(self.pending)))
+            return None
+        if FRONT_KIND in raw:  # forwarded to a space router, which logs it: what nginx said is not ours
+            try:
+                d = json.loads(raw[raw.find("{") :])
+                self.pending.pop((str(d["pid"]), str(d["conn"])), None)
+            except (ValueError, KeyError, TypeError):
+                pass
             return None
         entry, conn = _parse(raw)
         if entry is None:

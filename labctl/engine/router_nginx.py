@@ -42,8 +42,26 @@ import json
 from collections.abc import Sequence
 
 from labctl.engine import router_hold
-from labctl.engine.router_model import DESCRIPTIONS, EMPTY_CODES, LOG_KIND, AppRoute, RouterSettings
-from labctl.engine.router_nginx_app import _APP_RE, _DYNO_RE, _PATH_RE, _app_blocks, _check, _listen, _ms, _unique
+from labctl.engine.router_model import (
+    DESCRIPTIONS,
+    EMPTY_CODES,
+    FRONT_KIND,
+    LOG_KIND,
+    AppRoute,
+    FrontRoute,
+    RouterSettings,
+)
+from labctl.engine.router_nginx_app import (
+    _ADDR_RE,
+    _APP_RE,
+    _DYNO_RE,
+    _PATH_RE,
+    _app_blocks,
+    _check,
+    _listen,
+    _ms,
+    _unique,
+)
 
 
 # -- pages (no `$`, `'` or `\`: they are nginx string literals) ------------------------------------
@@ -85,8 +103,8 @@ _LOG_FIELDS = {
     "path": "$request_uri",
     "host": "$host",
     "request_id": "$labctl_request_id",
-    "fwd": "$proxy_add_x_forwarded_for",
-    "scheme": "$scheme",
+    "fwd": "$labctl_fwd",
+    "scheme": "$labctl_proto",
     "status": "$status",
     "bytes": "$body_bytes_sent",
     "request_time": "$request_time",
@@ -104,7 +122,7 @@ _LOG_FIELDS = {
 }
 
 
-def render_nginx_conf(routes: Sequence[AppRoute], settings: RouterSettings) -> str:
+def render_nginx_conf(routes: Sequence[AppRoute], settings: RouterSettings, fronts: Sequence[FrontRoute] = ()) -> str:
     """The whole nginx.conf for these routes. Valid with no route at all (every Host → 404).
 
     Meant for ``nginx -g 'daemon off;'`` as the router container's main process, logging to stdout/stderr;
@@ -124,9 +142,13 @@ def render_nginx_conf(routes: Sequence[AppRoute], settings: RouterSettings) -> s
     ]
     for route in routes:
         parts.append(_app_blocks(route, settings))
+    parts.append(_front_blocks(fronts, settings))
     parts.append(_default_server(settings))
     parts.append("}\n")
-    return "\n".join(parts)
+    conf = "\n".join(parts)
+    if not settings.debug_headers:  # heroku-reference §3.3: the router sends no such header; the log line says it
+        conf = "\n".join(line for line in conf.split("\n") if "add_header X-Labctl-" not in line)
+    return conf
 
 
 def _main(s: RouterSettings) -> str:
@@ -166,8 +188,13 @@ def _http_head(s: RouterSettings) -> str:
             f"    ssl_certificate {_check(_PATH_RE, s.tls_cert, 'certificate path')};\n"
             f"    ssl_certificate_key {_check(_PATH_RE, s.tls_key, 'key path')};\n"
         )
+    front = ",".join(f'"{k}":"{v}"' for k, v in (("kind", FRONT_KIND), ("pid", "$pid"), ("conn", "$connection")))
+    fwd, proto = "$proxy_add_x_forwarded_for", "$scheme"
+    if s.behind_front:  # the common router in front already appended the client and knows the scheme
+        fwd, proto = "$http_x_forwarded_for", "$http_x_forwarded_proto"
     return f"""http {{
     log_format labctl escape=json '{{{fields}}}';
+    log_format labctl_front escape=json '{{{front}}}';
     access_log /dev/stdout labctl;
     # The same stream as the access log, so a request's error line comes just before its access line
     # (router_log.RouterLogReader turns "upstream timed out while reading upstream" into H15, etc.).
@@ -201,12 +228,21 @@ def _http_head(s: RouterSettings) -> str:
     # heroku-reference §3.3
     proxy_set_header Host $http_host;
     proxy_set_header X-Request-Id $labctl_request_id;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header X-Forwarded-Proto $scheme;
+{_ROUTER_HEADERS}
+    map $http_host $labctl_fwd {{
+        default {fwd};
+    }}
+    map $http_host $labctl_proto {{
+        default {proto};
+    }}
+"""
+
+
+_ROUTER_HEADERS = """    proxy_set_header X-Forwarded-For $labctl_fwd;
+    proxy_set_header X-Forwarded-Proto $labctl_proto;
     proxy_set_header X-Forwarded-Port $labctl_forwarded_port;
     proxy_set_header X-Request-Start $labctl_request_start;
-    proxy_set_header Via "1.1 vegur";
-"""
+    proxy_set_header Via "1.1 vegur";"""
 
 
 def _maps(routes: Sequence[AppRoute], s: RouterSettings) -> str:
@@ -228,10 +264,7 @@ def _maps(routes: Sequence[AppRoute], s: RouterSettings) -> str:
         "~^{uuid}$" "$labctl_r0-$labctl_r1-$labctl_r2-$labctl_r3-$labctl_r4";
         default $request_id;
     }}
-    map $msec $labctl_request_start {{
-        "~^(?<labctl_s>[0-9]+)[.](?<labctl_ms>[0-9]{{3}})$" "$labctl_s$labctl_ms";
-        default $msec;
-    }}
+{_request_start(s)}
     map $upstream_addr $labctl_last_addr {{
         "~(?<labctl_la>[^ ,]+)$" $labctl_la;
         default "";
@@ -308,8 +341,87 @@ def _at_least_re(ms: int) -> str:
     return "^(" + "|".join(alts) + ")$"
 
 
+def _request_start(s: RouterSettings) -> str:
+    if s.behind_front:  # when the common router in front received it
+        return """    map $http_x_request_start $labctl_request_start {
+        default $http_x_request_start;
+    }"""
+    return """    map $msec $labctl_request_start {
+        "~^(?<labctl_s>[0-9]+)[.](?<labctl_ms>[0-9]{3})$" "$labctl_s$labctl_ms";
+        default $msec;
+    }"""
+
+
+def _front_blocks(fronts: Sequence[FrontRoute], s: RouterSettings) -> str:
+    """The common router's part for Private Space apps: forward to the space's router, which does the rest.
+
+    The common router is the lab's only published listener (HTTP and HTTPS, where TLS ends); a space app's
+    request takes one more hop, over a kept-alive connection, to its space's router, which routes it, times
+    it and logs it. The front logs only what it answers itself (the space router unreachable: H99). Its read
+    timeout outlasts every wait of the space router (boot hold, first byte, idle window), so it never cuts
+    a response the space router keeps open. ``<space>.labctl-router.internal`` reaches the space router's
+    generation check (``Engine.reload_router``).
+    """
+    t = s.timescale
+    read = _ms(s.boot_hold() + (s.first_byte_timeout_s + s.idle_timeout_s) * t + 5)
+    spaces: dict[str, str] = {}
+    for f in fronts:
+        spaces[_check(_APP_RE, f.space, "space name")] = _check(_ADDR_RE, f.addr + ":80", "space router address")
+    parts = []
+    for space, addr in sorted(spaces.items()):
+        parts.append(f"""    upstream labctl_space_{space.replace("-", "_")} {{
+        server {addr} max_fails=0;
+        keepalive 32;
+    }}
+    server {{
+        listen {int(s.listen_port)};
+        server_name {space}.labctl-router.internal;
+        access_log off;
+        location / {{
+            proxy_pass http://{addr};
+            proxy_set_header Host labctl-router.internal;
+        }}
+    }}""")
+    for f in sorted(fronts, key=lambda f: f.app):
+        app = _check(_APP_RE, f.app, "app name")
+        parts.append(f"""    server {{
+{_listen(s)}
+        server_name {app}.localhost;
+        set $labctl_app {app};
+        set $labctl_code "";
+        set $labctl_hold "";
+        set $labctl_pin_dyno "";
+        set $labctl_pin_release "";
+        access_log /dev/stdout labctl_front;
+        access_log /dev/stdout labctl if=$labctl_code;
+        location / {{
+            proxy_pass http://labctl_space_{f.space.replace("-", "_")};
+            proxy_next_upstream off;
+            proxy_read_timeout {read};
+            proxy_send_timeout {read};
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Request-Id $labctl_request_id;
+{_ROUTER_HEADERS.replace("    proxy_set_header", "            proxy_set_header")}
+            error_page 502 504 = @labctl_front;
+        }}
+        location @labctl_front {{
+            set $labctl_code H99;
+            default_type "text/html; charset=utf-8";
+            return 503 $labctl_page_app_error;
+        }}
+    }}""")
+    return "\n".join(parts) + ("\n" if parts else "")
+
+
 def _forwarded_port(s: RouterSettings) -> str:
     """X-Forwarded-Port: the port the user typed, by scheme; from the Host header when unknown."""
+    if s.behind_front:
+        return """
+    map $scheme $labctl_forwarded_port {
+        default $http_x_forwarded_port;
+    }
+"""
     http = str(s.http_port_public) if s.http_port_public else "$labctl_host_port"
     https = str(s.https_port_public) if s.https_port_public else "$labctl_host_port"
     return f"""

@@ -200,7 +200,7 @@ def test_routes_by_host_to_every_backend(rlab: RouterLab):
     for _ in range(40):
         r = rlab.get("demo")
         assert r.status_code == 200
-        assert r.headers["X-Labctl-Dyno"] == r.json()["dyno"]
+        assert not [h for h in r.headers if h.lower().startswith("x-labctl")], r.headers  # Heroku sends none
         seen.add(r.json()["dyno"])
         if seen == {"web.1", "web.2"}:
             break
@@ -245,7 +245,7 @@ def _error(rlab: RouterLab, app: str, path: str = "/") -> tuple[requests.Respons
 
 def test_empty_routing_set_is_h14(rlab: RouterLab):
     r, line = _error(rlab, "empty")
-    assert r.status_code == 503 and "Application error" in r.text and r.headers["X-Labctl-Error"] == "H14"
+    assert r.status_code == 503 and "Application error" in r.text
     assert line.startswith('at=error code=H14 desc="No web dynos running" method=GET path="/" ')
     assert line.endswith("dyno= connect= service= status=503 bytes= protocol=http")
 
@@ -260,7 +260,7 @@ def test_maintenance_is_h80_info(rlab: RouterLab):
 def test_no_first_byte_in_time_is_h12_and_not_retried(rlab: RouterLab):
     r, line = _error(rlab, "demo", "/slow?ms=4000")
     took = r.elapsed.total_seconds()  # the request alone, not the wait for its log line
-    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H12"
+    assert r.status_code == 503
     assert 30 * TIMESCALE - 0.1 <= took < 2 * 30 * TIMESCALE  # one first-byte window, no retry
     assert line.startswith('at=error code=H12 desc="Request timeout" method=GET path="/slow?ms=4000" ')
     tail = r" dyno=web\.[12] connect=\d+ms service=1[45]\d\dms status=503 bytes=0 protocol=http$"
@@ -270,7 +270,7 @@ def test_no_first_byte_in_time_is_h12_and_not_retried(rlab: RouterLab):
 def test_refused_is_h21_and_common_runtime_retries(rlab: RouterLab):
     r, line = _error(rlab, "refusedcr")
     assert r.elapsed.total_seconds() < FIRST_BYTE / 2, "every dyno refused: H21 at once"  # the request alone
-    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H21"
+    assert r.status_code == 503
     assert line.startswith('at=error code=H21 desc="Backend connection refused" ')
     assert " dyno=web.1 " in line and " service= status=503 bytes=0 " in line
     for _ in range(10):  # one dyno refuses, the router moves on to the other (heroku-reference §3.1)
@@ -281,8 +281,7 @@ def test_private_space_refused_connect_times_out_as_h12(rlab: RouterLab):
     # heroku-reference §3.1, §5: no retry on another dyno; the request times out after 30 s with H12.
     r, line = _error(rlab, "refused")
     took = r.elapsed.total_seconds()  # the request alone, not the wait for its log line
-    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H12" and "Application error" in r.text
-    assert r.headers["X-Labctl-Dyno"] == "web.1"
+    assert r.status_code == 503 and "Application error" in r.text
     assert FIRST_BYTE - 0.05 <= took < FIRST_BYTE + 1.0, f"the scaled 30 s first-byte window (took {took:.2f}s)"
     assert line.startswith('at=error code=H12 desc="Request timeout" method=GET path="/" ')
     ms = int(re.search(r" dyno=web\.1 connect= service=(\d+)ms status=503 bytes=0 protocol=http$", line).group(1))
@@ -328,7 +327,7 @@ def test_boot_hold_serves_the_request_once_a_dyno_is_up(rlab: RouterLab):
     get.join(10)
     post.join(10)
     r = got["response"]
-    assert r.status_code == 200 and r.headers["X-Labctl-Dyno"] == "web.1", got
+    assert r.status_code == 200 and r.json()["dyno"] == "web.1", got
     assert 1.0 <= got["took"] < BOOT_HOLD
     assert got["ended"] >= up_at and posted["ended"] >= up_at, "answered only once web.1 was in the route"
     h = r.json()["headers"]
@@ -345,7 +344,7 @@ def test_boot_hold_ends_in_h20_after_the_scaled_75_s(rlab: RouterLab):
     rlab.route(AppRoute("slowboot", (), retry=False, empty_code="H20"))
     r, line = _error(rlab, "slowboot")
     took = r.elapsed.total_seconds()  # the request alone, not the wait for its log line
-    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H20" and "Application error" in r.text
+    assert r.status_code == 503 and "Application error" in r.text
     assert BOOT_HOLD - 0.05 <= took < BOOT_HOLD + 1.0, f"held the scaled 75 s (took {took:.2f}s)"
     assert line.startswith('at=error code=H20 desc="App boot timeout" method=GET path="/" host=slowboot.localhost ')
     assert line.endswith(" dyno= connect= service= status=503 bytes= protocol=http")
@@ -353,12 +352,13 @@ def test_boot_hold_ends_in_h20_after_the_scaled_75_s(rlab: RouterLab):
 
 def test_boot_hold_ends_at_once_when_the_dynos_stop_starting(rlab: RouterLab):
     rlab.route(AppRoute("crashing", (), retry=True, empty_code="H20"))
-    held, result = _in_thread(lambda: rlab.get("crashing"))
+    rid = _rid()
+    held, result = _in_thread(lambda: rlab.get("crashing", **{"X-Request-Id": rid}))
     time.sleep(0.8)
     rlab.route(AppRoute("crashing", (), retry=True, empty_code="H10"))  # crashed, in a cool-off: nothing to wait for
     held.join(10)
     r = result["response"]
-    assert r.status_code == 503 and r.headers["X-Labctl-Error"] == "H10", result
+    assert r.status_code == 503 and rlab.entry(rid).code == "H10", result
     assert result["took"] < BOOT_HOLD - 1.0
 
 
@@ -382,7 +382,7 @@ def test_reload_keeps_the_request_in_flight(rlab: RouterLab):
     time.sleep(0.3)
     rlab.extra.append(AppRoute("other", (), retry=True, empty_code="H81"))
     rlab.reload()
-    assert rlab.get("other").headers["X-Labctl-Error"] == "H81"  # the new config is live
+    assert rlab.get("other").status_code == 503  # the new config is live (404 before: no such app)
     thread.join(timeout=10)
     assert result.get("status") == 200, result
     assert result["body"]["slept_ms"] == 1000

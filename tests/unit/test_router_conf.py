@@ -151,14 +151,16 @@ def test_router_headers_and_app_errors_pass_through():
     conf = render_nginx_conf([DEMO], SETTINGS)
     for header in (
         "X-Request-Id $labctl_request_id",
-        "X-Forwarded-For $proxy_add_x_forwarded_for",
-        "X-Forwarded-Proto $scheme",
+        "X-Forwarded-For $labctl_fwd",
+        "X-Forwarded-Proto $labctl_proto",
         "X-Forwarded-Port $labctl_forwarded_port",
         "X-Request-Start $labctl_request_start",
         'Via "1.1 vegur"',
         "Host $http_host",
     ):
         assert f"proxy_set_header {header};" in conf
+    assert "default $proxy_add_x_forwarded_for;" in _block(conf, "map $http_host $labctl_fwd")
+    assert "default $scheme;" in _block(conf, "map $http_host $labctl_proto")
     assert "default 5080;" in _block(conf, "map $scheme $labctl_forwarded_port")
     assert "proxy_intercept_errors off;" in conf  # an app's own 500 reaches the client untouched
 
@@ -657,3 +659,18 @@ def test_hold_service_times_out_and_waits(hold_service):
         port, X_Labctl_Hold="wait", X_Labctl_Code="H13", X_Labctl_Elapsed="0", X_Labctl_Limit_Ms="5000"
     )
     assert where == "@labctl_now" and took < 0.5  # accepted then closed: no wait
+
+
+def test_no_lab_only_response_headers_unless_debugging():
+    # heroku-reference §3.3: Heroku's router adds no header naming the dyno or the error; its log line does.
+    routes = [
+        DEMO,
+        PRIVATE,
+        AppRoute("empty", (), True, empty_code="H14"),
+        AppRoute("boot", (), True, empty_code="H20"),
+    ]
+    plain = render_nginx_conf(routes, SETTINGS)
+    assert "add_header" not in plain
+    debug = render_nginx_conf(routes, RouterSettings(5080, timescale=0.02, debug_headers=True))
+    for header in ("X-Labctl-Dyno", "X-Labctl-Release", "X-Labctl-Error"):
+        assert f"add_header {header} " in debug
