@@ -99,8 +99,9 @@ def orphan_problems(lab: Lab, spaces: list[str] = ()) -> list[str]:
     """Docker objects and faults of the lab that its state does not account for (empty list: none).
 
     One running common router and one per space; every container of the lab running; one running sandbox per
-    (instance, app), on an instance ``labctl instances`` lists; the lab's networks are the common one and one per space; no fault
-    rule is left on any instance. Dyno containers are checked against ``ps`` by ``nothing_lost_problems``.
+    (instance, app), on an instance ``labctl instances`` lists; the lab's networks are the common one and one
+    per space; no fault rule is left on any instance. Dyno containers are checked against ``ps`` by
+    ``nothing_lost_problems``.
     """
     problems = []
     routers = lab_containers(lab.name, const.KIND_ROUTER)
