@@ -16,6 +16,10 @@ How nginx is bent into the Heroku router's shape:
   last attempt never connected → H21 (refused, 502) / H19 (connect timeout, 504); it connected → H13
   (closed without response, 502) / H12 (no first byte in time, 504);
 * ``proxy_intercept_errors`` stays off, so an app's own 500/502/504 reaches the client untouched;
+* no ``X-Labctl-*`` response header unless ``RouterSettings.debug_headers`` (Heroku's router sends none);
+* the common router also fronts the Private Space apps (``_front_blocks``): it forwards them to their space's
+  own router, rendered by this same module with ``behind_front`` (it then keeps the front's X-Forwarded-*,
+  X-Request-Start and X-Request-Id instead of setting its own);
 * the access log is one JSON object a line (``escape=json``); the dyno name and release come from
   ``map``s keyed on the app and the last address of ``$upstream_addr`` (the dyno that answered), unless
   a location pinned them (``$labctl_pin_dyno``: a held request, a Private Space refused connect);
