@@ -93,33 +93,50 @@ def read_routes(text: str, mark: str = ROUTES_MARK) -> dict[str, Any] | None:
 
 
 def stalled(ss_output: str, limit_ms: float) -> list[tuple[str, str]]:
-    """Upstream connections that received nothing for ``limit_ms``: ``[(local addr:port, peer addr:port)]``.
+    return waiting(ss_output, limit_ms)[0]
+
+
+def waiting(ss_output: str, limit_ms: float) -> tuple[list[tuple[str, str]], float | None]:
+    """``stalled``'s answer, and how many ms until the next waiting connection reaches the limit (or None)."""
+    """Upstream connections waiting ``limit_ms`` for a first byte: ``[(local addr:port, peer addr:port)]``.
 
     ``ss_output`` is ``ss -tinHO state established`` (one line a socket). An upstream connection is one whose
-    local port is not nginx's and whose peer is not on the loopback (the hold service). ``bytes_received``
-    is absent until the first byte arrives, and ``lastrcv`` then counts from the connection's start.
+    local port is not nginx's and whose peer is not on the loopback (the hold service). It is waiting when it
+    has received nothing yet (no ``bytes_received``), or, reused, received last before it sent last, and
+    its last send (``lastsnd``) was ``limit_ms`` ago. An idle kept-alive connection last received (a
+    response), and so does a response dribbling along: neither is touched.
     """
-    found = []
+    found: list[tuple[str, str]] = []
+    soonest: float | None = None
     for line in ss_output.splitlines():
         fields = line.split()
-        if len(fields) < 4 or "bytes_received:" in line:
+        if len(fields) < 4:
             continue
         local, peer = fields[2], fields[3]
         if local.rsplit(":", 1)[-1] in LISTEN_PORTS or peer.rsplit(":", 1)[-1] in LISTEN_PORTS:
             continue  # a client of nginx, or the common router's hop to a space router (which keeps its own time)
         if peer.startswith(("127.", "[::1]", "[::ffff:127.")):
             continue
-        last = next((f.split(":", 1)[1] for f in fields if f.startswith("lastrcv:")), None)
-        if last is not None and last.isdigit() and int(last) >= limit_ms:
+        info = {k: v for k, _, v in (f.partition(":") for f in fields[4:]) if v.isdigit()}
+        rcv, snd = int(info.get("lastrcv", -1)), int(info.get("lastsnd", -1))
+        # Nothing received yet, or (a reused connection) the last receive is older than the last send. The
+        # kernel counts in jiffies: a fast answer can show the same figure for both, hence the strict ">".
+        if snd < 0 or not ("bytes_received:" not in line or rcv > snd):
+            continue
+        if snd >= limit_ms:
             found.append((local, peer))
-    return found
+        elif soonest is None or limit_ms - snd < soonest:
+            soonest = limit_ms - snd
+    return found, soonest
 
 
 def watchdog(routes: Routes) -> None:
     """Abort upstream connections that got no first byte within the window (see the module's docstring)."""
+    pause = 1.0
     while True:
+        time.sleep(pause)
         limit = _number(str(routes.timing().get("first_byte_ms", 0)))
-        time.sleep(min(0.5, max(0.02, limit / 30000)) if limit else 1.0)
+        pause = min(0.5, max(0.02, limit / 30000)) if limit else 1.0
         if not limit:
             continue
         try:
@@ -128,7 +145,10 @@ def watchdog(routes: Routes) -> None:
             ).stdout
         except (OSError, subprocess.SubprocessError):
             return  # no ss here: H12 comes with the rolling window instead
-        for local, peer in stalled(out, limit):
+        found, soonest = waiting(out, limit)
+        if soonest is not None:  # wake up when the next one is due, not a period later
+            pause = max(0.005, min(pause, soonest / 1000))
+        for local, peer in found:
             lhost, lport = local.rsplit(":", 1)
             phost, pport = peer.rsplit(":", 1)
             filt = ["src", lhost, "sport", "=", f":{lport}", "dst", phost, "dport", "=", f":{pport}"]

@@ -382,13 +382,18 @@ def test_the_watchdog_picks_upstream_connections_without_a_first_byte():
     out = "\n".join(
         [
             "0 0 172.18.0.2:41000 172.18.0.5:5000 cubic lastsnd:1600 lastrcv:1600 lastack:1600",  # stalled
-            "0 0 172.18.0.2:41002 172.18.0.5:5000 cubic bytes_received:120 lastsnd:9000 lastrcv:9000",  # answering
+            "0 0 172.18.0.2:41002 172.18.0.5:5000 cubic bytes_received:120 lastsnd:9000 lastrcv:200",  # dribbling
+            "0 0 172.18.0.2:41006 172.18.0.5:5000 cubic bytes_received:90 lastsnd:1700 lastrcv:5000",  # reused, waiting
             "0 0 172.18.0.2:41004 172.18.0.6:5000 cubic lastsnd:100 lastrcv:100",  # young
+            "0 0 172.18.0.2:41008 172.18.0.6:5000 cubic bytes_received:9 lastsnd:1800 lastrcv:1800",  # answered at once
             "0 0 172.18.0.2:80 172.18.0.1:50000 cubic lastsnd:9000 lastrcv:9000",  # a client of nginx
             "0 0 127.0.0.1:50002 127.0.0.1:8099 cubic lastsnd:9000 lastrcv:9000",  # the hold service
         ]
     )
-    assert router_hold.stalled(out, 1500) == [("172.18.0.2:41000", "172.18.0.5:5000")]
+    assert router_hold.stalled(out, 1500) == [
+        ("172.18.0.2:41000", "172.18.0.5:5000"),
+        ("172.18.0.2:41006", "172.18.0.5:5000"),
+    ]
 
 
 def test_round_trip_through_heroku_fields():
