@@ -295,8 +295,9 @@ class Routing:
             return
         self.generation += 1
         confs = self._render(self.generation, also_up)
-        # space routers first: the common router may then point at a space router's new address
-        for space in sorted(changed, key=lambda k: (k is None, k or "")):
+        # the common router first: every space router it names exists already (made before it is named), and a
+        # space router's reload is confirmed through it (``<space>.labctl-router.internal``)
+        for space in sorted(changed, key=lambda k: (k is not None, k or "")):
             key, conf = confs[space]
             if space is not None and engine.try_info(engine.router_name(space)) is None:
                 continue  # its router is being made again (recover)
