@@ -223,10 +223,11 @@ class FaultEngine:
 
     # -- network faults in a sandbox ------------------------------------------------------------------------
     def router_ip(self, sandbox: str) -> str:
-        """The router's address on the (one) network of the sandbox: the source the rules match."""
+        """The address, on the (one) network of the sandbox, of the router serving it (its space's own router in a
+        Private Space, else the common one): the source the rules match."""
         sb = self.client.containers.get(sandbox)
         nets = list(sb.attrs["NetworkSettings"].get("Networks") or {})
-        router = self.client.containers.get(self.engine.router_name())
+        router = self.client.containers.get(self.engine.router_name(sb.labels.get(const.LABEL_SPACE) or None))
         rnets = router.attrs["NetworkSettings"].get("Networks") or {}
         for net in nets:
             if net in rnets and rnets[net].get("IPAddress"):
