@@ -301,7 +301,15 @@ class Routing:
             key, conf = confs[space]
             if space is not None and engine.try_info(engine.router_name(space)) is None:
                 continue  # its router is being made again (recover)
-            engine.reload_router(conf, self.generation, self.http_port, space=space)
+            try:
+                engine.reload_router(conf, self.generation, self.http_port, space=space)
+            except EngineError:
+                info = engine.try_info(engine.router_name(space))
+                if info is not None and info.status == "running":
+                    raise
+                log.warning("router %s is not running: bringing the routers back", engine.router_name(space))
+                self.recover()  # the next pass reloads every router
+                return
             self.applied[space] = key
 
 

@@ -157,6 +157,7 @@ class Engine:
             c = self.client.containers.get(self.router_name(space))
             if c.status != "running":
                 c.start()
+                self._await_nginx(c)
         except docker.errors.NotFound:
             ports: dict[str, tuple[str, int | None]] = {}
             if space is None:
@@ -181,12 +182,28 @@ class Engine:
             self.put_file(c.id, router_conf.HOLD_SCRIPT, router_conf.hold_script())
             self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
             c.start()
+            self._await_nginx(c)
         c.reload()
         attached = set(c.attrs["NetworkSettings"]["Networks"])
         for net in networks:
             if net not in attached:
                 self.client.networks.get(net).connect(c)
         return self.info(c.id)
+
+    @staticmethod
+    def _await_nginx(c: Any, timeout: float = 10.0) -> None:
+        """Until nginx's master runs in a router just started: a reload (SIGHUP) sent before the container's
+        shell has set its HUP trap ends the container (exit 129), which happened on a loaded machine."""
+        import time
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if any("nginx: master" in " ".join(p) for p in c.top().get("Processes") or []):
+                    return
+            except docker.errors.APIError:
+                pass  # not running yet, or already gone: the caller's next step says so
+            time.sleep(0.05)
 
     def router_ports(self) -> dict[str, int]:
         """The router's published loopback ports: {"http": N, "https": M}."""
