@@ -265,7 +265,7 @@ def test_no_first_byte_in_time_is_h12_and_not_retried(rlab: RouterLab):
     assert line.startswith('at=error code=H12 desc="Request timeout" method=GET path="/slow?ms=4000" ')
     tail = r" dyno=web\.[12] connect=\d+ms service=(\d+)ms status=503 bytes=0 protocol=http$"
     ms = int(re.search(tail, line)[1])  # the watchdog's aim (a loaded machine makes it late), not the 55 s window
-    assert FIRST_BYTE * 1000 - 50 <= ms < FIRST_BYTE * 1000 + 400 < IDLE * 1000, line
+    assert FIRST_BYTE * 1000 - 50 <= ms < (FIRST_BYTE + IDLE) / 2 * 1000, line
 
 
 def test_refused_is_h21_and_common_runtime_retries(rlab: RouterLab):

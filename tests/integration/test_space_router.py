@@ -93,7 +93,8 @@ def test_streaming_and_idle_windows_through_a_space_router(lab: Lab, app_name: s
         with pytest.raises(requests.RequestException):  # the body is cut short: 1 of the 2 promised bytes
             lab.get(app_name, f"/stream?every={idle}&count=1", timeout=30, rid=rid).content  # noqa: B018
         took = time.monotonic() - t
-        assert 55 * SCALE - 0.1 <= took < idle / 1000, f"cut at the scaled 55 s (took {took:.2f}s)"
+        # cut (the body is short: the dyno would have completed it at 3 s) at the scaled 55 s, give or take load
+        assert 55 * SCALE - 0.1 <= took < idle / 1000 + 1.0, f"cut at the scaled 55 s (took {took:.2f}s)"
         fields = lab.router_line(app_name, rid)
         assert fields["line"].startswith('at=error code=H15 desc="Idle connection" method=GET ')
         assert fields["dyno"] == "web.1" and fields["status"] == "503"
