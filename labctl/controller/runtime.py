@@ -52,6 +52,7 @@ class Runtime:
         provision_time: float = 0.0,
         https_port: int | None = None,
         tls: Callable[[list[str]], dict[str, str]] | None = None,
+        debug_headers: bool = False,
     ):
         self.ctx = ctx = Context(store, engine, sink, timescale)
         self.store, self.engine, self.sink = store, engine, sink
@@ -61,7 +62,9 @@ class Runtime:
         # Extension points (faults): called under the lock.
         self.on_sandbox_created: list[SandboxHook] = []
         self.on_dyno_started: list[StartedHook] = []
-        self.routing = Routing(ctx, RolloutState(store), http_port=http_port, https_port=https_port, tls=tls)
+        self.routing = Routing(
+            ctx, RolloutState(store), http_port=http_port, https_port=https_port, tls=tls, debug_headers=debug_headers
+        )
         self.instances = Instances(ctx, pool_size, self.on_sandbox_created, provision_time)
         self.dynos = Dynos(ctx, self.instances, self.routing.sync, self.on_dyno_started)
         self.rollouts = Rollouts(ctx, self.dynos)
