@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import datetime
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 import requests
