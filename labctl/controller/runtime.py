@@ -147,6 +147,7 @@ class Runtime:
         booting = self.dynos.check_booting()
         self.watchdog.tick(now)
         self.rollouts.tick(now)
+        self.routing.follow_log()  # a router restarted (docker restart, its restart policy) ends its log stream
         self.sync_router()
         return self._next_delay(booting)
 
