@@ -7,6 +7,7 @@ Which instance a dyno lands on is decided in ``labctl.domain.placement`` (lab-sp
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from labctl import const
@@ -26,6 +27,8 @@ class Instances:
         self.store = ctx.store
         self.pool_size = pool_size
         self.on_sandbox_created = on_sandbox_created  # e.g. the instance's faults apply to its new namespace
+        self._sandbox_locks: dict[tuple[str, str], threading.Lock] = {}  # dynos starting at once: one sandbox
+        self._locks_guard = threading.Lock()
 
     def ensure_pool(self) -> None:
         """The Common Runtime's shared instances (default 3)."""
@@ -57,14 +60,28 @@ class Instances:
 
     def _pool_loads(self) -> list[InstanceLoad]:
         rows = self.store.dynos()
+        placing = list(self.ctx.tracked.placing.values())
         return [
-            InstanceLoad(i["id"], sum(1 for r in rows if r["instance"] == i["id"] and r["container"]))
+            InstanceLoad(
+                i["id"],
+                sum(1 for r in rows if r["instance"] == i["id"] and r["container"])
+                + sum(1 for iid, _ in placing if iid == i["id"]),  # starts under way count (Dynos.start_dynos)
+            )
             for i in self.store.instances()
             if i["runtime"] == "common" and i["state"] == "running"
         ]
 
     def ensure_sandbox(self, instance: str, app_row: AppRow) -> SandboxRow:
-        """The app's sandbox on the instance, created (or replaced when it stopped) as needed."""
+        """The app's sandbox on the instance, created (or replaced when it stopped) as needed.
+
+        Dynos that start at once (``Dynos.start_dynos``) and share the sandbox wait for one another here.
+        """
+        with self._locks_guard:
+            lock = self._sandbox_locks.setdefault((instance, app_row["name"]), threading.Lock())
+        with lock:
+            return self._ensure_sandbox(instance, app_row)
+
+    def _ensure_sandbox(self, instance: str, app_row: AppRow) -> SandboxRow:
         store, engine = self.store, self.ctx.engine
         app = app_row["name"]
         sb = store.sandbox(instance, app)
