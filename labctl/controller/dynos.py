@@ -32,6 +32,8 @@ from labctl.records import AppRow, DynoRow, ReleaseRow
 log = logging.getLogger("labctl.runtime")
 DRAIN_DELAY = 0.15  # seconds between removing a dyno from the router and sending it SIGTERM
 START_POOL = 8  # due dynos started at once at most (``start_dynos``): the engine's create/start calls overlap
+BOOT_POLL = 0.01  # seconds between looks at a booting web dyno's sockets (``_watch_boot``)
+BOOT_WATCH_MAX = 10.0  # the watcher's longest look at one dyno; the loop's own check goes on after it
 
 SyncRouter = Callable[[set[tuple[str, str]] | None], None]
 StartedHook = Callable[[str, str], None]
@@ -51,6 +53,9 @@ class Dynos:
         self.on_dyno_started = on_dyno_started  # e.g. a cpu fault of the instance applies to the new dyno
         self._placing = threading.Lock()  # one placement (instance, port) at a time among concurrent starts
         self._started_info: dict[str, ContainerInfo] = {}  # booting web dynos as started: no inspect per tick
+        self._watched: dict[str, tuple[ContainerInfo, int, float]] = {}  # cid -> (info, port, until)
+        self._watch_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
 
     def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None:
         """Reload the router when the routing set changed; returns once the new set is in force."""
@@ -175,6 +180,7 @@ class Dynos:
         )
         if is_web and info.pid:
             self._started_info[info.id] = info
+            self._watch_boot(info, port)
         self._started(app, row, instance, info.id)
 
     def _spec(
@@ -217,6 +223,35 @@ class Dynos:
         if row["type"] != "web":
             self._mark_up(app, row["name"], "starting")
 
+    def _watch_boot(self, info: ContainerInfo, port: int) -> None:
+        """Wake the loop as soon as the new web dyno binds its port (the loop's own pass looks every 50 ms).
+
+        One thread looks at every booting dyno's sockets every ``BOOT_POLL`` s, without the lock, and only
+        wakes the loop: marking the dyno up and routing to it stay ``check_booting``'s (issue 18: a restart's
+        new dyno is routed as soon as it listens).
+        """
+        with self._watch_lock:
+            self._watched[info.id] = (info, port, time.time() + BOOT_WATCH_MAX)
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(target=self._boot_watch, daemon=True, name="boot-watch")
+                self._watcher.start()
+
+    def _boot_watch(self) -> None:
+        while True:
+            with self._watch_lock:
+                watched = list(self._watched.items())
+                if not watched:
+                    self._watcher = None
+                    return
+            for cid, (info, port, until) in watched:
+                ports = self.engine.listening_ports(info, local_only=True)
+                if ports is None or port in ports or time.time() > until:
+                    with self._watch_lock:
+                        self._watched.pop(cid, None)
+                    if ports and port in ports:
+                        self.ctx.wake()
+            time.sleep(BOOT_POLL)
+
     def follow(self, app: str, dyno: str, cid: str, since: float | None = None) -> None:
         """Copy the container's output into the app's log (once per container)."""
         if cid in self.tracked.followed:
@@ -246,7 +281,7 @@ class Dynos:
             info = self._started_info.get(cid) or self.engine.try_info(cid)
             if info is None or info.status != "running":
                 continue
-            if row["port"] in self.engine.listening_ports(info):
+            if row["port"] in (self.engine.listening_ports(info) or set()):
                 bound.append(row)
             elif row["boot_deadline"] and time.time() > row["boot_deadline"]:
                 fresh = self.engine.try_info(cid) if cid in self._started_info else info
