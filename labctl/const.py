@@ -15,6 +15,7 @@ LABEL_RELEASE = "io.labctl.release"
 LABEL_SPACE = "io.labctl.space"
 LABEL_IMAGE = "io.labctl.image"  # base | stack (shared, not removed by `down`)
 LABEL_STACK_HASH = "io.labctl.stack-hash"  # on the stack image: the Dockerfile and base it was built from
+LABEL_SLUG_KEY = "io.labctl.slug-key"  # on a slug: its build's inputs (engine/images.py slug_key)
 
 KIND_ROUTER = "router"
 KIND_SANDBOX = "sandbox"
