@@ -78,6 +78,9 @@ class Routing:
         ports = self.engine.settled_router_ports()
         self.http_port = ports.get("http", self.http_port)
         self.https_port = ports.get("https", self.https_port)
+        # A reload's SIGHUP before the container's shell ignores it ends the router (exit 129, seen under
+        # load right after `labctl up`): the first reload waits until nginx answers.
+        self.engine.await_router(self.http_port)
 
     def invalidate(self) -> None:
         """The next ``sync`` reloads the router even if the routing set is the same (e.g. the timescale changed)."""

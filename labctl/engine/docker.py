@@ -252,6 +252,24 @@ class Engine:
         self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
 
     @staticmethod
+    def await_router(port: int | None, timeout: float = 10.0) -> bool:
+        """Whether nginx answered on the router's port within ``timeout`` (any answer: it is serving, its signal
+        handlers are in place). Without a published port there is nothing to ask."""
+        import time
+
+        if not port:
+            return True
+        url = f"http://127.0.0.1:{port}/__labctl/generation"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                requests.get(url, headers={"Host": "labctl-router.internal"}, timeout=0.5)
+                return True
+            except requests.RequestException:
+                time.sleep(0.02)
+        return False
+
+    @staticmethod
     def _await_generation(generation: int, port: int | None, timeout: float = 10.0) -> bool:
         """Poll the router until three answers in a row come from ``generation`` (a reload takes ~50 ms;
         the long timeout is for a machine under load, where a routing change reported early made an old
