@@ -89,7 +89,7 @@ class BenchLab:
     def up(self, progress: Callable[[str], None]) -> dict[str, Any]:
         from labctl import lab as lablib
 
-        status = lablib.up(self.name, progress, http_port=0, timescale=0.05)
+        status = lablib.up(self.name, progress, http_port=0, timescale=0.05, provision_time=0)
         self.router_port = int(status["router"]["port"])
         return status
 

@@ -13,7 +13,7 @@ from labctl.client import Client, controller_answers
 from labctl.controller.daemon import spawn_supervisor
 from labctl.engine.docker import Engine, connect
 from labctl.errors import ControllerUnavailable, LabError
-from labctl.labdir import LabDir, Settings
+from labctl.labdir import LabDir, Settings, check_settings
 
 START_TIMEOUT = 60.0
 
@@ -25,6 +25,7 @@ def up(
     http_port: int | None = None,
     timescale: float | None = None,
     pool_size: int | None = None,
+    provision_time: float | None = None,
     base_image: str | None = None,
     https_port: int | None = None,
 ) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def up(
             or https_port not in (None, s.https_port)
             and not (https_port == 0 and http_port == 0)
             or pool_size not in (None, s.pool_size)
+            or provision_time not in (None, s.provision_time)
         ):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
         return {"changed": False, **Client(lab).lab_status()}
@@ -53,7 +55,8 @@ def up(
     s.https_port = https_port if https_port is not None else s.https_port
     s.timescale = timescale if timescale is not None else s.timescale
     s.pool_size = pool_size if pool_size is not None else s.pool_size
-    _check_settings(s)
+    s.provision_time = provision_time if provision_time is not None else s.provision_time
+    check_settings(s)
     d.create(s)
     progress(f"Starting the controller of lab {lab}…")
     spawn_supervisor(lab)
@@ -67,20 +70,11 @@ def up(
     )
 
 
-def _check_settings(s: Settings) -> None:
-    for port in (s.http_port, s.https_port):
-        if not (0 <= port <= 65535):
-            raise LabError(f"Invalid port {port}")
-    if not (0.000001 <= s.timescale <= 100):
-        raise LabError(f"Invalid time scale {s.timescale}: it must be between 0.000001 and 100")
-    if not (1 <= s.pool_size <= 20):
-        raise LabError(f"Invalid pool size {s.pool_size}: it must be between 1 and 20")
-
-
 def down(lab: str) -> dict[str, int]:
     """Stop the controller and remove every Docker object labelled with this lab, then its state."""
     d = LabDir(lab)
     engine = Engine(connect(), lab)
+    engine.stop_controller_containers()  # a controller run by Compose, before its restart policy can revive it
     _stop_processes(d)
     counts = engine.remove_lab()
     if d.path.exists():

@@ -90,6 +90,7 @@ class InstanceRow(TypedDict):
     state: str
     created_at: float
     faults: list[Fault]
+    ready_at: float | None  # provisioning until then (None: ready since its creation)
 
 
 class SandboxRow(TypedDict):
@@ -218,8 +219,9 @@ class InstanceView(TypedDict):
 
     id: str
     runtime: str
-    state: str
+    state: str  # running | provisioning
     created_at: str | None
+    ready_at: str | None  # when a provisioning instance can start dynos (None: ready since its creation)
     dynos: list[str]
     faults: list[Fault]
 
@@ -276,6 +278,7 @@ class LabStatus(TypedDict):
     router: RouterStatus
     timescale: float
     pool_size: int
+    provision_time: float  # seconds a new runtime instance provisions, before the time scale
     controller_pid: int
     uptime_s: float
     apps: int

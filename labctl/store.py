@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS releases (
   created_at REAL NOT NULL, PRIMARY KEY (app, version));
 CREATE TABLE IF NOT EXISTS instances (
   id TEXT PRIMARY KEY, runtime TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL,
-  faults TEXT NOT NULL DEFAULT '[]');
+  faults TEXT NOT NULL DEFAULT '[]', ready_at REAL);
 CREATE TABLE IF NOT EXISTS sandboxes (
   instance TEXT NOT NULL, app TEXT NOT NULL, container TEXT NOT NULL, ip TEXT NOT NULL,
   PRIMARY KEY (instance, app));
@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app, id);
 """
 
+# (table, column, declaration) added after a table's first version; ``Store`` adds them to an older database.
+ADDED_COLUMNS = [("instances", "ready_at", "REAL")]
 JSON_COLUMNS = {"features", "config", "formation", "procfile", "faults", "rollout"}
 LOG_KEEP = 1500  # Logplex keeps the last 1500 lines (heroku-reference §8)
 
@@ -76,6 +78,14 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A database made by an older labctl gains the columns added since (each NULL in old rows)."""
+        for table, column, decl in ADDED_COLUMNS:
+            cols = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
+            if column not in cols:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -211,8 +221,10 @@ class Store:
     def instance(self, iid: str) -> InstanceRow | None:
         return self._one("SELECT * FROM instances WHERE id = ?", (iid,))
 
-    def add_instance(self, iid: str, runtime: str) -> None:
-        self._insert("instances", {"id": iid, "runtime": runtime, "state": "running", "created_at": time.time()})
+    def add_instance(self, iid: str, runtime: str, ready_at: float | None = None) -> None:
+        """A new instance; ``ready_at`` in the future: it is provisioning until then."""
+        row = {"id": iid, "runtime": runtime, "state": "running", "created_at": time.time(), "ready_at": ready_at}
+        self._insert("instances", row)
 
     def update_instance(self, iid: str, **changes: Any) -> None:
         self._update("instances", {"id": iid}, changes)

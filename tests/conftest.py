@@ -127,12 +127,23 @@ def _leftovers(name: str) -> list[str]:
     return found
 
 
-def start_lab(name: str, timescale: float = 0.05) -> Lab:
+def start_lab(name: str, timescale: float = 0.05, provision_time: float = 0) -> Lab:
     """``labctl up`` a lab (time scale 0.05 unless told, a free HTTP port) in the current state directory and
-    engine."""
+    engine. New instances are ready at once unless ``provision_time`` says otherwise (as in the bench): the
+    tests of provisioning ask for it."""
     import json
 
-    r = cli("up", "--timescale", str(timescale), "--http-port", "0", "--json", lab=name)
+    r = cli(
+        "up",
+        "--timescale",
+        str(timescale),
+        "--provision-time",
+        str(provision_time),
+        "--http-port",
+        "0",
+        "--json",
+        lab=name,
+    )
     assert r.code == 0, r.err + r.out
     port = json.loads(r.out)["router"]["port"]
     if not port:  # never send a request to 127.0.0.1:0 (urllib3 reads it as :80)
@@ -142,12 +153,12 @@ def start_lab(name: str, timescale: float = 0.05) -> Lab:
 
 
 @contextlib.contextmanager
-def running_lab(down_must_succeed: bool = True, timescale: float = 0.05) -> Iterator[Lab]:
+def running_lab(down_must_succeed: bool = True, timescale: float = 0.05, provision_time: float = 0) -> Iterator[Lab]:
     """A lab of a new random name, removed at the end; nothing labelled with it may remain.
 
     ``down_must_succeed=False`` for tests that take the lab down themselves (a second ``down`` may then fail)."""
     name = f"t{uuid.uuid4().hex[:8]}"
-    lab = start_lab(name, timescale)
+    lab = start_lab(name, timescale, provision_time)
     try:
         yield lab
     finally:

@@ -23,7 +23,7 @@ def _status_text(s: dict) -> str:
                 if s["router"].get("https_url")
                 else []
             ),
-            f"Time scale:  {s['timescale']}",
+            f"Time scale:  {s['timescale']}   New instances provision for {s.get('provision_time', 0):g} s (scaled)",
             f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
             f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
             f"State:       {s['state_dir']}",
@@ -38,9 +38,16 @@ def up(
     https_port: Annotated[int | None, typer.Option(help="Router TLS port on 127.0.0.1 (default 5443).")] = None,
     timescale: Annotated[float | None, typer.Option(help="Multiplies every platform duration (default 1.0).")] = None,
     pool_size: Annotated[int | None, typer.Option(help="Common Runtime shared instances (default 3).")] = None,
+    provision_time: Annotated[
+        float | None,
+        typer.Option(help="Seconds a new runtime instance provisions before its dynos start (default 60; scaled)."),
+    ] = None,
     base_image: Annotated[
         str | None,
-        typer.Option(envvar="LABCTL_BASE_IMAGE", help="Use this Debian trixie image instead of debootstrap."),
+        typer.Option(
+            envvar="LABCTL_BASE_IMAGE",
+            help="Debian trixie image to build the stack FROM (pulled if missing; default debian:trixie-slim).",
+        ),
     ] = None,
     json: Json = False,
 ) -> None:
@@ -53,6 +60,7 @@ def up(
         http_port=http_port,
         timescale=timescale,
         pool_size=pool_size,
+        provision_time=provision_time,
         base_image=base_image,
         https_port=https_port,
     )
@@ -109,10 +117,14 @@ def spaces_create(
 
 
 @app.command("spaces:destroy")
-def spaces_destroy(name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB) -> None:
+def spaces_destroy(
+    name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB, json: Json = False
+) -> None:
     """Destroy an empty Private Space."""
-    client(lab).space_destroy(name)
-    render.out(f"Destroying space {name}... done")
+    c = client(lab)
+    row = next((s for s in c.spaces() if s["name"] == name), None) if json else None
+    c.space_destroy(name)
+    render.as_json(row) if json else render.out(f"Destroying space {name}... done")  # --json: the space destroyed
 
 
 @app.command("timescale")
@@ -133,29 +145,44 @@ def certs(
     install: Annotated[
         bool,
         typer.Option(
-            "--install", help="Add the lab's CA to this machine's trust store (Debian: update-ca-certificates)."
+            "--install",
+            help="Trust the lab's CA on this machine: the system store (needs root), Chromium's NSS database "
+            "(~/.pki/nssdb) and Firefox profiles (need certutil, from libnss3-tools).",
         ),
+    ] = False,
+    uninstall: Annotated[
+        bool, typer.Option("--uninstall", help="Remove the lab's CA from every store --install put it in.")
     ] = False,
     json: Json = False,
 ) -> None:
-    """Print the lab's local CA certificate (the router's HTTPS is signed by it), or install it."""
-    import shutil
-    import subprocess
+    """Print the lab's local CA certificate (the router's HTTPS is signed by it), or install or remove it."""
     from pathlib import Path
 
-    from labctl.errors import LabError
+    from labctl import truststore
+    from labctl.errors import InvalidInput, LabError
 
+    if install and uninstall:
+        raise InvalidInput("Choose one of --install and --uninstall")
+    if uninstall:  # the lab need not be up: its name is the certificate's name in every store
+        outcomes = truststore.uninstall(lab)
+        if json:
+            return render.as_json([o.__dict__ for o in outcomes])
+        for o in outcomes:
+            render.out(o.detail)
+        return None
     ca = Path(client(lab).lab_status()["router"].get("ca_cert") or "")
     if not ca.is_file():
         raise LabError("This lab has no CA (HTTPS is off); see controller.log in the state directory")
     if install:
-        dest = Path("/usr/local/share/ca-certificates/labctl-" + lab + ".crt")
-        try:
-            shutil.copyfile(ca, dest)
-            subprocess.run(["update-ca-certificates"], check=True, capture_output=True)
-        except (OSError, subprocess.CalledProcessError) as err:
-            raise LabError(f"Could not install the CA into {dest}: {err} (run as root)") from None
-        return render.out(f"Installed {ca} as {dest}")
+        outcomes = truststore.install(lab, ca)
+        if json:
+            render.as_json([o.__dict__ for o in outcomes])
+        else:
+            for o in outcomes:
+                render.out(o.detail)
+        if not any(o.ok for o in outcomes):
+            raise LabError("The lab's CA was not installed anywhere (see the lines above)")
+        return None
     if json:
         return render.as_json({"ca_cert": str(ca)})
     render.out(f"# {ca}  (curl --cacert {ca} https://<app>.localhost:PORT/)")

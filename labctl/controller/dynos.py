@@ -149,6 +149,8 @@ class Dynos:
         image = rel["image"]
         with self._placing:
             instance = self.instances.place(row, app_row, placement)
+            if self._wait_for_instance(row, instance):
+                return
             port = self._free_port(instance, app)
             self.tracked.placing[(app, dyno)] = (instance, port)
         is_web = row["type"] == "web"
@@ -182,6 +184,16 @@ class Dynos:
             self._started_info[info.id] = info
             self._watch_boot(info, port)
         self._started(app, row, instance, info.id)
+
+    def _wait_for_instance(self, row: DynoRow, instance: str) -> bool:
+        """A dyno placed on a provisioning instance stays ``starting`` and is due again once it is ready."""
+        ready_at = self.instances.provisioning_until(instance)
+        if ready_at is None:
+            return False
+        self.store.update_dyno(row["app"], row["name"], instance=instance, state="starting", next_start=ready_at)
+        self.sink.state(row["app"], row["name"], row["state"], "starting")
+        self.ctx.wake()
+        return True
 
     def _spec(
         self, app_row: AppRow, rel: ReleaseRow, image: str, row: DynoRow, instance: str, port: int | None

@@ -3,17 +3,24 @@ where a dyno's next container runs, and an instance's teardown (retired, or fail
 
 An instance owns a *sandbox* container per app it hosts: the network namespace that app's dynos there join.
 Which instance a dyno lands on is decided in ``labctl.domain.placement`` (lab-spec §2 Placement).
+
+A new instance *provisions* before a dyno can start on it (``ready_at``: the lab's provision time, scaled; a
+lab choice, README "Choices where Heroku is silent"): the pool made at ``up`` is ready at once, while a Private
+Space's new dedicated instance and a pool instance replacing a failed one provision first. Provisioning is only
+a time in the store, so a controller killed meanwhile leaves nothing half-made: the restarted one waits out the
+rest of it.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from labctl import const
 from labctl.controller.context import Context
 from labctl.domain.actions import Placement
-from labctl.domain.placement import InstanceLoad, choose_pool_instance, new_instance_id
+from labctl.domain.placement import InstanceLoad, choose_pool_instance, is_provisioning, new_instance_id
 from labctl.records import AppRow, DynoRow, InstanceRow, SandboxRow
 
 SandboxHook = Callable[[str, SandboxRow], None]  # (instance id, its new sandbox)
@@ -22,19 +29,41 @@ SandboxHook = Callable[[str, SandboxRow], None]  # (instance id, its new sandbox
 class Instances:
     """Creates, chooses and tears down the runtime's instances and sandboxes."""
 
-    def __init__(self, ctx: Context, pool_size: int, on_sandbox_created: list[SandboxHook]):
+    def __init__(
+        self, ctx: Context, pool_size: int, on_sandbox_created: list[SandboxHook], provision_time: float = 0.0
+    ):
         self.ctx = ctx
         self.store = ctx.store
         self.pool_size = pool_size
+        self.provision_time = provision_time  # seconds before the time scale
         self.on_sandbox_created = on_sandbox_created  # e.g. the instance's faults apply to its new namespace
         self._sandbox_locks: dict[tuple[str, str], threading.Lock] = {}  # dynos starting at once: one sandbox
         self._locks_guard = threading.Lock()
 
-    def ensure_pool(self) -> None:
-        """The Common Runtime's shared instances (default 3)."""
+    def ensure_pool(self, provision: bool = False) -> None:
+        """The Common Runtime's shared instances (default 3): ready at ``up``; a replacement provisions first."""
         pool = [i for i in self.store.instances() if i["runtime"] == "common"]
         for _ in range(self.pool_size - len(pool)):
-            self.store.add_instance(new_instance_id(self.ctx.rng), "common")
+            self.store.add_instance(new_instance_id(self.ctx.rng), "common", self._ready_at() if provision else None)
+
+    def _ready_at(self) -> float | None:
+        """When an instance created now can start dynos (None: at once)."""
+        wait = self.ctx.scale(self.provision_time)
+        return time.time() + wait if wait > 0 else None
+
+    def provisioning_until(self, iid: str) -> float | None:
+        """The time the instance is ready, while it is still provisioning (else None)."""
+        inst = self.store.instance(iid)
+        if inst is None or not is_provisioning(inst["ready_at"], time.time()):
+            return None
+        return inst["ready_at"]
+
+    def rescale(self, ratio: float, now: float) -> None:
+        """The time scale changed: what is left of each provisioning stretches or shrinks with it."""
+        for inst in self.store.instances():
+            ready_at = inst["ready_at"]
+            if ready_at is not None and ready_at > now:
+                self.store.update_instance(inst["id"], ready_at=now + (ready_at - now) * ratio)
 
     # -- placement -------------------------------------------------------------------------------
     def place(self, row: DynoRow, app_row: AppRow, placement: Placement) -> str:
@@ -49,17 +78,20 @@ class Instances:
             if row["instance"] and store.instance(row["instance"]):
                 return row["instance"]
             iid = new_instance_id(rng)
-            store.add_instance(iid, space)
+            # Lab choice (README): a one-off's instance is ready at once, so `run` attaches at once.
+            store.add_instance(iid, space, None if row["one_off"] else self._ready_at())
             return iid
         chosen = choose_pool_instance(self._pool_loads(), placement, row["instance"], rng)
         if chosen is None:
-            self.ensure_pool()
-            chosen = choose_pool_instance(self._pool_loads(), Placement.ANY, None, rng)
+            self.ensure_pool(provision=True)
+            # no ready pool instance (e.g. a one-instance pool after a host failure): wait for a provisioning one
+            chosen = choose_pool_instance(self._pool_loads(ready=False), Placement.ANY, None, rng)
         assert chosen is not None
         return chosen
 
-    def _pool_loads(self) -> list[InstanceLoad]:
-        rows = self.store.dynos()
+    def _pool_loads(self, ready: bool = True) -> list[InstanceLoad]:
+        """The pool's instances with how many dynos each runs; ``ready``: only those done provisioning."""
+        rows, now = self.store.dynos(), time.time()
         placing = list(self.ctx.tracked.placing.values())
         return [
             InstanceLoad(
@@ -68,7 +100,7 @@ class Instances:
                 + sum(1 for iid, _ in placing if iid == i["id"]),  # starts under way count (Dynos.start_dynos)
             )
             for i in self.store.instances()
-            if i["runtime"] == "common" and i["state"] == "running"
+            if i["runtime"] == "common" and i["state"] == "running" and is_provisioning(i["ready_at"], now) != ready
         ]
 
     def ensure_sandbox(self, instance: str, app_row: AppRow) -> SandboxRow:
@@ -113,7 +145,7 @@ class Instances:
         )
         self.store.delete_instance(iid)
         if inst["runtime"] == "common":
-            self.ensure_pool()
+            self.ensure_pool(provision=True)  # a new host replaces the failed one: it provisions first
 
     def retire_instance(self, iid: str) -> None:
         """Tear a dedicated instance down (its sandbox containers go with it)."""

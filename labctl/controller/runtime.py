@@ -24,6 +24,7 @@ from labctl.controller.dynos import Dynos, StartedHook
 from labctl.controller.engine_sync import FULL_SYNC_EVERY, EngineSync
 from labctl.controller.instances import Instances, SandboxHook
 from labctl.controller.logsink import LogSink
+from labctl.controller.metrics import RuntimeMetrics
 from labctl.controller.rollout import Rollouts, RolloutState
 from labctl.controller.routing import Routing
 from labctl.controller.watchdog import Watchdog
@@ -49,6 +50,7 @@ class Runtime:
         timescale: float,
         http_port: int,
         pool_size: int,
+        provision_time: float = 0.0,
         https_port: int | None = None,
         tls: Callable[[list[str]], dict[str, str]] | None = None,
     ):
@@ -61,10 +63,11 @@ class Runtime:
         self.on_sandbox_created: list[SandboxHook] = []
         self.on_dyno_started: list[StartedHook] = []
         self.routing = Routing(ctx, RolloutState(store), http_port=http_port, https_port=https_port, tls=tls)
-        self.instances = Instances(ctx, pool_size, self.on_sandbox_created)
+        self.instances = Instances(ctx, pool_size, self.on_sandbox_created, provision_time)
         self.dynos = Dynos(ctx, self.instances, self.routing.sync, self.on_dyno_started)
         self.rollouts = Rollouts(ctx, self.dynos)
         self.watchdog = Watchdog(ctx, self.rollouts.restart)
+        self.metrics = RuntimeMetrics(ctx, lambda: self.stopping)  # log-runtime-metrics, in a thread of its own
         self.engine_sync = EngineSync(
             ctx, self.dynos, sweep_instances=self.instances.sweep_dedicated, recover_router=self.routing.recover
         )
@@ -78,6 +81,7 @@ class Runtime:
             self.engine_sync.adopt()
         self.engine.watch_events(self._on_event, on_lost=self.engine_sync.on_lost)
         self.routing.follow_log()
+        self.metrics.start()
         threading.Thread(target=self._loop, daemon=True, name="reconcile").start()
 
     def stop(self) -> None:
@@ -181,6 +185,7 @@ class Runtime:
             changes = {k: now + (at - now) * ratio for k, at in timers.items() if at is not None and at > now}
             if changes:
                 self.store.update_dyno(row["app"], row["name"], **changes)
+        self.instances.rescale(ratio, now)
         self.wake()
         self.routing.invalidate()  # the router's timeouts scale too
         self.sync_router()

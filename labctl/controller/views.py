@@ -10,7 +10,8 @@ import time
 
 from labctl import const
 from labctl.domain.formation import Process
-from labctl.domain.preboot import KNOWN_FEATURES
+from labctl.domain.placement import instance_state
+from labctl.domain.preboot import FEATURE_STATES, KNOWN_FEATURES
 from labctl.records import (
     AppRow,
     AppView,
@@ -107,14 +108,16 @@ def old_dyno_view(old: OldDynoRow) -> OldDynoView:
 
 def instance_views(instances: list[InstanceRow], dynos: list[DynoRow]) -> list[InstanceView]:
     out: list[InstanceView] = []
+    now = time.time()
     for inst in instances:
         hosted = [f"{r['app']}/{r['name']}" for r in dynos if r["instance"] == inst["id"] and r["container"]]
         out.append(
             {
                 "id": inst["id"],
                 "runtime": inst["runtime"],
-                "state": inst["state"],
+                "state": instance_state(inst["state"], inst["ready_at"], now),
                 "created_at": iso(inst["created_at"]),
+                "ready_at": iso(inst["ready_at"]),
                 "dynos": hosted,
                 "faults": inst["faults"],
             }
@@ -140,6 +143,6 @@ def app_view(app_row: AppRow, rel: ReleaseRow | None) -> AppView:
 def feature_views(app_row: AppRow) -> list[FeatureView]:
     enabled = app_row["features"]
     return [
-        {"name": k, "description": v, "enabled": bool(enabled.get(k)), "state": "general"}
+        {"name": k, "description": v, "enabled": bool(enabled.get(k)), "state": FEATURE_STATES[k]}
         for k, v in KNOWN_FEATURES.items()
     ]

@@ -11,6 +11,9 @@ ROUTER_CONNECT = 5.0
 ROUTER_FIRST_BYTE = 30.0
 ROUTER_IDLE = 55.0
 ROUTER_BOOT_HOLD = 75.0
+# Lab choice: a new runtime instance provisions this long before a dyno can start on it (Heroku gives no figure;
+# a new EC2 host plus the dyno manager's set-up takes about a minute).
+PROVISION_TIME = 60.0
 CYCLE_BASE = 24 * 3600.0
 CYCLE_JITTER = 216 * 60.0
 # Common Runtime crash cool-offs after the first immediate restart (heroku-reference §2.4).

@@ -38,6 +38,16 @@ def needs_new_dedicated_instance(placement: Placement, current: str | None) -> b
     return current is None or placement is Placement.NEW
 
 
+def is_provisioning(ready_at: float | None, now: float) -> bool:
+    """A new instance provisions until ``ready_at``; no dyno starts on it before (a lab choice, see README)."""
+    return ready_at is not None and ready_at > now
+
+
+def instance_state(state: str, ready_at: float | None, now: float) -> str:
+    """What ``instances`` shows: ``provisioning`` until the instance is ready, then its stored state."""
+    return "provisioning" if state == "running" and is_provisioning(ready_at, now) else state
+
+
 def new_instance_id(rng: random.Random | None = None) -> str:
     """``i-`` + 17 hex digits, like an EC2 instance id."""
     rng = rng or random.Random()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 
-from labctl.domain import clock
+from labctl.domain import clock, runtime_metrics
 from labctl.errors import Conflict, InvalidInput
 
 FEATURE = "preboot"
@@ -23,7 +23,9 @@ DESCRIPTION = "Provide seamless web dyno deploys"
 SWITCH_AFTER = clock.BOOT_TIMEOUT + 120.0  # seconds after the release
 RESTART_OLD_MIN, RESTART_OLD_MAX = 4 * 60.0, 6 * 60.0
 FORMATION_LOCKED = "Cannot change formation for a preboot app until preboot is complete"
-KNOWN_FEATURES = {FEATURE: DESCRIPTION}
+# Every feature the lab knows, with its description; log-runtime-metrics is a Heroku Labs (beta) feature.
+KNOWN_FEATURES = {FEATURE: DESCRIPTION, runtime_metrics.FEATURE: runtime_metrics.DESCRIPTION}
+FEATURE_STATES = {FEATURE: "general", runtime_metrics.FEATURE: "beta"}
 
 
 def check_can_enable(space: str | None, size_tiers: set[str], enabled: bool) -> None:

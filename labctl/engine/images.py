@@ -11,7 +11,6 @@ Every function takes the Docker client it should use; none is made here: the Eng
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -20,50 +19,18 @@ from pathlib import Path
 import docker
 from docker.models.images import Image
 
-from labctl import const
+from labctl import const, resources
 from labctl.engine import base_image, build, buildpack
 from labctl.engine.build import Progress
 from labctl.errors import BuildFailed, LabError
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-REPO_STACK_DOCKERFILE = Path(__file__).resolve().parents[2] / "images" / "stack" / "Dockerfile"
-
-# Byte-identical to images/stack/Dockerfile (a test checks): pyproject ships only *.py in the package, and a
-# non-editable install must still be able to build the stack.
-STACK_DOCKERFILE = """\
-# The stack every dyno (and the router) runs on, like Heroku's heroku-24 (lab-spec §2): Debian trixie,
-# Python 3.13, nginx, iproute2 (tc) and iptables for instance faults. Built with no registry:
-# BASE defaults to labctl/base:trixie, a debootstrapped rootfs that `labctl up` imports with the
-# packages below already installed, so the RUN step only checks them. With another BASE
-# (LABCTL_BASE_IMAGE=debian:trixie) the same step installs them from the Debian archive.
-#
-# labctl/engine/images.py carries a byte-identical copy (STACK_DOCKERFILE) so that a non-editable
-# install can build the stack too; tests/integration/test_images.py fails when the two differ.
-# `labctl up` builds it; by hand: docker build --build-arg BASE=labctl/base:trixie images/stack
-ARG BASE=labctl/base:trixie
-FROM ${BASE}
-ARG PACKAGES="bash ca-certificates python3 python3-venv python3-pip python-is-python3 \\
-    iproute2 iptables nginx procps curl openssl tini"
-RUN dpkg -s $PACKAGES >/dev/null 2>&1 \\
-    || (apt-get update \\
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES \\
-        && rm -rf /var/lib/apt/lists/*)
-ENV LANG=C.UTF-8 \\
-    HOME=/app \\
-    PYTHONUNBUFFERED=true
-WORKDIR /app
-LABEL io.labctl.image=stack
-CMD ["bash"]
-"""
 
 
 # -- stack image ----------------------------------------------------------------------------------------
 def stack_dockerfile() -> str:
-    """The stack's Dockerfile: the repository's images/stack/Dockerfile, else the package's copy."""
-    try:
-        return REPO_STACK_DOCKERFILE.read_text()
-    except OSError:
-        return STACK_DOCKERFILE
+    """The stack's Dockerfile: images/stack/Dockerfile (package data in an installed wheel)."""
+    return resources.stack_dockerfile_path().read_text()
 
 
 def stack_packages(dockerfile: str) -> list[str]:
@@ -85,15 +52,16 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
     Returns its ref.
     """
     dockerfile = stack_dockerfile()
-    base_ref = base_override or os.environ.get(base_image.ENV_BASE_IMAGE) or const.BASE_IMAGE
-    want = hashlib.sha256(f"{base_ref}\n{dockerfile}".encode()).hexdigest()[:16]
+    # The base is resolved first (no network when the engine has it): the stack is current when it was built
+    # from the same base *image* (a base pulled under another name is the same base) and Dockerfile.
+    base = ensure_base_image(client, progress, base_override)
+    want = hashlib.sha256(f"{_base_key(client, base)}\n{dockerfile}".encode()).hexdigest()[:16]
     if _stack_hash(build.image(client, const.STACK_IMAGE)) == want:
         return const.STACK_IMAGE
     with build.file_lock("stack", progress):
         old = build.image(client, const.STACK_IMAGE)
         if _stack_hash(old) == want:
             return const.STACK_IMAGE  # built by another process while we waited
-        base = ensure_base_image(client, progress, base_override)
         progress(f"Building stack image {const.STACK_IMAGE} from {base}…")
         context = build.tar_context({"Dockerfile": dockerfile.encode()})
         build.run_build(
@@ -103,12 +71,22 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
             what=f"Build of {const.STACK_IMAGE}",
             progress=progress,
             buildargs={"BASE": base},
-            labels={const.LABEL_STACK_HASH: want},
+            labels={const.LABEL_STACK_HASH: want, const.LABEL_STACK_BASE: base},
         )  # the Dockerfile sets io.labctl.image=stack
         new = build.image(client, const.STACK_IMAGE)
         if old and new and old.id != new.id:
             build.remove_unused(client, old.id)  # still used by a container: leave it
     return const.STACK_IMAGE
+
+
+def _base_key(client: docker.DockerClient, base: str) -> str:
+    """The base as the stack's hash records it: ``labctl/base:trixie`` when it is that image (under any name),
+    else the image's id."""
+    img = build.image(client, base)
+    home = img if base == const.BASE_IMAGE else build.image(client, const.BASE_IMAGE)
+    if img is None or (home is not None and home.id == img.id):
+        return const.BASE_IMAGE if img is not None else base
+    return img.id
 
 
 def _stack_hash(image: Image | None) -> str | None:

@@ -18,7 +18,26 @@ from labctl.errors import LabError
 
 scenario_app = typer.Typer(no_args_is_help=True, help="Run YAML lab scenarios unattended and report on them.")
 
-File = Annotated[Path, typer.Argument(help="A scenario YAML file, e.g. scenarios/private-space-restart-vs-stop.yaml")]
+File = Annotated[
+    Path,
+    typer.Argument(
+        help="A scenario YAML file, or the name of a built-in one (labctl scenario list), "
+        "e.g. private-space-restart-vs-stop",
+        show_default=False,
+    ),
+]
+
+
+def scenario_file(arg: Path) -> Path:
+    """A path that exists is a file of the user's; otherwise a built-in scenario's name (``labctl scenario list``)."""
+    from labctl import resources
+
+    if arg.exists():
+        return arg
+    builtin = resources.builtin_scenario(str(arg))
+    if builtin is not None:
+        return builtin
+    raise LabError(f"No such scenario file or built-in scenario: {arg} (labctl scenario list shows the built-in ones)")
 
 
 @scenario_app.command("run")
@@ -53,7 +72,7 @@ def run(
         from labctl.errors import InvalidInput
 
         raise InvalidInput("--interactive talks to you on the terminal; it cannot be combined with --json")
-    scenario = load(file)
+    scenario = load(scenario_file(file))
     if lab is not None:
         validate_lab_name(lab)
     out = render.progress if json else render.out
@@ -92,11 +111,18 @@ def run(
 
 
 @scenario_app.command("validate")
-def validate(file: File) -> None:
+def validate(
+    file: File,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON, as a row of scenario list --json.")] = False,
+) -> None:
     """Check a scenario file without running it: one line naming the file, line and field if it is wrong."""
     from labctl.scenario.loader import load
 
+    file = scenario_file(file)
     sc = load(file)
+    if json:  # the shape of a valid row of `scenario list --json`; an invalid file is still one line, exit 1
+        row = {"file": str(file), "name": sc.name, "description": sc.description, "valid": True}
+        return render.as_json({**row, "steps": len(sc.steps), "expectations": sc.checks})
     render.out(f"{file}: valid — {sc.name}: {len(sc.apps)} app(s), {len(sc.steps)} steps, {sc.checks} expectations")
 
 
@@ -104,18 +130,17 @@ def validate(file: File) -> None:
 def list_(
     directory: Annotated[
         Path | None,
-        typer.Argument(help="Where to look (default: ./scenarios, else the scenarios shipped with labctl)."),
+        typer.Argument(help="Where to look (default: the scenarios shipped with labctl).", show_default=False),
     ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the scenarios of a directory with their descriptions (and whether each one validates)."""
+    """List the built-in scenarios (or a directory's) with their descriptions; run one by name or by file."""
+    from labctl import resources
     from labctl.scenario.loader import load
-    from labctl.scenario.model import REPO
 
+    builtin = directory is None
     if directory is None:
-        directory = Path("scenarios")
-        if not directory.is_dir():
-            directory = REPO / "scenarios"
+        directory = resources.scenarios_dir()
     if not directory.is_dir():
         raise LabError(f"{directory} is not a directory")
     rows = []
@@ -138,7 +163,7 @@ def list_(
         return render.as_json(rows)
     if not rows:
         return render.out(f"No scenarios in {directory}")
-    render.out(f"=== Scenarios in {directory}")
+    render.out("=== Built-in scenarios (labctl scenario run NAME)" if builtin else f"=== Scenarios in {directory}")
     for r in rows:
-        render.out(f"{r['file']}")
+        render.out(Path(str(r["file"])).stem if builtin else str(r["file"]))
         render.out(f"    {r['description']}" if r["valid"] else f"    INVALID: {r['error']}")

@@ -72,7 +72,7 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> 
     top = doc.mapping(
         root,
         "",
-        ("name", "description", "timescale", "setup", "steps", "teardown"),
+        ("name", "description", "timescale", "provision_time", "setup", "steps", "teardown"),
         ("name", "setup", "steps"),
         what=" with name, setup and steps",
     )
@@ -81,11 +81,12 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None) -> 
     )
     description = doc.string(top["description"][1], "description") if "description" in top else ""
     timescale = doc.number(top["timescale"][1], "timescale", 0.001, 100) if "timescale" in top else DEFAULT_TIMESCALE
+    provision = doc.number(top["provision_time"][1], "provision_time", 0, 3600) if "provision_time" in top else 0.0
     spaces, apps = _setup(doc, top["setup"][1], base_dir or Path.cwd())
     ctx = _Ctx(doc, apps, base_dir or Path.cwd())
     steps = _steps(ctx, top["steps"][1])
     teardown = _teardown(ctx, top["teardown"][1]) if "teardown" in top else []
-    return Scenario(Path(file), name, description, timescale, spaces, apps, steps, teardown)
+    return Scenario(Path(file), name, description, timescale, spaces, apps, steps, teardown, provision)
 
 
 def _setup(doc: _Doc, node: yaml.Node, base_dir: Path) -> tuple[list[str], list[AppSetup]]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labctl import resources
 from labctl.domain import faults
 from labctl.scenario.checks import CommandCheck, TrafficCheck
 from labctl.scenario.yamldoc import Duration
 
-REPO = Path(__file__).resolve().parents[2]
 SAMPLE_APP = "sample-app"
-SAMPLE_APP_DIR = REPO / "images" / "sample-app"
+SAMPLE_APP_DIR = resources.sample_app_dir()
 DEFAULT_TIMESCALE = 0.05
 DEFAULT_WAIT_FOR_TIMEOUT = 30.0
 DEFAULT_RUN_TIMEOUT = 120.0
@@ -193,6 +193,7 @@ class Scenario:
     apps: list[AppSetup]
     steps: list[Step]
     teardown: list[Step] = field(default_factory=list)
+    provision_time: float = 0.0  # seconds a new runtime instance provisions (before the time scale)
 
     @property
     def app_names(self) -> list[str]:

@@ -69,7 +69,15 @@ APP_INFO = {
     "web_url": NONE,
 }
 FORMATION = {"command": str, "quantity": int, "size": str, "type": str}
-INSTANCE = {"created_at": str, "dynos": list, "faults": list, "id": str, "runtime": str, "state": str}
+INSTANCE = {
+    "created_at": str,
+    "dynos": list,
+    "faults": list,
+    "id": str,
+    "ready_at": (str, NONE),
+    "runtime": str,
+    "state": str,
+}
 CPU_FAULT = {"cpus": float, "created_at": float, "expires_at": (float, NONE), "id": str, "kind": str}
 RELEASE = {
     "app": str,
@@ -89,6 +97,7 @@ STATUS = {
     "instances": int,
     "lab": str,
     "pool_size": int,
+    "provision_time": (int, float),
     "router": dict,
     "spaces": int,
     "state_dir": str,

@@ -404,3 +404,30 @@ def test_report_renders_from_a_result(tmp_path: Path):
     data = json.loads((tmp_path / "result.json").read_text())
     assert data["expectations"] == {"total": 4, "held": 3} and data["lab"] == "scn-test"
     assert [s["status"] for s in data["steps"]] == ["done", "pass", "pass", "fail", "pass"]
+
+
+def test_built_in_scenarios_by_name_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from tests.conftest import cli
+
+    monkeypatch.chdir(tmp_path)  # no ./scenarios here: the names come from the scenarios shipped with labctl
+    listing = cli("scenario", "list")
+    assert listing.code == 0
+    lines = listing.out.splitlines()
+    assert lines[0] == "=== Built-in scenarios (labctl scenario run NAME)"
+    assert "private-space-restart-vs-stop" in lines
+    ok = cli("scenario", "validate", "private-space-restart-vs-stop")
+    assert ok.code == 0 and "private-space-restart-vs-stop: 1 app(s)" in ok.out
+    missing = cli("scenario", "run", "no-such-scenario")
+    assert missing.code == 1
+    assert missing.err.strip() == (
+        "▸    No such scenario file or built-in scenario: no-such-scenario"
+        " (labctl scenario list shows the built-in ones)"
+    )
+
+
+def test_provision_time_is_optional_and_checked():
+    assert _parse(BASE).provision_time == 0.0  # the library's scenarios keep new instances ready at once
+    sc = _parse(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nprovision_time: 60\n"))
+    assert sc.provision_time == 60.0
+    err = _error(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nprovision_time: -1\n"))
+    assert err.field == "provision_time" and "out of range" in str(err)
