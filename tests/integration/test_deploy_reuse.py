@@ -35,7 +35,12 @@ def test_unchanged_source_reuses_the_slug_and_a_change_builds_again(lab: Lab, ap
             assert "-----> Python app detected" in out
             assert "Procfile declares types -> web, worker" in out
         assert "done, v2" in second
-        wait_until(lambda: lab.get(app_name).json().get("release") == "v2", 30, what="v2 serves")
+
+        def serves_v2() -> bool:
+            r = lab.get(app_name)  # a 503 (H20) while the new release's dyno boots
+            return r.status_code == 200 and r.json().get("release") == "v2"
+
+        wait_until(serves_v2, 30, what="v2 serves")
         (src / "app.py").write_text((src / "app.py").read_text() + "\n# changed\n")
         _deploy(lab, src, app_name)
         assert _slug_id(lab, app_name, 3) != _slug_id(lab, app_name, 2)
