@@ -6,6 +6,7 @@ other way round.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 
@@ -16,11 +17,29 @@ from labctl.cli.common import app as typer_app
 from labctl.errors import LabError
 
 
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command ``args`` names, or the whole app (``labctl``, ``--help``, a group, a typo).
+
+    Typer works out every registered command's parameters when it builds the command line (~60 commands and
+    aliases here): that was the largest part of ``labctl ps``'s start-up (issue 18). Building only the command
+    asked for gives the same command, options, help and errors.
+    """
+    if args and not args[0].startswith("-"):
+        wanted = [info for info in typer_app.registered_commands if info.name == args[0]]
+        if wanted:
+            lean = copy.copy(typer_app)
+            lean.registered_commands = wanted
+            lean.registered_groups = []
+            return lean
+    return typer_app
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: every failure is one line on stderr and a non-zero exit; never a traceback."""
-    command = typer.main.get_command(typer_app)
+    args = argv if argv is not None else sys.argv[1:]
+    command = typer.main.get_command(_app_for(args))
     try:
-        rv = command.main(args=argv if argv is not None else sys.argv[1:], prog_name="labctl", standalone_mode=False)
+        rv = command.main(args=args, prog_name="labctl", standalone_mode=False)
         if isinstance(rv, int):  # without standalone mode, an Exit(code) comes back as the return value
             return rv
     except typer.Exit as e:

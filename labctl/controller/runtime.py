@@ -28,6 +28,7 @@ from labctl.controller.metrics import RuntimeMetrics
 from labctl.controller.rollout import Rollouts, RolloutState
 from labctl.controller.routing import Routing
 from labctl.controller.watchdog import Watchdog
+from labctl.domain.actions import Placement
 from labctl.domain.formation import Process, desired_dyno_names
 from labctl.engine.docker import Engine
 from labctl.errors import EngineError
@@ -141,9 +142,8 @@ class Runtime:
             self.engine_sync.full_sync()
         for app_row in self.store.apps():
             self._converge_formation(app_row)
-        for row in self.store.dynos():
-            if row["container"] is None and row["next_start"] is not None and row["next_start"] <= now:
-                self.dynos.start_dyno(row)
+        due = [r for r in self.store.dynos() if r["container"] is None and r["next_start"] and r["next_start"] <= now]
+        self.dynos.start_dynos([(row, Placement.ANY) for row in due])  # at once, bounded (issue 18)
         booting = self.dynos.check_booting()
         self.watchdog.tick(now)
         self.rollouts.tick(now)
