@@ -56,8 +56,9 @@ class Traffic:
             local.s = s
             try:
                 r = s.get(url, headers={"Host": host}, timeout=5)
-                self.records.append((t, r.status_code, r.headers.get("X-Labctl-Release")))
-            except requests.RequestException:
+                rel = r.json().get("release") if r.status_code == 200 else None  # the sample app's "v3"
+                self.records.append((t, r.status_code, str(rel).lstrip("v") if rel else None))
+            except (requests.RequestException, ValueError):
                 self.records.append((t, None, None))
 
         start = time.perf_counter()

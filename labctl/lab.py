@@ -28,6 +28,7 @@ def up(
     provision_time: float | None = None,
     base_image: str | None = None,
     https_port: int | None = None,
+    debug_headers: bool | None = None,
 ) -> dict[str, Any]:
     """Build images if needed, start the controller (which starts the router). Idempotent."""
     d = LabDir(lab)
@@ -41,6 +42,7 @@ def up(
             and not (https_port == 0 and http_port == 0)
             or pool_size not in (None, s.pool_size)
             or provision_time not in (None, s.provision_time)
+            or debug_headers not in (None, s.debug_headers)
         ):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
         return {"changed": False, **Client(lab).lab_status()}
@@ -56,6 +58,7 @@ def up(
     s.timescale = timescale if timescale is not None else s.timescale
     s.pool_size = pool_size if pool_size is not None else s.pool_size
     s.provision_time = provision_time if provision_time is not None else s.provision_time
+    s.debug_headers = debug_headers if debug_headers is not None else s.debug_headers
     check_settings(s)
     d.create(s)
     progress(f"Starting the controller of lab {lab}…")

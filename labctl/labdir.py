@@ -28,6 +28,7 @@ class Settings:
     timescale: float = 1.0
     pool_size: int = const.DEFAULT_POOL_SIZE
     provision_time: float = clock.PROVISION_TIME  # before the time scale
+    debug_headers: bool = False  # the routers add X-Labctl-Dyno/-Release/-Error to responses
 
 
 def check_settings(s: Settings) -> None:

@@ -271,11 +271,21 @@ class RouterStatus(_RouterStatus, total=False):
     ca_cert: str
 
 
+class RouterRow(TypedDict):
+    """A router container: ``runtime`` is ``common`` or a space's name; ``address`` where it listens."""
+
+    runtime: str
+    container: str
+    state: str
+    address: str
+
+
 class LabStatus(TypedDict):
     """``status --json``: the lab, its router and controller, and how much it runs."""
 
     lab: str
     router: RouterStatus
+    routers: list[RouterRow]  # one per runtime: common (the published listener) and each Private Space's
     timescale: float
     pool_size: int
     provision_time: float  # seconds a new runtime instance provisions, before the time scale

@@ -7,12 +7,15 @@ with one ``requests.Session`` per worker. Each request becomes a record::
     {"t": 1.234, "ts": 1767000000.0, "status": 200, "latency_ms": 12.3, "dyno": "web.1",
      "instance": "i-…", "release": "v3", "code": null, "error": null}
 
-``dyno``, ``release`` and ``code`` come from the router's ``X-Labctl-Dyno``, ``X-Labctl-Release`` and
-``X-Labctl-Error`` (Hxx) headers; ``instance`` from the API's dyno list, refreshed every second, so that
-per-instance figures follow restarts. A request that gets no answer within the client timeout is an error
-(``status`` null, ``error`` ``"timeout"``), never a hang. An error is a 5xx or no answer at all. A request that
-went out on a keep-alive connection the router closed at that moment (nginx does on every reload) is sent once
-more, as a browser would (``stale_keepalive``; the record says ``"retried": true``).
+Which dyno answered and why a request failed come, as on Heroku, from the router's log line, not from the
+response (the router adds no header of its own): every request carries its own ``X-Request-Id``, and the app's
+``heroku[router]`` lines, read every second and once more at the end, give ``dyno`` and ``code`` (Hxx) for that
+id; a JSON body naming the ``dyno`` and ``release`` (the sample app's) gives them at once. ``instance`` comes
+from the API's dyno list, refreshed every second, so that per-instance figures follow restarts. A request that
+gets no answer within the client timeout is an error (``status`` null, ``error`` ``"timeout"``), never a hang.
+An error is a 5xx or no answer at all. A request that went out on a keep-alive connection the router closed at
+that moment (nginx does on every reload) is sent once more, as a browser would (``stale_keepalive``; the record
+says ``"retried": true``).
 
 ``summarize`` (pure) turns records into counts, error breakdowns and p50/p95/p99 per dyno and per instance.
 """
@@ -24,6 +27,7 @@ import json
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -261,6 +265,8 @@ class _Runner:
         self.sessions: list[requests.Session] = []
         self.instances: dict[str, str] = {}
         self.pending: dict[int, float] = {}  # in flight: id -> start (wall clock)
+        self.unexplained: dict[str, dict[str, Any]] = {}  # request id -> record still waiting for its router line
+        self.log_after = 0  # the last router log row read
         self.sent = 0
         self.done = 0
         self.t0 = 0.0
@@ -305,16 +311,16 @@ class _Runner:
             "code": None,
             "error": None,
         }
+        rid = f"labctl-traffic-{uuid.uuid4().hex}"  # kept by the router (20-200 chars): its log line's request_id
         with self.lock:
             self.pending[id(rec)] = rec["ts"]
         try:
-            resp = self._get(s, rec)
-            _ = resp.content
+            resp = self._get(s, rec, rid)
             rec["status"] = resp.status_code
-            rec["dyno"] = resp.headers.get("X-Labctl-Dyno") or None
-            rel = resp.headers.get("X-Labctl-Release")
-            rec["release"] = f"v{rel}" if rel and rel.isdigit() else (rel or None)
-            rec["code"] = resp.headers.get("X-Labctl-Error") or None
+            rec["dyno"], rec["release"] = _named_by_body(resp)
+            if rec["dyno"] is None or resp.status_code >= 500:
+                with self.lock:
+                    self.unexplained[rid] = rec
         except requests.Timeout:
             rec["error"] = "timeout"
         except requests.ConnectionError:
@@ -329,23 +335,59 @@ class _Runner:
             self.pending.pop(id(rec), None)
             self.done += 1
 
-    def _get(self, s: requests.Session, rec: dict[str, Any]) -> requests.Response:
+    def _get(self, s: requests.Session, rec: dict[str, Any], rid: str) -> requests.Response:
         """One GET; sent once more (``rec["retried"]``) when it went out on a keep-alive connection the router
         had just closed (``stale_keepalive``), as a browser would. Latency counts from the first try."""
         timeout = (min(self.timeout, 5.0), self.timeout)
         reused = getattr(self.local, "used", False)
         self.local.used = True
+        headers = {"X-Request-Id": rid}
         try:
-            return s.get(self.url, timeout=timeout, allow_redirects=False)
+            return s.get(self.url, timeout=timeout, allow_redirects=False, headers=headers)
         except requests.ConnectionError as err:
             if not (reused and stale_keepalive(err)):
                 raise
             rec["retried"] = True
-            return s.get(self.url, timeout=timeout, allow_redirects=False)
+            return s.get(self.url, timeout=timeout, allow_redirects=False, headers=headers)
+
+    def _read_router_log(self) -> None:
+        """Give records waiting for it the dyno and H-code of their ``heroku[router]`` line (by request id)."""
+        from labctl.engine.router_log import parse_router_fields
+
+        with self.lock:
+            if not self.unexplained:
+                return
+        try:
+            rows = self.api.log_lines(self.app, n=10000, after=self.log_after, dyno="router", source="heroku")
+        except Exception:  # noqa: BLE001 - a missed read is made up by the next one
+            return
+        with self.lock:
+            for row in rows:
+                self.log_after = max(self.log_after, int(row["id"]))
+                fields = parse_router_fields(row["msg"])
+                rec = self.unexplained.pop(fields.get("request_id", ""), None)
+                if rec is None:
+                    continue
+                rec["dyno"] = rec["dyno"] or fields.get("dyno") or None
+                rec["code"] = fields.get("code") or None
+                if rec["dyno"]:
+                    rec["instance"] = self.instances.get(rec["dyno"])
+
+    def _settle_router_log(self) -> None:
+        """At the end: wait a little for the router lines of the last requests (they follow the answer)."""
+        deadline = time.monotonic() + 3.0
+        while True:
+            self._read_router_log()
+            with self.lock:
+                waiting = bool(self.unexplained)
+            if not waiting or time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
 
     def _ticker(self, duration: float, on_tick: Callable[[Live], None] | None, finished: threading.Event) -> None:
         while not finished.wait(1.0):
             self._refresh_instances()
+            self._read_router_log()
             if on_tick is not None:
                 on_tick(self.live(duration))
 
@@ -394,8 +436,24 @@ class _Runner:
             ticker.join(timeout=5)
             for s in self.sessions:
                 s.close()
+            self._settle_router_log()
         if on_tick is not None:
             on_tick(self.live(duration))
         with self.lock:
             # a new list in one step: a reader copying it meanwhile never sees it empty (list.sort empties it)
             self.result.records[:] = sorted(self.result.records, key=lambda r: r["t"])
+
+
+def _named_by_body(resp: requests.Response) -> tuple[str | None, str | None]:
+    """``(dyno, release)`` named by a JSON body (the sample app's ``{"dyno": "web.1", "release": "v3", …}``)."""
+    if not resp.headers.get("Content-Type", "").startswith("application/json"):
+        _ = resp.content
+        return None, None
+    try:
+        body = resp.json()
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    dyno, release = body.get("dyno"), body.get("release")
+    return (str(dyno) if dyno else None), (str(release) if release else None)

@@ -85,10 +85,29 @@ class Lab:
 
         return json.loads(self.ok(*args, "--json"))
 
-    def get(self, app: str, path: str = "/", timeout: float = 10.0) -> requests.Response:
-        return requests.get(
-            f"http://127.0.0.1:{self.port}{path}", headers={"Host": f"{app}.localhost"}, timeout=timeout
-        )
+    def get(self, app: str, path: str = "/", timeout: float = 10.0, rid: str | None = None) -> requests.Response:
+        headers = {"Host": f"{app}.localhost", **({"X-Request-Id": rid} if rid else {})}
+        return requests.get(f"http://127.0.0.1:{self.port}{path}", headers=headers, timeout=timeout)
+
+    def router_line(self, app: str, rid: str, timeout: float = 10.0) -> dict[str, str]:
+        """The fields of the app's ``heroku[router]`` line for request ``rid`` (with ``line``: the whole text)."""
+        from labctl.client import Client
+        from labctl.engine.router_log import parse_router_fields
+
+        def find():
+            rows = Client(self.name).log_lines(app, n=5000, dyno="router", source="heroku")
+            msg = next((r["msg"] for r in rows if f"request_id={rid} " in r["msg"]), None)
+            return {**parse_router_fields(msg), "line": msg} if msg else None
+
+        return wait_until(find, timeout, 0.1, f"the router line of {rid}")
+
+    def answer(self, app: str, path: str = "/", timeout: float = 10.0) -> tuple[requests.Response, dict[str, str]]:
+        """A GET and its router line's fields (``code``, ``dyno``, …): the router names neither to the client."""
+        import uuid
+
+        rid = f"labctl-test-{uuid.uuid4().hex}"
+        r = self.get(app, path, timeout, rid)
+        return r, self.router_line(app, rid)
 
     def dynos(self, app: str) -> dict[str, dict]:
         return {d["name"]: d for d in self.json("ps", "-a", app)}

@@ -124,7 +124,7 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, info(self.server.server_address[1]), head)
 
     def headers_echo(self, q: dict, head: bool) -> None:
-        self.reply(200, {"headers": dict(self.headers.items()), "path": self.path}, head)
+        self.reply(200, {"headers": dict(self.headers.items()), "path": self.path, "dyno": os.environ.get("DYNO")}, head)
 
     def slow(self, q: dict, head: bool) -> None:
         ms = float(q.get("ms", 1000))
@@ -148,6 +148,42 @@ class Handler(BaseHTTPRequestHandler):
         held = hold_memory(float(q.get("mb", 10)))
         self.reply(200, {**info(self.server.server_address[1]), "held_mb": held}, head)
 
+    def stream(self, q: dict, head: bool) -> None:
+        """A response that dribbles: headers at once, then one byte every ``every`` ms, ``count`` times."""
+        every, count = float(q.get("every", 1000)) / 1000, int(q.get("count", 5))
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(count + 1))
+            self.send_header("X-Dyno", os.environ.get("DYNO", ""))
+            self.end_headers()
+            self.wfile.write(b"<")
+            self.wfile.flush()
+            for _ in range(count):
+                time.sleep(every)
+                self.wfile.write(b".")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            log(f'client went away during the stream "{self.path}"')
+
+    def cut(self, q: dict, head: bool) -> None:
+        """Promise ``Content-Length: 1000``, send ``bytes`` of it, then close the socket (a truncated response)."""
+        sent = min(int(q.get("bytes", 10)), 999)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"x" * sent)
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def hangup(self, q: dict, head: bool) -> None:
+        """Close the connection without writing a byte (after ``ms``)."""
+        time.sleep(float(q.get("ms", 0)) / 1000)
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
     def crash(self, q: dict, head: bool) -> None:
         self.reply(200, {"crashing": True, "status": 1}, head)
         exit_soon(1, "crash requested (/crash)")
@@ -165,6 +201,9 @@ ROUTES = {
     "/cpu": Handler.cpu,
     "/work": Handler.work,
     "/mem": Handler.mem,
+    "/stream": Handler.stream,
+    "/cut": Handler.cut,
+    "/hangup": Handler.hangup,
     "/crash": Handler.crash,
     "/exit": Handler.exit,
 }

@@ -6,6 +6,7 @@ other way round.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 
@@ -14,6 +15,23 @@ import typer
 from labctl.cli import apps, drill_log, faults, lab, logs, ps, releases, traffic  # noqa: F401 - modules register their commands
 from labctl.cli.common import app as typer_app
 from labctl.errors import LabError
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command ``args`` names, or the whole app (``labctl``, ``--help``, a group, a typo).
+
+    Typer works out every registered command's parameters when it builds the command line (~60 commands and
+    aliases here): that was the largest part of ``labctl ps``'s start-up (issue 18). Building only the command
+    asked for gives the same command, options, help and errors.
+    """
+    if args and not args[0].startswith("-"):
+        wanted = [info for info in typer_app.registered_commands if info.name == args[0]]
+        if wanted:
+            lean = copy.copy(typer_app)
+            lean.registered_commands = wanted
+            lean.registered_groups = []
+            return lean
+    return typer_app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
-    command = typer.main.get_command(typer_app)
+    command = typer.main.get_command(_app_for(args))
     try:
         rv = command.main(args=args, prog_name="labctl", standalone_mode=False)
         if isinstance(rv, int):  # without standalone mode, an Exit(code) comes back as the return value

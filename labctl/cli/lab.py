@@ -23,6 +23,12 @@ def _status_text(s: dict) -> str:
                 if s["router"].get("https_url")
                 else []
             ),
+            *(
+                f"  router {r['runtime']}: {r['container']} ({r['state']}"
+                + (", the published listener" if r["runtime"] == "common" else f", at {r['address']}")
+                + ")"
+                for r in s.get("routers", [])
+            ),
             f"Time scale:  {s['timescale']}   New instances provision for {s.get('provision_time', 0):g} s (scaled)",
             f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
             f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
@@ -49,6 +55,13 @@ def up(
             help="Debian trixie image to build the stack FROM (pulled if missing; default debian:trixie-slim).",
         ),
     ] = None,
+    debug_headers: Annotated[
+        bool | None,
+        typer.Option(
+            "--debug-headers/--no-debug-headers",
+            help="Routers add X-Labctl-Dyno, X-Labctl-Release and X-Labctl-Error to responses (default off).",
+        ),
+    ] = None,
     json: Json = False,
 ) -> None:
     """Start the lab: build images if needed, start the controller and the router. Idempotent."""
@@ -63,6 +76,7 @@ def up(
         provision_time=provision_time,
         base_image=base_image,
         https_port=https_port,
+        debug_headers=debug_headers,
     )
     if json:
         return render.as_json(result)

@@ -52,13 +52,14 @@ class Tracked:
     ``terminating``: signalled, not yet removed;
     ``attached``: one-offs whose client reads their output (their exit is handled by the API call);
     ``followed``: containers whose log the lab copies; ``exited``: exits the event stream reported since the
-    last full sync.
+    last full sync; ``placing``: (app, dyno) → (instance, port) chosen by a start not yet recorded in the store.
     """
 
     terminating: dict[str, Terminating] = field(default_factory=dict)
     attached: set[str] = field(default_factory=set)
     followed: set[str] = field(default_factory=set)
     exited: set[str] = field(default_factory=set)
+    placing: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
 
 
 class Context:

@@ -72,6 +72,7 @@ def serve(lab: str) -> int:
         provision_time=settings.provision_time,
         https_port=settings.https_port,
         tls=tls_files,
+        debug_headers=settings.debug_headers,
     )
     runtime.start()
     manager = Manager(store, runtime, sink, lab)
@@ -99,9 +100,14 @@ def serve(lab: str) -> int:
             router["https_port"] = tport
             router["https_app_url"] = f"https://<app>.localhost:{tport}"
             router["ca_cert"] = str(shown / "ca.crt")
+        try:
+            routers = runtime.routing.routers()
+        except EngineError:
+            routers = []
         return {
             "lab": lab,
             "router": router,
+            "routers": routers,
             "timescale": runtime.scale.factor,
             "pool_size": s.pool_size,
             "provision_time": s.provision_time,

@@ -25,12 +25,15 @@ from labctl.domain.actions import DynoPlan, Placement
 from labctl.domain.formation import Process
 from labctl.domain.placement import needs_new_dedicated_instance
 from labctl.domain.sizes import get_size
-from labctl.engine.docker import DynoSpec
+from labctl.engine.docker import ContainerInfo, DynoSpec
 from labctl.errors import EngineError, NotFound
 from labctl.records import AppRow, DynoRow, ReleaseRow
 
 log = logging.getLogger("labctl.runtime")
 DRAIN_DELAY = 0.15  # seconds between removing a dyno from the router and sending it SIGTERM
+START_POOL = 8  # due dynos started at once at most (``start_dynos``): the engine's create/start calls overlap
+BOOT_POLL = 0.01  # seconds between looks at a booting web dyno's sockets (``_watch_boot``)
+BOOT_WATCH_MAX = 10.0  # the watcher's longest look at one dyno; the loop's own check goes on after it
 
 SyncRouter = Callable[[set[tuple[str, str]] | None], None]
 StartedHook = Callable[[str, str], None]
@@ -48,6 +51,11 @@ class Dynos:
         self.instances = instances
         self._sync_router = sync_router
         self.on_dyno_started = on_dyno_started  # e.g. a cpu fault of the instance applies to the new dyno
+        self._placing = threading.Lock()  # one placement (instance, port) at a time among concurrent starts
+        self._started_info: dict[str, ContainerInfo] = {}  # booting web dynos as started: no inspect per tick
+        self._watched: dict[str, tuple[ContainerInfo, int, float]] = {}  # cid -> (info, port, until)
+        self._watch_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
 
     def sync_router(self, also_up: set[tuple[str, str]] | None = None) -> None:
         """Reload the router when the routing set changed; returns once the new set is in force."""
@@ -101,23 +109,50 @@ class Dynos:
         used: set[int | None] = {r["port"] for r in self.store.dynos(app) if r["instance"] == instance and r["port"]}
         used |= {t.port for t in self.tracked.terminating.values() if t.port}
         used |= {o["port"] for o in self.store.old_dynos(app) if o["instance"] == instance}
+        used |= {p for i, p in self.tracked.placing.values() if i == instance}  # chosen by a start under way
         while True:
             port = self.ctx.rng.randint(10000, 60000)
             if port not in used:
                 return port
 
+    def start_dynos(self, starts: list[tuple[DynoRow, Placement]]) -> None:
+        """Start several due dynos at once, at most ``START_POOL`` at a time (a scale 0 → N, a release).
+
+        Each ``start_dyno`` chooses its instance and port under ``_placing`` (what it chose is visible to
+        the others in ``tracked.placing`` until the row records it), its sandbox is made once
+        (``Instances.ensure_sandbox``), and the engine calls, most of a start's time, overlap. The caller
+        holds the runtime's lock, so nothing else changes the store meanwhile; this returns when all are done
+        and raises the first error a start raised (failures to start are crashes, as one at a time).
+        """
+        if len(starts) <= 1:
+            for row, placement in starts:
+                self.start_dyno(row, placement)
+            return
+        with ThreadPoolExecutor(max_workers=min(START_POOL, len(starts)), thread_name_prefix="start-dyno") as pool:
+            futures = [pool.submit(self.start_dyno, row, placement) for row, placement in starts]
+        for f in futures:
+            f.result()
+
     def start_dyno(self, row: DynoRow, placement: Placement = Placement.ANY) -> None:
         """Start a new container for the dyno on its (possibly new) instance. Failures become crashes."""
+        try:
+            self._start_dyno(row, placement)
+        finally:
+            self.tracked.placing.pop((row["app"], row["name"]), None)
+
+    def _start_dyno(self, row: DynoRow, placement: Placement) -> None:
         app, dyno = row["app"], row["name"]
         app_row = self.store.app(app)
         rel = self.store.release(app, row["release"])
         if app_row is None or rel is None or rel["image"] is None:
             return  # the app is gone; a release without an image is a build in progress, which no dyno runs
         image = rel["image"]
-        instance = self.instances.place(row, app_row, placement)
-        if self._wait_for_instance(row, instance):
-            return
-        port = self._free_port(instance, app)
+        with self._placing:
+            instance = self.instances.place(row, app_row, placement)
+            if self._wait_for_instance(row, instance):
+                return
+            port = self._free_port(instance, app)
+            self.tracked.placing[(app, dyno)] = (instance, port)
         is_web = row["type"] == "web"
         spec = self._spec(app_row, rel, image, row, instance, port if is_web else None)
         self.sink.state(app, dyno, row["state"], "starting")
@@ -145,6 +180,9 @@ class Dynos:
             up_since=None,
             cycle_at=cycle_deadline(self.ctx.scale, self.ctx.rng, now),
         )
+        if is_web and info.pid:
+            self._started_info[info.id] = info
+            self._watch_boot(info, port)
         self._started(app, row, instance, info.id)
 
     def _wait_for_instance(self, row: DynoRow, instance: str) -> bool:
@@ -197,6 +235,35 @@ class Dynos:
         if row["type"] != "web":
             self._mark_up(app, row["name"], "starting")
 
+    def _watch_boot(self, info: ContainerInfo, port: int) -> None:
+        """Wake the loop as soon as the new web dyno binds its port (the loop's own pass looks every 50 ms).
+
+        One thread looks at every booting dyno's sockets every ``BOOT_POLL`` s, without the lock, and only
+        wakes the loop: marking the dyno up and routing to it stay ``check_booting``'s (issue 18: a restart's
+        new dyno is routed as soon as it listens).
+        """
+        with self._watch_lock:
+            self._watched[info.id] = (info, port, time.time() + BOOT_WATCH_MAX)
+            if self._watcher is None or not self._watcher.is_alive():
+                self._watcher = threading.Thread(target=self._boot_watch, daemon=True, name="boot-watch")
+                self._watcher.start()
+
+    def _boot_watch(self) -> None:
+        while True:
+            with self._watch_lock:
+                watched = list(self._watched.items())
+                if not watched:
+                    self._watcher = None
+                    return
+            for cid, (info, port, until) in watched:
+                ports = self.engine.listening_ports(info, local_only=True)
+                if ports is None or port in ports or time.time() > until:
+                    with self._watch_lock:
+                        self._watched.pop(cid, None)
+                    if ports and port in ports:
+                        self.ctx.wake()
+            time.sleep(BOOT_POLL)
+
     def follow(self, app: str, dyno: str, cid: str, since: float | None = None) -> None:
         """Copy the container's output into the app's log (once per container)."""
         if cid in self.tracked.followed:
@@ -216,17 +283,22 @@ class Dynos:
         """
         booting = False
         bound: list[DynoRow] = []
-        for row in self.store.dynos():
-            cid = row["container"]
-            if row["state"] != "starting" or not cid or row["type"] != "web":
-                continue
-            info = self.engine.try_info(cid)
+        rows = [r for r in self.store.dynos() if r["state"] == "starting" and r["container"] and r["type"] == "web"]
+        known = {r["container"] for r in rows}
+        for gone in [c for c in self._started_info if c not in known]:
+            self._started_info.pop(gone, None)
+        for row in rows:
+            cid = row["container"] or ""
+            # The pid the start reported (its /proc shows the namespace's sockets); an exit comes as an event.
+            info = self._started_info.get(cid) or self.engine.try_info(cid)
             if info is None or info.status != "running":
                 continue
-            if row["port"] in self.engine.listening_ports(info):
+            if row["port"] in (self.engine.listening_ports(info) or set()):
                 bound.append(row)
             elif row["boot_deadline"] and time.time() > row["boot_deadline"]:
-                self._boot_timeout(row, cid)
+                fresh = self.engine.try_info(cid) if cid in self._started_info else info
+                if fresh is not None and fresh.status == "running":  # an exit meanwhile is a crash, not R10
+                    self._boot_timeout(row, cid)
             else:
                 booting = True
         if bound:
@@ -378,11 +450,9 @@ class Dynos:
             self.tracked.terminating[row["container"]] = Terminating(app, dyno, row["port"], retire)
 
     def _start_all(self, starts: list[tuple[str, str, Placement]]) -> None:
-        """Start the replacements one after another (ports on a shared instance are chosen one at a time)."""
-        for app, dyno, placement in starts:
-            fresh = self.store.dyno(app, dyno)  # as ``_announce`` recorded it
-            if fresh is not None:
-                self.start_dyno(fresh, placement)
+        """Start the replacements, several at once (``start_dynos``)."""
+        fresh = [(self.store.dyno(app, dyno), placement) for app, dyno, placement in starts]
+        self.start_dynos([(row, placement) for row, placement in fresh if row is not None])  # as announced
 
     def retire_container(
         self,
@@ -440,10 +510,8 @@ class Dynos:
         self.instances.fail(inst, rows)
         moved = [r["name"] for r in rows if self._evacuate(r)]
         self.sync_router()
-        for r in rows:
-            fresh = self.store.dyno(r["app"], r["name"])
-            if fresh is not None and not fresh["container"]:
-                self.start_dyno(fresh, Placement.ANY)
+        fresh = [self.store.dyno(r["app"], r["name"]) for r in rows]
+        self.start_dynos([(f, Placement.ANY) for f in fresh if f is not None and not f["container"]])
         self.ctx.wake()
         return moved
 

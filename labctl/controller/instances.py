@@ -13,6 +13,7 @@ rest of it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,6 +37,8 @@ class Instances:
         self.pool_size = pool_size
         self.provision_time = provision_time  # seconds before the time scale
         self.on_sandbox_created = on_sandbox_created  # e.g. the instance's faults apply to its new namespace
+        self._sandbox_locks: dict[tuple[str, str], threading.Lock] = {}  # dynos starting at once: one sandbox
+        self._locks_guard = threading.Lock()
 
     def ensure_pool(self, provision: bool = False) -> None:
         """The Common Runtime's shared instances (default 3): ready at ``up``; a replacement provisions first."""
@@ -89,14 +92,28 @@ class Instances:
     def _pool_loads(self, ready: bool = True) -> list[InstanceLoad]:
         """The pool's instances with how many dynos each runs; ``ready``: only those done provisioning."""
         rows, now = self.store.dynos(), time.time()
+        placing = list(self.ctx.tracked.placing.values())
         return [
-            InstanceLoad(i["id"], sum(1 for r in rows if r["instance"] == i["id"] and r["container"]))
+            InstanceLoad(
+                i["id"],
+                sum(1 for r in rows if r["instance"] == i["id"] and r["container"])
+                + sum(1 for iid, _ in placing if iid == i["id"]),  # starts under way count (Dynos.start_dynos)
+            )
             for i in self.store.instances()
             if i["runtime"] == "common" and i["state"] == "running" and is_provisioning(i["ready_at"], now) != ready
         ]
 
     def ensure_sandbox(self, instance: str, app_row: AppRow) -> SandboxRow:
-        """The app's sandbox on the instance, created (or replaced when it stopped) as needed."""
+        """The app's sandbox on the instance, created (or replaced when it stopped) as needed.
+
+        Dynos that start at once (``Dynos.start_dynos``) and share the sandbox wait for one another here.
+        """
+        with self._locks_guard:
+            lock = self._sandbox_locks.setdefault((instance, app_row["name"]), threading.Lock())
+        with lock:
+            return self._ensure_sandbox(instance, app_row)
+
+    def _ensure_sandbox(self, instance: str, app_row: AppRow) -> SandboxRow:
         store, engine = self.store, self.ctx.engine
         app = app_row["name"]
         sb = store.sandbox(instance, app)

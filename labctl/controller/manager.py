@@ -79,9 +79,13 @@ class Manager:
         with self.rt.lock:
             if self.store.space(name):
                 raise Conflict(f"Space {name} already exists")
-            net = self.rt.engine.ensure_network(name)
-            self.rt.engine.connect_router(net)
             self.store.add_space(name)
+            try:
+                self.rt.routing.add_space(name)  # its network, its own router, the common router forwarding to it
+            except Exception:
+                self.store.delete_space(name)  # nothing changed
+                self.rt.routing.remove_space(name)
+                raise
             created = self.store.space(name)
             assert created is not None  # written just above, under the lock
             return created
@@ -94,6 +98,7 @@ class Manager:
             if used:
                 raise Conflict(f"Space {name} still has apps: {', '.join(used)}. Destroy them first.")
             self.store.delete_space(name)
+            self.rt.routing.remove_space(name)
             self.rt.engine.remove_network(name)
 
     # -- apps ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The dyno manager's side of the router: the routing set, the router container and its access log.
+"""The dyno manager's side of the routers: the routing set, the router containers and their access logs.
 
 The routing set (up web dynos, old generations still serving, and the H-code an app answers when it has
 no routable dyno) is rendered from the store into nginx.conf by ``engine/router.py``; ``sync`` reloads the
@@ -20,8 +20,8 @@ from labctl import const
 from labctl.controller.context import Context
 from labctl.domain import clock
 from labctl.engine import router as router_conf
-from labctl.errors import EngineError
-from labctl.records import AppRow, DynoRow, OldDynoRow
+from labctl.errors import EngineError, NotFound
+from labctl.records import AppRow, DynoRow, OldDynoRow, RouterRow
 
 log = logging.getLogger("labctl.runtime")
 MIN_BOOT = 2.0  # lab floor of a scaled boot timeout, in seconds (the runtime's R10 deadline, the router's hold)
@@ -36,7 +36,13 @@ class Generations(Protocol):
 
 
 class Routing:
-    """Keeps the router container on the lab's ports and its configuration on the store's routing set."""
+    """Keeps the routers running and their configurations on the store's routing set.
+
+    One router per runtime (heroku-reference §11 "Private Spaces routing": a space has its own routers): the
+    common router serves the Common Runtime's apps and is the lab's only published listener; each Private
+    Space has a router of its own on its network, to which the common router forwards that space's apps
+    (``router_nginx._front_blocks``). Keys of the dicts below: ``None`` for the common router, else a space.
+    """
 
     def __init__(
         self,
@@ -46,6 +52,7 @@ class Routing:
         http_port: int,
         https_port: int | None = None,
         tls: Callable[[list[str]], dict[str, str]] | None = None,
+        debug_headers: bool = False,
     ):
         self.ctx = ctx
         self.store = ctx.store
@@ -56,23 +63,87 @@ class Routing:
         self.tls_for = tls  # app names -> {path in the router: PEM text} (certificate and key)
         self.tls: dict[str, str] = {}
         self.tls_names: tuple[str, ...] | None = None
-        self.applied_routes: tuple | None = None
+        self.debug_headers = debug_headers  # X-Labctl-* response headers (labctl up --debug-headers)
+        self.applied: dict[str | None, tuple] = {}  # the routing set each router has in force
+        self.space_addrs: dict[str, str] = {}  # space -> its router's address on the space network
         self.generation = int(time.time() * 1000)
-        self.router_log: threading.Thread | None = None  # follows the router's access log (heroku[router] lines)
+        # follows each router's output (heroku[router] lines): the thread and its reader
+        self.logs: dict[str | None, tuple[threading.Thread, router_conf.RouterLogReader]] = {}
 
-    # -- the router container ---------------------------------------------------------------------------
+    @property
+    def applied_routes(self) -> tuple | None:
+        return self.applied.get(None)
+
+    # -- the router containers --------------------------------------------------------------------------
+    def router_container(self, runtime: str) -> str:
+        """The name of the router container serving ``runtime``: ``common`` or a space's name."""
+        if runtime == "common":
+            return self.engine.router_name(None)
+        if not self.store.space(runtime):
+            raise NotFound(f"Couldn't find a router for {runtime}: no such space (common or a space's name)")
+        return self.engine.router_name(runtime)
+
+    def routers(self) -> list[RouterRow]:
+        """Every router of the lab, for ``status``: runtime, container, address, state."""
+        rows: list[RouterRow] = []
+        for space in [None, *sorted(s["name"] for s in self.store.spaces())]:
+            info = self.engine.try_info(self.engine.router_name(space))
+            rows.append(
+                {
+                    "runtime": space or "common",
+                    "container": self.engine.router_name(space),
+                    "state": info.status if info else "missing",
+                    "address": (f"127.0.0.1:{self.http_port}" if space is None else self.space_addrs.get(space, "")),
+                }
+            )
+        return rows
+
     def start(self) -> None:
-        """Bring the router up on the lab's ports (port 0: the engine chooses; the chosen port is kept)."""
+        """Bring every router up; the common one on the lab's ports (port 0: the engine chooses; kept)."""
         self._refresh_tls()
+        for space in self._spaces():
+            self._ensure_space(space)
         self.engine.ensure_router(
             const.STACK_IMAGE,
             self.http_port,
             self._networks(),
-            self._render_routes()[1],
+            self._render()[None][1],
             https_port=self.https_port if self.tls else None,
             files=self.tls,
         )
         self._keep_settled_ports()  # port 0 = let the engine choose
+
+    def _spaces(self) -> list[str]:
+        return sorted(s["name"] for s in self.store.spaces())
+
+    def _ensure_space(self, space: str) -> None:
+        """The space's router running (made when missing), its address known and its log followed."""
+        net = self.engine.ensure_network(space)
+        key, conf = self._render(spaces_only=True).get(space, ((), ""))
+        info = self.engine.try_info(self.engine.router_name(space))
+        self.engine.ensure_router(const.STACK_IMAGE, 0, [net], conf, space=space)
+        if info is None:
+            self.applied[space] = key  # made with this configuration
+        addr = self.engine.router_ip(space)
+        if addr and addr != self.space_addrs.get(space):
+            self.space_addrs[space] = addr
+            self.applied.pop(None, None)  # the common router forwards to the new address
+
+    def add_space(self, space: str) -> None:
+        """A new Private Space: its router, and the common router forwarding to it."""
+        self.engine.connect_router(self.engine.ensure_network(space))
+        self._ensure_space(space)
+        self._follow(space)
+        self.sync()
+
+    def remove_space(self, space: str) -> None:
+        """A destroyed space: its router goes (the common router no longer names it)."""
+        self.space_addrs.pop(space, None)
+        self.applied.pop(space, None)
+        self.applied.pop(None, None)
+        self.sync()
+        self.engine.remove(self.engine.router_name(space))
+        self.logs.pop(space, None)  # its stream ended with the container
 
     def _keep_settled_ports(self) -> None:
         ports = self.engine.settled_router_ports()
@@ -80,31 +151,47 @@ class Routing:
         self.https_port = ports.get("https", self.https_port)
 
     def invalidate(self) -> None:
-        """The next ``sync`` reloads the router even if the routing set is the same (e.g. the timescale changed)."""
-        self.applied_routes = None
+        """The next ``sync`` reloads every router even if the routing set is the same (e.g. the timescale changed)."""
+        self.applied.clear()
 
     def follow_log(self) -> None:
-        """Turn the router's access log, from now on, into the apps' ``heroku[router]`` lines."""
-        self.router_log = self.engine.follow_logs(self.engine.router_name(), self._on_router_line, since=time.time())
+        """Turn every router's access log, from now on, into the apps' ``heroku[router]`` lines."""
+        for space in [None, *self._spaces()]:
+            self._follow(space)
+
+    def _follow(self, space: str | None) -> None:
+        current = self.logs.get(space)
+        if current is not None and current[0].is_alive():
+            return
+        reader = router_conf.RouterLogReader()  # per router: connection numbers are per nginx
+
+        def on_line(ts: float, line: str) -> None:
+            entry = reader.feed(line)
+            if entry is not None and entry.app:
+                self.store.add_log(entry.app, "heroku", "router", router_conf.format_router_line(entry), ts)
+
+        thread = self.engine.follow_logs(self.engine.router_name(space), on_line, since=time.time())
+        self.logs[space] = (thread, reader)
 
     def _networks(self) -> list[str]:
         nets = [self.engine.ensure_network(None)]
         nets += [self.engine.ensure_network(s["name"]) for s in self.store.spaces()]
         return nets
 
-    def _on_router_line(self, ts: float, line: str) -> None:
-        entry = router_conf.parse_access_line(line)
-        if entry is not None and entry.app:
-            self.store.add_log(entry.app, "heroku", "router", router_conf.format_router_line(entry), ts)
-
     def recover(self) -> None:
-        """The router running on the ports the lab had (recreated when the engine gave it others)."""
+        """Every router running again, the common one on the ports the lab had (recreated when the engine
+        gave it others)."""
         engine = self.engine
+        for space in self._spaces():
+            info = engine.try_info(engine.router_name(space))
+            if info is not None and info.status != "running":
+                engine.remove(engine.router_name(space))
+            self._ensure_space(space)
         want = {"http": self.http_port, **({"https": self.https_port} if self.https_port else {})}
         info = engine.try_info(engine.router_name())
         if info is None or info.status != "running" or engine.router_ports() != want:
             nets = self._networks()
-            _, conf = self._render_routes()
+            conf = self._render()[None][1]
             for http, https in ((self.http_port, self.https_port), (0, 0 if self.https_port else None)):
                 engine.remove(engine.router_name())
                 try:
@@ -115,17 +202,25 @@ class Routing:
                 except EngineError as err:  # the port was taken meanwhile: any port
                     log.warning("router not on its ports again: %s", err)
             self._keep_settled_ports()
-        self.applied_routes = None  # reload with the sandboxes' new addresses
-        if self.router_log is None or not self.router_log.is_alive():  # its stream ended with the engine
-            self.follow_log()
+        self.applied.clear()  # reload with the sandboxes' new addresses
+        self.follow_log()  # a stream that ended with the engine is followed again
 
     # -- the routing set -----------------------------------------------------------------------------
     def _render_routes(self, generation: int = 0, also_up: set[tuple[str, str]] | None = None) -> tuple[tuple, str]:
+        """The common router's routing set and configuration."""
+        return self._render(generation, also_up)[None]
+
+    def _render(
+        self, generation: int = 0, also_up: set[tuple[str, str]] | None = None, spaces_only: bool = False
+    ) -> dict[str | None, tuple[tuple, str]]:
+        """Each router's routing set (the key compared between syncs) and nginx.conf."""
         store = self.store
-        routes = []
+        by_router: dict[str | None, list[router_conf.AppRoute]] = {None: []}
+        by_router.update({space: [] for space in self._spaces()})
         # by (instance, app): a row's instance is None while it is placed nowhere, which no sandbox matches
         sandboxes: dict[tuple[str | None, str], str] = {(s["instance"], s["app"]): s["ip"] for s in store.sandboxes()}
         dynos = store.dynos()
+        fronts = []
         for app_row in store.apps():
             app = app_row["name"]
             rel = store.current_release(app)
@@ -145,15 +240,27 @@ class Routing:
                 for r in routed
             )
             code = _empty_code(app_row, rel is not None, web)
-            routes.append(
-                router_conf.AppRoute(
-                    app, backends, retry=not app_row["space"], empty_code=code, maintenance=bool(app_row["maintenance"])
-                )
+            space = app_row["space"] or None
+            route = router_conf.AppRoute(
+                app, backends, retry=not space, empty_code=code, maintenance=bool(app_row["maintenance"])
             )
+            by_router.setdefault(space, []).append(route)
+            if space and self.space_addrs.get(space):
+                fronts.append(router_conf.FrontRoute(app, space, self.space_addrs[space]))
+        out: dict[str | None, tuple[tuple, str]] = {}
+        for space, routes in by_router.items():
+            if spaces_only and space is None:
+                continue
+            settings = self._settings(generation, behind_front=space is not None)
+            front = tuple(fronts) if space is None else ()
+            out[space] = ((tuple(routes), front), router_conf.render_nginx_conf(routes, settings, front))
+        return out
+
+    def _settings(self, generation: int, behind_front: bool) -> router_conf.RouterSettings:
         # The hold keeps its 15 s over the boot timeout when the latter is floored (MIN_BOOT).
         hold_floor = MIN_BOOT + self.ctx.scale(clock.ROUTER_BOOT_HOLD - clock.BOOT_TIMEOUT)
-        tls = bool(self.tls)  # HTTPS when the lab has a certificate for the router
-        settings = router_conf.RouterSettings(
+        tls = bool(self.tls) and not behind_front  # HTTPS ends at the common router
+        return router_conf.RouterSettings(
             http_port_public=self.http_port,
             timescale=self.ctx.scale.factor,
             generation=generation,
@@ -162,8 +269,9 @@ class Routing:
             tls_cert=const.ROUTER_CERT if tls else None,
             tls_key=const.ROUTER_KEY if tls else None,
             https_port_public=(self.https_port or 0) if tls else 0,
+            behind_front=behind_front,
+            debug_headers=self.debug_headers,
         )
-        return tuple(routes), router_conf.render_nginx_conf(routes, settings)
 
     def _refresh_tls(self) -> bool:
         """Issue the router certificate again when the set of apps changed; True when it did."""
@@ -175,18 +283,34 @@ class Routing:
         return True
 
     def sync(self, also_up: set[tuple[str, str]] | None = None) -> None:
-        """Reload the router when the routing set changed; returns once the new set is in force."""
+        """Reload each router whose routing set changed; returns once the new sets are in force."""
         engine = self.engine
-        key, _ = self._render_routes(also_up=also_up)
         if self._refresh_tls() and engine.router_ports().get("https"):
             for path, text in self.tls.items():
                 engine.put_file(engine.router_name(), path, text, mode=0o600 if path.endswith(".key") else 0o644)
-            self.applied_routes = None  # nginx reads certificates at reload
-        if key != self.applied_routes:
-            self.generation += 1
-            _, conf = self._render_routes(self.generation, also_up)
-            engine.reload_router(conf, self.generation, self.http_port)
-            self.applied_routes = key
+            self.applied.pop(None, None)  # nginx reads certificates at reload
+        rendered = self._render(also_up=also_up)
+        changed = [k for k, (key, _) in rendered.items() if key != self.applied.get(k)]
+        if not changed:
+            return
+        self.generation += 1
+        confs = self._render(self.generation, also_up)
+        # the common router first: every space router it names exists already (made before it is named), and a
+        # space router's reload is confirmed through it (``<space>.labctl-router.internal``)
+        for space in sorted(changed, key=lambda k: (k is not None, k or "")):
+            key, conf = confs[space]
+            if space is not None and engine.try_info(engine.router_name(space)) is None:
+                continue  # its router is being made again (recover)
+            try:
+                engine.reload_router(conf, self.generation, self.http_port, space=space)
+            except EngineError:
+                info = engine.try_info(engine.router_name(space))
+                if info is not None and info.status == "running":
+                    raise
+                log.warning("router %s is not running: bringing the routers back", engine.router_name(space))
+                self.recover()  # the next pass reloads every router
+                return
+            self.applied[space] = key
 
 
 def _empty_code(app_row: AppRow, released: bool, web: list[DynoRow]) -> str:

@@ -28,6 +28,7 @@ from labctl.controller.metrics import RuntimeMetrics
 from labctl.controller.rollout import Rollouts, RolloutState
 from labctl.controller.routing import Routing
 from labctl.controller.watchdog import Watchdog
+from labctl.domain.actions import Placement
 from labctl.domain.formation import Process, desired_dyno_names
 from labctl.engine.docker import Engine
 from labctl.errors import EngineError
@@ -52,6 +53,7 @@ class Runtime:
         provision_time: float = 0.0,
         https_port: int | None = None,
         tls: Callable[[list[str]], dict[str, str]] | None = None,
+        debug_headers: bool = False,
     ):
         self.ctx = ctx = Context(store, engine, sink, timescale)
         self.store, self.engine, self.sink = store, engine, sink
@@ -61,7 +63,9 @@ class Runtime:
         # Extension points (faults): called under the lock.
         self.on_sandbox_created: list[SandboxHook] = []
         self.on_dyno_started: list[StartedHook] = []
-        self.routing = Routing(ctx, RolloutState(store), http_port=http_port, https_port=https_port, tls=tls)
+        self.routing = Routing(
+            ctx, RolloutState(store), http_port=http_port, https_port=https_port, tls=tls, debug_headers=debug_headers
+        )
         self.instances = Instances(ctx, pool_size, self.on_sandbox_created, provision_time)
         self.dynos = Dynos(ctx, self.instances, self.routing.sync, self.on_dyno_started)
         self.rollouts = Rollouts(ctx, self.dynos)
@@ -138,12 +142,12 @@ class Runtime:
             self.engine_sync.full_sync()
         for app_row in self.store.apps():
             self._converge_formation(app_row)
-        for row in self.store.dynos():
-            if row["container"] is None and row["next_start"] is not None and row["next_start"] <= now:
-                self.dynos.start_dyno(row)
+        due = [r for r in self.store.dynos() if r["container"] is None and r["next_start"] and r["next_start"] <= now]
+        self.dynos.start_dynos([(row, Placement.ANY) for row in due])  # at once, bounded (issue 18)
         booting = self.dynos.check_booting()
         self.watchdog.tick(now)
         self.rollouts.tick(now)
+        self.routing.follow_log()  # a router restarted (docker restart, its restart policy) ends its log stream
         self.sync_router()
         return self._next_delay(booting)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import io
 import os
 import tarfile
@@ -48,6 +49,30 @@ def tar_context(files: dict[str, bytes], app_dir: Path | None = None) -> IO[byte
             tar.add(str(app_dir), arcname="app", filter=owned_by_root)
     buf.seek(0)
     return buf
+
+
+def context_digest(files: dict[str, bytes], app_dir: Path | None = None) -> str:
+    """What ``tar_context`` would send, as a digest: the files, then the app tree's paths, modes, contents
+    and links, with what ``tar_context`` leaves out left out too."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(b"F\0" + name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    if app_dir is not None:
+        for root, dirs, names in os.walk(app_dir):
+            dirs[:] = sorted(d for d in dirs if d not in _SKIPPED)
+            for name in sorted(n for n in [*names, *dirs] if n not in _SKIPPED):
+                path = Path(root) / name
+                st = path.lstat()
+                rel = str(path.relative_to(app_dir)).encode()
+                if path.is_symlink():
+                    h.update(b"L\0" + rel + b"\0" + os.readlink(path).encode())
+                elif path.is_file():
+                    h.update(
+                        b"P\0" + rel + b"\0" + oct(st.st_mode).encode() + hashlib.sha256(path.read_bytes()).digest()
+                    )
+                else:
+                    h.update(b"D\0" + rel + b"\0" + oct(st.st_mode).encode())
+    return h.hexdigest()
 
 
 def run_build(

@@ -9,6 +9,7 @@ Every public method raises the lab's errors (``EngineError``, ``EngineUnavailabl
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -124,8 +125,18 @@ class Engine:
         net.remove()
 
     # -- router -----------------------------------------------------------------------------------
-    def router_name(self) -> str:
-        return f"{self.prefix}-router"
+    def router_name(self, space: str | None = None) -> str:
+        """The router container serving a runtime: the common router (``None``) or a Private Space's own."""
+        return f"{self.prefix}-router-space-{space}" if space else f"{self.prefix}-router"
+
+    def router_ip(self, space: str) -> str | None:
+        """A space router's address on its space's network (where the common router reaches it)."""
+        try:
+            c = self.client.containers.get(self.router_name(space))
+        except docker.errors.NotFound:
+            return None
+        net = (c.attrs["NetworkSettings"].get("Networks") or {}).get(self.network_name(space)) or {}
+        return net.get("IPAddress") or None
 
     def ensure_router(
         self,
@@ -135,44 +146,67 @@ class Engine:
         conf: str,
         https_port: int | None = None,
         files: dict[str, str] | None = None,
+        space: str | None = None,
     ) -> ContainerInfo:
-        """Start the nginx router (published on 127.0.0.1 only) attached to every lab network.
+        """Start the nginx router (published on 127.0.0.1 only) attached to every lab network; with ``space``,
+        that space's own router, on its network only and published nowhere (the common router forwards to it).
 
         ``files`` (path -> text) are installed before nginx starts: the TLS certificate and key.
         """
         networks = list(networks)
         try:
-            c = self.client.containers.get(self.router_name())
+            c = self.client.containers.get(self.router_name(space))
             if c.status != "running":
                 c.start()
+                self._await_nginx(c)
         except docker.errors.NotFound:
-            ports: dict[str, tuple[str, int | None]] = {"80/tcp": ("127.0.0.1", http_port or None)}
-            if https_port is not None:
+            ports: dict[str, tuple[str, int | None]] = {}
+            if space is None:
+                ports["80/tcp"] = ("127.0.0.1", http_port or None)
+            if https_port is not None and space is None:
                 ports["443/tcp"] = ("127.0.0.1", https_port or None)
             from labctl.engine import router as router_conf  # nginx + the hold service (router_hold.py)
 
             c = self.client.containers.create(
                 image,
                 router_conf.router_command(),
-                name=self.router_name(),
+                name=self.router_name(space),
                 init=True,
-                labels=lab_labels(self.lab, const.KIND_ROUTER),
+                labels=lab_labels(self.lab, const.KIND_ROUTER, space=space),
+                # NET_ADMIN: the hold service's first-byte watchdog aborts stalled upstream sockets (ss -K), and
+                # router-end faults run iptables and the fault proxy here (engine/faults.py)
+                cap_add=["NET_ADMIN"],
                 ports=ports,
                 network=networks[0],
                 restart_policy={"Name": "unless-stopped"},
-                cap_add=["NET_ADMIN"],  # router-end faults: iptables and the fault proxy (engine/faults.py)
             )
             for path, text in (files or {}).items():
                 self.put_file(c.id, path, text, mode=0o600 if path.endswith(".key") else 0o644)
             self.put_file(c.id, router_conf.HOLD_SCRIPT, router_conf.hold_script())
             self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
             c.start()
+            self._await_nginx(c)
         c.reload()
         attached = set(c.attrs["NetworkSettings"]["Networks"])
         for net in networks:
             if net not in attached:
                 self.client.networks.get(net).connect(c)
         return self.info(c.id)
+
+    @staticmethod
+    def _await_nginx(c: Any, timeout: float = 10.0) -> None:
+        """Until nginx's master runs in a router just started: a reload (SIGHUP) sent before the container's
+        shell has set its HUP trap ends the container (exit 129), which happened on a loaded machine."""
+        import time
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if any("nginx: master" in " ".join(p) for p in c.top().get("Processes") or []):
+                    return
+            except docker.errors.APIError:
+                pass  # not running yet, or already gone: the caller's next step says so
+            time.sleep(0.05)
 
     def router_ports(self) -> dict[str, int]:
         """The router's published loopback ports: {"http": N, "https": M}."""
@@ -205,7 +239,7 @@ class Engine:
         if network not in c.attrs["NetworkSettings"]["Networks"]:
             self.client.networks.get(network).connect(c)
 
-    def reload_router(self, conf: str, generation: int, port: int | None) -> None:
+    def reload_router(self, conf: str, generation: int, port: int | None, space: str | None = None) -> None:
         """Install a new nginx.conf, reload gracefully, and wait until the new config answers.
 
         In-flight requests finish on the old workers. Old workers keep accepting for a few ms after the
@@ -217,10 +251,11 @@ class Engine:
         address leaves, the new one joins; bench/). nginx keeps its old config when it rejects a new one, so
         a generation that does not show up soon is checked with ``nginx -t``, which names the fault.
         """
-        c = self.client.containers.get(self.router_name())
-        self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
+        c = self.client.containers.get(self.router_name(space))
+        self._write_router_conf(c, conf)
         c.kill(signal="HUP")
-        if port and self._await_generation(generation, port, timeout=1.0):
+        host = generation_host(space)  # a space router is asked through the common router, which forwards
+        if port and self._await_generation(generation, port, timeout=1.0, host=host):
             return
         code, out = c.exec_run(["nginx", "-t"])
         if code != 0:
@@ -229,13 +264,32 @@ class Engine:
             self._await_generation(generation, port)
             return
         c.exec_run(["nginx", "-s", "reload"])  # a router whose init did not pass the signal on
-        if not self._await_generation(generation, port):
+        if not self._await_generation(generation, port, host=host):
             import logging
 
             logging.getLogger(__name__).warning("router generation %d not seen in time", generation)
 
+    def _write_router_conf(self, c: Any, conf: str) -> None:
+        """nginx.conf into the running router: through ``/proc/<pid>/root`` when the engine is on this host
+        (a file write; the engine's archive upload costs 50–300 ms here, paid on every routing change), else
+        (or when that fails) with ``put_file``. Written beside and renamed, so nginx never reads half a file."""
+        pid = c.attrs["State"].get("Pid") or 0
+        target = f"/proc/{pid}/root/etc/nginx/nginx.conf"
+        if pid:
+            try:
+                with open(target + ".labctl-new", "w") as f:
+                    f.write(conf)
+                os.chmod(target + ".labctl-new", 0o644)
+                os.replace(target + ".labctl-new", target)
+                return
+            except OSError:
+                pass
+        self.put_file(c.id, "/etc/nginx/nginx.conf", conf)
+
     @staticmethod
-    def _await_generation(generation: int, port: int | None, timeout: float = 10.0) -> bool:
+    def _await_generation(
+        generation: int, port: int | None, timeout: float = 10.0, host: str = "labctl-router.internal"
+    ) -> bool:
         """Poll the router until three answers in a row come from ``generation`` (a reload takes ~50 ms;
         the long timeout is for a machine under load, where a routing change reported early made an old
         dyno answer after its switch). Without a published port there is nothing to ask: a short pause."""
@@ -248,7 +302,7 @@ class Engine:
         deadline, streak = time.time() + timeout, 0
         while time.time() < deadline and streak < 3:
             try:
-                seen = requests.get(url, headers={"Host": "labctl-router.internal"}, timeout=0.5).text.strip()
+                seen = requests.get(url, headers={"Host": host}, timeout=0.5).text.strip()
             except requests.RequestException:
                 seen = ""
             streak = streak + 1 if seen == str(generation) else 0
@@ -445,11 +499,12 @@ class Engine:
         for t in threads:
             t.join()
 
-    def listening_ports(self, info: ContainerInfo) -> set[int]:
+    def listening_ports(self, info: ContainerInfo, local_only: bool = False) -> set[int] | None:
         """TCP ports the container's network namespace listens on, on a non-loopback address.
 
-        Read from the host's /proc (no traffic, no exec); falls back to an exec for a remote engine.
-        A process that binds 127.0.0.1 is not reachable by the router, so it does not count (R10).
+        Read from the host's /proc (no traffic, no exec); falls back to an exec for a remote engine
+        (``local_only``: None instead, e.g. the process is gone). A process that binds 127.0.0.1 is not
+        reachable by the router, so it does not count (R10).
         """
         texts = []
         try:
@@ -457,6 +512,8 @@ class Engine:
                 with open(f"/proc/{info.pid}/net/{name}") as f:
                     texts.append(f.read())
         except OSError:
+            if local_only:
+                return None
             try:
                 code, out = self.client.containers.get(info.id).exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
                 texts = [out.decode(errors="replace")] if code in (0, 1) else []
@@ -628,6 +685,11 @@ class Engine:
                 raise LabError(f"could not remove network {net.name}: {_short(err)}") from None
         counts["images"] = self._remove_images([label])
         return counts
+
+
+def generation_host(space: str | None) -> str:
+    """The Host under which a router answers its configuration's generation (a space's via the common router)."""
+    return f"{space}.labctl-router.internal" if space else "labctl-router.internal"
 
 
 def _container_info(c: Any) -> ContainerInfo:

@@ -410,10 +410,11 @@ class FaultEngine:
 
     # -- network faults in a sandbox ------------------------------------------------------------------------
     def router_ip(self, sandbox: str) -> str:
-        """The router's address on the (one) network of the sandbox: the source the rules match."""
+        """The address, on the (one) network of the sandbox, of the router serving it (its space's own router in a
+        Private Space, else the common one): the source the rules match."""
         sb = self.client.containers.get(sandbox)
         nets = list(sb.attrs["NetworkSettings"].get("Networks") or {})
-        router = self.client.containers.get(self.engine.router_name())
+        router = self.client.containers.get(self.engine.router_name(sb.labels.get(const.LABEL_SPACE) or None))
         rnets = router.attrs["NetworkSettings"].get("Networks") or {}
         for net in nets:
             if net in rnets and rnets[net].get("IPAddress"):
@@ -440,8 +441,8 @@ class FaultEngine:
     def router_for(self, runtime: str | None) -> str:
         """The router container that serves a runtime (None: the Common Runtime; else a space's name).
 
-        The one place that knows how routers map to runtimes: today one router serves them all."""
-        return self.engine.router_name()
+        The one place that knows how routers map to runtimes: the common router, or the space's own."""
+        return self.engine.router_name(runtime)
 
     def runtime_subnet(self, runtime: str | None) -> str | None:
         """The subnet of a runtime's network (every instance of the runtime has its sandboxes there)."""
@@ -465,6 +466,14 @@ class FaultEngine:
                 continue
             gateways += [
                 str(cfg["Gateway"]) for cfg in (net.attrs.get("IPAM") or {}).get("Config") or [] if cfg.get("Gateway")
+            ]
+            # A space's router is reached through the common router, which sits on the space's network too:
+            # that hop is the client side, not the router-to-instance path, so it is never matched either.
+            front = self.engine.router_name()
+            gateways += [
+                str(m["IPv4Address"]).split("/")[0]
+                for m in (net.attrs.get("Containers") or {}).values()
+                if m.get("Name") == front and m.get("IPv4Address") and c.name != front
             ]
         self._sync(router, router_plan([f for f in faults if f.get("kind") in NET_KINDS], gateways))
 

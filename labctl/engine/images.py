@@ -98,6 +98,22 @@ def slug_tag(lab: str, app: str, version: int) -> str:
     return f"{const.SLUG_REPO}/{lab}-{app}:v{version}"
 
 
+def _reuse_slug(client: docker.DockerClient, lab: str, app: str, key: str, tag: str) -> bool:
+    """Tag the app's slug built from the very same inputs (``key``: build context, app tree, stack image) as
+    ``tag``, when there is one: the build would only repeat it layer for layer from the cache, and commit
+    one more layer for the release's label (seconds on this storage driver: issue 18, second deploy). The
+    image keeps the release label of the build that made it; nothing reads a slug's release label."""
+    labels = [f"{const.LABEL_LAB}={lab}", f"{const.LABEL_APP}={app}", f"{const.LABEL_SLUG_KEY}={key}"]
+    try:
+        found = [i for i in client.images.list(filters={"label": labels}) if i.tags]
+        if not found:
+            return False
+        repo, _, version = tag.rpartition(":")
+        return bool(found[0].tag(repo, version))
+    except docker.errors.APIError:
+        return False  # then it is built
+
+
 def build_slug(
     client: docker.DockerClient,
     *,
@@ -130,6 +146,16 @@ def build_slug(
     plan = buildpack.plan_slug(src, lab=lab, app=app, build_env=build_env or {}, ca_bundle=ca_bundle)
     for line in plan.lines:
         progress(line)
+    stack = build.image(client, const.STACK_IMAGE)
+    key = build.context_digest({**plan.context, ".labctl/stack": (stack.id if stack else "").encode()}, src)
+    if _reuse_slug(client, lab, app, key, tag):
+        # Every step's layer would come from the cache: the build prints what a fully cached one prints.
+        for step in plan.steps:
+            for text in [step.header, *step.cached.splitlines()] if step.header else []:
+                progress(text)
+        for line in buildpack.outro_lines(process_types):
+            progress(line)
+        return tag
     output = buildpack.BuildpackOutput(progress, plan.steps)
     started = time.time()
     try:
@@ -140,7 +166,7 @@ def build_slug(
             what="Build",
             progress=output,
             dockerfile=buildpack.DOCKERFILE,
-            labels={const.LABEL_RELEASE: str(version)},
+            labels={const.LABEL_RELEASE: str(version), const.LABEL_SLUG_KEY: key},
             raw=True,
         )
     except BuildFailed as err:

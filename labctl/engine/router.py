@@ -18,7 +18,13 @@ This module is the router's public face; the work is done in:
 
 from __future__ import annotations
 
-from labctl.engine.router_log import format_router_line, parse_access_line, parse_router_fields
+from labctl.engine.router_log import (
+    RouterLogReader,
+    error_reason,
+    format_router_line,
+    parse_access_line,
+    parse_router_fields,
+)
 from labctl.engine.router_model import (
     CONF_PATH,
     DESCRIPTIONS,
@@ -32,6 +38,7 @@ from labctl.engine.router_model import (
     WARNING_CODES,
     AppRoute,
     Backend,
+    FrontRoute,
     RouterEntry,
     RouterSettings,
     hold_script,
@@ -55,8 +62,11 @@ __all__ = [
     "WARNING_CODES",
     "AppRoute",
     "Backend",
+    "FrontRoute",
     "RouterEntry",
+    "RouterLogReader",
     "RouterSettings",
+    "error_reason",
     "format_router_line",
     "hold_script",
     "parse_access_line",

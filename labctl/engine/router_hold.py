@@ -20,6 +20,13 @@ cannot wait in by itself.
   the request "times out after 30 s with H12"; nginx learns of a refused connect at once, so it hands
   the request here ("wait" mode) to sit out the rest of the first-byte window, then ``@labctl_H12``.
 
+* **First-byte window (H12).** nginx has a single read timeout, used for the response header and for
+  every read after it; it is set to the rolling 55 s window (H15), and the 30 s to the first byte is
+  kept here: a watchdog looks at the router's TCP connections (``ss``) and aborts (``ss -K``, needs
+  CAP_NET_ADMIN) an upstream connection that has received nothing for the first-byte window; nginx
+  then sees a 502 that its ``$labctl_late`` map turns into H12. The window comes from nginx.conf (the
+  ``# labctl-timing`` line). Without the capability the watchdog stays off and H12 comes at 55 s.
+
 Only headers travel: nginx keeps the request (and its buffered body) and does the proxying itself, so
 a held request is logged once, with the dyno that finally answered.
 """
@@ -31,6 +38,7 @@ import os
 import random
 import select
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -38,6 +46,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ROUTES_MARK = "# labctl-routes "  # the nginx.conf line carrying the routing set as JSON
+TIMING_MARK = "# labctl-timing "  # the nginx.conf line carrying the first-byte window: {"first_byte_ms": N}
+LISTEN_PORTS = ("80", "443")  # nginx's own ports in the router container: client connections, not upstream
 POLL_S = 0.05  # how often a held request looks at the routing set again
 CODE_LOCATIONS = ("H10", "H14", "H20", "H80", "H81", "H99")  # each one a named location of the hold form
 
@@ -70,16 +80,84 @@ def decide(
     return None
 
 
-def read_routes(text: str) -> dict[str, Any] | None:
-    """The routing set from nginx.conf's text; ``None`` when the line is missing or cut short."""
+def read_routes(text: str, mark: str = ROUTES_MARK) -> dict[str, Any] | None:
+    """The routing set (or the ``mark`` line's JSON) from nginx.conf's text; ``None`` when missing or cut short."""
     for line in text.splitlines():
-        if line.startswith(ROUTES_MARK):
+        if line.startswith(mark):
             try:
-                data = json.loads(line[len(ROUTES_MARK) :])
+                data = json.loads(line[len(mark) :])
             except ValueError:
                 return None
             return data if isinstance(data, dict) else None
     return None
+
+
+def stalled(ss_output: str, limit_ms: float) -> list[tuple[str, str]]:
+    return waiting(ss_output, limit_ms)[0]
+
+
+def waiting(ss_output: str, limit_ms: float) -> tuple[list[tuple[str, str]], float | None]:
+    """``stalled``'s answer, and how many ms until the next waiting connection reaches the limit (or None)."""
+    """Upstream connections waiting ``limit_ms`` for a first byte: ``[(local addr:port, peer addr:port)]``.
+
+    ``ss_output`` is ``ss -tinHO state established`` (one line a socket). An upstream connection is one whose
+    local port is not nginx's and whose peer is not on the loopback (the hold service). It is waiting when it
+    has received nothing yet (no ``bytes_received``), or, reused, received last before it sent last, and
+    its last send (``lastsnd``) was ``limit_ms`` ago. An idle kept-alive connection last received (a
+    response), and so does a response dribbling along: neither is touched.
+    """
+    found: list[tuple[str, str]] = []
+    soonest: float | None = None
+    for line in ss_output.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local, peer = fields[2], fields[3]
+        if local.rsplit(":", 1)[-1] in LISTEN_PORTS or peer.rsplit(":", 1)[-1] in LISTEN_PORTS:
+            continue  # a client of nginx, or the common router's hop to a space router (which keeps its own time)
+        if peer.startswith(("127.", "[::1]", "[::ffff:127.")):
+            continue
+        info = {k: v for k, _, v in (f.partition(":") for f in fields[4:]) if v.isdigit()}
+        rcv, snd = int(info.get("lastrcv", -1)), int(info.get("lastsnd", -1))
+        # Nothing received yet, or (a reused connection) the last receive is older than the last send. The
+        # kernel counts in jiffies: a fast answer can show the same figure for both, hence the strict ">".
+        if snd < 0 or not ("bytes_received:" not in line or rcv > snd):
+            continue
+        if snd >= limit_ms:
+            found.append((local, peer))
+        elif soonest is None or limit_ms - snd < soonest:
+            soonest = limit_ms - snd
+    return found, soonest
+
+
+def watchdog(routes: Routes) -> None:
+    """Abort upstream connections that got no first byte within the window (see the module's docstring)."""
+    pause = 1.0
+    while True:
+        time.sleep(pause)
+        limit = _number(str(routes.timing().get("first_byte_ms", 0)))
+        # ss costs a process each time (several ms of CPU in a container): look twice a second at most, and
+        # wake up exactly when a connection seen waiting is due (``soonest``), which keeps H12 on time.
+        pause = min(0.5, max(0.05, limit / 3000)) if limit else 1.0
+        if not limit:
+            continue
+        try:
+            out = subprocess.run(
+                ["ss", "-tinHO", "state", "established"], capture_output=True, text=True, timeout=5
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return  # no ss here: H12 comes with the rolling window instead
+        found, soonest = waiting(out, limit)
+        if soonest is not None:  # wake up when the next one is due, not a period later
+            pause = max(0.005, min(pause, soonest / 1000))
+        for local, peer in found:
+            lhost, lport = local.rsplit(":", 1)
+            phost, pport = peer.rsplit(":", 1)
+            filt = ["src", lhost, "sport", "=", f":{lport}", "dst", phost, "dport", "=", f":{pport}"]
+            try:
+                subprocess.run(["ss", "-K", *filt], capture_output=True, timeout=5)
+            except (OSError, subprocess.SubprocessError):
+                pass
 
 
 class Routes:
@@ -89,7 +167,13 @@ class Routes:
         self.path = path
         self.key: tuple[int, int] | None = None
         self.data: dict[str, Any] = {}
+        self.timing_data: dict[str, Any] = {}
         self.lock = threading.Lock()
+
+    def timing(self) -> dict[str, Any]:
+        """nginx.conf's ``# labctl-timing`` line (read with the routing set)."""
+        self.get()
+        return self.timing_data
 
     def get(self) -> dict[str, Any]:
         try:
@@ -101,11 +185,13 @@ class Routes:
             if key != self.key:
                 try:
                     with open(self.path, encoding="utf-8", errors="replace") as f:
-                        parsed = read_routes(f.read())
+                        text = f.read()
                 except OSError:
-                    parsed = None
+                    text = ""
+                parsed = read_routes(text)
                 if parsed is not None:
                     self.data, self.key = parsed, key
+                    self.timing_data = read_routes(text, TIMING_MARK) or {}
             return self.data
 
 
@@ -173,6 +259,7 @@ class Server(ThreadingHTTPServer):
 
 def serve(port: int, conf_path: str) -> None:
     Handler.routes = Routes(conf_path)
+    threading.Thread(target=watchdog, args=(Handler.routes,), daemon=True).start()
     with Server(("127.0.0.1", port), Handler) as server:
         server.serve_forever(poll_interval=1.0)
 

@@ -2,33 +2,115 @@
 
 nginx writes one JSON object a line (the ``log_format`` in ``router_nginx.py``); ``parse_access_line`` reads
 one back into a ``RouterEntry`` and ``format_router_line`` prints it as the ``heroku[router]:`` message.
+
+What went wrong after the response began is not in the access log: nginx says it in its error log, which
+goes to the same stream just before the request's access line. ``RouterLogReader`` keeps the last such
+line per connection (``pid`` and ``*N`` connection number, also in the access line) and turns it into the
+code (heroku-reference §3.2, §3.5, §11): the rolling read window ran out → H15 "Idle connection"; the dyno
+closed or reset the socket mid-response → H18 "Server Request Interrupted" (``sock=backend``); the client
+went away → H27 "Client Request Interrupted" (``sock=client``, status 499). The client already has the
+dyno's status line then; the router line says 503 as Heroku's does.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from labctl.engine.router_model import DESCRIPTIONS, EMPTY_CODES, INFO_CODES, LOG_KIND, WARNING_CODES, RouterEntry
+from labctl.engine.router_model import (
+    DESCRIPTIONS,
+    EMPTY_CODES,
+    FRONT_KIND,
+    INFO_CODES,
+    LOG_KIND,
+    SOCK,
+    WARNING_CODES,
+    RouterEntry,
+)
+
+# nginx's error log: "2026/12/07 15:23:18 [error] 19#19: *9 upstream prematurely closed connection while …"
+_ERROR_RE = re.compile(r"\[(?:error|info|warn|alert|crit)\] (\d+)#\d+: \*(\d+) (.*)$")
+_PENDING_MAX = 1024  # reasons waiting for their access line (one per connection, the oldest dropped)
+
+
+def error_reason(raw: str) -> tuple[tuple[str, str], str] | None:
+    """``((pid, connection), code)`` for an nginx error line that explains a broken response, else ``None``."""
+    m = _ERROR_RE.search(raw)
+    if not m:
+        return None
+    code = _code_of(m.group(3))
+    return ((m.group(1), m.group(2)), code) if code else None
+
+
+def _code_of(message: str) -> str | None:
+    """The code of an nginx error message about a response already under way (its header was read)."""
+    if "response header" in message:  # before the first byte: the status decides (H12, H13, …)
+        return None
+    if "upstream prematurely closed connection" in message:
+        return "H18"
+    if "upstream timed out" in message:
+        return "H15"
+    if "client prematurely closed connection" in message or "while sending to client" in message:
+        return "H27"
+    if "recv() failed" in message and "while reading upstream" in message:  # the dyno reset the connection
+        return "H18"
+    return None
+
+
+class RouterLogReader:
+    """Reads the router's output line by line: access lines become entries, with the code its error line gave."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, str], str] = {}
+
+    def feed(self, raw: str) -> RouterEntry | None:
+        reason = error_reason(raw)
+        if reason is not None:
+            key, code = reason
+            self.pending.pop(key, None)
+            self.pending[key] = code
+            while len(self.pending) > _PENDING_MAX:
+                self.pending.pop(next(iter(self.pending)))
+            return None
+        if FRONT_KIND in raw:  # forwarded to a space router, which logs it: what nginx said is not ours
+            try:
+                d = json.loads(raw[raw.find("{") :])
+                self.pending.pop((str(d["pid"]), str(d["conn"])), None)
+            except (ValueError, KeyError, TypeError):
+                pass
+            return None
+        entry, conn = _parse(raw)
+        if entry is None:
+            return None
+        why = self.pending.pop(conn, None) if conn else None
+        if why and not entry.code and entry.dyno:
+            status = 499 if why == "H27" else 503
+            entry = replace(entry, code=why, desc=DESCRIPTIONS[why], at=_at(why), status=status)
+        return entry
 
 
 # -- access log → Heroku router line ------------------------------------------------------------------
 def parse_access_line(raw: str) -> RouterEntry | None:
     """Read one line of the router's output; ``None`` for anything but one of our access-log lines."""
+    return _parse(raw)[0]
+
+
+def _parse(raw: str) -> tuple[RouterEntry | None, tuple[str, str] | None]:
     start = raw.find("{")
     if start < 0 or LOG_KIND not in raw:
-        return None
+        return None, None
     try:
         d = json.loads(raw[start:])
     except ValueError:
-        return None
+        return None, None
     if not isinstance(d, dict) or d.get("kind") != LOG_KIND:
-        return None
+        return None, None
     try:
-        return _entry(d)
+        return _entry(d), (str(d.get("pid", "")), str(d.get("conn", "")))
     except (KeyError, ValueError, TypeError):
-        return None
+        return None, None
 
 
 def _entry(d: dict[str, str]) -> RouterEntry:
@@ -108,7 +190,8 @@ def _at(code: str | None) -> str:
 
 def format_router_line(e: RouterEntry) -> str:
     """The ``heroku[router]:`` message in Heroku's field order (heroku-reference §3.4), without the prefix."""
-    head = [f"at={e.at}"]
+    head = [f"sock={SOCK[e.code]}"] if e.code in SOCK else []
+    head += [f"at={e.at}"]
     if e.code:
         head += [f"code={e.code}", f'desc="{e.desc or DESCRIPTIONS.get(e.code, "")}"']
     nbytes = "" if e.bytes is None else e.bytes

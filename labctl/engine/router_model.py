@@ -14,6 +14,7 @@ from pathlib import Path
 from labctl.engine import router_hold
 
 LOG_KIND = "labctl-router"  # marks our access-log lines among nginx's other output
+FRONT_KIND = "labctl-front"  # the common router's line for a request it forwarded to a space router
 
 # heroku-reference §3.5
 DESCRIPTIONS = {
@@ -21,6 +22,8 @@ DESCRIPTIONS = {
     "H12": "Request timeout",
     "H13": "Connection closed without response",
     "H14": "No web dynos running",
+    "H15": "Idle connection",
+    "H18": "Server Request Interrupted",
     "H19": "Backend connection timeout",
     "H20": "App boot timeout",
     "H21": "Backend connection refused",
@@ -31,6 +34,7 @@ DESCRIPTIONS = {
 }
 INFO_CODES = frozenset({"H80", "H81", "H82"})
 WARNING_CODES = frozenset({"H27", "H28"})
+SOCK = {"H18": "backend", "H27": "client"}  # heroku-reference §3.4, §11: `sock=` leads these lines
 EMPTY_CODES = frozenset({"H10", "H14", "H20", "H81", "H99"})
 MAX_TRIES = 10  # heroku-reference §3.1: up to 10 attempts, or the number of dynos if fewer
 CONF_PATH = "/etc/nginx/nginx.conf"  # inside the router container
@@ -72,6 +76,15 @@ class AppRoute:
 
 
 @dataclass(frozen=True)
+class FrontRoute:
+    """A Private Space app as the common router sees it: forwarded to its space's router (``addr``, port 80)."""
+
+    app: str
+    space: str
+    addr: str  # the space router's address on the space network
+
+
+@dataclass(frozen=True)
 class RouterSettings:
     http_port_public: int  # the loopback port users use (X-Forwarded-Port); 0 = take it from Host
     timescale: float = 1.0  # multiplies every platform duration below
@@ -87,6 +100,8 @@ class RouterSettings:
     generation: int = 0  # answered at /__labctl/generation so the controller can tell a reload took effect
     boot_hold_s: float = 75.0  # H20: how long a request waits for a starting web dyno (heroku-reference §2.2)
     boot_hold_floor_s: float = 0.0  # lab floor of the scaled hold (the controller's boot-timeout floor + the rest)
+    behind_front: bool = False  # a space router: the common router in front set X-Forwarded-*, X-Request-*
+    debug_headers: bool = False  # add X-Labctl-Dyno/-Release/-Error to responses (off: Heroku sends none)
 
     def boot_hold(self) -> float:
         """The scaled boot hold, in seconds."""

@@ -184,7 +184,7 @@ class Runner(StepExecution):
             if not down and any(n.startswith("web.") for n in want):
                 try:
                     resp = self._get(app)
-                    answer = " ".join(filter(None, (str(resp.status_code), resp.headers.get("X-Labctl-Error"))))
+                    answer = str(resp.status_code)
                 except requests.RequestException as err:
                     answer = type(err).__name__
             if not down and answer == "200":

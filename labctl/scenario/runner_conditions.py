@@ -168,8 +168,8 @@ class ConditionChecks(LabAccess):
                 statuses[f"error ({type(err).__name__})"] += 1
                 continue
             statuses[str(resp.status_code)] += 1
-            dyno = resp.headers.get("X-Labctl-Dyno", "")
-            if not dyno and resp.headers.get("Content-Type", "").startswith("application/json"):
+            dyno = ""  # the router names no dyno to clients (heroku-reference §3.3): the app's JSON body does
+            if resp.headers.get("Content-Type", "").startswith("application/json"):
                 with contextlib.suppress(ValueError, AttributeError):
                     dyno = resp.json().get("dyno") or ""
             if dyno and dyno not in ("-",):

@@ -98,13 +98,15 @@ def controller_pid(lab: Lab) -> int | None:
 def orphan_problems(lab: Lab, spaces: list[str] = ()) -> list[str]:
     """Docker objects and faults of the lab that its state does not account for (empty list: none).
 
-    One running router; every container of the lab running; one running sandbox per (instance, app), on an
-    instance ``labctl instances`` lists; the lab's networks are the common one and one per space; no fault
-    rule is left on any instance. Dyno containers are checked against ``ps`` by ``nothing_lost_problems``.
+    One running common router and one per space; every container of the lab running; one running sandbox per
+    (instance, app), on an instance ``labctl instances`` lists; the lab's networks are the common one and one
+    per space; no fault rule is left on any instance. Dyno containers are checked against ``ps`` by
+    ``nothing_lost_problems``.
     """
     problems = []
     routers = lab_containers(lab.name, const.KIND_ROUTER)
-    if [c.status for c in routers] != ["running"]:
+    got = sorted((c.labels.get(const.LABEL_SPACE, ""), c.status) for c in routers)
+    if got != sorted([("", "running")] + [(s, "running") for s in spaces]):  # the common one, one per space
         problems.append(f"router containers: {[(c.name, c.status) for c in routers]}")
     everything = docker_client().containers.list(
         all=True, ignore_removed=True, filters={"label": f"{const.LABEL_LAB}={lab.name}"}

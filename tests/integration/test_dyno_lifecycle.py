@@ -57,7 +57,7 @@ def test_wrong_port_r10_then_crash_policy_common_runtime(lab: Lab, app_name: str
         # First crash: restarted at once; the second goes into the 20 min (-> 60 s) cool-off.
         wait_until(lambda: _count(lab, app, "Error R10 (Boot timeout)") >= 2, 15, what="second R10")
         wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "crashed", 10, what="crashed in cool-off")
-        wait_until(lambda: lab.get(app).headers.get("X-Labctl-Error") == "H10", 5, what="router answers H10")
+        wait_until(lambda: lab.answer(app)[1].get("code") == "H10", 5, what="router answers H10")
         assert lab.get(app).status_code == 503
         starts = _count(lab, app, "Starting process with command")
         time.sleep(5)
@@ -102,9 +102,9 @@ def test_slow_request_h12_while_the_app_finishes(lab: Lab, app_name: str):
     try:
         lab.wait_up(app, ["web.1"])
         started = time.time()
-        r = lab.get(app, "/slow?ms=3000")
+        r = lab.get(app, "/slow?ms=3000", rid=f"labctl-test-{uuid.uuid4().hex}")
         took = time.time() - started
-        assert r.status_code == 503 and r.headers.get("X-Labctl-Error") == "H12"
+        assert r.status_code == 503 and lab.router_line(app, r.request.headers["X-Request-Id"])["code"] == "H12"
         assert 30 * SCALE * 0.8 <= took < 3.0, f"H12 at the scaled 30 s (took {took:.2f}s)"
         wait_until(lambda: "code=H12" in lab.logs(app), 10, what="H12 router line")
         wait_until(lambda: "finished slow request after 3000 ms" in lab.logs(app), 10, what="app finished later")
@@ -119,8 +119,8 @@ def test_maintenance_h80_dynos_untouched(lab: Lab, app_name: str):
         before = lab.wait_up(app, ["web.1"])["web.1"]["container"]
         lab.ok("maintenance:on", "-a", app)
         assert lab.ok("maintenance", "-a", app).strip() == "on"
-        r = lab.get(app)
-        assert r.status_code == 503 and r.headers.get("X-Labctl-Error") == "H80"
+        r, fields = lab.answer(app)
+        assert r.status_code == 503 and fields["code"] == "H80"
         wait_until(lambda: "code=H80" in lab.logs(app), 10, what="H80 line")
         assert lab.dynos(app)["web.1"]["container"] == before
         lab.ok("maintenance:off", "-a", app)
@@ -208,8 +208,10 @@ def test_refused_connect_retried_in_common_runtime_not_in_private_space(lab: Lab
         assert len(failed) >= 3 and ok, "Private Space does not retry: requests routed to the bad dyno fail"
         assert all(r.json()["dyno"] == "web.2" for r, _ in ok)
         for r, took in failed:
-            assert r.status_code == 503 and r.headers.get("X-Labctl-Error") == "H12", r.headers
-            assert r.headers.get("X-Labctl-Dyno") == "web.1" and "Application error" in r.text
+            fields = lab.router_line(ps, r.request.headers["X-Request-Id"])
+            assert r.status_code == 503 and fields["code"] == "H12", fields
+            assert fields["dyno"] == "web.1" and "Application error" in r.text
+            assert not [h for h in r.headers if h.lower().startswith("x-labctl-")], r.headers  # none by default
             assert FIRST_BYTE - 0.05 <= took < FIRST_BYTE + 1.0, f"held the scaled 30 s (took {took:.2f}s)"
         rid = failed[0][0].request.headers["X-Request-Id"]
         line = wait_until(
@@ -334,7 +336,7 @@ def _never_binds_h20_then_h10(lab: Lab, app_name: str, boot_hold: float) -> None
         t = time.monotonic()
         r = _get(lab, app, rid)
         took = time.monotonic() - t
-        assert r.status_code == 503 and r.headers.get("X-Labctl-Error") == "H20" and "Application error" in r.text
+        assert r.status_code == 503 and lab.router_line(app, rid)["code"] == "H20" and "Application error" in r.text
         assert boot_hold - 0.05 <= took < boot_hold + 1.0, f"held the scaled 75 s (took {took:.2f}s)"
         line = _router_line(lab, app, rid)
         assert 'heroku[router]: at=error code=H20 desc="App boot timeout" method=GET path="/" ' in line
@@ -344,8 +346,8 @@ def _never_binds_h20_then_h10(lab: Lab, app_name: str, boot_hold: float) -> None
         assert "State changed from crashed to starting" in logs[: logs.index(rid)]
         wait_until(lambda: lab.dynos(app)["web.1"]["state"] == "crashed", 15, what="second R10: cool-off")
         t = time.monotonic()
-        r = lab.get(app)
-        assert r.status_code == 503 and r.headers.get("X-Labctl-Error") == "H10"
+        r, fields = lab.answer(app)
+        assert r.status_code == 503 and fields["code"] == "H10"
         assert time.monotonic() - t < boot_hold / 2, "nothing is starting: no hold"
     finally:
         _destroy(lab, app)

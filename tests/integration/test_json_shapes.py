@@ -99,11 +99,13 @@ STATUS = {
     "pool_size": int,
     "provision_time": (int, float),
     "router": dict,
+    "routers": list,
     "spaces": int,
     "state_dir": str,
     "timescale": float,
     "uptime_s": float,
 }
+ROUTER_ROW = {"address": str, "container": str, "runtime": str, "state": str}
 ROUTER = {
     "app_url": str,
     "ca_cert": str,
@@ -199,4 +201,7 @@ def test_status_json(lab: Lab, shaped_app: str):
     s = lab.json("status")
     assert_shape("status", s, STATUS)
     assert_shape("status router", s["router"], ROUTER)
+    assert s["routers"] and s["routers"][0]["runtime"] == "common"
+    for row in s["routers"]:
+        assert_shape("status routers", row, ROUTER_ROW)
     assert s["lab"] == lab.name and s["router"]["port"] == lab.port and s["engine"] == "ok"

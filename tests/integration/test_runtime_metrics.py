@@ -43,7 +43,8 @@ def uuid_of(container: str) -> str:
 def test_runtime_metrics_lines_load_uuid_and_disable(lab: Lab, space_app: str):
     app = space_app
     assert lab.logs(app).count("sample#load_avg_1m") == 0, "off by default"
-    assert "Enabling log-runtime-metrics" in lab.ok("features:enable", "log-runtime-metrics", "-a", app)
+    enabled = lab.cli("features:enable", "log-runtime-metrics", "-a", app)
+    assert enabled.code == 0 and f"Enabling log-runtime-metrics for ⬢ {app}... done" in enabled.err  # CLI: stderr
     assert {f["name"]: f["enabled"] for f in lab.json("features", "-a", app)}["log-runtime-metrics"] is True
     both = wait_until(
         lambda: (

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
+import uuid
 
 import docker
 import pytest
@@ -47,11 +49,31 @@ def sandbox_of(lab: Lab, app: str, dyno: str):
     return sb
 
 
-def router_of(lab: Lab):
-    [router] = docker.from_env().containers.list(
-        filters={"label": [f"io.labctl.lab={lab.name}", "io.labctl.kind=router"]}
+def router_of(lab: Lab, space: str | None = None):
+    """The router serving a runtime: the common one, or the space's own (one router per Private Space)."""
+    name = f"labctl-{lab.name}-router" + (f"-space-{space}" if space else "")
+    return docker.from_env().containers.get(name)
+
+
+def router_code(lab: Lab, app: str, request_id: str) -> str | None:
+    """The ``code=`` of the router's log line for a request (the router adds no header naming the error)."""
+
+    def line() -> str | None:
+        return next((x for x in lab.logs(app).splitlines() if f"request_id={request_id}" in x), None)
+
+    found = wait_until(line, 15, 0.2, f"the router's line for {request_id}")
+    m = re.search(r" code=(H\d\d)", found)
+    return m.group(1) if m else None
+
+
+def get_with_id(lab: Lab, app: str, path: str = "/", timeout: float = 10, port: int | None = None):
+    rid = str(uuid.uuid4())
+    resp = requests.get(
+        f"http://127.0.0.1:{port or lab.port}{path}",
+        headers={"Host": f"{app}.localhost", "X-Request-Id": rid},
+        timeout=timeout,
     )
-    return router
+    return resp, rid
 
 
 def sh(container, cmd: str) -> str:
@@ -134,6 +156,7 @@ def test_latency_above_the_router_timeout_and_bad_input_change_nothing(lab: Lab,
         assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err + res.out, (args, res.err)
     assert lab.json("faults") == [] and lab.json("instances") == before
     nothing_left(router_of(lab))
+    nothing_left(router_of(lab, f"s{app[1:]}"))
 
 
 # -- gray failures: reset (H13) and timeout (H12) ------------------------------------------------------------
@@ -160,11 +183,11 @@ def test_timeout_gives_h12_at_the_scaled_30s(lab: Lab, space_app: str):
     deadline = time.time() + 30
     while (len(seen["web.1"]) < 2 or not seen["web.2"]) and time.time() < deadline:
         t0 = time.time()
-        resp = lab.get(app, "/", timeout=10)
+        resp, rid = get_with_id(lab, app, "/", timeout=10)
         took = time.time() - t0
         dyno = "web.1" if resp.status_code == 503 else "web.2"
         if resp.status_code == 503:
-            assert resp.headers.get("X-Labctl-Error") == "H12", resp.headers
+            assert router_code(lab, app, rid) == "H12"
         else:
             assert resp.status_code == 200
         seen[dyno].append(took)
@@ -222,7 +245,7 @@ def _router_end_loss(lab: Lab, app: str, other: str) -> None:
     print(f"after ps:stop: web.1 bad {bad_share(r, 'web.1'):.2f}")
     assert bad_share(r, "web.1") >= 0.10, "a new instance behind the same sick router is still hit"
 
-    router = router_of(lab)
+    router = router_of(lab, space)
     lab.ok("faults:clear", "--router", space)
     nothing_left(router)
     r = run(lab, app, 20, 3, timeout=3)
@@ -234,7 +257,7 @@ def test_router_end_toward_one_instance_only(lab: Lab, space_app: str):
     space = f"s{app[1:]}"
     iid = lab.dynos(app)["web.1"]["instance"]
     lab.ok("faults:add", "latency", "--ms", "200", "--router", space, "--to-instance", iid)
-    router = router_of(lab)
+    router = router_of(lab, space)
     assert len(proxies(router)) == 1
     r = run(lab, app, 20, 4)
     w1, w2 = stats(r, "web.1"), stats(r, "web.2")
@@ -255,8 +278,8 @@ def test_kill9_restart_reapplies_once_and_down_leaves_nothing(fresh_lab: Lab, ap
     lab.ok("faults:add", "reset", "--router", "common", "--to-instance", lab.dynos(app_name)["web.1"]["instance"])
     sb, router = sandbox_of(lab, app_name, "web.1"), router_of(lab)
     assert len(proxies(sb)) == 1 and len(proxies(router)) == 1
-    resp = lab.get(app_name, "/", timeout=5)
-    assert resp.status_code == 503 and resp.headers.get("X-Labctl-Error") == "H13"
+    resp, rid = get_with_id(lab, app_name, "/", timeout=5)
+    assert resp.status_code == 503 and router_code(lab, app_name, rid) == "H13"
 
     pid = lab.json("status")["controller_pid"]
     os.kill(pid, signal.SIGKILL)
@@ -284,10 +307,10 @@ def test_kill9_restart_reapplies_once_and_down_leaves_nothing(fresh_lab: Lab, ap
     def h13_again() -> bool:  # the restarted router may publish another port (the lab asked for any)
         port = lab.json("status")["router"]["port"]
         try:
-            resp = requests.get(f"http://127.0.0.1:{port}/", headers={"Host": f"{app_name}.localhost"}, timeout=5)
+            resp, rid = get_with_id(lab, app_name, "/", timeout=5, port=port)
         except requests.RequestException:
             return False
-        return resp.headers.get("X-Labctl-Error") == "H13"
+        return resp.status_code == 503 and router_code(lab, app_name, rid) == "H13"
 
     wait_until(h13_again, 20, 0.3, "H13 again through the restarted router")
     lab.ok("faults:clear", "--router", "common")

@@ -22,6 +22,7 @@ from labctl.engine.router import (
     AppRoute,
     Backend,
     RouterEntry,
+    RouterLogReader,
     RouterSettings,
     format_router_line,
     parse_access_line,
@@ -125,12 +126,14 @@ def test_dyno_and_release_maps_key_on_app_and_last_upstream_address():
 def test_timeouts_are_scaled_and_never_zero():
     conf = render_nginx_conf([DEMO], SETTINGS)
     assert "proxy_connect_timeout 100ms;" in conf  # 5 s × 0.02
-    assert "proxy_read_timeout 600ms;" in conf  # 30 s × 0.02 (H12)
+    assert "proxy_read_timeout 1100ms;" in conf  # the rolling 55 s × 0.02 (H15)
+    assert '# labctl-timing {"first_byte_ms": 600}' in conf  # 30 s × 0.02 (H12), for the watchdog
+    assert "proxy_buffering off;" in conf  # a dribbling response streams
     assert "proxy_send_timeout 1100ms;" in conf and "send_timeout 1100ms;" in conf  # 55 s × 0.02
     tiny = render_nginx_conf([DEMO], RouterSettings(5080, timescale=1e-6))
     assert "proxy_connect_timeout 1ms;" in tiny
     real = render_nginx_conf([DEMO], RouterSettings(5080))
-    assert "proxy_read_timeout 30000ms;" in real
+    assert "proxy_read_timeout 55000ms;" in real and '{"first_byte_ms": 30000}' in real
 
 
 def test_retry_only_in_the_common_runtime_and_at_most_ten_tries():
@@ -148,14 +151,16 @@ def test_router_headers_and_app_errors_pass_through():
     conf = render_nginx_conf([DEMO], SETTINGS)
     for header in (
         "X-Request-Id $labctl_request_id",
-        "X-Forwarded-For $proxy_add_x_forwarded_for",
-        "X-Forwarded-Proto $scheme",
+        "X-Forwarded-For $labctl_fwd",
+        "X-Forwarded-Proto $labctl_proto",
         "X-Forwarded-Port $labctl_forwarded_port",
         "X-Request-Start $labctl_request_start",
         'Via "1.1 vegur"',
         "Host $http_host",
     ):
         assert f"proxy_set_header {header};" in conf
+    assert "default $proxy_add_x_forwarded_for;" in _block(conf, "map $http_host $labctl_fwd")
+    assert "default $scheme;" in _block(conf, "map $http_host $labctl_proto")
     assert "default 5080;" in _block(conf, "map $scheme $labctl_forwarded_port")
     assert "proxy_intercept_errors off;" in conf  # an app's own 500 reaches the client untouched
 
@@ -165,8 +170,12 @@ def test_router_errors_are_503_with_a_code():
     assert "error_page 502 = @labctl_502;" in conf and "error_page 504 = @labctl_504;" in conf
     at502 = _block(conf, "location @labctl_502")
     assert "set $labctl_code $labctl_code_502;" in at502 and "return 503 $labctl_page_app_error;" in at502
-    assert "H13" in _block(conf, "map $upstream_connect_time $labctl_code_502")
-    assert "H21" in _block(conf, "map $upstream_connect_time $labctl_code_502")
+    code_502 = _block(conf, 'map "$upstream_connect_time $labctl_late" $labctl_code_502')
+    assert '"~[0-9] 1$" H12;' in code_502 and '"~[0-9] 0$" H13;' in code_502 and "default H21;" in code_502
+    # $labctl_late: the first-byte window (600 ms here) is over, the watchdog aborted the connection
+    late = re.search(r'"~(.*)" 1;', _block(conf, "map $request_time $labctl_late"))[1]
+    for t, over in (("0.599", False), ("0.600", True), ("0.601", True), ("1.000", True), ("12.345", True)):
+        assert bool(re.match(late, t)) is over, t
     assert "H12" in _block(conf, "map $upstream_connect_time $labctl_code_504")
     assert "H19" in _block(conf, "map $upstream_connect_time $labctl_code_504")
 
@@ -322,6 +331,69 @@ def test_error_without_dyno_leaves_fields_empty():
 def test_client_abort_is_h27_warning():
     e = parse_access_line(ABORT_LINE)
     assert (e.code, e.at, e.status, e.bytes) == ("H27", "warning", 499, 0)
+    assert format_router_line(e).startswith('sock=client at=warning code=H27 desc="Client Request Interrupted" ')
+
+
+# Real lines (a run of tests/integration/test_router_nginx.py): an error line, then its request's access line.
+STREAM_OK = (
+    '{"kind":"labctl-router","msec":"1796657124.914","app":"demo","method":"GET","path":"/stream",'
+    '"host":"demo.localhost","request_id":"7d3d17a5","fwd":"192.168.16.1","scheme":"http","status":"200",'
+    '"bytes":"1","request_time":"2.750","upstream":"192.168.16.2:5000","upstream_status":"200",'
+    '"connect_time":"0.001","response_time":"2.751","dyno":"web.2","release":"4","code":"","desc":"",'
+    '"hold":"","pid":"19","conn":"11"}'
+)
+NGINX_ERRORS = {
+    "H15": "upstream timed out (110: Connection timed out) while reading upstream",
+    "H18": "upstream prematurely closed connection while sending to client",
+    "H27": "epoll_wait() reported that client prematurely closed connection, so upstream connection is closed "
+    "too while reading upstream",
+}
+
+
+@pytest.mark.parametrize("code", sorted(NGINX_ERRORS))
+def test_an_error_line_gives_its_request_the_code(code):
+    reader = RouterLogReader()
+    err = f"2026/12/07 15:25:24 [error] 19#19: *11 {NGINX_ERRORS[code]}, client: 192.168.16.1, server: demo"
+    assert reader.feed(err) is None
+    e = reader.feed(STREAM_OK)
+    assert e is not None and e.code == code and e.dyno == "web.2" and e.bytes == 1
+    line = format_router_line(e)
+    if code == "H15":
+        assert line.startswith('at=error code=H15 desc="Idle connection" method=GET path="/stream" ')
+    elif code == "H18":
+        assert line.startswith('sock=backend at=error code=H18 desc="Server Request Interrupted" method=GET ')
+    else:
+        assert line.startswith('sock=client at=warning code=H27 desc="Client Request Interrupted" method=GET ')
+    status = "499" if code == "H27" else "503"
+    assert line.endswith(f" dyno=web.2 connect=1ms service=2750ms status={status} bytes=1 protocol=http")
+    assert reader.feed(STREAM_OK).code is None  # used once: the connection's next request is not touched
+
+
+def test_error_lines_of_another_connection_or_before_the_header_change_nothing():
+    reader = RouterLogReader()
+    reader.feed("2026/12/07 15:25:24 [error] 19#19: *12 upstream timed out (110) while reading upstream, x")
+    reader.feed("2026/12/07 15:25:24 [error] 18#18: *11 upstream timed out (110) while reading upstream, x")
+    reader.feed("2026/12/07 15:25:24 [info] 19#19: *11 client 192.168.16.1 closed keepalive connection")
+    reader.feed("2026/12/07 15:25:24 [alert] 19#19: *11 recv() failed (103) while reading response header from up")
+    assert reader.feed(STREAM_OK).code is None
+
+
+def test_the_watchdog_picks_upstream_connections_without_a_first_byte():
+    out = "\n".join(
+        [
+            "0 0 172.18.0.2:41000 172.18.0.5:5000 cubic lastsnd:1600 lastrcv:1600 lastack:1600",  # stalled
+            "0 0 172.18.0.2:41002 172.18.0.5:5000 cubic bytes_received:120 lastsnd:9000 lastrcv:200",  # dribbling
+            "0 0 172.18.0.2:41006 172.18.0.5:5000 cubic bytes_received:90 lastsnd:1700 lastrcv:5000",  # reused, waiting
+            "0 0 172.18.0.2:41004 172.18.0.6:5000 cubic lastsnd:100 lastrcv:100",  # young
+            "0 0 172.18.0.2:41008 172.18.0.6:5000 cubic bytes_received:9 lastsnd:1800 lastrcv:1800",  # answered at once
+            "0 0 172.18.0.2:80 172.18.0.1:50000 cubic lastsnd:9000 lastrcv:9000",  # a client of nginx
+            "0 0 127.0.0.1:50002 127.0.0.1:8099 cubic lastsnd:9000 lastrcv:9000",  # the hold service
+        ]
+    )
+    assert router_hold.stalled(out, 1500) == [
+        ("172.18.0.2:41000", "172.18.0.5:5000"),
+        ("172.18.0.2:41006", "172.18.0.5:5000"),
+    ]
 
 
 def test_round_trip_through_heroku_fields():
@@ -592,3 +664,18 @@ def test_hold_service_times_out_and_waits(hold_service):
         port, X_Labctl_Hold="wait", X_Labctl_Code="H13", X_Labctl_Elapsed="0", X_Labctl_Limit_Ms="5000"
     )
     assert where == "@labctl_now" and took < 0.5  # accepted then closed: no wait
+
+
+def test_no_lab_only_response_headers_unless_debugging():
+    # heroku-reference §3.3: Heroku's router adds no header naming the dyno or the error; its log line does.
+    routes = [
+        DEMO,
+        PRIVATE,
+        AppRoute("empty", (), True, empty_code="H14"),
+        AppRoute("boot", (), True, empty_code="H20"),
+    ]
+    plain = render_nginx_conf(routes, SETTINGS)
+    assert "add_header" not in plain
+    debug = render_nginx_conf(routes, RouterSettings(5080, timescale=0.02, debug_headers=True))
+    for header in ("X-Labctl-Dyno", "X-Labctl-Release", "X-Labctl-Error"):
+        assert f"add_header {header} " in debug

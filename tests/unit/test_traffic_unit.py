@@ -3,6 +3,7 @@ router on 127.0.0.1 (steady rate, bounded count, timeouts counted as errors, ins
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,6 +108,7 @@ def test_check_params_bounds():
 class FakeRouter(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     hits: list[str] = []
+    log: list[str] = []  # the app's heroku[router] lines
 
     def log_message(self, *args: object) -> None:
         pass
@@ -116,12 +118,17 @@ class FakeRouter(BaseHTTPRequestHandler):
         if self.path.startswith("/hang"):
             time.sleep(1.0)
         n = len(FakeRouter.hits)
-        body = b"ok"
-        self.send_response(503 if n % 4 == 0 else 200)
-        self.send_header("X-Labctl-Dyno", "web.1" if n % 2 else "web.2")
-        self.send_header("X-Labctl-Release", "3")
+        dyno = "web.1" if n % 2 else "web.2"
+        # As the router: no header of its own; the app's JSON names the dyno, the router's log line the error.
+        rid = self.headers.get("X-Request-Id", "")
         if n % 4 == 0:
-            self.send_header("X-Labctl-Error", "H12")
+            body, kind = b"<html>Application error</html>", "text/html"
+            line = f'at=error code=H12 desc="Request timeout" method=GET path="/" host=demo.localhost request_id={rid}'
+            FakeRouter.log.append(f'{line} fwd="127.0.0.1" dyno={dyno} connect=0ms service=1500ms status=503 bytes=0')
+        else:
+            body, kind = json.dumps({"dyno": dyno, "release": "v3"}).encode(), "application/json"
+        self.send_response(503 if n % 4 == 0 else 200)
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -138,6 +145,11 @@ class FakeApi:
     def app_info(self, app: str) -> dict[str, Any]:
         return {"name": app}
 
+    def log_lines(self, app: str, *, n: int, after: int, dyno: str, source: str) -> list[dict[str, Any]]:
+        assert (dyno, source) == ("router", "heroku")
+        rows = [{"id": i, "msg": line} for i, line in enumerate(list(FakeRouter.log), start=1)]
+        return [r for r in rows if r["id"] > after][-n:]
+
     def dynos(self, app: str) -> list[dict[str, Any]]:
         self.calls += 1
         moved = self.calls > 1
@@ -147,6 +159,7 @@ class FakeApi:
 @pytest.fixture
 def router():
     FakeRouter.hits = []
+    FakeRouter.log = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeRouter)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -234,10 +247,10 @@ class ClosingRouter(BaseHTTPRequestHandler):
             return
         self.served = 1
         self.send_response(200)
-        self.send_header("X-Labctl-Dyno", "web.1")
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "17")
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(b'{"dyno": "web.1"}')
 
 
 def test_a_request_on_a_keepalive_connection_the_router_closed_is_sent_once_more():
