@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from labctl.cli import apps, faults, lab, logs, ps, releases, traffic  # noqa: F401 - modules register their commands
+from labctl.cli import apps, drains, faults, lab, logs, ps, releases, traffic  # noqa: F401 - modules register their commands
 from labctl.cli.common import app as typer_app
 from labctl.errors import LabError
 

@@ -189,6 +189,13 @@ def log_line(row: dict[str, Any]) -> str:
     return f"{stamp} {row['source']}[{row['dyno']}]: {row['msg']}"
 
 
+def drains_text(drains: list[dict[str, Any]]) -> str:
+    """``heroku drains``: ``=== Drains`` then ``URL (token)`` per drain; nothing when there is none."""
+    if not drains:
+        return ""
+    return "\n".join(["=== Drains", *(f"{d['url']} ({d['token']})" for d in drains)])
+
+
 def types_text(formation: list[dict[str, Any]]) -> str:
     """``ps:type`` with no arguments: the process types table (heroku-reference §1.5, costs omitted)."""
     rows = [("Type", "Size", "Qty")] + [
