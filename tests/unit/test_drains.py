@@ -162,8 +162,10 @@ class HttpReceiver:
 class TcpReceiver:
     """A syslog-over-TCP receiver: everything read from every connection, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: Any = None) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
+        if tls is not None:  # an ssl.SSLContext: accept() hands out TLS connections
+            self.sock = tls.wrap_socket(self.sock, server_side=True)
         self.data = bytearray()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -383,3 +385,38 @@ def test_a_drain_stops_with_its_app(store, drains, tcp_receiver):
     store.delete_app("demo")
     assert store.drains() == []
     wait_until(lambda: drains.forwarders == {}, 5, 0.05, "the forwarder gone")
+
+
+def test_a_syslog_tls_drain_checks_the_receiver_against_the_lab_s_ca(store, tmp_path: Path):
+    """``syslog+tls://logs.localhost``: TLS to 127.0.0.1, the certificate checked for the name as written, against
+    the lab's CA (a receiver with a certificate from ``labctl certs`` is trusted; the lab's router certificate
+    names ``*.localhost`` apps, here ``logs.localhost``)."""
+    import ssl
+
+    from labctl.engine import tls
+
+    files = tls.ensure_ca(tmp_path / "ca", ["logs.localhost"])
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(files.router_cert), str(files.router_key))
+    raw = TcpReceiver(tls=ctx)
+    _app(store)
+    trusting = DrainManager(store, LogSink(store), lambda s: s * FAST, ca_file=files.ca_cert)
+    trusting.start()
+    try:
+        drain = trusting.add("demo", f"syslog+tls://logs.localhost:{raw.sock.getsockname()[1]}")
+        sent = _log(store, 10)
+        wait_until(lambda: len(raw.lines()) >= 10, 10, 0.05, "10 lines over TLS")
+        assert _msgs(raw.lines(), SYSLOG_LINE) == sent
+        assert {SYSLOG_LINE.match(x).group(3) for x in raw.lines()} == {drain["token"]}  # type: ignore[union-attr]
+    finally:
+        trusting.stop()
+    doubting = DrainManager(store, LogSink(store), lambda s: s * FAST)  # without the lab's CA
+    doubting.start()
+    try:
+        untrusted = doubting.add("demo", f"syslog+tls://logs.localhost:{raw.sock.getsockname()[1]}/")
+        _log(store, 3, start=10)
+        time.sleep(0.5)
+        assert untrusted["token"] not in "".join(raw.lines())  # the certificate was refused: nothing sent
+    finally:
+        doubting.stop()
+        raw.close()
