@@ -115,7 +115,7 @@ def test_other_urls_are_refused_with_one_line(url: Any, says: str):
 class HttpReceiver:
     """An HTTP drain receiver: records each POST; ``stall`` holds answers until it is set again."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: Any = None) -> None:
         self.posts: list[tuple[dict[str, str], list[str]]] = []
         self.open = threading.Event()
         self.open.set()
@@ -143,6 +143,8 @@ class HttpReceiver:
                 return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:  # an ssl.SSLContext: an HTTPS receiver
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
@@ -420,3 +422,30 @@ def test_a_syslog_tls_drain_checks_the_receiver_against_the_lab_s_ca(store, tmp_
     finally:
         doubting.stop()
         raw.close()
+
+
+def test_an_https_drain_with_basic_auth(store, tmp_path: Path):
+    import base64
+    import ssl
+
+    from labctl.engine import tls
+
+    files = tls.ensure_ca(tmp_path / "ca", ["drain.localhost"])
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(files.router_cert), str(files.router_key))
+    receiver = HttpReceiver(tls=ctx)
+    _app(store)
+    m = DrainManager(store, LogSink(store), lambda s: s * FAST, ca_file=files.ca_cert)
+    m.start()
+    try:
+        port = receiver.server.server_address[1]
+        m.add("demo", f"https://user:s%40cret@drain.localhost:{port}/in?x=1")
+        sent = _log(store, 5)
+        wait_until(lambda: len(receiver.lines()) >= 5, 10, 0.05, "5 lines over HTTPS")
+        assert _msgs(receiver.lines(), HTTP_LINE) == sent
+        headers = receiver.posts[0][0]
+        assert headers["Authorization"] == "Basic " + base64.b64encode(b"user:s@cret").decode()
+        assert headers["Host"] == f"drain.localhost:{port}"
+    finally:
+        m.stop()
+        receiver.close()
