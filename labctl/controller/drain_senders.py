@@ -98,10 +98,9 @@ class HttpSender:
     def send(self, rows: list[dict[str, Any]]) -> Result:
         body = b"".join(logplex.frame(logplex.http_message(r)) for r in rows)
         try:
-            if self.conn is None:
-                self.conn = self._connect()
-            self.conn.request("POST", self.target.path, body=body, headers=self.headers(len(rows)))
-            resp = self.conn.getresponse()
+            conn = self.conn = self.conn or self._connect()
+            conn.request("POST", self.target.path, body=body, headers=self.headers(len(rows)))
+            resp = conn.getresponse()
             resp.read()
             status = resp.status
             if resp.will_close:
@@ -122,8 +121,10 @@ class HttpSender:
         return 0.01 * slot
 
     def close(self) -> None:
+        """Close the connection; a send blocked on it (from the forwarder's thread) returns at once."""
         conn, self.conn = self.conn, None
         if conn is not None:
+            _shut(conn.sock)
             conn.close()
 
 
@@ -166,9 +167,8 @@ class SyslogSender:
     def send(self, rows: list[dict[str, Any]]) -> Result:
         data = b"".join(logplex.frame(logplex.syslog_message(r, self.token)) for r in rows)
         try:
-            if self.sock is None:
-                self.sock = self._connect()
-            self.sock.sendall(data)
+            sock = self.sock = self.sock or self._connect()
+            sock.sendall(data)
         except OSError as err:
             log.info("drain %s: %s", self.token, err)
             self.close()
@@ -180,8 +180,15 @@ class SyslogSender:
 
     def close(self) -> None:
         sock, self.sock = self.sock, None
+        _shut(sock)
         if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
+            sock.close()
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """Shut a socket down both ways: unlike close(), this wakes a thread blocked sending or reading on it."""
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -197,7 +197,7 @@ class DrainManager:
         self.syncer = threading.Thread(target=self._sync_loop, daemon=True, name="drain-sync")
         self.syncer.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
         """Stop every forwarder and wait for its thread (bounded): nothing keeps running after ``down``."""
         self.stopping.set()
         with self.lock:

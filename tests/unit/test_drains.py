@@ -120,6 +120,7 @@ class HttpReceiver:
         self.open = threading.Event()
         self.open.set()
         self.status = 200
+        self.arrived = 0  # POSTs read, answered or not
         me = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -130,6 +131,7 @@ class HttpReceiver:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                me.arrived += 1
                 if not me.open.wait(10) or self._client_gone():
                     return  # a stalled answer the sender gave up on is not a delivery (it counts it lost)
                 if me.status < 300:
@@ -449,3 +451,19 @@ def test_an_https_drain_with_basic_auth(store, tmp_path: Path):
     finally:
         m.stop()
         receiver.close()
+
+
+def test_stop_does_not_wait_for_a_stalled_receiver(store, http_receiver):
+    """At Heroku's real timings (a 5 s request timeout) a forwarder blocked on a receiver that does not answer
+    still stops at once: `labctl down` is not held up by a drain."""
+    _app(store)
+    m = DrainManager(store, LogSink(store), lambda s: s)
+    m.start()
+    http_receiver.open.clear()
+    m.add("demo", http_receiver.url)
+    _log(store, 1)
+    wait_until(lambda: http_receiver.arrived, 5, 0.05, "a POST waiting for its answer")
+    began = time.monotonic()
+    m.stop()
+    assert time.monotonic() - began < 1.0
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("drain")]
