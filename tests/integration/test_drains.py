@@ -7,6 +7,7 @@ controller. Bad input is one line and changes nothing."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -185,3 +186,40 @@ def test_bad_drain_input_is_one_line_and_changes_nothing(lab: Lab, app_name: str
         assert lab.json("drains", "-a", app_name) == []
     finally:
         lab.ok("apps:destroy", "-a", app_name)
+
+
+def test_a_receiver_that_stalls_gets_l10(lab: Lab, app_name: str):
+    """1500 lines at once from a one-off while the HTTP receiver does not answer: the drain's 1024-line buffer
+    overflows, the app's log says L10, and once the receiver answers again its first frame starts with the count
+    of what was dropped; every line it does get is in order, none twice."""
+    receiver = HttpReceiver()
+    receiver.open.clear()
+    try:
+        lab.ok("apps:create", app_name)
+        lab.ok("deploy", str(SAMPLE_APP), "-a", app_name)
+        lab.ok("drains:add", receiver.url, "-a", app_name)
+        lab.ok("run:detached", "-a", app_name, "python3 -c 'for i in range(1500): print(\"n\", i)'")
+        l10 = wait_until(lambda: lab.json("logs", "-a", app_name, "-d", "logplex"), 60, 0.5, "an L10 line")
+        assert (
+            re.fullmatch(
+                r"Error L10 \(output buffer overflow\): drain 'd\.[0-9a-f-]{36}' dropped \d+ messages since \S+\.",
+                l10[0]["msg"],
+            )
+            and l10[0]["source"] == "heroku"
+        )
+        wait_until(
+            lambda: any(r["msg"] == "n 1499" for r in lab.json("logs", "-a", app_name, "-p", "run")),
+            60,
+            0.5,
+            "the one-off's 1500 lines in the log",
+        )
+        time.sleep(0.5)  # the drain has read them all by now: its buffer holds 1024
+        receiver.open.set()
+        wait_until(lambda: any(m == "n 1499" for *_, m in _http_records(receiver)), 60, 0.3, "the last line")
+        got = [m for *_, m in _http_records(receiver)]
+        assert re.fullmatch(r"Error L10 \(output buffer overflow\): \d+ messages dropped since \S+\.", got[0])
+        numbers = [int(m.split()[1]) for m in got if m.startswith("n ")]
+        assert numbers == sorted(set(numbers)) and len(numbers) <= 1024, len(numbers)
+    finally:
+        receiver.close()
+        lab.cli("apps:destroy", "-a", app_name)
