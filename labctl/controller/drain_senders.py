@@ -83,8 +83,9 @@ class HttpSender:
     def headers(self, count: int) -> dict[str, str]:
         t = self.target
         default_port = logplex.SCHEMES[t.scheme]
+        host = f"[{t.host}]" if ":" in t.host else t.host  # an IPv6 address is bracketed in a Host header
         headers = {
-            "Host": t.host if t.port == default_port else f"{t.host}:{t.port}",
+            "Host": host if t.port == default_port else f"{host}:{t.port}",
             "Content-Type": "application/logplex-1",
             "Logplex-Msg-Count": str(count),
             "Logplex-Frame-Id": uuid.uuid4().hex.upper(),

@@ -467,3 +467,14 @@ def test_stop_does_not_wait_for_a_stalled_receiver(store, http_receiver):
     m.stop()
     assert time.monotonic() - began < 1.0
     assert not [t.name for t in threading.enumerate() if t.name.startswith("drain")]
+
+
+def test_the_host_header_names_the_receiver_as_written():
+    from labctl.controller.drain_senders import HttpSender
+
+    def host(url: str) -> str:
+        return HttpSender(logplex.parse_drain_url(url), "d.x", lambda s: s, None).headers(1)["Host"]
+
+    assert host("http://[::1]:9000/in") == "[::1]:9000"
+    assert host("https://logs.localhost/in") == "logs.localhost"
+    assert host("http://127.0.0.1:8080/") == "127.0.0.1:8080"
