@@ -240,8 +240,12 @@ class DrainManager:
             raise NotFound(f"Couldn't find that app: {app}")
         return app
 
+    def view(self, row: DrainRow) -> dict[str, Any]:
+        app_row: dict[str, Any] = dict(self.store.app(row["app"]) or {})
+        return view(row, app_row.get("id"))
+
     def list(self, app: str) -> list[dict[str, Any]]:
-        return [view(d) for d in self.store.drains(self._app(app))]
+        return [self.view(d) for d in self.store.drains(self._app(app))]
 
     def add(self, app: str, url: Any) -> dict[str, Any]:
         """A new drain; it gets the lines logged from now on (as a Heroku drain does)."""
@@ -262,7 +266,7 @@ class DrainManager:
             }
             self.store.add_drain(row)
             self._start_forwarder(row)
-        return view(row)
+        return self.view(row)
 
     def find(self, app: str, ident: str) -> DrainRow:
         """A drain by its id, its token or its URL (``drains:remove URL|TOKEN``)."""
@@ -273,7 +277,7 @@ class DrainManager:
         raise NotFound(f"Couldn't find that log drain on {app}: {ident}")
 
     def info(self, app: str, ident: str) -> dict[str, Any]:
-        return view(self.find(app, ident))
+        return self.view(self.find(app, ident))
 
     def remove(self, app: str, ident: str) -> dict[str, Any]:
         with self.lock:
@@ -282,14 +286,15 @@ class DrainManager:
             forwarder = self.forwarders.pop(row["id"], None)
         if forwarder:
             forwarder.stop()
-        return view(row)
+        return self.view(row)
 
 
-def view(row: DrainRow) -> dict[str, Any]:
-    """Heroku's log-drain object (Platform API reference "Log Drain")."""
+def view(row: DrainRow, app_id: str | None = None) -> dict[str, Any]:
+    """Heroku's log-drain object (Platform API reference "Log Drain"); ``app_id``: the app's UUID where the
+    store has one."""
     return {
         "addon": None,
-        "app": {"name": row["app"]},
+        "app": {"id": app_id, "name": row["app"]},
         "created_at": iso(row["created_at"]),
         "id": row["id"],
         "token": row["token"],
