@@ -124,7 +124,17 @@ def _assert_all_arrived(lab: Lab, app: str, rsyslog: Rsyslog, http: HttpReceiver
         n = len(_logged(lab, app))
         return len(rsyslog.records()) >= n and len(http.lines()) >= n
 
-    wait_until(caught_up, 30, 0.3, "both receivers caught up with the app's log")
+    try:
+        wait_until(caught_up, 60, 0.3, "both receivers caught up with the app's log")
+    except AssertionError:
+        logged = [f"{r['source']}[{r['dyno']}]: {r['msg']}" for r in _logged(lab, app)]
+        syslog = [f"{a}[{p}]: {m}" for _, _, a, p, _, m in rsyslog.records()]
+        over_http = [f"{a}[{p}]: {m}" for _, a, p, m in _http_records(http)]
+        raise AssertionError(
+            f"the app logged {len(logged)} lines, rsyslog has {len(syslog)}, the HTTP receiver {len(over_http)};"
+            f" not at rsyslog: {[x for x in logged if x not in syslog][:5]},"
+            f" not at HTTP: {[x for x in logged if x not in over_http][:5]}"
+        ) from None
     rows = _logged(lab, app)
     want = [(logplex.timestamp(r["ts"]), r["source"], r["dyno"], r["msg"]) for r in rows]
     got_syslog = rsyslog.records()[: len(rows)]

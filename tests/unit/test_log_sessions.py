@@ -32,7 +32,16 @@ def served(tmp_path: Path, monkeypatch) -> Iterator[Store]:
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path / "state"))
     store = Store(tmp_path / "lab.db")
     store.add_app("demo", None)
-    api = Api(mock.MagicMock(name="manager"), lambda: {"lab": "unit"})
+    manager = mock.MagicMock(name="manager")  # the routes under test do not use it, but the API may resolve
+    manager.app_name.side_effect = lambda app: app  # an app's id to its name, and check it exists, through it
+
+    def app_row(app: str) -> object:
+        if store.app(app) is None:
+            raise errors.NotFound(f"Couldn't find that app: {app}")
+        return store.app(app)
+
+    manager.app_row.side_effect = app_row
+    api = Api(manager, lambda: {"lab": "unit"})
     drains = DrainManager(store, LogSink(store), lambda s: s * 0.01)
     sessions = LogSessions(store)
     for part in (drains, sessions):
