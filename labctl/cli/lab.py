@@ -44,7 +44,10 @@ def up(
     ] = None,
     base_image: Annotated[
         str | None,
-        typer.Option(envvar="LABCTL_BASE_IMAGE", help="Use this Debian trixie image instead of debootstrap."),
+        typer.Option(
+            envvar="LABCTL_BASE_IMAGE",
+            help="Debian trixie image to build the stack FROM (pulled if missing; default debian:trixie-slim).",
+        ),
     ] = None,
     json: Json = False,
 ) -> None:
@@ -114,10 +117,14 @@ def spaces_create(
 
 
 @app.command("spaces:destroy")
-def spaces_destroy(name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB) -> None:
+def spaces_destroy(
+    name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB, json: Json = False
+) -> None:
     """Destroy an empty Private Space."""
-    client(lab).space_destroy(name)
-    render.out(f"Destroying space {name}... done")
+    c = client(lab)
+    row = next((s for s in c.spaces() if s["name"] == name), None) if json else None
+    c.space_destroy(name)
+    render.as_json(row) if json else render.out(f"Destroying space {name}... done")  # --json: the space destroyed
 
 
 @app.command("timescale")

@@ -55,13 +55,13 @@ class Manager:
         """The app's row; raises NotFound."""
         app_row = self.store.app(app)
         if app_row is None:
-            raise NotFound(f"Couldn't find that app: {app}")
+            raise NotFound("Couldn't find that app.")
         return app_row
 
     def _dyno(self, app: str, dyno: str) -> DynoRow:
         row = self.store.dyno(app, dyno)
         if row is None:
-            raise NotFound(f"No such dyno {dyno} on ⬢ {app}")
+            raise NotFound("Couldn't find that dyno.")
         return row
 
     def set_timescale(self, factor: float) -> None:
@@ -89,7 +89,7 @@ class Manager:
     def destroy_space(self, name: str) -> None:
         with self.rt.lock:
             if not self.store.space(name):
-                raise NotFound(f"Couldn't find that space: {name}")
+                raise NotFound("Couldn't find that space.")
             used = [a["name"] for a in self.store.apps() if a["space"] == name]
             if used:
                 raise Conflict(f"Space {name} still has apps: {', '.join(used)}. Destroy them first.")
@@ -101,7 +101,7 @@ class Manager:
         names.validate_app_name(app)
         with self.rt.lock:
             if space and not self.store.space(space):
-                raise NotFound(f"Couldn't find that space: {space}")
+                raise NotFound("Couldn't find that space.")
             if self.store.app(app):
                 raise Conflict(f"Name {app} is already taken")
             self.store.add_app(app, space)
@@ -275,7 +275,7 @@ class Manager:
     def set_feature(self, app: str, feature: str, on: bool) -> FeatureView:
         """``features:enable/disable``: no restart (heroku-reference §4.1)."""
         if feature not in preboot.KNOWN_FEATURES:
-            raise NotFound(f"Couldn't find that feature: {feature}")
+            raise NotFound("Couldn't find that feature.")
         with self.rt.lock:
             app_row = self.app_row(app)
             features = dict(app_row["features"])
