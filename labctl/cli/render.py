@@ -223,10 +223,11 @@ def log_line(row: dict[str, Any]) -> str:
 
 
 def drains_text(drains: list[dict[str, Any]]) -> str:
-    """``heroku drains``: ``=== Drains`` then ``URL (token)`` per drain; nothing when there is none."""
+    """``heroku drains`` (drains/index.ts): ``styledHeader('Drains')`` (the header, a blank line), then
+    ``URL (token)`` per drain; nothing when there is none."""
     if not drains:
         return ""
-    return "\n".join(["=== Drains", *(f"{d['url']} ({d['token']})" for d in drains)])
+    return "\n".join(["=== Drains", "", *(f"{d['url']} ({d['token']})" for d in drains)])
 
 
 def types_text(formation: list[dict[str, Any]]) -> str:

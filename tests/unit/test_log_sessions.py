@@ -181,7 +181,7 @@ def test_drains_commands(served: Store):
         r = cli("drains:add", url, "-a", "demo", lab="unit")
         assert r.code == 0 and r.out == f"Successfully added drain {url}\n"
         token = served.drains()[0]["token"]
-        assert cli("drains", "-a", "demo", lab="unit").out == f"=== Drains\n{url} ({token})\n"
+        assert cli("drains", "-a", "demo", lab="unit").out == f"=== Drains\n\n{url} ({token})\n"
         listed = json.loads(cli("drains", "-a", "demo", "--json", lab="unit").out)
         assert [(d["url"], d["token"], d["addon"]) for d in listed] == [(url, token, None)]
         r = cli("drains:remove", token, "-a", "demo", lab="unit")
