@@ -107,7 +107,16 @@ class Forwarder:
                 self._lose(len(batch))
                 batch = []
             attempt += 1
-            self.stopping.wait(self.sender.backoff(attempt, self.scale))
+            self._wait(self.sender.backoff(attempt, self.scale))
+
+    def _wait(self, seconds: float) -> None:
+        """Back off before a retry, still reading the store meanwhile: a long syslog backoff (30 s to 5 min)
+        must not let the store's 1500-line history roll past lines the drain has not counted."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.stopping.wait(min(POLL, left))
+            self._read()
+            self._report_losses()
 
     def _read(self) -> None:
         """Everything new in the store into the buffer; past 1024 the oldest line goes (Logplex's displace)."""

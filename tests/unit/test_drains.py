@@ -478,3 +478,24 @@ def test_the_host_header_names_the_receiver_as_written():
     assert host("http://[::1]:9000/in") == "[::1]:9000"
     assert host("https://logs.localhost/in") == "logs.localhost"
     assert host("http://127.0.0.1:8080/") == "127.0.0.1:8080"
+
+
+def test_a_syslog_drain_keeps_counting_while_it_backs_off(store):
+    """At Heroku's real timings a refused syslog drain waits 30 s before it connects again; meanwhile it keeps
+    reading the app's log, so lines that overflow its buffer are counted (and said in the log) at once."""
+    _app(store)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here now: connecting is refused
+    m = DrainManager(store, LogSink(store), lambda s: s)
+    m.start()
+    try:
+        m.add("demo", f"syslog://127.0.0.1:{port}")
+        _log(store, 1)
+        time.sleep(0.5)  # the first try is refused: the drain backs off for 30 s
+        _log(store, 1100, start=1)
+        wait_until(
+            lambda: [r for r in store.logs("demo", limit=1500) if r["dyno"] == "logplex"], 3, 0.05, "an L10 line"
+        )
+    finally:
+        m.stop()
