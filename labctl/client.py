@@ -17,7 +17,7 @@ import http.client
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from labctl.errors import ControllerUnavailable, LabError, NotFound, error_for
 from labctl.labdir import LabDir
@@ -283,6 +283,54 @@ class Client:
     ) -> list[dict[str, Any]]:
         """The app's last ``n`` log rows (after row id ``after``), filtered by dyno, process type or source."""
         return self.get(f"/apps/{_seg(app)}/log-lines", n=n, after=after, dyno=dyno, ptype=ptype, source=source)
+
+    # -- log sessions and log drains (Platform API "Log Session", "Log Drain") -------------------------------
+    def log_session(
+        self,
+        app: str,
+        *,
+        lines: int = 100,
+        dyno: str | None = None,
+        ptype: str | None = None,
+        source: str | None = None,
+        tail: bool = False,
+    ) -> dict[str, Any]:
+        """A log session: ``{"id", "logplex_url", …}``; ``logplex_url`` streams the last ``lines`` matching lines
+        (and, with ``tail``, every new one). ``ptype`` is sent as ``type`` (the field Heroku's Fir sessions take)."""
+        body = {"lines": lines, "dyno": dyno, "source": source, "tail": tail, "type": ptype}
+        return self.post(f"/apps/{_seg(app)}/log-sessions", {k: v for k, v in body.items() if v is not None})
+
+    def log_session_rows(self, logplex_url: str) -> Iterator[dict[str, Any]]:
+        """The rows a log session's URL streams (its id in the URL is its credential), as they come."""
+        url = urlsplit(logplex_url)
+        if url.hostname != "127.0.0.1" or not url.port:
+            raise ControllerUnavailable(f"The log session's URL is not on this machine: {logplex_url}")
+        conn = http.client.HTTPConnection("127.0.0.1", url.port, timeout=None)  # a tail may be quiet for long
+        try:
+            with self._talking("hung up mid-answer."):
+                conn.request("GET", f"{url.path}?{url.query}", headers={"Accept": "application/x-ndjson"})
+                resp = conn.getresponse()
+            if resp.status >= 400:
+                raise NotFound("The log session has expired. Try again.")
+            while True:
+                with self._talking("hung up mid-answer."):
+                    raw = resp.readline()
+                if not raw:
+                    return
+                if raw.strip():
+                    yield json.loads(raw)
+        finally:
+            conn.close()
+
+    def log_drains(self, app: str) -> list[dict[str, Any]]:
+        return self.get(f"/apps/{_seg(app)}/log-drains")
+
+    def log_drain_add(self, app: str, url: str) -> dict[str, Any]:
+        return self.post(f"/apps/{_seg(app)}/log-drains", {"url": url})
+
+    def log_drain_remove(self, app: str, drain: str) -> dict[str, Any]:
+        """Remove a drain named by its URL, token or id."""
+        return self.delete(f"/apps/{_seg(app)}/log-drains/{_seg(drain)}")
 
     # -- instance faults -------------------------------------------------------------------------------------
     def faults(self, app: str | None = None) -> list[dict[str, Any]]:

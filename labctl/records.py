@@ -146,6 +146,16 @@ class LogRow(TypedDict):
     msg: str
 
 
+class DrainRow(TypedDict):
+    id: str  # a UUID
+    app: str
+    url: str
+    token: str  # d.<uuid>
+    created_at: float
+    updated_at: float
+    cursor: int  # the last log line id given to the drain
+
+
 # -- API views -----------------------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from labctl.records import AppRow, DynoRow, InstanceRow, LogRow, OldDynoRow, ReleaseRow, SandboxRow, SpaceRow
+from labctl.records import AppRow, DrainRow, DynoRow, InstanceRow, LogRow, OldDynoRow, ReleaseRow, SandboxRow, SpaceRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS logs (
   id INTEGER PRIMARY KEY AUTOINCREMENT, app TEXT NOT NULL, ts REAL NOT NULL,
   source TEXT NOT NULL, dyno TEXT NOT NULL, msg TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_app ON logs (app, id);
+CREATE TABLE IF NOT EXISTS drains (
+  id TEXT PRIMARY KEY, app TEXT NOT NULL, url TEXT NOT NULL, token TEXT NOT NULL,
+  created_at REAL NOT NULL, updated_at REAL NOT NULL, cursor INTEGER NOT NULL DEFAULT 0);
 """
 
 # (table, column, declaration) added after a table's first version; ``Store`` adds them to an older database.
@@ -165,7 +168,7 @@ class Store:
 
     def delete_app(self, app: str) -> None:
         with self.tx():
-            for table in ("apps", "releases", "dynos", "logs", "old_dynos"):
+            for table in ("apps", "releases", "dynos", "logs", "old_dynos", "drains"):
                 col = "name" if table == "apps" else "app"
                 self._db.execute(f"DELETE FROM {table} WHERE {col} = ?", (app,))
 
@@ -310,6 +313,30 @@ class Store:
             args.append(f"{ptype}.%")
         rows = self._all(f"SELECT * FROM logs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", (*args, limit))
         return list(reversed(rows))
+
+    def logs_after(self, app: str, after: int, limit: int) -> list[LogRow]:
+        """The first ``limit`` lines after id ``after``, oldest first (a log drain's reader)."""
+        return self._all("SELECT * FROM logs WHERE app = ? AND id > ? ORDER BY id LIMIT ?", (app, after, limit))
+
+    def last_log_id(self) -> int:
+        row = self._one("SELECT MAX(id) AS id FROM logs")
+        return int(row["id"] or 0) if row else 0
+
+    # log drains
+    def add_drain(self, row: DrainRow) -> None:
+        self._insert("drains", row)
+
+    def drains(self, app: str | None = None) -> list[DrainRow]:
+        if app is None:
+            return self._all("SELECT * FROM drains ORDER BY created_at, id")
+        return self._all("SELECT * FROM drains WHERE app = ? ORDER BY created_at, id", (app,))
+
+    def delete_drain(self, drain_id: str) -> None:
+        self._exec("DELETE FROM drains WHERE id = ?", (drain_id,))
+
+    def set_drain_cursor(self, drain_id: str, cursor: int) -> None:
+        """The id of the last log line the drain has been given (a restarted controller resumes after it)."""
+        self._exec("UPDATE drains SET cursor = ? WHERE id = ?", (cursor, drain_id))
 
     def prune_logs(self) -> None:
         self._exec(

@@ -12,7 +12,17 @@ import sys
 
 import typer
 
-from labctl.cli import apps, drill_log, faults, lab, logs, ps, releases, traffic  # noqa: F401 - modules register their commands
+from labctl.cli import (  # noqa: F401 - modules register their commands
+    apps,
+    drains,
+    drill_log,
+    faults,
+    lab,
+    logs,
+    ps,
+    releases,
+    traffic,
+)
 from labctl.cli.common import app as typer_app
 from labctl.errors import LabError
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
@@ -39,17 +38,11 @@ def logs(
         raise InvalidInput("--source must be app or heroku")
     c = client(lab)
     dyno, ptype, source = dyno or None, ptype or None, source or None  # an empty filter is no filter
-    rows = c.log_lines(name, n=num, dyno=dyno, ptype=ptype, source=source)
-    shown = [r for r in rows if matches(r, dyno, ptype, source)][-num:]
-    emit = render.as_json if json else (lambda r: render.out(render.log_line(r)))
+    # A log session, as `heroku logs` does: the last `num` matching lines, then (tail) each new one.
+    session = c.log_session(name, lines=num, dyno=dyno, ptype=ptype, source=source, tail=tail)
+    rows = (r for r in c.log_session_rows(session["logplex_url"]) if matches(r, dyno, ptype, source))
     if json and not tail:
-        return render.as_json(shown)
-    for r in shown:
+        return render.as_json(list(rows))
+    emit = render.as_json if json else (lambda r: render.out(render.log_line(r)))
+    for r in rows:
         emit(r)
-    last = rows[-1]["id"] if rows else 0
-    while tail:
-        time.sleep(0.5)
-        for r in c.log_lines(name, after=last, n=1500, dyno=dyno, ptype=ptype, source=source):
-            last = r["id"]
-            if matches(r, dyno, ptype, source):
-                emit(r)

@@ -222,6 +222,14 @@ def log_line(row: dict[str, Any]) -> str:
     return f"{stamp} {row['source']}[{row['dyno']}]: {row['msg']}"
 
 
+def drains_text(drains: list[dict[str, Any]]) -> str:
+    """``heroku drains`` (drains/index.ts): ``styledHeader('Drains')`` (the header, a blank line), then
+    ``URL (token)`` per drain; nothing when there is none."""
+    if not drains:
+        return ""
+    return "\n".join(["=== Drains", "", *(f"{d['url']} ({d['token']})" for d in drains)])
+
+
 def types_text(formation: list[dict[str, Any]]) -> str:
     """``ps:type`` with no arguments (CLI src/commands/ps/type.ts displayFormation): the process types, then the dyno
     totals per size. The lab has no prices, so the CLI's ``cost/hour`` and ``max cost/month`` columns are left out."""

@@ -41,8 +41,10 @@ def _setup_logging(d: LabDir) -> None:
 
 def serve(lab: str) -> int:
     from labctl.controller.api import Api, make_server
+    from labctl.controller.drains import DrainManager
     from labctl.controller.faults import FaultManager
     from labctl.controller.faults_router import RouterFaults
+    from labctl.controller.logsessions import LogSessions
     from labctl.controller.logsink import LogSink
     from labctl.controller.manager import Manager
     from labctl.controller.runtime import Runtime
@@ -126,6 +128,12 @@ def serve(lab: str) -> int:
     faults.register(api)
     RouterFaults(faults).attach(api)  # router-end faults (issue 17), listed and expired with the others
     faults.start()
+    drains = DrainManager(store, sink, runtime.scale, ca_file=d.file("ca.crt"))  # log drains (#19): forwarders
+    drains.register(api)
+    drains.start()
+    sessions = LogSessions(store)  # log sessions: their logplex_url is served on a port of their own
+    sessions.register(api)
+    sessions.start()
     previous = d.api()
     server = None
     for port in ([previous["port"]] if previous else []) + [0]:
@@ -139,6 +147,8 @@ def serve(lab: str) -> int:
     log.info("controller serving on 127.0.0.1:%s", server.server_address[1])
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever(poll_interval=0.2)
+    sessions.stop()
+    drains.stop()
     runtime.stop()
     store.close()
     return 0

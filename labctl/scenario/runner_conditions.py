@@ -198,7 +198,8 @@ class ConditionChecks(LabAccess):
 
         text = cond.no_log if absent else cond.log
         assert text is not None
-        rows = self.client.log_lines(cond.app, n=1500)
+        session = self.client.log_session(cond.app, lines=1500)  # the route `labctl logs` and Heroku's CLI use
+        rows = list(self.client.log_session_rows(session["logplex_url"]))
         lines = [log_line(r) for r in rows]
         hit = next((ln for ln in reversed(lines) if text in ln), None)
         shown = hit.split(" ", 1)[-1] if hit else ""  # without the timestamp
