@@ -19,10 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from labctl.domain.formation import parse_scale_args
 from labctl.errors import ControllerUnavailable, LabError, NotFound, error_for
 from labctl.labdir import LabDir
 
 HEALTH_TIMEOUT = 2.0
+ACCEPT = "application/vnd.heroku+json; version=3"  # the Platform API's version header (heroku-reference §11)
 
 
 def _seg(name: str) -> str:
@@ -64,16 +66,22 @@ class Client:
             raise ControllerUnavailable(f"Lab {lab!r} is not up. Run: labctl up")
         self.port = int(api["port"])
         self.base = f"http://127.0.0.1:{self.port}"
-        self.headers = {"Authorization": f"Bearer {self.dir.token()}"}
+        self.url = self.base
+        self.headers = {"Authorization": f"Bearer {self.dir.token()}", "Accept": ACCEPT}
 
     def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> http.client.HTTPResponse:
         """Send one call; an answer of 400 or more raises the matching LabError (its ``message``)."""
         params = {k: v for k, v in (params or {}).items() if v is not None}  # as requests did: None = absent
         if params:
             path += "?" + urlencode(params)
-        headers = dict(self.headers)
+        headers = {**self.headers, **(extra or {})}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -112,8 +120,9 @@ class Client:
         finally:
             resp.close()
 
-    def _json(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
-        return json.loads(self._read(self._request(method, path, body, params)) or b"null")
+    def _ranged(self, path: str, range_: str) -> Any:
+        """A list in the order and size a ``Range`` header asks for (``version ..; order=desc``)."""
+        return json.loads(self._read(self._request("GET", path, None, None, {"Range": range_})) or b"null")
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
         return json.loads(self._read(self._request(method, path, body, params)) or b"null")
@@ -153,6 +162,10 @@ class Client:
             resp.close()
 
     # -- the lab ---------------------------------------------------------------------------------------------
+    def token(self) -> str:
+        """The API token (``auth:token``): what a Heroku API client sends as ``Bearer`` or Basic password."""
+        return self.dir.token()
+
     def lab_status(self) -> dict[str, Any]:
         """Router URLs and port, time scale, counts, controller pid and uptime."""
         return self.get("/lab")
@@ -188,6 +201,9 @@ class Client:
     def app_destroy(self, app: str) -> Any:
         return self.delete(f"/apps/{_seg(app)}")
 
+    def app_rename(self, app: str, new_name: str) -> dict[str, Any]:
+        return self.patch(f"/apps/{_seg(app)}", {"name": new_name})
+
     def set_maintenance(self, app: str, on: bool) -> dict[str, Any]:
         return self.patch(f"/apps/{_seg(app)}", {"maintenance": on})
 
@@ -206,8 +222,8 @@ class Client:
         return self.stream("POST", f"/apps/{_seg(app)}/builds", {"source_dir": source_dir})
 
     def releases(self, app: str) -> list[dict[str, Any]]:
-        """Newest first."""
-        return self.get(f"/apps/{_seg(app)}/releases")
+        """Newest first (the last 1000), as the Heroku CLI asks for them."""
+        return self._ranged(f"/apps/{_seg(app)}/releases", "version ..; order=desc, max=1000")
 
     def release(self, app: str, version: str | int | None = None) -> dict[str, Any]:
         """One release by version (``3``); None: the newest, as the Heroku CLI finds it (the list's first)."""
@@ -219,27 +235,48 @@ class Client:
         return self.get(f"/apps/{_seg(app)}/releases/{_seg(str(version))}")
 
     def rollback(self, app: str, release: int | None = None) -> dict[str, Any]:
-        """A new release with the code and config of ``release`` (default: the previous one)."""
-        return self.post(f"/apps/{_seg(app)}/releases", {"release": release})
+        """A new release with the code and config of version ``release`` (default: the previous one). Heroku
+        names the release by its id: the version's id is looked up first."""
+        rid = None if release is None else self.release(app, release)["id"]
+        return self.post(f"/apps/{_seg(app)}/releases", {"release": rid})
 
     def config(self, app: str) -> dict[str, str]:
         return self.get(f"/apps/{_seg(app)}/config-vars")
 
     def config_set(self, app: str, changes: dict[str, str | None]) -> dict[str, Any]:
-        """Set config vars (a value of None unsets it): a new release that restarts the dynos."""
-        return self.patch(f"/apps/{_seg(app)}/config-vars", changes)
+        """Set config vars (a value of None unsets it): a new release that restarts the dynos. Answers
+        ``{"config": …, "release": <the release it made, or None before the first deploy>}`` (the API answers
+        the config; the release is the newest one, if it is new)."""
+        path = f"/apps/{_seg(app)}/releases"
+        before = self._ranged(path, "version ..; order=desc, max=1")
+        config = self.patch(f"/apps/{_seg(app)}/config-vars", changes)
+        after = self._ranged(path, "version ..; order=desc, max=1")
+        new = after[0] if after and (not before or after[0]["version"] != before[0]["version"]) else None
+        return {"config": config, "release": new}
 
     # -- formation and dynos ---------------------------------------------------------------------------------
     def formation(self, app: str) -> list[dict[str, Any]]:
         return self.get(f"/apps/{_seg(app)}/formation")
 
-    def scale(self, app: str, args: list[str]) -> dict[str, Any]:
-        """``ps:scale`` arguments as typed: ``web=2``, ``worker+1``, ``web=1:performance-m``."""
-        return self.patch(f"/apps/{_seg(app)}/formation", {"args": args})
+    def formation_update(self, app: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The Platform API's batch update: ``[{"type", "quantity"?, "size"?}]``; answers the whole formation."""
+        return self.patch(f"/apps/{_seg(app)}/formation", {"updates": updates})
 
-    def resize(self, app: str, sizes: dict[str, str]) -> Any:
-        """New sizes by process type (``"*"``: every type)."""
-        return self.patch(f"/apps/{_seg(app)}/formation", {"sizes": sizes})
+    def scale(self, app: str, args: list[str]) -> list[dict[str, Any]]:
+        """``ps:scale`` arguments as typed: ``web=2``, ``worker+1``, ``web=1:performance-m``; sent as the Heroku
+        CLI sends them (a relative change as the string ``"+1"``)."""
+        updates = [
+            {"type": u.type, "quantity": str(u.amount) if u.op == "=" else f"{u.op}{u.amount}", "size": u.size}
+            for u in parse_scale_args(args)
+        ]
+        return self.formation_update(app, [{k: v for k, v in u.items() if v is not None} for u in updates])
+
+    def resize(self, app: str, sizes: dict[str, str]) -> list[dict[str, Any]]:
+        """New sizes by process type (``"*"``: every type of the formation)."""
+        if "*" in sizes:
+            every = sizes["*"]
+            sizes = {**{f["type"]: every for f in self.formation(app)}, **{k: v for k, v in sizes.items() if k != "*"}}
+        return self.formation_update(app, [{"type": t, "size": s} for t, s in sizes.items()])
 
     def dynos(self, app: str, include_old: bool = False, extended: bool = False) -> list[dict[str, Any]]:
         """The app's dynos; ``include_old`` adds the old ones preboot keeps serving (``ps --all``), ``extended``
@@ -263,6 +300,12 @@ class Client:
         if ptype:
             return self.post(f"/apps/{_seg(app)}/formations/{_seg(ptype)}/actions/stop")
         raise ValueError("stop needs a dyno or a process type")
+
+    def dyno(self, app: str, dyno: str) -> dict[str, Any]:
+        return self.get(f"/apps/{_seg(app)}/dynos/{_seg(dyno)}")
+
+    def account(self) -> dict[str, Any]:
+        return self.get("/account")
 
     def run(self, app: str, command: str, size: str | None = None) -> Iterator[dict[str, Any]]:
         """An attached one-off: a ``{"dyno": …}`` row, ``{"output": …}`` rows, then ``{"result": {"status": …}}``."""

@@ -21,7 +21,7 @@ def apps(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
         return render.out("You have no apps.")
     render.out("=== Apps")
     for a in rows:
-        render.out(a["name"] + (f" (space: {a['space']})" if a["space"] else ""))
+        render.out(a["name"] + (f" (space: {a['space']['name']})" if a["space"] else ""))
 
 
 @app.command("apps:create")
@@ -48,12 +48,25 @@ def apps_info(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = Fals
     formation = render.formation_text(info["formation"]) or "none"
     features = ", ".join(k for k, v in info["features"].items() if v) or "none"
     render.out(f"=== ⬢ {info['name']}")
-    render.out(f"Space:       {info['space'] or '(Common Runtime)'}")
-    render.out(f"Stack:       {info['stack']}")
+    render.out(f"Space:       {info['space']['name'] if info['space'] else '(Common Runtime)'}")
+    render.out(f"Stack:       {info['stack']['name']}")
     render.out(f"Release:     {'v' + str(info['release']) if info['release'] else 'none (nothing deployed)'}")
     render.out(f"Dynos:       {formation}")
     render.out(f"Features:    {features}")
     render.out(f"Maintenance: {'on' if info['maintenance'] else 'off'}")
+
+
+@app.command("apps:rename")
+def apps_rename(
+    newname: Annotated[str, typer.Argument(help="The app's new name")],
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
+    """Rename an app (the lab renames an app with no running dynos: scale to 0 first)."""
+    name = require_app(app_name)
+    row = client(lab).app_rename(name, newname)
+    render.as_json(row) if json else render.out(f"Renaming ⬢ {name} to ⬢ {newname}... done")
 
 
 @app.command("apps:destroy")

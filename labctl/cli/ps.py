@@ -66,7 +66,7 @@ def scale(
     result = c.scale(name, args)
     if json:
         return render.as_json(result)
-    render.out(f"Scaling dynos... done, now running {result['message']}.")
+    render.out(f"Scaling dynos... done, now running {render.formation_line(result)}.")
 
 
 def _target(positional: str | None, dyno: str | None, ptype: str | None) -> tuple[str | None, str | None]:

@@ -90,6 +90,11 @@ def _old_suffix(d: dict[str, Any]) -> str:
     return f"  [old, v{d['release']['version']}{', serving' if d.get('routed') else ''}]"
 
 
+def formation_line(formation: list[dict[str, Any]]) -> str:
+    """``web at 3:Standard-2X, worker at 1:Standard-1X`` (the line ``ps:scale`` ends with)."""
+    return ", ".join(f"{p['type']} at {p['quantity']}:{p['size']}" for p in sorted(formation, key=lambda p: p["type"]))
+
+
 def formation_text(formation: list[dict[str, Any]]) -> str:
     """``web=3:Standard-2X worker=1:Standard-1X`` (``ps:scale`` with no args)."""
     return " ".join(f"{p['type']}={p['quantity']}:{p['size']}" for p in sorted(formation, key=lambda p: p["type"]))
@@ -104,7 +109,7 @@ def releases_text(app: str, releases: list[dict[str, Any]], now: float | None = 
     lines = [f"=== ⬢ {app} Releases - Current: v{current}"]
     width = max(len(r["description"]) for r in releases)
     for r in releases:
-        stamp = ago(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"])), now)
+        stamp = ago(r["created_at"], now)
         status = {"failed": "  release command failed", "pending": "  release command executing"}.get(
             r.get("status", ""), ""
         )
@@ -125,7 +130,7 @@ def release_info_text(rel: dict[str, Any], shell: bool = False) -> str:
     status = {"failed": "release command failed", "pending": "release command executing"}.get(rel.get("status", ""))
     if status:
         change += f" ({status})"
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rel["created_at"]))
+    when = rel["created_at"]
     fields = {"Add-ons": None, "Change": change, "By": USER, "When": when}
     config = rel.get("config") or {}
     lines = [f"=== Release v{rel['version']}", *_styled_object(fields), "", f"=== v{rel['version']} Config vars", ""]
