@@ -545,7 +545,7 @@ def check_accept(header: str | None) -> None:
         for param in params:
             key, _, value = param.partition("=")
             if key.strip().lower() == "version" and value.strip() != "3":
-                raise InvalidInput(f"This lab serves version 3 of the Platform API, not version {value.strip()!r}.")
+                raise LabError(f"This lab serves version 3 of the Platform API, not version {value.strip()!r}.")
 
 
 def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
