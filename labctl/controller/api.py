@@ -225,6 +225,7 @@ class Api:
                     groups = {k: unquote(v) for k, v in match.groupdict().items()}
                     if "app" in groups:
                         groups["app"] = self.m.app_name(groups["app"])
+                        self.m.app_row(groups["app"])  # an unknown app is 404 before its body is read
                         if "dyno" in groups:
                             groups["dyno"] = self.m.dyno_name(groups["app"], groups["dyno"])
                     return route, groups
@@ -244,8 +245,8 @@ class Api:
 
     def _rollback(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         value = b.get("release")
-        if isinstance(value, dict):
-            value = value.get("id", value.get("version"))
+        if isinstance(value, dict) and value:
+            value = value.get("id", value.get("version", []))
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, str)) or value == ""):
             raise InvalidInput("'release' must be a release id (or version number)")
         return self.m.rollback(app, value)

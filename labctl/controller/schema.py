@@ -137,7 +137,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("space", "Create"): {"properties": {"name": _t(S)}, "required": ["name"]},
     ("app", "Create"): {"properties": {"name": _t(S), "space": _t(S, OBJ, N)}, "required": ["name"]},
     ("app", "Update"): {"properties": {"maintenance": _t(B), "name": _t(S)}},
-    ("release", "Rollback"): {"properties": {"release": _t(S, INT)}, "required": ["release"]},
+    ("release", "Rollback"): {"properties": {"release": _t(S, INT)}},  # none: the previous release (lab)
     ("config-var", "Update"): {"additionalProperties": _t(S, N)},
     ("formation", "Batch Update"): {
         "properties": {
