@@ -256,14 +256,14 @@ class Api:
 
     def _feature(self, app: str, feature: str) -> Any:
         for f in self.m.features(app):
-            if f["name"] == feature:
+            if feature in (f["name"], f["id"]):
                 return f
         raise NotFound(f"Couldn't find that feature: {feature}")
 
     def _patch_feature(self, q: dict[str, str], b: dict[str, Any], app: str, feature: str) -> Any:
         if not isinstance(b.get("enabled"), bool):
             raise InvalidInput("body must have a boolean 'enabled'")
-        return self.m.set_feature(app, feature, b["enabled"])
+        return self.m.set_feature(app, self._feature(app, feature)["name"], b["enabled"])
 
     def _formation(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         updates = b.get("updates")

@@ -163,6 +163,9 @@ class Releases:
             if target is None or target["status"] != "succeeded":
                 raise NotFound(f"Couldn't find release v{target_v} of ⬢ {app}")
             version = self.reserve_version(app)
+            # A rollback restores the release's config vars too (heroku-reference §7: "Rollback affects code
+            # and config vars"): `config` shows them afterwards.
+            self.store.update_app(app, config=target["config"])
         return self.release(
             app, version, target["image"], target["procfile"], target["config"], f"Rollback to v{target_v}"
         )
