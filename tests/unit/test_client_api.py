@@ -60,6 +60,7 @@ def lab(_served, monkeypatch) -> tuple[Client, mock.MagicMock, mock.MagicMock]:
     manager.releases.return_value = []
     manager.release.return_value = {"id": "0b5c8f2e-7c1a-4d3e-9f00-000000000003", "version": 3}
     manager.formation.return_value = [{"type": "web"}, {"type": "worker"}]
+    manager.features.return_value = [{"name": "preboot", "id": "7a0d3a52-0000-4000-8000-000000000001"}]
     manager.deploy.side_effect = lambda app, src, progress: (progress("building"), {"version": 2})[1]
     return Client("unit", timeout=5), manager, faults
 
