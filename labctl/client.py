@@ -16,8 +16,9 @@ import contextlib
 import http.client
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from labctl.domain.formation import parse_scale_args
 from labctl.errors import ControllerUnavailable, LabError, NotFound, error_for
@@ -218,8 +219,35 @@ class Client:
 
     # -- builds, releases, config ----------------------------------------------------------------------------
     def build(self, app: str, source_dir: str) -> Iterator[dict[str, Any]]:
-        """Build a slug from ``source_dir`` and release it: ``{"line": …}`` rows, then ``{"result": release}``."""
-        return self.stream("POST", f"/apps/{_seg(app)}/builds", {"source_dir": source_dir})
+        """Build a slug from ``source_dir`` and release it, as the Platform API builds: ``POST …/builds`` with the
+        directory's file URL, then its ``output_stream_url``: ``{"line": …}`` rows, then ``{"result": release}``
+        (a failed build raises the error the controller reported)."""
+        path = f"/apps/{_seg(app)}/builds"
+        build = self.post(path, {"source_blob": {"url": Path(source_dir).resolve().as_uri()}})
+        yield from ({"line": line} for line in self._follow(build["output_stream_url"]))
+        done = self.get(f"{path}/{_seg(build['id'])}")
+        if done["status"] != "succeeded" or not done["release"]:
+            raise _error(done.get("error"), 0, "The build failed.")
+        yield {"result": self.release(app, done["release"]["id"])}
+
+    def _follow(self, url: str) -> Iterator[str]:
+        """The lines of a text stream (a build's output), until the controller closes it."""
+        u = urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or self.port, timeout=self.timeout)
+        try:
+            with self._talking("hung up mid-answer."):
+                conn.request("GET", u.path, headers={"Accept": "text/plain"})
+                resp = conn.getresponse()
+            if resp.status >= 400:
+                raise _error(None, resp.status, self._read(resp).decode(errors="replace"))
+            while True:
+                with self._talking("hung up mid-answer."):
+                    raw = resp.readline()
+                if not raw:
+                    return
+                yield raw.decode(errors="replace").rstrip("\n")
+        finally:
+            conn.close()
 
     def releases(self, app: str) -> list[dict[str, Any]]:
         """Newest first (the last 1000), as the Heroku CLI asks for them."""

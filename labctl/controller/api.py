@@ -31,8 +31,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from labctl.controller import schema
+from labctl.controller.builds import Builds
 from labctl.controller.manager import Manager
-from labctl.controller.schema import Route
+from labctl.controller.schema import Route, TextStream
 from labctl.errors import InvalidInput, LabError, MethodNotAllowed, NotFound, TooLarge
 from labctl.records import DynoView, LabStatus
 
@@ -85,7 +86,6 @@ class Api:
         r("GET", APP, lambda q, b, app: self.m.app_view(app), resource="app", title="Info")
         r("DELETE", APP, lambda q, b, app: self.m.destroy_app(app), resource="app", title="Delete")
         r("PATCH", APP, self._patch_app, resource="app", title="Update")
-        r("POST", APP + "/builds", self._build, resource="build", title="Create (lab: streamed)")
         r(
             "GET",
             APP + "/releases",
@@ -204,6 +204,8 @@ class Api:
         r("PATCH", "/lab", self._patch_lab, resource="lab", title="Update")
         r("GET", APP + "/log-lines", self._logs, resource="log-line", title="List")
         r("GET", "/instances", lambda q, b: self.m.instances(), resource="instance", title="List", ranges=("id",))
+        self.base_url = "http://127.0.0.1"  # with the port once served (``make_server``)
+        Builds(manager, lambda: self.base_url).register(self)  # builds, their output streams
 
     def add_route(self, method: str, pattern: str, fn: Callable[..., Any], **meta: Any) -> None:
         """Extension point: ``fn(query, body, **groups)``; its return value is the JSON answer. ``meta``: the
@@ -233,6 +235,10 @@ class Api:
             raise MethodNotAllowed(f"Method {method} not allowed on {path}")
         raise NotFound(f"No such endpoint: {method} {path}")
 
+    def is_public(self, method: str, path: str) -> bool:
+        """Answered without a token: a route marked ``public`` (a build's output stream)."""
+        return any(r.public and r.method == method and r.rx.match(path) for r in self.routes)
+
     def dispatch(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]) -> Any:
         route, groups = self.find(method, path)
         return route.fn(query, body, **groups)
@@ -240,7 +246,7 @@ class Api:
     def _create_app(self, q: dict[str, str], b: dict[str, Any]) -> Any:
         space = b.get("space")
         if isinstance(space, dict):  # {"id"} or {"name"}, as the Platform API's identity objects
-            space = space.get("name") or space.get("id")
+            space = space.get("name", space.get("id", []))
         return self.m.create_app(_field(b, "name"), _opt_str({"space": space}, "space"))
 
     def _rollback(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
@@ -309,11 +315,6 @@ class Api:
             )
         except ValueError:
             raise InvalidInput("after and n must be integers") from None
-
-    def _build(self, q: dict[str, str], b: dict[str, Any], app: str) -> Iterator[dict[str, Any]]:
-        src = _field(b, "source_dir")
-        self.m.app_row(app)
-        return _stream(lambda progress: self.m.deploy(app, src, progress))
 
     def _run(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         command = _field(b, "command")
@@ -565,14 +566,15 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
             url = urlparse(self.path)
             if method == "GET" and url.path == "/health":
                 return self._send(200, {"ok": True})
-            if not authorized(self.headers.get("Authorization", ""), token):
+            path = url.path.rstrip("/") or "/"
+            if not api.is_public(method, path) and not authorized(self.headers.get("Authorization", ""), token):
                 self._drain()
                 return self._send(401, {"id": "unauthorized", "message": "Invalid credentials provided."})
             try:
                 body = self._body()
                 check_accept(self.headers.get("Accept"))
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                route, groups = api.find(method, url.path.rstrip("/") or "/")
+                route, groups = api.find(method, path)
                 result = route.fn(query, body, **groups)
                 status = route.status
                 if route.ranges and isinstance(result, list):
@@ -584,6 +586,8 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
             except Exception as err:  # noqa: BLE001 - the boundary: log it, answer one line
                 log.exception("API %s %s failed", method, self.path)
                 return self._send(500, {"id": "internal", "message": f"internal error: {err}"})
+            if isinstance(result, TextStream):
+                return self._text(result.chunks)
             if isinstance(result, Iterator):
                 return self._stream(result)
             return self._send(status, result)
@@ -660,6 +664,20 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
                 if close:
                     close()  # a generator's cleanup (e.g. hanging up an attached one-off) runs now
 
+        def _text(self, chunks: Iterator[str]) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Connection", "close")
+            self._common_headers()
+            self.end_headers()
+            self.close_connection = True
+            try:
+                for chunk in chunks:
+                    self.wfile.write(chunk.encode())
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                return
+
         def do_GET(self) -> None:  # noqa: N802
             self._handle("GET")
 
@@ -677,6 +695,7 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
 
     server = _Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
+    api.base_url = f"http://127.0.0.1:{server.server_address[1]}"
     return server
 
 

@@ -10,7 +10,7 @@ success. ``tests/integration/test_api_schema.py`` walks it against a running lab
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,14 @@ class Route:
     resource: str = ""  # the schema definition it belongs to ("app", "dyno"...; "" for unlisted routes)
     title: str = ""
     ranges: tuple[str, ...] = ()  # a list paged by Range over these fields (the first is the default)
+    public: bool = False  # answered without a token (a build's output stream: its UUID is the secret)
+
+
+@dataclass
+class TextStream:
+    """A handler's answer streamed as ``text/plain`` until ``chunks`` ends (a build's ``output_stream_url``)."""
+
+    chunks: Iterator[str]
 
 
 S, INT, B, OBJ, A = "string", "integer", "boolean", "object", "array"
@@ -125,7 +133,16 @@ OBJECTS: dict[str, dict[str, Any]] = {
         "created_at": DATE_N,
         "updated_at": DATE_N,
     },
-    "build": {},
+    "build": {
+        "id": UUID,
+        "app": _t(OBJ),
+        "status": _t(S),
+        "output_stream_url": _t(S),
+        "source_blob": _t(OBJ),
+        "release": _t(OBJ, N),
+        "created_at": DATE,
+        "updated_at": DATE,
+    },
     "lab": {"lab": _t(S), "router": _t(OBJ), "api": _t(OBJ), "timescale": _t("number")},
     "log-line": {"id": _t(INT), "ts": _t("number"), "source": _t(S), "dyno": _t(S), "msg": _t(S)},
     "instance": {"id": _t(S), "runtime": _t(S), "state": _t(S), "dynos": _t(A), "faults": _t(A)},
@@ -155,7 +172,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("formation", "Update"): {"properties": {"quantity": _t(INT, S), "size": _t(S)}},
     ("app-feature", "Update"): {"properties": {"enabled": _t(B)}, "required": ["enabled"]},
     ("dyno", "Create"): {"properties": {"command": _t(S), "attach": _t(B), "size": _t(S)}, "required": ["command"]},
-    ("build", "Create (lab: streamed)"): {"properties": {"source_dir": _t(S)}, "required": ["source_dir"]},
+    ("build", "Create"): {
+        "properties": {"source_blob": {"type": [OBJ], "properties": {"url": _t(S), "version": _t(S, N)}}},
+        "required": ["source_blob"],
+    },
     ("lab", "Update"): {"properties": {"timescale": _t("number")}, "required": ["timescale"]},
 }
 _GROUP_RX = re.compile(r"\(\?P<(\w+)>\[\^/\]\+\)")

@@ -10,9 +10,11 @@ Calls go through ``requests`` with the Heroku headers, as an existing Heroku API
 from __future__ import annotations
 
 import re
+import tarfile
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -365,3 +367,71 @@ def test_schema_walk_every_route_answers_as_described(api: Api, lab: Lab, deploy
     finally:
         api("DELETE", f"/spaces/{space}")
     assert_nothing_lost(lab, {deployed: {"web": 1}}, timeout=120)
+
+
+# -- builds ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample app as a GitHub-style tarball: one top-level directory."""
+    from tests.conftest import SAMPLE_APP
+
+    out = tmp_path_factory.mktemp("src") / "app.tgz"
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(SAMPLE_APP, arcname="sample-app-main")
+    return out
+
+
+def _follow_build(api: Api, app: str, build: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    with requests.get(build["output_stream_url"], stream=True, timeout=300) as r:  # no token: the URL is the secret
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+        output = r.text
+    return output, api.ok("GET", f"/apps/{app}/builds/{build['id']}")
+
+
+def test_build_from_a_file_url_streams_its_output_and_releases(api: Api, lab: Lab, deployed: str, tarball: Path):
+    before = api.ok("GET", f"/apps/{deployed}/releases", None, 206, Range="version ..; max=1, order=desc")[0]
+    build = api.ok(
+        "POST", f"/apps/{deployed}/builds", {"source_blob": {"url": tarball.as_uri(), "version": "v9"}}, status=201
+    )
+    assert build["status"] == "pending" and build["source_blob"]["version"] == "v9" and build["release"] is None
+    uuid.UUID(build["id"])
+    output, done = _follow_build(api, deployed, build)
+    assert done["status"] == "succeeded", done
+    assert output.strip(), "the build's output"
+    rel = api.ok("GET", f"/apps/{deployed}/releases/{done['release']['id']}")
+    assert rel["version"] == before["version"] + 1 and rel["current"] is True
+    assert build["id"] in {b["id"] for b in api.ok("GET", f"/apps/{deployed}/builds")}
+    assert_nothing_lost(lab, {deployed: {"web": 1}}, timeout=120)
+
+
+def test_build_from_a_loopback_http_url(api: Api, lab: Lab, deployed: str, tarball: Path):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tarball.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{tarball.name}"
+        build = api.ok("POST", f"/apps/{deployed}/builds", {"source_blob": {"url": url}}, status=201)
+        _, done = _follow_build(api, deployed, build)
+        assert done["status"] == "succeeded" and done["release"]["id"], done
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert_nothing_lost(lab, {deployed: {"web": 1}}, timeout=120)
+
+
+def test_bad_build_sources(api: Api, deployed: str, tmp_path: Path):
+    path = f"/apps/{deployed}/builds"
+    api.error("POST", path, {"source_blob": {"url": "http://example.com/app.tgz"}}, 422, "invalid_params")
+    api.error("POST", path, {"source_blob": {"url": f"file://{tmp_path}/missing.tgz"}}, 422, "invalid_params")
+    api.error("POST", path, {"source_blob": "file:///tmp"}, 422, "invalid_params")
+    api.error("POST", path, {"source_blob": {"url": "ftp://127.0.0.1/x"}}, 422, "invalid_params")
+    junk = tmp_path / "junk.tgz"
+    junk.write_bytes(b"not a tarball")
+    build = api.ok("POST", path, {"source_blob": {"url": junk.as_uri()}}, status=201)
+    _, done = _follow_build(api, deployed, build)
+    assert done["status"] == "failed" and done["error"]["id"] == "invalid_params" and done["release"] is None
+    api.error("GET", f"{path}/{uuid.uuid4()}", None, 404, "not_found")

@@ -56,12 +56,13 @@ def lab(_served, monkeypatch) -> tuple[Client, mock.MagicMock, mock.MagicMock]:
         recorder.reset_mock(return_value=True, side_effect=True)
     manager.app_name.side_effect = lambda ident: ident  # names pass through (ids are resolved by the manager)
     manager.dyno_name.side_effect = lambda app, ident: ident
+    manager.app_row.side_effect = lambda app: {"id": "6e1faf6f-0000-4000-8000-000000000001", "name": app}
     manager.run.return_value = {"name": "run.1", "container": None}
     manager.releases.return_value = []
     manager.release.return_value = {"id": "0b5c8f2e-7c1a-4d3e-9f00-000000000003", "version": 3}
     manager.formation.return_value = [{"type": "web"}, {"type": "worker"}]
     manager.features.return_value = [{"name": "preboot", "id": "7a0d3a52-0000-4000-8000-000000000001"}]
-    manager.deploy.side_effect = lambda app, src, progress: (progress("building"), {"version": 2})[1]
+    manager.deploy.side_effect = lambda app, src, progress: (progress("building"), {"id": "r-2", "version": 2})[1]
     return Client("unit", timeout=5), manager, faults
 
 
@@ -123,7 +124,7 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.stop("demo", ptype="worker"), "m", mock.call.stop("demo", ptype="worker")),
     (lambda c: c.run_detached("demo", "sleep 1", "basic"), "m", mock.call.run("demo", "sleep 1", False, "basic")),
     (lambda c: list(c.run("demo", "true")), "m", mock.call.run("demo", "true", True, None)),
-    (lambda c: list(c.build("demo", "/src")), "m", mock.call.deploy("demo", "/src", mock.ANY)),
+    (lambda c: list(c.build("demo", str(REPO))), "m", mock.call.deploy("demo", str(REPO), mock.ANY)),
     (
         lambda c: c.log_lines("demo", n=5, dyno="web.1"),
         "m",
@@ -189,7 +190,7 @@ def test_an_error_comes_back_as_the_class_the_controller_raised(lab, cls: type[e
         client.restart("demo")
     assert type(info.value) is cls and str(info.value) == "it went wrong"
     manager.deploy.side_effect = cls("the build broke")
-    rows = client.build("demo", "/src")
+    rows = client.build("demo", str(REPO))
     with pytest.raises(cls) as info:
         list(rows)
     assert type(info.value) is cls and str(info.value) == "the build broke"
