@@ -194,9 +194,6 @@ class Manager:
             )
         self.store.rename_app(app, new)
 
-    def set_maintenance(self, app: str, on: bool) -> AppView:
-        return self.update_app(app, maintenance=on)
-
     # -- releases ----------------------------------------------------------------------------------
     def release_view(self, rel: ReleaseRow) -> ReleaseView:
         current = self.store.current_release(rel["app"])
