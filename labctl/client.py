@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from labctl.errors import ControllerUnavailable, LabError, NotFound, error_for
 from labctl.labdir import LabDir
 
 HEALTH_TIMEOUT = 2.0
+EXIT_MARKER = "\uffff heroku-command-exit-status: "  # the line the rendezvous stream ends with
 ACCEPT = "application/vnd.heroku+json; version=3"  # the Platform API's version header (heroku-reference §11)
 
 
@@ -55,6 +57,45 @@ def controller_answers(lab: str) -> bool:
         return False
     finally:
         conn.close()
+
+
+class _Status:
+    value: int | None = None
+
+
+def _attached_output(sock: socket.socket, talking: Any) -> tuple[Iterator[dict[str, Any]], _Status]:
+    """``{"output": …}`` rows of a rendezvous stream as they come, and (once they are read) the exit status of
+    its closing marker line."""
+    import codecs
+
+    marker = EXIT_MARKER.encode()
+    status = _Status()
+
+    def rows() -> Iterator[dict[str, Any]]:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        buf = b""
+        while True:
+            with talking("hung up mid-answer."):
+                chunk = sock.recv(65536)
+            buf += chunk
+            at = buf.find(marker)
+            if at >= 0:
+                if text := decoder.decode(buf[:at]):
+                    yield {"output": text}
+                buf = buf[at:]
+                value = buf[len(marker) :].split(b"\n", 1)[0].strip()
+                status.value = int(value) if value.lstrip(b"-").isdigit() else None
+                if chunk and b"\n" not in buf:
+                    continue  # the marker line is not whole yet
+                return
+            keep = next((n for n in range(len(marker) - 1, 0, -1) if buf.endswith(marker[:n])), 0)
+            out, buf = (buf[: len(buf) - keep], buf[len(buf) - keep :]) if keep else (buf, b"")
+            if text := decoder.decode(out, final=not chunk):
+                yield {"output": text}
+            if not chunk:
+                return
+
+    return rows(), status
 
 
 class Client:
@@ -336,8 +377,29 @@ class Client:
         return self.get("/account")
 
     def run(self, app: str, command: str, size: str | None = None) -> Iterator[dict[str, Any]]:
-        """An attached one-off: a ``{"dyno": …}`` row, ``{"output": …}`` rows, then ``{"result": {"status": …}}``."""
-        return self.stream("POST", f"/apps/{_seg(app)}/dynos", {"command": command, "attach": True, "size": size})
+        """An attached one-off, as the Platform API attaches it: ``POST …/dynos`` with ``attach``, then its
+        ``attach_url`` (``rendezvous://host:port/secret``). Rows: ``{"dyno": …}``, ``{"output": …}``…, then
+        ``{"result": {"status": …, "dyno": …}}`` (status None when the dyno ended without one)."""
+        view = self.post(f"/apps/{_seg(app)}/dynos", {"command": command, "attach": True, "size": size})
+        yield {"dyno": view}
+        u = urlsplit(view["attach_url"])
+        with self._talking("hung up mid-answer."):
+            sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 0), timeout=self.timeout)
+        try:
+            with self._talking("hung up mid-answer."):
+                sock.sendall(u.path.lstrip("/").encode() + b"\r\n")
+                hello = b""
+                while not hello.endswith(b"\n"):  # "rendezvous\r\n", byte by byte: the output follows it
+                    byte = sock.recv(1)
+                    if not byte:
+                        break
+                    hello += byte
+            sock.settimeout(None)  # a one-off may stay silent for as long as it likes
+            rows, status = _attached_output(sock, self._talking)
+            yield from rows
+        finally:
+            sock.close()
+        yield {"result": {"status": status.value, "dyno": view["name"]}}
 
     def run_detached(self, app: str, command: str, size: str | None = None) -> dict[str, Any]:
         return self.post(f"/apps/{_seg(app)}/dynos", {"command": command, "attach": False, "size": size})

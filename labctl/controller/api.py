@@ -33,9 +33,10 @@ from urllib.parse import parse_qs, unquote, urlparse
 from labctl.controller import schema
 from labctl.controller.builds import Builds
 from labctl.controller.manager import Manager
+from labctl.controller.rendezvous import Rendezvous
 from labctl.controller.schema import Route, TextStream
 from labctl.errors import InvalidInput, LabError, MethodNotAllowed, NotFound, TooLarge
-from labctl.records import DynoView, LabStatus
+from labctl.records import LabStatus
 
 log = logging.getLogger("labctl.api")
 MAX_BODY = 1 << 20
@@ -205,6 +206,7 @@ class Api:
         r("GET", APP + "/log-lines", self._logs, resource="log-line", title="List")
         r("GET", "/instances", lambda q, b: self.m.instances(), resource="instance", title="List", ranges=("id",))
         self.base_url = "http://127.0.0.1"  # with the port once served (``make_server``)
+        self.rendezvous = Rendezvous(manager)  # attached one-offs' attach_url
         Builds(manager, lambda: self.base_url).register(self)  # builds, their output streams
 
     def add_route(self, method: str, pattern: str, fn: Callable[..., Any], **meta: Any) -> None:
@@ -318,53 +320,14 @@ class Api:
 
     def _run(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         command = _field(b, "command")
-        attach = bool(b.get("attach", False))
+        attach = b.get("attach", False)
+        if not isinstance(attach, bool):
+            raise InvalidInput("'attach' must be a boolean")
         size = _opt_str(b, "size")
         view = self.m.run(app, command, attach, size)
-        if not attach:
-            return view
-        return self._attached(app, view)
-
-    def _attached(self, app: str, view: DynoView) -> Iterator[dict[str, Any]]:
-        """Stream an attached one-off's output; a heartbeat each second notices a client that went away.
-
-        A vanished client gets Heroku's treatment (heroku-reference §1.6): SIGHUP to the dyno's processes,
-        and R16 then a stop if it keeps running.
-        """
-        import queue
-        import threading
-
-        cid = view["container"]
-        yield {"dyno": view}
-        if not cid:
-            yield {"result": {"status": None, "dyno": view["name"]}}
-            return
-        chunks: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            for chunk in self.m.rt.engine.output(cid):
-                chunks.put(chunk)
-            chunks.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        finished = False
-        try:
-            while True:
-                try:
-                    chunk = chunks.get(timeout=1.0)
-                except queue.Empty:
-                    yield {"heartbeat": True}
-                    continue
-                if chunk is None:
-                    break
-                yield {"output": chunk}
-            status = self.m.rt.engine.wait(cid)
-            finished = True
-        finally:
-            if not finished:
-                self.m.hang_up(app, view["name"], cid)
-            self.m.finish_attached(app, view["name"], cid)
-        yield {"result": {"status": status, "dyno": view["name"]}}
+        if attach:  # the client attaches through the rendezvous service (``controller/rendezvous.py``)
+            view = {**view, "attach_url": self.rendezvous.offer(app, dict(view))}
+        return view
 
 
 def _stream(work: Callable[[Callable[[str], None]], Any]) -> Iterator[dict[str, Any]]:

@@ -435,3 +435,24 @@ def test_bad_build_sources(api: Api, deployed: str, tmp_path: Path):
     _, done = _follow_build(api, deployed, build)
     assert done["status"] == "failed" and done["error"]["id"] == "invalid_params" and done["release"] is None
     api.error("GET", f"{path}/{uuid.uuid4()}", None, 404, "not_found")
+
+
+# -- attached one-offs -------------------------------------------------------------------------------------
+def test_attached_one_off_through_its_rendezvous_attach_url(api: Api, lab: Lab, deployed: str):
+    import socket
+    from urllib.parse import urlsplit
+
+    run = api.ok("POST", f"/apps/{deployed}/dynos", {"command": "echo out-line; exit 4", "attach": True}, status=201)
+    has_reference_fields("dyno", run)
+    url = urlsplit(run["attach_url"])
+    assert (url.scheme, url.hostname) == ("rendezvous", "127.0.0.1") and len(url.path) > 20
+    with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+        sock.sendall(url.path.lstrip("/").encode() + b"\r\n")
+        got = b""
+        while chunk := sock.recv(4096):
+            got += chunk
+    assert got == b"rendezvous\r\nout-line\n" + "\uffff heroku-command-exit-status: 4\n".encode(), got
+    wait_until(lambda: run["name"] not in lab.dynos(deployed), 30, 0.3, "the one-off is gone")
+    r = lab.cli("run", "-a", deployed, "printf 'a\\nb'; exit 3")
+    assert (r.code, r.out) == (3, "a\nb"), (r.code, r.out, r.err)
+    api.error("POST", f"/apps/{deployed}/dynos", {"command": "true", "attach": "yes"}, 422, "invalid_params")
