@@ -427,23 +427,38 @@ class Client:
         return self.get("/faults/support")
 
     def faults_add(
-        self, fault: dict[str, Any], *, instance: str | None = None, app: str | None = None, dyno: str | None = None
+        self,
+        fault: dict[str, Any],
+        *,
+        instance: str | None = None,
+        app: str | None = None,
+        dyno: str | None = None,
+        router: str | None = None,
     ) -> dict[str, Any]:
         """Inject ``fault`` (``{"kind": "cpu", "cpus": 0.05, "for": "30s"}``…) into an instance: by id, or the
-        one hosting ``app``'s ``dyno``."""
-        return self.post(self._faults_path(instance, app, dyno), fault)
+        one hosting ``app``'s ``dyno``; or at the router end (``router``: ``common`` or a space's name, with
+        ``"to_instance"`` in ``fault`` for the path to one instance only)."""
+        return self.post(self._faults_path(instance, app, dyno, router), fault)
 
     def faults_clear(
-        self, *, instance: str | None = None, app: str | None = None, dyno: str | None = None, kind: str | None = None
+        self,
+        *,
+        instance: str | None = None,
+        app: str | None = None,
+        dyno: str | None = None,
+        kind: str | None = None,
+        router: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Remove the faults (of ``kind`` only, if given) of an instance, or of every instance when no target
-        is given; answers the faults removed."""
-        if instance is None and dyno is None:
+        """Remove the faults (of ``kind`` only, if given) of an instance or a router, or of every instance and
+        router when no target is given; answers the faults removed."""
+        if instance is None and dyno is None and router is None:
             return self.delete("/faults", kind=kind)
-        return self.delete(self._faults_path(instance, app, dyno), kind=kind)
+        return self.delete(self._faults_path(instance, app, dyno, router), kind=kind)
 
     @staticmethod
-    def _faults_path(instance: str | None, app: str | None, dyno: str | None) -> str:
+    def _faults_path(instance: str | None, app: str | None, dyno: str | None, router: str | None = None) -> str:
+        if router is not None:
+            return f"/routers/{_seg(router)}/faults"
         if instance is not None:
             return f"/instances/{_seg(instance)}/faults"
         if app is None or dyno is None:

@@ -15,6 +15,8 @@ LABEL_RELEASE = "io.labctl.release"
 LABEL_SPACE = "io.labctl.space"
 LABEL_IMAGE = "io.labctl.image"  # base | stack (shared, not removed by `down`)
 LABEL_STACK_HASH = "io.labctl.stack-hash"  # on the stack image: the Dockerfile and base it was built from
+LABEL_CONTROLLER = "io.labctl.controller"  # on a container running a lab's controller (compose/): the lab's name
+LABEL_STACK_BASE = "io.labctl.stack-base"  # on the stack image: the base image's name (`labctl doctor` shows it)
 
 KIND_ROUTER = "router"
 KIND_SANDBOX = "sandbox"

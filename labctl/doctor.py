@@ -57,17 +57,27 @@ def gather(lab: str) -> DoctorReport:
             f"Docker {v.get('Version')} (API {v.get('ApiVersion')}) at {where}, kernel {v.get('KernelVersion')}",
         )
     )
-    have_stack = False
-    for image in (const.BASE_IMAGE, const.STACK_IMAGE):
-        try:
-            image_id = engine.image_id(image)
-        except EngineError:
-            image_id = None
-        if image_id:
-            report.checks.append(Check("image", "ok", f"{image} ({image_id})"))
-            have_stack = have_stack or image == const.STACK_IMAGE
-        else:
-            report.checks.append(Check("image", "warn", f"{image} missing: `labctl up` builds it (no registry needed)"))
+    try:
+        stack_id = engine.image_id(const.STACK_IMAGE)
+        base = engine.base_image_path()
+    except EngineError:
+        stack_id = base = None
+    if base:
+        report.checks.append(Check("image", "ok", f"base {base}"))
+    else:
+        report.checks.append(
+            Check(
+                "image",
+                "warn",
+                "no base image yet: `labctl up` pulls debian:trixie-slim, or builds "
+                f"{const.BASE_IMAGE} with debootstrap (root) when the engine cannot pull",
+            )
+        )
+    have_stack = stack_id is not None
+    if stack_id:
+        report.checks.append(Check("image", "ok", f"{const.STACK_IMAGE} ({stack_id})"))
+    else:
+        report.checks.append(Check("image", "warn", f"{const.STACK_IMAGE} missing: `labctl up` builds it"))
     report.checks.append(_controller_check(LabDir(lab), lab))
     if have_stack:
         report.faults = {k: s.as_dict() for k, s in FaultEngine(engine).probe().items()}

@@ -13,7 +13,7 @@ from labctl.client import Client, controller_answers
 from labctl.controller.daemon import spawn_supervisor
 from labctl.engine.docker import Engine, connect
 from labctl.errors import ControllerUnavailable, LabError
-from labctl.labdir import LabDir, Settings
+from labctl.labdir import LabDir, Settings, check_settings
 
 START_TIMEOUT = 60.0
 
@@ -56,7 +56,7 @@ def up(
     s.timescale = timescale if timescale is not None else s.timescale
     s.pool_size = pool_size if pool_size is not None else s.pool_size
     s.provision_time = provision_time if provision_time is not None else s.provision_time
-    _check_settings(s)
+    check_settings(s)
     d.create(s)
     progress(f"Starting the controller of lab {lab}…")
     spawn_supervisor(lab)
@@ -70,22 +70,11 @@ def up(
     )
 
 
-def _check_settings(s: Settings) -> None:
-    for port in (s.http_port, s.https_port):
-        if not (0 <= port <= 65535):
-            raise LabError(f"Invalid port {port}")
-    if not (0.000001 <= s.timescale <= 100):
-        raise LabError(f"Invalid time scale {s.timescale}: it must be between 0.000001 and 100")
-    if not (1 <= s.pool_size <= 20):
-        raise LabError(f"Invalid pool size {s.pool_size}: it must be between 1 and 20")
-    if not (0 <= s.provision_time <= 3600):
-        raise LabError(f"Invalid provision time {s.provision_time}: it must be between 0 and 3600 seconds")
-
-
 def down(lab: str) -> dict[str, int]:
     """Stop the controller and remove every Docker object labelled with this lab, then its state."""
     d = LabDir(lab)
     engine = Engine(connect(), lab)
+    engine.stop_controller_containers()  # a controller run by Compose, before its restart policy can revive it
     _stop_processes(d)
     counts = engine.remove_lab()
     if d.path.exists():

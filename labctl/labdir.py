@@ -30,6 +30,19 @@ class Settings:
     provision_time: float = clock.PROVISION_TIME  # before the time scale
 
 
+def check_settings(s: Settings) -> None:
+    """Raise LabError (one line) for settings a lab cannot run with."""
+    for port in (s.http_port, s.https_port):
+        if not (0 <= port <= 65535):
+            raise LabError(f"Invalid port {port}")
+    if not (0.000001 <= s.timescale <= 100):
+        raise LabError(f"Invalid time scale {s.timescale}: it must be between 0.000001 and 100")
+    if not (1 <= s.pool_size <= 20):
+        raise LabError(f"Invalid pool size {s.pool_size}: it must be between 1 and 20")
+    if not (0 <= s.provision_time <= 3600):
+        raise LabError(f"Invalid provision time {s.provision_time}: it must be between 0 and 3600 seconds")
+
+
 def validate_lab_name(lab: str) -> str:
     if not _LAB_RE.match(lab):
         raise InvalidInput(f"Invalid lab name {lab!r}: lowercase letters, digits and dashes, at most 31 chars")

@@ -9,6 +9,7 @@ import typer
 
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, require_app
+from labctl.errors import InvalidInput
 
 
 @app.command("apps")
@@ -19,7 +20,9 @@ def apps(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
         return render.as_json(rows)
     if not rows:
         return render.out("You have no apps.")
-    render.out("=== Apps")
+    # CLI src/commands/apps/index.ts: the user's apps under `=== <email> Apps`; the lab marks a space's apps where
+    # the CLI marks a region other than us
+    render.out(f"=== {render.USER} Apps\n")
     for a in rows:
         render.out(a["name"] + (f" (space: {a['space']['name']})" if a["space"] else ""))
 
@@ -32,11 +35,13 @@ def apps_create(
     json: Json = False,
 ) -> None:
     """Create an app in the Common Runtime, or in a Private Space with --space."""
-    row = client(lab).app_create(name, space)
-    if json:
-        return render.as_json(row)
+    c = client(lab)
+    c.app_create(name, space)
+    if json:  # the app, as apps:info --json prints it
+        return render.as_json(c.app_info(name))
+    # CLI src/commands/apps/create.ts; the lab has no git remote, so the CLI's `web URL | git URL` line is left out
     where = f" in space {space}" if space else ""
-    render.out(f"Creating ⬢ {name}{where}... done")
+    render.action(f"Creating ⬢ {name}{where}")
 
 
 @app.command("apps:info")
@@ -45,15 +50,21 @@ def apps_info(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = Fals
     info = client(lab).app_info(require_app(app_name))
     if json:
         return render.as_json(info)
-    formation = render.formation_text(info["formation"]) or "none"
-    features = ", ".join(k for k, v in info["features"].items() if v) or "none"
-    render.out(f"=== ⬢ {info['name']}")
-    render.out(f"Space:       {info['space']['name'] if info['space'] else '(Common Runtime)'}")
-    render.out(f"Stack:       {info['stack']['name']}")
-    render.out(f"Release:     {'v' + str(info['release']) if info['release'] else 'none (nothing deployed)'}")
-    render.out(f"Dynos:       {formation}")
-    render.out(f"Features:    {features}")
-    render.out(f"Maintenance: {'on' if info['maintenance'] else 'off'}")
+    # CLI src/commands/apps/info.ts: `=== ⬢ app` and a styledObject; the lab adds its release, features and
+    # maintenance, and has no add-ons, collaborators, git URL or sizes to show
+    dynos = ", ".join(f"{p['type']}: {p['quantity']}" for p in info["formation"] if p["quantity"])
+    fields = {
+        "Dynos": dynos or None,
+        "Features": ", ".join(k for k, v in info["features"].items() if v) or None,
+        "Maintenance": "on" if info["maintenance"] else "off",
+        "Owner": render.USER,
+        "Region": info["region"]["name"],
+        "Release": f"v{info['release']}" if info["release"] else None,
+        "Space": info["space"]["name"] if info["space"] else None,
+        "Stack": info["stack"]["name"],
+        "Web URL": info.get("web_url"),
+    }
+    render.out("\n".join([f"=== ⬢ {info['name']}", "", *render.styled_object(fields)]))
 
 
 @app.command("apps:rename")
@@ -70,35 +81,66 @@ def apps_rename(
 
 
 @app.command("apps:destroy")
-def apps_destroy(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+def apps_destroy(
+    app_arg: Annotated[str | None, typer.Argument(hidden=True, help="The app (or -a)")] = None,
+    app_name: AppOpt = None,
+    confirm: Annotated[str | None, typer.Option("--confirm", "-c", help="The app's name, to skip the question")] = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
     """Destroy an app: its dynos, releases and slug images."""
-    name = require_app(app_name)
-    client(lab).app_destroy(name)
-    render.out(f"Destroying ⬢ {name} (including all add-ons)... done")
+    import sys
+
+    name = app_arg or app_name
+    if not name:
+        raise InvalidInput("No app specified. Usage: labctl apps:destroy APPNAME")
+    c = client(lab)
+    info = c.app_info(name)  # an unknown app is refused before the question (CLI src/commands/apps/destroy.ts)
+    # CLI src/lib/confirm-command.ts. The lab asks only where a person sees and answers the question (stdin and
+    # stderr are terminals): a script, a scenario step or a test destroys without --confirm, as labctl always did.
+    if confirm is not None and confirm != name:
+        raise InvalidInput(f"Confirmation {confirm} did not match {name}. Aborted.")
+    if confirm is None and sys.stdin.isatty() and sys.stderr.isatty():
+        render.warn(f"This will delete ⬢ {name} including all add-ons.")
+        render.err("")
+        sys.stderr.write(f"To proceed, type {name} or re-run this command with --confirm {name}: ")
+        sys.stderr.flush()
+        entered = sys.stdin.readline()
+        if not entered:  # end of input: as the CLI's prompt on Ctrl-D
+            raise typer.Abort()
+        if entered.strip() != name:
+            raise InvalidInput(f"Confirmation did not match {name}. Aborted.")
+    c.app_destroy(name)
+    render.as_json(info) if json else render.action(f"Destroying ⬢ {name} (including all add-ons)")
 
 
-def _maintenance(lab: str, name: str, on: bool) -> None:
-    client(lab).set_maintenance(name, on)
-    render.out(f"{'Enabling' if on else 'Disabling'} maintenance mode for ⬢ {name}... done")
+def _maintenance(lab: str, name: str, on: bool, json: bool) -> None:
+    c = client(lab)
+    c.set_maintenance(name, on)
+    if json:
+        return render.as_json(c.app_info(name))
+    # CLI src/commands/maintenance/on.ts and off.ts
+    render.action(f"{'Enabling' if on else 'Disabling'} maintenance mode for ⬢ {name}")
 
 
 @app.command("maintenance")
-def maintenance(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+def maintenance(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Print on/off."""
     info = client(lab).app_info(require_app(app_name))
-    render.out("on" if info["maintenance"] else "off")
+    # CLI src/commands/maintenance/index.ts prints on/off; --json is the app, as apps:info --json prints it
+    render.as_json(info) if json else render.out("on" if info["maintenance"] else "off")
 
 
 @app.command("maintenance:on")
-def maintenance_on(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+def maintenance_on(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Router answers 503 with H80; dynos keep running."""
-    _maintenance(lab, require_app(app_name), True)
+    _maintenance(lab, require_app(app_name), True, json)
 
 
 @app.command("maintenance:off")
-def maintenance_off(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+def maintenance_off(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Serve the app again."""
-    _maintenance(lab, require_app(app_name), False)
+    _maintenance(lab, require_app(app_name), False, json)
 
 
 @app.command("deploy")
@@ -114,8 +156,6 @@ def deploy(
     if not src.is_dir():
         raise typer.BadParameter(f"{directory} is not a directory", param_hint="DIRECTORY")
     if not (src / "Procfile").is_file():
-        from labctl.errors import InvalidInput
-
         raise InvalidInput(f"No Procfile in {directory}: a Procfile declares the app's process types.")
     result = None
     for row in client(lab).build(name, str(src)):
@@ -138,10 +178,12 @@ def features(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False
     rows = client(lab).features(name)
     if json:
         return render.as_json(rows)
+    # CLI src/commands/features/index.ts: sorted by name, the name padded to the longest
+    rows = sorted(rows, key=lambda f: f["name"])
     width = max(len(f["name"]) for f in rows)
-    render.out(f"=== App Features ({name})")
+    render.out(f"=== App Features ⬢ {name}\n")
     for f in rows:
-        render.out(f"[{'+' if f['enabled'] else ' '}] {f['name']:<{width}}  {f['description']} [{f['state']}]")
+        render.out(f"[{'+' if f['enabled'] else ' '}] {f['name']:<{width}}  {f['description']}")
 
 
 @app.command("features:info")
@@ -151,25 +193,27 @@ def features_info(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_
     f = client(lab).feature(name, feature)
     if json:
         return render.as_json(f)
-    render.out(f"=== {f['name']}\nDescription: {f['description']}\nEnabled:     {str(f['enabled']).lower()}")
+    fields = {"Description": f["description"], "Docs": f.get("doc_url"), "Enabled": str(f["enabled"]).lower()}
+    render.out("\n".join([f"=== {f['name']}", "", *render.styled_object(fields)]))  # CLI features/info.ts
 
 
-def _set_feature(lab: str, app_name: str | None, feature: str, on: bool) -> None:
+def _set_feature(lab: str, app_name: str | None, feature: str, on: bool, json: bool) -> None:
     name = require_app(app_name)
-    client(lab).set_feature(name, feature, on)
-    render.out(f"{'Enabling' if on else 'Disabling'} {feature} for ⬢ {name}... done")
+    row = client(lab).set_feature(name, feature, on)
+    # CLI src/commands/features/enable.ts and disable.ts; --json: the app-feature, as features:info --json
+    render.as_json(row) if json else render.action(f"{'Enabling' if on else 'Disabling'} {feature} for ⬢ {name}")
 
 
 @app.command("features:enable")
-def features_enable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+def features_enable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Enable a feature (preboot: no restart)."""
-    _set_feature(lab, app_name, feature, True)
+    _set_feature(lab, app_name, feature, True, json)
 
 
 @app.command("features:disable")
-def features_disable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
+def features_disable(feature: Feature, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Disable a feature (no restart)."""
-    _set_feature(lab, app_name, feature, False)
+    _set_feature(lab, app_name, feature, False, json)
 
 
 @app.command("stacks")

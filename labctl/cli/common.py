@@ -14,7 +14,7 @@ from labctl.client import Client
 from labctl.errors import InvalidInput
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion, as Typer gives them
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="labctl: Heroku's dyno platform, reproduced on one machine with Docker.",

@@ -15,10 +15,20 @@ Instance = Annotated[str | None, typer.Option("--instance", "-i", help="A runtim
 Dyno = Annotated[str | None, typer.Option("--dyno", "-d", help="The instance hosting this dyno, e.g. web.1 (with -a).")]
 
 
-def _target(instance: str | None, dyno: str | None, app_name: str | None) -> tuple[dict[str, str], str]:
-    """The client's target of ``--instance ID`` or of ``--dyno web.1 -a APP``, and how to name it."""
-    if (instance is None) == (dyno is None):
-        raise InvalidInput("Give exactly one of --instance ID or --dyno DYNO -a APP")
+Router = Annotated[
+    str | None,
+    typer.Option("--router", "-r", help="Act at the router end: the router serving common or a space (its name)."),
+]
+
+
+def _target(
+    instance: str | None, dyno: str | None, app_name: str | None, router: str | None = None
+) -> tuple[dict[str, str], str]:
+    """The client's target of ``--instance ID``, ``--dyno web.1 -a APP`` or ``--router R``, and how to name it."""
+    if sum(x is not None for x in (instance, dyno, router)) != 1:
+        raise InvalidInput("Give exactly one of --instance ID, --dyno DYNO -a APP or --router common|SPACE")
+    if router is not None:
+        return {"router": router}, f"the {router} router"
     if instance is not None:
         return {"instance": instance}, f"instance {instance}"
     if not app_name:
@@ -28,7 +38,7 @@ def _target(instance: str | None, dyno: str | None, app_name: str | None) -> tup
 
 @app.command("faults")
 def faults(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
-    """List instance faults (all, or those on instances hosting the app's dynos)."""
+    """List faults: where each sits (instance or router end), its direction and the dynos it hits."""
     rows = client(lab).faults(app_name or None)
     render.as_json(rows) if json else render.out(render.faults_text(rows))
 
@@ -38,18 +48,46 @@ def faults_add(
     kind: Annotated[str, typer.Argument(help=f"The fault kind. {kinds_help()}.")],
     percent: Annotated[float | None, typer.Option("--percent", help="loss: % of packets dropped, (0, 100].")] = None,
     cpus: Annotated[float | None, typer.Option("--cpus", help="cpu: CPUs each dyno gets, e.g. 0.05.")] = None,
+    kbit: Annotated[float | None, typer.Option("--kbit", help="bandwidth: kbit/s, e.g. 256.")] = None,
     rate: Annotated[str | None, typer.Option("--rate", help="bandwidth: e.g. 1mbit, 512kbit.")] = None,
-    delay: Annotated[str | None, typer.Option("--delay", help="latency: added delay, e.g. 200ms.")] = None,
+    ms: Annotated[float | None, typer.Option("--ms", help="latency, slow-close: milliseconds, e.g. 200.")] = None,
+    jitter: Annotated[float | None, typer.Option("--jitter", help="latency: ± milliseconds, e.g. 100.")] = None,
+    nbytes: Annotated[int | None, typer.Option("--bytes", help="limit-data: bytes let through, e.g. 1000.")] = None,
+    direction: Annotated[
+        str | None,
+        typer.Option(
+            "--direction",
+            help="loss, blackhole, latency, bandwidth: in (arriving at the end the fault sits at), out, or both.",
+        ),
+    ] = None,
     instance: Instance = None,
     dyno: Dyno = None,
     app_name: AppOpt = None,
+    router: Router = None,
+    to_instance: Annotated[
+        str | None, typer.Option("--to-instance", help="With --router: only its path to this instance.")
+    ] = None,
     for_: Annotated[str | None, typer.Option("--for", help="Revert by itself after this long, e.g. 30s, 5m.")] = None,
     lab: Lab = DEFAULT_LAB,
     json: Json = False,
 ) -> None:
-    """Inject a fault into a runtime instance (by id, or the one hosting --dyno)."""
-    target, _ = _target(instance, dyno, app_name)
-    body: dict[str, Any] = {"kind": kind, "percent": percent, "cpus": cpus, "rate": rate, "delay": delay, "for": for_}
+    """Inject a fault at an instance (by id, or the one hosting --dyno) or at a router (--router)."""
+    target, _ = _target(instance, dyno, app_name, router)
+    if to_instance is not None and router is None:
+        raise InvalidInput("--to-instance goes with --router common|SPACE")
+    body: dict[str, Any] = {
+        "kind": kind,
+        "percent": percent,
+        "cpus": cpus,
+        "kbit": kbit,
+        "rate": rate,
+        "ms": ms,
+        "jitter": jitter,
+        "bytes": nbytes,
+        "direction": direction,
+        "to_instance": to_instance,
+        "for": for_,
+    }
     result = client(lab).faults_add({k: v for k, v in body.items() if v is not None}, **target)
     if json:
         return render.as_json(result)
@@ -57,9 +95,11 @@ def faults_add(
         moved = ", ".join(result.get("dynos") or []) or "no dynos"
         return render.out(f"Failing instance {result['instance']}... done, relocating {moved} to a new server")
     until = f", reverts {render.fault_expiry(result)}" if result.get("expires_at") else ""
+    where = f"instance {result['instance']}"
+    if result.get("end") == "router":
+        where = f"the {result['router']} router" + (f" toward {result['instance']}" if result.get("instance") else "")
     render.out(
-        f"Adding {result['description']} fault to instance {result['instance']} "
-        f"({','.join(result['dynos']) or 'no dynos'})... done{until}"
+        f"Adding {result['description']} fault to {where} ({','.join(result['dynos']) or 'no dynos'})... done{until}"
     )
 
 
@@ -68,25 +108,29 @@ def faults_clear(
     instance: Instance = None,
     dyno: Dyno = None,
     app_name: AppOpt = None,
-    all_: Annotated[bool, typer.Option("--all", help="Clear the faults of every instance.")] = False,
+    router: Router = None,
+    all_: Annotated[bool, typer.Option("--all", help="Clear the faults of every instance and router.")] = False,
     kind: Annotated[str | None, typer.Option("--kind", help="Only faults of this kind.")] = None,
     lab: Lab = DEFAULT_LAB,
     json: Json = False,
 ) -> None:
-    """Remove faults from an instance (or from every instance with --all)."""
+    """Remove faults from an instance or a router (or from all of them with --all)."""
     if all_:
-        if instance is not None or dyno is not None:
-            raise InvalidInput("Give --all, or one of --instance ID / --dyno DYNO -a APP, not both")
+        if instance is not None or dyno is not None or router is not None:
+            raise InvalidInput("Give --all, or one of --instance ID / --dyno DYNO -a APP / --router R, not both")
         target: dict[str, str] = {}
-        what = "every instance"
+        what = "every instance and router"
     else:
-        target, what = _target(instance, dyno, app_name)
+        target, what = _target(instance, dyno, app_name, router)
     removed = client(lab).faults_clear(kind=kind or None, **target)
     if json:
         return render.as_json(removed)
     if not removed:
         return render.out(f"No {kind + ' ' if kind else ''}faults to clear on {what}")
-    done = ", ".join(f"{f['description']} on {f['instance']}" for f in removed)
+    done = ", ".join(
+        f"{f['description']} on " + (f"the {f['router']} router" if f.get("end") == "router" else f["instance"])
+        for f in removed
+    )
     render.out(f"Clearing faults on {what}... done, removed {done}")
 
 

@@ -44,7 +44,10 @@ def up(
     ] = None,
     base_image: Annotated[
         str | None,
-        typer.Option(envvar="LABCTL_BASE_IMAGE", help="Use this Debian trixie image instead of debootstrap."),
+        typer.Option(
+            envvar="LABCTL_BASE_IMAGE",
+            help="Debian trixie image to build the stack FROM (pulled if missing; default debian:trixie-slim).",
+        ),
     ] = None,
     json: Json = False,
 ) -> None:
@@ -89,9 +92,10 @@ def status(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
 
 
 @app.command("auth:token")
-def auth_token(lab: Lab = DEFAULT_LAB) -> None:
+def auth_token(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Print the lab's API token (for a Heroku API client pointed at the lab: see status --json's api.url)."""
-    render.out(client(lab).token())
+    token = client(lab).token()
+    render.as_json({"token": token}) if json else render.out(token)
 
 
 @app.command("instances")
@@ -120,10 +124,14 @@ def spaces_create(
 
 
 @app.command("spaces:destroy")
-def spaces_destroy(name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB) -> None:
+def spaces_destroy(
+    name: Annotated[str, typer.Argument(help="Space name")], lab: Lab = DEFAULT_LAB, json: Json = False
+) -> None:
     """Destroy an empty Private Space."""
-    client(lab).space_destroy(name)
-    render.out(f"Destroying space {name}... done")
+    c = client(lab)
+    row = next((s for s in c.spaces() if s["name"] == name), None) if json else None
+    c.space_destroy(name)
+    render.as_json(row) if json else render.out(f"Destroying space {name}... done")  # --json: the space destroyed
 
 
 @app.command("timescale")

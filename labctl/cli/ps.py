@@ -6,20 +6,23 @@ Names and aliases as the Heroku CLI registers them (heroku-reference §1.1: each
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, command, require_app
+from labctl.client import Client
 from labctl.domain.names import is_dyno_name
 from labctl.errors import InvalidInput, NotFound
 
 DynoName = Annotated[str | None, typer.Option("--dyno-name", "-d", help="A dyno, e.g. web.1")]
 ProcType = Annotated[str | None, typer.Option("--process-type", "-p", help="A process type, e.g. web")]
-Target = Annotated[str | None, typer.Argument(help="web.1 or web (older positional form)")]
+Target = Annotated[str | None, typer.Argument(help="web.1 or web (deprecated: use --dyno-name or --process-type)")]
+SCALE_ARG = re.compile(r"^([\w-]+)([=+-]\d+)(?::([\w-]+))?$")  # CLI src/commands/ps/scale.ts
 
 
 @app.command("ps")
@@ -64,17 +67,31 @@ def scale(
             raise NotFound(f"No process types on ⬢ {name}. Upload a Procfile to add process types.")
         return render.out(render.formation_text(formation))
     result = c.scale(name, args)
-    if json:
+    if json:  # the formation, as ps:scale --json without arguments prints it
         return render.as_json(result)
-    render.out(f"Scaling dynos... done, now running {render.formation_line(result)}.")
+    # CLI src/commands/ps/scale.ts: the action line names only the types the arguments changed, in formation order
+    changed = {m.group(1) for m in map(SCALE_ARG.match, args) if m}
+    now = ", ".join(f"{p['type']} at {p['quantity']}:{p['size']}" for p in result if p["type"] in changed)
+    render.action("Scaling dynos", f"done, now running {now}")
 
 
 def _target(positional: str | None, dyno: str | None, ptype: str | None) -> tuple[str | None, str | None]:
     if sum(x is not None for x in (positional, dyno, ptype)) > 1:
         raise InvalidInput("Give only one of DYNO, --dyno-name and --process-type")
     if positional:
+        # CLI src/commands/ps/restart.ts and stop.ts warn about the positional form (the lab still reads "web"
+        # there as a process type, as the CLI did before October 2024)
+        render.warn("DYNO is a deprecated argument. Use --dyno-name or --process-type instead.")
         return (positional, None) if is_dyno_name(positional) else (None, positional)
     return dyno, ptype
+
+
+def _what(positional: str | None, ptype: str | None, dyno: str | None) -> str:
+    """The action line's target, in the CLI's words (ps/restart.ts, stop.ts): a positional DYNO is always named
+    ``dyno X`` there, even ``web``, which the lab (as the API behind the older CLI) takes for the process type."""
+    if positional:
+        return f"dyno {positional}"
+    return f"all {ptype} dynos" if ptype else f"dyno {dyno}" if dyno else ""
 
 
 @command("ps:restart", aliases=["dyno:restart"], hidden=["restart"])
@@ -89,9 +106,10 @@ def restart(
     """Restart all dynos, a type, or one dyno (Private Space: on the same instance)."""
     name = require_app(app_name)
     dyno, ptype = _target(target, dyno_name, process_type)
-    what = f"dyno {dyno}" if dyno else f"all {ptype} dynos" if ptype else "all dynos"
-    result = client(lab).restart(name, dyno=dyno, ptype=ptype)
-    render.as_json(result) if json else render.out(f"Restarting {what} on ⬢ {name}... done")
+    what = _what(target, ptype, dyno) or "all dynos"
+    c = client(lab)
+    result = c.restart(name, dyno=dyno, ptype=ptype)
+    render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Restarting {what} on ⬢ {name}")
 
 
 @command("ps:stop", aliases=["dyno:stop", "ps:kill", "dyno:kill"], hidden=["stop", "kill"])
@@ -108,9 +126,17 @@ def stop(
     dyno, ptype = _target(target, dyno_name, process_type)
     if not dyno and not ptype:
         raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
-    what = f"dyno {dyno}" if dyno else f"all {ptype} dynos"
-    result = client(lab).stop(name, dyno=dyno, ptype=ptype)
-    render.as_json(result) if json else render.out(f"Stopping {what} on ⬢ {name}... done")
+    what = _what(target, ptype, dyno)
+    c = client(lab)
+    result = c.stop(name, dyno=dyno, ptype=ptype)
+    render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Stopping {what} on ⬢ {name}")
+
+
+def _dynos_named(c: Client, app: str, names: list[str]) -> list[dict[str, Any]]:
+    """``--json`` of restart and stop: the dynos acted on, as ``ps --json`` shows them right after the action (a
+    stopped one-off is gone, so it is no longer listed)."""
+    wanted = set(names)
+    return [d for d in c.dynos(app) if d["name"] in wanted]
 
 
 Command = Annotated[list[str], typer.Argument(help="The command to run")]
@@ -123,19 +149,30 @@ def _command_line(args: list[str]) -> str:
 
 
 @app.command("run", context_settings={"allow_interspersed_args": False})
-def run(command: Command, app_name: AppOpt = None, size: Size = None, lab: Lab = DEFAULT_LAB) -> None:
+def run(
+    command: Command, app_name: AppOpt = None, size: Size = None, lab: Lab = DEFAULT_LAB, json: Json = False
+) -> None:
     """Run a one-off dyno attached to this terminal; exits with the command's status."""
     name = require_app(app_name)
     line = _command_line(command)
     status = None
+    dyno: dict[str, Any] = {}
+    output: list[str] = []
     for row in client(lab).run(name, line, size):
         if "dyno" in row:
-            render.progress(f"Running {line} on ⬢ {name}... up, {row['dyno']['name']}")
+            dyno = row["dyno"]
+            # CLI src/lib/run/dyno.ts: `<state>, <dyno name>`; its size test (`size > 0`) never holds for a name
+            render.action(f"Running {line} on ⬢ {name}", f"up, {dyno['name']}")
         elif "output" in row:
-            sys.stdout.write(row["output"])
-            sys.stdout.flush()
+            if json:
+                output.append(row["output"])
+            else:
+                sys.stdout.write(row["output"])
+                sys.stdout.flush()
         elif "result" in row:
             status = row["result"]["status"]
+    if json:  # the dyno as the API gave it, with what the command printed and its exit status
+        render.as_json({"dyno": dyno, "output": "".join(output), "status": status})
     raise typer.Exit(status if isinstance(status, int) else 1)
 
 
@@ -149,8 +186,9 @@ def run_detached(
     dyno = client(lab).run_detached(name, line, size)
     if json:
         return render.as_json(dyno)
-    render.out(f"Running {line} on ⬢ {name}... done, {dyno['name']} ({dyno['size']})")
-    render.out(f"Use 'labctl logs -a {name} --dyno {dyno['name']}' to view the output.")
+    # CLI src/commands/run/detached.ts and src/lib/run/dyno.ts
+    render.action(f"Running {line} on ⬢ {name}", f"done, {dyno['name']}")
+    render.out(f"Run labctl logs --app {name} --dyno {dyno['name']} to view the output.\n")
 
 
 @command("ps:type", aliases=["ps:resize", "dyno:resize"], hidden=["resize", "dyno:type"])
@@ -166,7 +204,7 @@ def ps_type(
     if args:
         c.resize(name, _sizes(args))
         if not json:
-            render.out(f"Scaling dynos on ⬢ {name}... done")
+            render.action(f"Scaling dynos on ⬢ {name}")  # CLI src/commands/ps/type.ts
     formation = c.formation(name)
     if json:
         return render.as_json(formation)
@@ -193,24 +231,34 @@ def ps_wait(
     ptype: Annotated[str | None, typer.Option("--type", "-t", help="Only this process type")] = None,
     with_run: Annotated[bool, typer.Option("--with-run", "-R", help="Include one-off dynos")] = False,
     wait_interval: Annotated[
-        float, typer.Option("--wait-interval", "-w", help="Seconds between checks (lab default 1)")
-    ] = 1.0,
+        int,
+        typer.Option(
+            "--wait-interval", "-w", help="Seconds between checks, at least 10 (multiplied by the lab's time scale)"
+        ),
+    ] = 10,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds (0 = never)")] = 0,
     lab: Lab = DEFAULT_LAB,
+    json: Json = False,
 ) -> None:
     """Wait until every dyno is up on the latest release."""
-    # heroku-reference §1.7 (`heroku ps:wait`): its flags, and one progress line that changes in place
+    # heroku-reference §1.7, CLI src/commands/ps/wait.ts: its flags and words; nothing is printed when every dyno
+    # is already on the latest release. The lab's choice: the interval, a platform-like pause, follows the time
+    # scale (10 s at 0.05 is a check every 0.5 s), so waiting in a fast lab stays fast.
     import time
 
     name = require_app(app_name)
-    if wait_interval <= 0:
-        raise InvalidInput("wait-interval must be positive")
+    if wait_interval < 10:
+        raise InvalidInput("wait-interval must be at least 10")
+    if with_run and ptype:  # the CLI declares --with-run exclusive of --type (oclif's parser refuses both)
+        raise InvalidInput("--with-run cannot also be provided when using --type")
     c = client(lab)
     releases = c.releases(name)
     if not releases:
-        render.err(f" ▸    App ⬢ {name} has no releases")
-        return
+        render.warn(f"App ⬢ {name} has no releases")
+        return render.as_json([]) if json else None
     latest = releases[0]["version"]
+    pause = wait_interval * float(c.lab_status().get("timescale") or 1.0)
+    message = f"Waiting for every dyno to be running v{latest}"
     started = time.time()
     last = None
     while True:
@@ -220,13 +268,14 @@ def ps_wait(
             if d["type"] != "release" and (with_run or d["type"] != "run") and (not ptype or d["type"] == ptype)
         ]
         ready = sum(1 for d in dynos if d["state"] == "up" and d["release"]["version"] >= latest)
-        line = f"Waiting for every dyno to be running v{latest}... {ready} / {len(dynos)}"
-        if line != last:
-            render.progress(line)
-            last = line
+        fraction = f"{ready} / {len(dynos)}"
         if ready == len(dynos):
-            render.progress(f"{ready} / {len(dynos)}, done")
-            return
+            if last is not None:
+                render.action(message, f"{fraction}, done")
+            return render.as_json(dynos) if json else None
+        if fraction != last:
+            render.progress(f"{message}... {fraction}")
+            last = fraction
         if timeout and time.time() - started > timeout:
-            raise InvalidInput(f"Timed out after {timeout:.0f} s: {ready} / {len(dynos)} dynos up on v{latest}")
-        time.sleep(wait_interval)
+            raise InvalidInput(f"Timed out after {timeout:.0f} s: {fraction} dynos up on v{latest}")
+        time.sleep(pause)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import shlex
+from typing import Annotated, Any
 
 import typer
 
@@ -12,10 +13,18 @@ from labctl.errors import InvalidInput
 
 
 @app.command("releases")
-def releases(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
-    """List the app's releases, newest first."""
+def releases(
+    app_name: AppOpt = None,
+    num: Annotated[int, typer.Option("--num", "-n", help="Number of releases to show")] = 15,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
+    """List the app's releases, newest first (the last 15; -n for more)."""
+    # CLI src/commands/releases/index.ts: `Range: version ..; max=${num || 15}, order=desc`, for --json too
     name = require_app(app_name)
-    rows = client(lab).releases(name)
+    if num < 1:
+        raise InvalidInput("--num must be at least 1")
+    rows = sorted(client(lab).releases(name), key=lambda r: -r["version"])[:num]
     render.as_json(rows) if json else render.out(render.releases_text(name, rows))
 
 
@@ -52,24 +61,45 @@ def rollback(
     rel = client(lab).rollback(name, number)
     if json:
         return render.as_json(rel)
+    # CLI src/commands/releases/rollback.ts: the action line, then two warnings
     target = rel["description"].rsplit(" ", 1)[-1]
-    render.out(f"Rolling back ⬢ {name} to {target}... done, v{rel['version']}")
-    render.out("Rollback affects code and config vars; it doesn't add or remove addons.")
+    render.action(f"Rolling back ⬢ {name} to {target}", f"done, v{rel['version']}")
+    render.warn("Rollback affects code and config vars; it doesn't add or remove addons.")
+    render.warn(f"To undo, run: labctl rollback v{rel['version'] - 1}")
+
+
+Shell = Annotated[bool, typer.Option("--shell", "-s", help="Print config vars as KEY=value")]
 
 
 @app.command("config")
-def config(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+def config(app_name: AppOpt = None, shell: Shell = False, lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """Show config vars."""
+    # CLI src/commands/config/index.ts
     name = require_app(app_name)
     values = client(lab).config(name)
-    render.as_json(values) if json else render.out(render.config_text(name, values))
+    if json:
+        return render.as_json(values)
+    if shell:
+        return render.out("\n".join(f"{k}={shlex.quote(v)}" for k, v in values.items())) if values else None
+    render.out(render.config_text(name, values))
 
 
 @app.command("config:get")
-def config_get(key: str, app_name: AppOpt = None, lab: Lab = DEFAULT_LAB) -> None:
-    """Print one config var's value (empty if unset)."""
+def config_get(
+    keys: Annotated[list[str], typer.Argument(help="KEY …", metavar="KEY...")],
+    app_name: AppOpt = None,
+    shell: Shell = False,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
+    """Print config var values, one a line (empty if unset)."""
+    # CLI src/commands/config/get.ts: --json is {key, value} (value null when unset), a list for several keys
     values = client(lab).config(require_app(app_name))
-    render.out(values.get(key, ""))
+    if json:
+        found = [{"key": k, "value": values.get(k)} for k in keys]
+        return render.as_json(found[0] if len(found) == 1 else found)
+    for k in keys:
+        render.out(f"{k}={shlex.quote(values.get(k) or '')}" if shell else values.get(k) or "")
 
 
 @app.command("config:set")
@@ -88,10 +118,11 @@ def config_set(
             raise InvalidInput(f"{pair} is invalid. Must be in the format FOO=bar.")
         changes[key] = value
     result = client(lab).config_set(name, changes)
-    if json:
-        return render.as_json(result)
-    suffix = f", v{result['release']['version']}" if result["release"] else ""
-    render.out(f"Setting {', '.join(changes)} and restarting ⬢ {name}... done{suffix}")
+    if json:  # the config-vars object, as config --json prints it
+        return render.as_json(result["config"])
+    # CLI src/commands/config/set.ts: the action line on stderr, then the vars set (non-empty ones) on stdout
+    render.action(f"Setting {', '.join(changes)} and restarting ⬢ {name}", _release_suffix(result))
+    render.out("\n".join(render.styled_object({k: v for k, v in changes.items() if v}, keys=list(changes))))
 
 
 @app.command("config:unset")
@@ -104,7 +135,12 @@ def config_unset(
     """Unset config vars: a new release that restarts the dynos."""
     name = require_app(app_name)
     result = client(lab).config_set(name, dict.fromkeys(keys))
-    if json:
-        return render.as_json(result)
-    suffix = f", v{result['release']['version']}" if result["release"] else ""
-    render.out(f"Unsetting {', '.join(keys)} and restarting ⬢ {name}... done{suffix}")
+    if json:  # the config-vars object, as config --json prints it
+        return render.as_json(result["config"])
+    # CLI src/commands/config/unset.ts
+    render.action(f"Unsetting {', '.join(keys)} and restarting ⬢ {name}", _release_suffix(result))
+
+
+def _release_suffix(result: dict[str, Any]) -> str:
+    """``done, v5``; the lab makes no release when nothing changed, and then says only ``done``."""
+    return f"done, v{result['release']['version']}" if result.get("release") else "done"

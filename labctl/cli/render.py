@@ -27,6 +27,29 @@ def as_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
 
 
+def action(message: str, status: str = "done") -> None:
+    """The Heroku CLI's ``ux.action.start(message)`` … ``ux.action.stop(status)``: one line on stderr, stdout stays
+    for results (``Scaling dynos... done, now running web at 2:Standard-1X``)."""
+    progress(f"{message}... {status}")
+
+
+def warn(message: str) -> None:
+    """A warning on stderr with the Heroku CLI's bang (the lab prints every warning and error after ``▸``)."""
+    progress(f" ▸    {message}")
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """``hux.table``: a header row, a rule of ``─`` as wide as the table, then the rows; columns three spaces apart,
+    one space in front (as the Heroku CLI's tests show it, e.g. test/unit/commands/ps/type.unit.test.ts)."""
+    widths = [max(len(str(r[c])) for r in [columns, *rows]) for c in range(len(columns))]
+
+    def line(values: Sequence[str]) -> str:
+        return (" " + "   ".join(str(v).ljust(widths[c]) for c, v in enumerate(values))).rstrip()
+
+    rule = " " + "─" * (sum(widths) + 3 * (len(widths) - 1))
+    return "\n".join([line(columns), rule, *(line(r) for r in rows)])
+
+
 def progress(line: str) -> None:
     """Long work shows progress on stderr so that stdout stays clean for --json."""
     sys.stderr.write(line.rstrip("\n") + "\n")
@@ -62,25 +85,26 @@ def _dyno_key(d: dict[str, Any]) -> tuple[str, int]:
 
 
 def ps_text(app: str, dynos: list[dict[str, Any]], now: float | None = None) -> str:
-    """``heroku ps``: one-offs first, then formation dynos grouped by type and command (§1.3)."""
+    """``heroku ps`` (CLI src/commands/ps/index.ts): one-offs first, then formation dynos grouped by type, size and
+    command; each group is a styledHeader, a blank line, its dynos and a blank line (§1.3)."""
     if not dynos:
         return f"No dynos on ⬢ {app}"
     blocks = []
     one_offs = sorted((d for d in dynos if d["type"] == "run"), key=_dyno_key)
     if one_offs:
-        lines = [f"=== run: one-off processes ({len(one_offs)})"]
+        lines = [f"=== run: one-off processes ({len(one_offs)})", ""]
         lines += [
             f"{d['name']} ({d['size']}): {d['state']} {ago(d['updated_at'], now)}: {d['command']}" for d in one_offs
         ]
-        blocks.append("\n".join(lines))
+        blocks.append("\n".join(lines) + "\n")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for d in sorted((d for d in dynos if d["type"] != "run"), key=_dyno_key):
         groups.setdefault((d["type"], d["size"], d["command"]), []).append(d)
     for (ptype, size, command), members in groups.items():
-        lines = [f"=== {ptype} ({size}): {command} ({len(members)})"]
+        lines = [f"=== {ptype} ({size}): {command} ({len(members)})", ""]
         lines += [f"{d['name']}: {d['state']} {ago(d['updated_at'], now)}" + _old_suffix(d) for d in members]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
 
 
 def _old_suffix(d: dict[str, Any]) -> str:
@@ -90,38 +114,40 @@ def _old_suffix(d: dict[str, Any]) -> str:
     return f"  [old, v{d['release']['version']}{', serving' if d.get('routed') else ''}]"
 
 
-def formation_line(formation: list[dict[str, Any]]) -> str:
-    """``web at 3:Standard-2X, worker at 1:Standard-1X`` (the line ``ps:scale`` ends with)."""
-    return ", ".join(f"{p['type']} at {p['quantity']}:{p['size']}" for p in sorted(formation, key=lambda p: p["type"]))
-
-
 def formation_text(formation: list[dict[str, Any]]) -> str:
     """``web=3:Standard-2X worker=1:Standard-1X`` (``ps:scale`` with no args)."""
     return " ".join(f"{p['type']}={p['quantity']}:{p['size']}" for p in sorted(formation, key=lambda p: p["type"]))
 
 
+RELEASE_STATUS = {
+    "expired": "release expired",
+    "failed": "release command failed",
+    "pending": "release command executing",
+}
+
+
 def releases_text(app: str, releases: list[dict[str, Any]], now: float | None = None) -> str:
+    """``heroku releases`` (CLI src/commands/releases/index.ts): a header naming the current release, then a table
+    newest first; a release's status follows its description (src/lib/releases/status-helper.ts)."""
     if not releases:
-        return f"=== ⬢ {app} Releases\n\nNo releases yet"
+        return f"⬢ {app} has no releases."
     current = next(
         (r["version"] for r in releases if r.get("status", "succeeded") == "succeeded"), releases[0]["version"]
     )
-    lines = [f"=== ⬢ {app} Releases - Current: v{current}"]
-    width = max(len(r["description"]) for r in releases)
-    for r in releases:
+    rows = []
+    for r in sorted(releases, key=lambda r: -r["version"]):
+        status = RELEASE_STATUS.get(r.get("status") or "", "")
         stamp = ago(r["created_at"], now)
-        status = {"failed": "  release command failed", "pending": "  release command executing"}.get(
-            r.get("status", ""), ""
-        )
-        lines.append(f"v{r['version']:<4} {r['description']:<{width}}  {USER}  {stamp}{status}")
-    return "\n".join(lines)
+        rows.append((f"v{r['version']}", r["description"] + (f" {status}" if status else ""), USER, stamp))
+    return f"=== ⬢ {app} Releases - Current: v{current}\n\n" + table(("v", "description", "user", "created_at"), rows)
 
 
-def _styled_object(fields: dict[str, Any]) -> list[str]:
-    """The Heroku CLI's ``styledObject``: keys sorted and padded to the longest key (absent keys count too),
-    empty values left out."""
+def styled_object(fields: dict[str, Any], keys: Sequence[str] | None = None) -> list[str]:
+    """The Heroku CLI's ``hux.styledObject``: keys (sorted, or in the order given) padded to the longest key (absent
+    keys count too); absent values (None) left out."""
     width = max((len(k) for k in fields), default=0) + 2
-    return [f"{k + ':':<{width}}{v}" for k, v in sorted(fields.items()) if v not in (None, "", [])]
+    order = keys if keys is not None else sorted(fields)
+    return [f"{k + ':':<{width}}{fields[k]}" for k in order if fields.get(k) is not None]
 
 
 def release_info_text(rel: dict[str, Any], shell: bool = False) -> str:
@@ -131,13 +157,17 @@ def release_info_text(rel: dict[str, Any], shell: bool = False) -> str:
     if status:
         change += f" ({status})"
     when = rel["created_at"]
-    fields = {"Add-ons": None, "Change": change, "By": USER, "When": when}
+    # the Platform API's eligible_for_rollback: in the lab, a release that succeeded (rollback refuses the others)
+    eligible = "Yes" if rel.get("status", "succeeded") == "succeeded" else "No"
+    fields = {"Add-ons": None, "Change": change, "By": USER, "Eligible for Rollback?": eligible, "When": when}
     config = rel.get("config") or {}
-    lines = [f"=== Release v{rel['version']}", *_styled_object(fields), "", f"=== v{rel['version']} Config vars", ""]
+    version = rel["version"]
+    # styledHeader is the header and a blank line (as the CLI's exact-output tests show it, e.g. config/index)
+    lines = [f"=== Release v{version}", "", *styled_object(fields), "", f"=== v{version} Config vars", ""]
     if shell:
         lines += [f"{k}={shlex.quote(v)}" for k, v in config.items()]
     else:
-        lines += _styled_object(config)
+        lines += styled_object(config)
     return "\n".join(lines)
 
 
@@ -170,10 +200,8 @@ def ps_extended_text(dynos: list[dict[str, Any]], now: float | None = None) -> s
 
 
 def config_text(app: str, config: dict[str, str]) -> str:
-    if not config:
-        return f"⬢ {app} has no config vars."
-    width = max(len(k) for k in config) + 1
-    return "\n".join([f"=== ⬢ {app} Config Vars", ""] + [f"{k + ':':<{width}} {v}" for k, v in sorted(config.items())])
+    """``heroku config`` (CLI src/commands/config/index.ts): the header, a blank line, ``styledObject``."""
+    return "\n".join([f"=== ⬢ {app} Config Vars", "", *styled_object(config)]).rstrip("\n")
 
 
 def instances_text(instances: list[dict[str, Any]]) -> str:
@@ -195,13 +223,23 @@ def log_line(row: dict[str, Any]) -> str:
 
 
 def types_text(formation: list[dict[str, Any]]) -> str:
-    """``ps:type`` with no arguments: the process types table (heroku-reference §1.5, costs omitted)."""
-    rows = [("Type", "Size", "Qty")] + [
-        (p["type"], p["size"], str(p["quantity"])) for p in sorted(formation, key=lambda p: p["type"])
-    ]
-    widths = [max(len(r[c]) for r in rows) for c in range(3)]
-    lines = ["=== Process Types", ""] + ["  ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip() for r in rows]
-    return "\n".join(lines)
+    """``ps:type`` with no arguments (CLI src/commands/ps/type.ts displayFormation): the process types, then the dyno
+    totals per size. The lab has no prices, so the CLI's ``cost/hour`` and ``max cost/month`` columns are left out."""
+    procs = sorted(formation, key=lambda p: p["type"])
+    totals: dict[str, int] = {}
+    for p in procs:
+        totals[p["size"]] = totals.get(p["size"], 0) + p["quantity"]
+    return "\n".join(
+        [
+            "=== Process Types",
+            "",
+            table(("type", "size", "qty"), [(p["type"], p["size"], str(p["quantity"])) for p in procs]),
+            "",
+            "=== Dyno Totals",
+            "",
+            table(("type", "total"), [(size, str(n)) for size, n in totals.items()]),
+        ]
+    )
 
 
 # -- faults, doctor, traffic (issue 4) ---------------------------------------------------------------------
@@ -220,18 +258,41 @@ def fault_expiry(fault: dict[str, Any], now: float | None = None) -> str:
     return f"in {max(left, 0):.0f}s"
 
 
+_PATHS = {  # (end, direction) -> the packets it acts on
+    ("instance", "in"): "in: router→instance",
+    ("instance", "out"): "out: instance→router",
+    ("router", "out"): "out: router→instance",
+    ("router", "in"): "in: instance→router",
+}
+
+
+def fault_path(f: dict[str, Any]) -> str:
+    """The direction column of ``labctl faults``: which packets a directional fault acts on."""
+    d = f.get("direction")
+    if not d:
+        return "-"
+    return "both ways" if d == "both" else _PATHS.get((f.get("end") or "instance", d), d)
+
+
 def faults_text(rows: list[dict[str, Any]], now: float | None = None) -> str:
-    """``labctl faults``: one row per fault, with the instance it belongs to and the dynos it hits."""
+    """``labctl faults``: one row per fault, with where it sits (an instance, or a router and its target),
+    its direction and the dynos it hits."""
     if not rows:
         return "No faults"
-    table = [("INSTANCE", "RUNTIME", "FAULT", "ID", "REVERTS", "DYNOS")]
+    table = [("END", "AT", "RUNTIME", "FAULT", "DIRECTION", "ID", "REVERTS", "DYNOS")]
     for f in rows:
         runtime = "common" if f["runtime"] == "common" else f"space:{f['runtime']}"
+        if f.get("end") == "router":
+            end, at = "router", f"{f['router']} → {f.get('instance') or 'every instance'}"
+        else:
+            end, at = "instance", f["instance"]
         table.append(
             (
-                f["instance"],
+                end,
+                at,
                 runtime,
                 f.get("description") or f.get("kind", "?"),
+                fault_path(f),
                 f.get("id", "-"),
                 fault_expiry(f, now),
                 ",".join(f.get("dynos") or []) or "-",
@@ -248,7 +309,8 @@ def doctor_text(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append("=== Fault kinds on this engine")
     for kind, s in report["faults"].items():
-        lines.append(f"{'ok  ' if s['supported'] else 'no  '}  {kind:<12} {s['reason']}")
+        how = f"[{s['mechanism']}] " if s.get("mechanism") and s["supported"] else ""
+        lines.append(f"{'ok  ' if s['supported'] else 'no  '}  {kind:<12} {how}{s['reason']}")
     return "\n".join(lines)
 
 

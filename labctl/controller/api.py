@@ -266,7 +266,7 @@ class Api:
         for f in self.m.features(app):
             if feature in (f["name"], f["id"]):
                 return f
-        raise NotFound(f"Couldn't find that feature: {feature}")
+        raise NotFound("Couldn't find that feature.")
 
     def _patch_feature(self, q: dict[str, str], b: dict[str, Any], app: str, feature: str) -> Any:
         if not isinstance(b.get("enabled"), bool):

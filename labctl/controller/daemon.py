@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from labctl.labdir import LabDir
+from labctl.labdir import LabDir, Settings
 
 log = logging.getLogger("labctl.daemon")
 
@@ -42,6 +42,7 @@ def _setup_logging(d: LabDir) -> None:
 def serve(lab: str) -> int:
     from labctl.controller.api import Api, make_server
     from labctl.controller.faults import FaultManager
+    from labctl.controller.faults_router import RouterFaults
     from labctl.controller.logsink import LogSink
     from labctl.controller.manager import Manager
     from labctl.controller.runtime import Runtime
@@ -75,6 +76,7 @@ def serve(lab: str) -> int:
     runtime.start()
     manager = Manager(store, runtime, sink, lab)
     started = time.time()
+    shown = _host_state_dir(d, engine)
 
     def status() -> LabStatus:
         s = d.settings()
@@ -96,7 +98,7 @@ def serve(lab: str) -> int:
             router["https_url"] = f"https://127.0.0.1:{tport}"
             router["https_port"] = tport
             router["https_app_url"] = f"https://<app>.localhost:{tport}"
-            router["ca_cert"] = str(d.file("ca.crt"))
+            router["ca_cert"] = str(shown / "ca.crt")
         return {
             "lab": lab,
             "router": router,
@@ -109,7 +111,7 @@ def serve(lab: str) -> int:
             "spaces": len(store.spaces()),
             "dynos": len(store.dynos()),
             "instances": len(store.instances()),
-            "state_dir": str(d.path),
+            "state_dir": str(shown),
             "api": {"url": f"http://127.0.0.1:{(d.api() or {}).get('port', 0)}"},
             "engine": "unreachable" if runtime.engine_lost else "ok",
         }
@@ -117,6 +119,7 @@ def serve(lab: str) -> int:
     api = Api(manager, status)
     faults = FaultManager(store, runtime, sink)  # instance faults (lab-spec §8): hooks, routes, expiry timer
     faults.register(api)
+    RouterFaults(faults).attach(api)  # router-end faults (issue 17), listed and expired with the others
     faults.start()
     previous = d.api()
     server = None
@@ -134,6 +137,20 @@ def serve(lab: str) -> int:
     runtime.stop()
     store.close()
     return 0
+
+
+def _host_state_dir(d: LabDir, engine) -> Path:  # noqa: ANN001 - the Engine adapter, imported lazily above
+    """The lab's state folder as the host names it: in a Compose container, where the state root comes from."""
+    from labctl.controller.releases import ENV_HOST_ROOT
+
+    if not os.environ.get(ENV_HOST_ROOT):
+        return d.path
+    try:
+        source = engine.controller_mount_source(str(d.path.parent))
+    except Exception:  # noqa: BLE001 - only a label for the status: the container's own path will do
+        log.exception("could not find the state folder's host path")
+        source = None
+    return Path(source, d.lab) if source else d.path
 
 
 def _router_tls(d: LabDir):  # noqa: ANN202 - returns a function: app names -> files for the router
@@ -156,12 +173,21 @@ def _router_tls(d: LabDir):  # noqa: ANN202 - returns a function: app names -> f
     return files_for
 
 
-def supervise(lab: str) -> int:
+def supervise(lab: str, init: Settings | None = None) -> int:
+    """Keep one ``serve`` child alive. With ``init`` (the controller as a Compose service) it first makes what
+    the lab needs: the state folder with these settings if there is none yet, owned by the state root's owner
+    (whose uid the process takes), and the stack image; while another controller holds the lab it waits."""
     d = LabDir(lab)
-    _setup_logging(d)
-    held = _lock(d.file("supervisor.lock"))
-    if held is None:
-        return 0
+    if init is None:
+        if not d.exists():
+            print(f"labctl.controller: lab {lab!r} has no state in {d.path}; run `labctl up`", file=sys.stderr)
+            return 1
+        _setup_logging(d)
+        held = _lock(d.file("supervisor.lock"))
+        if held is None:
+            return 0
+    else:
+        held = _init_lab(d, init)
     child: subprocess.Popen | None = None
     stopping = False
 
@@ -189,6 +215,58 @@ def supervise(lab: str) -> int:
         log.warning("controller exited with %s; restarting", code)
         time.sleep(min(0.2 * (2**failures), 10))
     return 0
+
+
+def _init_lab(d: LabDir, settings: Settings):  # noqa: ANN202 - returns the open file holding the lock
+    """Compose's controller: the state folder, the supervisor lock (waiting while another controller holds the
+    lab) and the images. Log lines go to the lab's controller.log and to stderr (``docker-compose logs``)."""
+    from labctl.errors import LabError
+
+    _become_owner_of(d.path.parent)
+    announced = False
+    while True:
+        if not d.exists():
+            d.create(settings)
+        if not logging.getLogger().handlers:
+            _setup_logging(d)
+            logging.getLogger().addHandler(logging.StreamHandler(sys.stderr))
+        held = _lock(d.file("supervisor.lock"))
+        if held is not None:
+            break
+        if not announced:
+            log.info("lab %s already has a controller; this one takes over when it stops", d.lab)
+            announced = True
+        time.sleep(2)
+    d.file("supervisor.pid").write_text(str(os.getpid()))  # `labctl down` finds it before the images are built
+    try:
+        from labctl.engine.docker import Engine, connect
+
+        Engine(connect(), d.lab).ensure_stack_image(lambda line: log.info("%s", line))
+    except (LabError, OSError) as err:  # the controller stays up and says what is missing; deploys name it too
+        log.error("the stack image is missing and could not be built: %s", err)
+    log.info("controller of lab %s starting (state in %s)", d.lab, d.path)
+    return held
+
+
+def _become_owner_of(root: Path) -> None:
+    """Run as the user who owns the state root (a host user's ~/.local/state/labctl mounted into the container),
+    keeping access to the Docker socket, so that the files the controller writes are theirs."""
+    try:
+        st = root.stat()
+    except FileNotFoundError:
+        root.mkdir(parents=True, exist_ok=True)
+        return
+    if os.getuid() != 0 or st.st_uid == 0:
+        return
+    groups = {st.st_gid}
+    sock = Path(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://"))
+    try:
+        groups.add(sock.stat().st_gid)
+    except OSError:
+        pass
+    os.setgroups(sorted(groups))
+    os.setgid(st.st_gid)
+    os.setuid(st.st_uid)
 
 
 def spawn_supervisor(lab: str) -> None:

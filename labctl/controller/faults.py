@@ -14,19 +14,22 @@ Lab choices where Heroku is silent (it has no fault injection):
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from labctl.controller.logsink import LogSink
 from labctl.controller.runtime import Runtime
-from labctl.domain import names
-from labctl.domain.faults import FAULT_KINDS, KINDS, NET_KINDS, PARAM_HELP
+from labctl.domain import clock, names
+from labctl.domain.faults import DIRECTIONAL_KINDS, DIRECTIONS, FAULT_KINDS, KINDS, NET_KINDS, PARAM_HELP
 from labctl.engine.faults import (
     MAX_CPUS,
+    MAX_RATE_BPS,
     MIN_CPUS,
+    MIN_RATE_BPS,
     FaultEngine,
     Support,
     format_rate,
@@ -38,6 +41,7 @@ from labctl.records import DynoRow, Fault, FaultView, InstanceRow, SandboxRow
 from labctl.store import Store
 
 log = logging.getLogger("labctl.faults")
+MAX_DELAY_MS = 600_000.0  # ten minutes: beyond any router window
 
 
 # -- pure: validation and description ----------------------------------------------------------------------
@@ -56,15 +60,29 @@ def check_kind(kind: Any) -> str:
     return kind
 
 
-def build_fault(body: dict[str, Any], now: float | None = None) -> Fault:
-    """Validate a request body into a fault record; raises InvalidInput with one clear line."""
+def _direction(kind: str, body: dict[str, Any]) -> str | None:
+    given = body.get("direction")
+    if given is None:
+        return FAULT_KINDS[kind].direction or None
+    if not FAULT_KINDS[kind].directional:
+        raise InvalidInput(f"--direction does not apply to {kind} faults (only to {', '.join(DIRECTIONAL_KINDS)})")
+    if given not in DIRECTIONS:
+        raise InvalidInput(f"Unknown direction {given!r}: use in, out or both")
+    return str(given)
+
+
+def build_fault(body: dict[str, Any], now: float | None = None, max_delay_ms: float | None = None) -> Fault:
+    """Validate a request body into a fault record; raises InvalidInput with one clear line.
+
+    ``max_delay_ms``: the router's first-byte timeout at the lab's time scale; a latency above it would turn
+    every request into an H12 (``timeout`` is the fault for that)."""
     now = time.time() if now is None else now
     kind = check_kind(body.get("kind"))
-    wanted = FAULT_KINDS[kind].params
+    spec = FAULT_KINDS[kind]
     for key in PARAM_HELP:
-        if body.get(key) is not None and key not in wanted:
+        if body.get(key) is not None and key not in spec.params + spec.optional:
             raise InvalidInput(f"--{key} does not apply to {kind} faults")
-    for key in wanted:
+    for key in spec.params:
         if body.get(key) is None:
             raise InvalidInput(f"{kind} faults need {PARAM_HELP[key]}")
     fault: Fault = {"id": "f-" + secrets.token_hex(4), "kind": kind}
@@ -81,10 +99,44 @@ def build_fault(body: dict[str, Any], now: float | None = None) -> Fault:
             raise InvalidInput(f"--percent must be more than 0 and at most 100, not {pct:g}")
         fault["percent"] = pct
     elif kind == "bandwidth":
-        bps = parse_rate(str(body["rate"]))
+        if (body.get("kbit") is None) == (body.get("rate") is None):
+            raise InvalidInput(f"bandwidth faults need {PARAM_HELP['kbit']} or {PARAM_HELP['rate']}")
+        if body.get("kbit") is not None:
+            kbit = _number(body["kbit"], "--kbit")
+            bps = int(kbit * 1000)
+            if not MIN_RATE_BPS <= bps <= MAX_RATE_BPS:
+                raise InvalidInput(f"--kbit must be between 8 and 10000000, not {kbit:g}")
+        else:
+            bps = parse_rate(str(body["rate"]))
         fault["rate"], fault["rate_bps"] = format_rate(bps), bps
     elif kind == "latency":
-        fault["delay_ms"] = round(parse_duration(body["delay"]) * 1000, 3)
+        ms = _number(body["ms"], "--ms")
+        jitter = _number(body.get("jitter") or 0, "--jitter")
+        if not 0 < ms <= MAX_DELAY_MS or not 0 <= jitter <= ms:
+            raise InvalidInput(
+                f"--ms must be more than 0 and at most {MAX_DELAY_MS:g}, and --jitter at most --ms, "
+                f"not {ms:g} ± {jitter:g}"
+            )
+        if max_delay_ms is not None and ms + jitter >= max_delay_ms:
+            raise InvalidInput(
+                f"--ms {ms:g} (+ --jitter {jitter:g}) is not below the router's first-byte timeout here "
+                f"({max_delay_ms:g} ms at this lab's time scale): every request would end in H12; "
+                "use the timeout fault for that"
+            )
+        fault["ms"], fault["jitter"] = ms, jitter
+    elif kind == "slow-close":
+        ms = _number(body["ms"], "--ms")
+        if not 0 < ms <= MAX_DELAY_MS:
+            raise InvalidInput(f"--ms must be more than 0 and at most {MAX_DELAY_MS:g}, not {ms:g}")
+        fault["ms"] = ms
+    elif kind == "limit-data":
+        n = _number(body["bytes"], "--bytes")
+        if n != int(n) or not 0 <= n <= 2**31:
+            raise InvalidInput(f"--bytes must be a whole number of bytes, 0 or more, not {n:g}")
+        fault["bytes"] = int(n)
+    direction = _direction(kind, body)
+    if direction is not None:
+        fault["direction"] = direction
     duration = body.get("for")
     if duration is not None and kind == "host-failure":
         raise InvalidInput("host-failure happens at once: --for does not apply")
@@ -95,21 +147,41 @@ def build_fault(body: dict[str, Any], now: float | None = None) -> Fault:
 
 
 def describe(fault: Fault) -> str:
-    """``cpu 0.05 CPU``, ``loss 30%``, ``blackhole``, ``bandwidth 1mbit``."""
+    """``cpu 0.05 CPU``, ``loss 30%``, ``blackhole``, ``bandwidth 1mbit``, ``latency 200ms ±100ms``; a
+    direction other than the kind's default is added (``loss 30% out``)."""
     kind = fault.get("kind", "?")
+    text = str(kind)
     if kind == "cpu":
-        return f"cpu {fault['cpus']:g} CPU"
-    if kind == "loss":
-        return f"loss {fault['percent']:g}%"
-    if kind == "bandwidth":
-        return f"bandwidth {fault['rate']}"
-    if kind == "latency":
-        return f"latency {fault.get('delay_ms', 0):g}ms"
-    return str(kind)
+        text = f"cpu {fault['cpus']:g} CPU"
+    elif kind == "loss":
+        text = f"loss {fault['percent']:g}%"
+    elif kind == "bandwidth":
+        text = f"bandwidth {fault['rate']}"
+    elif kind == "latency":
+        jitter = f" ±{fault['jitter']:g}ms" if fault.get("jitter") else ""
+        text = f"latency {fault.get('ms', 0):g}ms{jitter}"
+    elif kind == "slow-close":
+        text = f"slow-close {fault.get('ms', 0):g}ms"
+    elif kind == "limit-data":
+        text = f"limit-data {fault.get('bytes', 0)} bytes"
+    spec = FAULT_KINDS.get(kind)
+    if spec and spec.directional and fault.get("direction") not in (None, spec.direction):
+        text += f" {fault['direction']}"
+    return text
 
 
 def expired(fault: Fault, now: float) -> bool:
     return bool(fault.get("expires_at")) and fault["expires_at"] <= now
+
+
+class RouterEnd(Protocol):
+    """The router-end faults (``faults_router.RouterFaults``), listed, cleared and expired with these."""
+
+    def start(self) -> None: ...
+    def list_faults(self, app: str | None = None, router: str | None = None) -> list[FaultView]: ...
+    def clear(self, router: str | None, kind: str | None = None) -> list[FaultView]: ...
+    def expire(self, now: float | None = None) -> list[FaultView]: ...
+    def pending(self) -> list[float]: ...
 
 
 # -- the manager ---------------------------------------------------------------------------------------------
@@ -123,6 +195,7 @@ class FaultManager:
         self.fe = engine or FaultEngine(runtime.engine)
         self.wakeup = threading.Event()
         self.stopping = False
+        self.router_end: RouterEnd | None = None  # the router-end faults (faults_router.py), when attached
         runtime.on_sandbox_created.append(self._on_sandbox_created)
         runtime.on_dyno_started.append(self._on_dyno_started)
 
@@ -136,6 +209,8 @@ class FaultManager:
                         self._apply(inst["id"], inst["faults"], force=True)
                     except LabError as err:
                         log.warning("could not re-apply faults of %s: %s", inst["id"], err)
+            if self.router_end is not None:
+                self.router_end.start()
         threading.Thread(target=self._timer, daemon=True, name="fault-expiry").start()
 
     def register(self, api: Any) -> None:
@@ -197,8 +272,8 @@ class FaultManager:
         kind = check_kind(body.get("kind"))
         self._instance(iid)
         if kind != "host-failure":
-            self._require_support(kind)
-        fault = build_fault(body)  # bad input changes nothing
+            self.require_support(kind)
+        fault = build_fault(body, max_delay_ms=self.max_delay_ms())  # bad input changes nothing
         with self.rt.lock:
             inst = self._instance(iid)
             if kind == "host-failure":
@@ -239,6 +314,8 @@ class FaultManager:
                 gone = [f for f in inst["faults"] if kind is None or f.get("kind") == kind]
                 if gone:
                     removed += self._drop(inst, gone, "cleared")
+        if iid is None and self.router_end is not None:
+            removed += self.router_end.clear(None, kind)
         self.wakeup.set()
         return removed
 
@@ -275,6 +352,8 @@ class FaultManager:
             if app is not None and not any(r["app"] == app for r in hosted):
                 continue
             out += [self._view(inst, f, hosted) for f in inst["faults"]]
+        if instance is None and self.router_end is not None:
+            out += self.router_end.list_faults(app)
         return out
 
     def _view(self, inst: InstanceRow, fault: Fault, hosted: list[DynoRow] | None = None) -> FaultView:
@@ -282,14 +361,19 @@ class FaultManager:
         hosted = self._hosted(inst["id"]) if hosted is None else hosted
         return {
             **fault,
+            "end": "instance",
             "instance": inst["id"],
             "runtime": inst["runtime"],
             "description": describe(fault),
             "dynos": [f"{r['app']}/{r['name']}" for r in hosted],
         }
 
+    def max_delay_ms(self) -> float:
+        """The router's first-byte timeout at the lab's time scale, in ms: a latency must stay below it."""
+        return self.rt.scale(clock.ROUTER_FIRST_BYTE) * 1000.0
+
     # -- engine ------------------------------------------------------------------------------------------
-    def _require_support(self, kind: str) -> None:
+    def require_support(self, kind: str) -> None:
         """The first fault of a controller's life probes the engine (about a second); the verdict is cached."""
         support: Support = self.fe.probe()[kind]
         if not support.supported:
@@ -345,6 +429,9 @@ class FaultManager:
             try:
                 self.expire()
                 pending = [f["expires_at"] for i in self.store.instances() for f in i["faults"] if f.get("expires_at")]
+                if self.router_end is not None:
+                    self.router_end.expire()
+                    pending += self.router_end.pending()
             except Exception:  # noqa: BLE001 - the timer must survive anything; the log says what
                 log.exception("fault expiry failed")
                 pending = []
@@ -361,7 +448,7 @@ def _cpus(faults: list[Fault]) -> float | None:
     return next((float(f["cpus"]) for f in faults if f.get("kind") == "cpu"), None)
 
 
-def _net_key(faults: list[Fault]) -> list[tuple]:
-    return sorted(
-        (f.get("kind", ""), str(f.get("percent")), str(f.get("rate_bps")), str(f.get("delay_ms"))) for f in faults
-    )
+def _net_key(faults: list[Fault]) -> list[str]:
+    """What the engine sees of network faults (not their ids or times): equal keys need no re-apply."""
+    skip = ("id", "created_at", "expires_at")
+    return sorted(json.dumps({k: v for k, v in f.items() if k not in skip}, sort_keys=True) for f in faults)

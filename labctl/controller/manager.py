@@ -54,7 +54,7 @@ class Manager:
         """The app's row, by name or by its UUID id; raises NotFound."""
         app_row = self.store.app(app) or (self.store.app_by_id(app) if _is_uuid(app) else None)
         if app_row is None:
-            raise NotFound(f"Couldn't find that app: {app}")
+            raise NotFound("Couldn't find that app.")
         return app_row
 
     def app_name(self, ident: str) -> str:
@@ -90,7 +90,7 @@ class Manager:
     def _space_row(self, space: str) -> SpaceRow:
         row = self.store.space(space) or (self.store.space_by_id(space) if _is_uuid(space) else None)
         if row is None:
-            raise NotFound(f"Couldn't find that space: {space}")
+            raise NotFound("Couldn't find that space.")
         return row
 
     def _release_ids(self, app: str) -> dict[int, str]:
@@ -99,7 +99,7 @@ class Manager:
     def _dyno(self, app: str, dyno: str) -> DynoRow:
         row = self.store.dyno(app, dyno)
         if row is None:
-            raise NotFound(f"No such dyno {dyno} on ⬢ {app}")
+            raise NotFound("Couldn't find that dyno.")
         return row
 
     def set_timescale(self, factor: float) -> None:
@@ -384,7 +384,7 @@ class Manager:
     def set_feature(self, app: str, feature: str, on: bool) -> FeatureView:
         """``features:enable/disable``: no restart (heroku-reference §4.1)."""
         if feature not in preboot.KNOWN_FEATURES:
-            raise NotFound(f"Couldn't find that feature: {feature}")
+            raise NotFound("Couldn't find that feature.")
         with self.rt.lock:
             app_row = self.app_row(app)
             features = dict(app_row["features"])

@@ -8,6 +8,7 @@ deploys never share one; a failed build or release phase leaves the current rele
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from labctl.domain.formation import initial_formation
 from labctl.domain.procfile import parse_procfile
 from labctl.errors import BuildFailed, InvalidInput, NotFound
 from labctl.records import AppRow, ReleaseRow
+
+ENV_HOST_ROOT = "LABCTL_HOST_ROOT"  # where the host's / is mounted in a controller's container (compose/)
 
 USER = "labctl@localhost"
 Progress = Callable[[str], None]
@@ -38,7 +41,7 @@ class Releases:
     def deploy(self, app: str, src: str, progress: Progress) -> ReleaseRow:
         """Build a slug from ``src`` and release it (lab-spec §6); a failed build changes nothing."""
         app_row = self.app_row(app)
-        src_dir = Path(src)
+        src_dir = host_path(src)
         procfile = _read_procfile(src_dir, src)
         version = self.reserve_version(app)
         try:
@@ -101,7 +104,7 @@ class Releases:
     def _release_row(self, app: str, version: int) -> ReleaseRow:
         rel = self.store.release(app, version)
         if rel is None:  # only ``apps:destroy`` deletes a recorded release, and it waits for the lock
-            raise NotFound(f"Couldn't find release v{version} of ⬢ {app}")
+            raise NotFound("Couldn't find that release.")
         return rel
 
     def _fail(self, app: str, version: int, status: int) -> None:
@@ -157,11 +160,13 @@ class Releases:
             self.app_row(app)
             current = self.store.current_release(app)
             if current is None:
-                raise NotFound(f"⬢ {app} has no releases to roll back to")
+                raise NotFound(f"No eligible release found for ⬢ {app} to roll back to.")  # CLI releases/rollback.ts
             target_v = version if version is not None else current["version"] - 1
             target = self.store.release(app, target_v)
             if target is None or target["status"] != "succeeded":
-                raise NotFound(f"Couldn't find release v{target_v} of ⬢ {app}")
+                if version is None:  # CLI releases/rollback.ts: no previous release to go back to
+                    raise NotFound(f"No eligible release found for ⬢ {app} to roll back to.")
+                raise NotFound("Couldn't find that release.")  # the Platform API's not_found words
             version = self.reserve_version(app)
             # A rollback restores the release's config vars too (heroku-reference §7: "Rollback affects code
             # and config vars"): `config` shows them afterwards.
@@ -169,6 +174,13 @@ class Releases:
         return self.release(
             app, version, target["image"], target["procfile"], target["config"], f"Rollback to v{target_v}"
         )
+
+
+def host_path(src: str) -> Path:
+    """The host's path ``src`` as this controller sees it: a controller in a container (compose/) sees the
+    host's files under $LABCTL_HOST_ROOT (the host's / mounted read-only)."""
+    root = os.environ.get(ENV_HOST_ROOT)
+    return Path(root, src.lstrip("/")) if root and src.startswith("/") else Path(src)
 
 
 def _read_procfile(src_dir: Path, src: str) -> dict[str, str]:

@@ -1,7 +1,8 @@
-"""The base image the stack is built FROM (lab-spec §2): a Debian trixie root filesystem made with
-``debootstrap`` from the host's own Debian archive (found in its apt configuration) and loaded with
-``docker import``; or an image the user names instead ($LABCTL_BASE_IMAGE / ``labctl up --base-image``).
-It carries ``io.labctl.image=base``, so ``labctl down`` keeps it.
+"""The base image the stack is built FROM (lab-spec §2): ``debian:trixie-slim`` (or the image the user names,
+$LABCTL_BASE_IMAGE / ``labctl up --base-image``) pulled when the engine can pull it; else a Debian trixie root
+filesystem made with ``debootstrap`` from the host's own Debian archive (found in its apt configuration) and
+loaded with ``docker import`` as ``labctl/base:trixie``, which carries ``io.labctl.image=base`` so that
+``labctl down`` keeps it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from labctl.engine.build import Progress
 from labctl.engine.build_output import meaningful
 from labctl.errors import BuildFailed, LabError
 
-ENV_BASE_IMAGE = "LABCTL_BASE_IMAGE"  # use this image (e.g. debian:trixie) instead of debootstrapping one
+ENV_BASE_IMAGE = "LABCTL_BASE_IMAGE"  # use this image (pulled if missing) instead of debian:trixie-slim
+DEFAULT_PULL_IMAGE = "debian:trixie-slim"  # pulled when the engine can: no root, no debootstrap
 ENV_MIRROR = "LABCTL_DEBIAN_MIRROR"  # Debian archive URI for debootstrap when the host's apt config has none
 
 
@@ -90,11 +92,23 @@ def _read(path: Path) -> str:
 def ensure_base_image(
     client: docker.DockerClient, progress: Progress, packages: Sequence[str], base_override: str | None = None
 ) -> str:
-    """The image the stack is built FROM: ``base_override`` / $LABCTL_BASE_IMAGE, else ``labctl/base:trixie``
-    (built with debootstrap the first time, about a minute, with ``packages`` installed)."""
-    override = base_override or os.environ.get(ENV_BASE_IMAGE)
-    if override:
-        return _ensure_present(client, override, progress)
+    """The image the stack is built FROM, with no network use when the engine has it already.
+
+    ``base_override`` / $LABCTL_BASE_IMAGE if given, else ``labctl/base:trixie`` or ``debian:trixie-slim`` if
+    the engine has one. Otherwise it is pulled (``debian:trixie-slim`` by default: no root needed); when the
+    engine cannot pull it, ``labctl/base:trixie`` is built with debootstrap (root, about a minute, with
+    ``packages`` installed). One progress line says which of the two happened."""
+    wanted = base_override or os.environ.get(ENV_BASE_IMAGE)
+    candidates = [wanted] if wanted else [const.BASE_IMAGE, DEFAULT_PULL_IMAGE]
+    for ref in candidates:
+        if build.exists(client, ref):
+            return ref
+    ref = wanted or DEFAULT_PULL_IMAGE
+    why = build.pull(client, ref)
+    if why is None:
+        progress(f"Pulled base image {ref}.")
+        return ref
+    progress(f"Could not pull base image {ref} ({why}); using {const.BASE_IMAGE}, built with debootstrap.")
     if build.exists(client, const.BASE_IMAGE):
         return const.BASE_IMAGE
     with build.file_lock("base", progress):
@@ -103,17 +117,29 @@ def ensure_base_image(
     return const.BASE_IMAGE
 
 
-def _ensure_present(client: docker.DockerClient, ref: str, progress: Progress) -> str:
-    if build.exists(client, ref):
-        return ref
-    progress(f"Pulling base image {ref}…")
-    why = build.pull(client, ref)
-    if why is not None:
-        raise LabError(
-            f"Base image {ref} is not on the engine and could not be pulled ({why}); "
-            f"load it first or unset {ENV_BASE_IMAGE} to build one with debootstrap"
-        )
-    return ref
+def describe_stack_base(client: docker.DockerClient) -> str | None:
+    """The path taken to the stack's base image (``labctl doctor``): the stack's own record of its base, else
+    the base the next ``labctl up`` would use; None when there is none yet."""
+    stack = build.image(client, const.STACK_IMAGE)
+    if stack is not None:  # a stack from before the label was recorded was built from labctl/base:trixie
+        return describe_base(client, (stack.labels or {}).get(const.LABEL_STACK_BASE) or const.BASE_IMAGE)
+    for ref in (const.BASE_IMAGE, DEFAULT_PULL_IMAGE):
+        if build.exists(client, ref):
+            return describe_base(client, ref)
+    return None
+
+
+def describe_base(client: docker.DockerClient, ref: str) -> str:
+    """How the base image ``ref`` came to the engine, for ``labctl doctor``: pulled, debootstrap or local."""
+    img = build.image(client, ref)
+    if img is None:
+        return f"{ref} (no longer on the engine)"
+    digests = img.attrs.get("RepoDigests") or []
+    if digests:
+        return f"{ref}, pulled ({digests[0]})"
+    if (img.labels or {}).get(const.LABEL_IMAGE) == "base":
+        return f"{ref}, built with debootstrap"
+    return f"{ref}, a local image"
 
 
 def _build_base(client: docker.DockerClient, progress: Progress, packages: Sequence[str]) -> None:

@@ -21,7 +21,7 @@ import docker.errors
 import requests
 
 from labctl import const
-from labctl.engine import build, images
+from labctl.engine import base_image, build, images
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import EngineUnavailable, LabError
 
@@ -160,6 +160,7 @@ class Engine:
                 ports=ports,
                 network=networks[0],
                 restart_policy={"Name": "unless-stopped"},
+                cap_add=["NET_ADMIN"],  # router-end faults: iptables and the fault proxy (engine/faults.py)
             )
             for path, text in (files or {}).items():
                 self.put_file(c.id, path, text, mode=0o600 if path.endswith(".key") else 0o644)
@@ -534,6 +535,10 @@ class Engine:
         img = build.image(self.client, ref)
         return img.short_id.split(":")[-1] if img else None
 
+    def base_image_path(self) -> str | None:
+        """How the stack's base image came to the engine (pulled, debootstrap), or None when there is none."""
+        return base_image.describe_stack_base(self.client)
+
     def ensure_stack_image(self, progress: Callable[[str], None], base_override: str | None = None) -> str:
         """Build the stack image (and the base image under it) unless it is current; returns its ref."""
         return images.ensure_stack_image(self.client, progress, base_override=base_override)
@@ -581,6 +586,27 @@ class Engine:
                 except docker.errors.APIError:
                     pass  # already gone with its child, or still a parent: the next round takes it
         return removed
+
+    def stop_controller_containers(self) -> int:
+        """Stop the containers running this lab's controller (compose/: label io.labctl.controller=<lab>).
+
+        Stopped through the engine, a container's restart policy leaves it stopped; removing it is Compose's job."""
+        stopped = 0
+        for c in self.client.containers.list(filters={"label": f"{const.LABEL_CONTROLLER}={self.lab}"}):
+            try:
+                c.stop(timeout=10)
+                stopped += 1
+            except docker.errors.NotFound:
+                pass
+        return stopped
+
+    def controller_mount_source(self, destination: str) -> str | None:
+        """The host path mounted at ``destination`` in this lab's controller container (compose/), if one runs."""
+        for c in self.client.containers.list(filters={"label": f"{const.LABEL_CONTROLLER}={self.lab}"}):
+            for m in c.attrs.get("Mounts") or []:
+                if m.get("Destination") == destination:
+                    return m.get("Source")
+        return None
 
     def remove_lab(self) -> dict[str, int]:
         """Remove every container, network and slug image labelled with this lab, and nothing else."""

@@ -1,40 +1,58 @@
-"""Instance faults at the engine level: the only module that runs iptables, tc or ``docker update`` for faults.
+"""Faults at the engine level: the only module that runs iptables, tc, the fault proxy or ``docker update``.
 
-Where each fault lives (lab-spec §8):
+Where each fault lives (lab-spec §8, issue 17):
 
-* network kinds (``loss``, ``blackhole``, ``bandwidth``, ``latency``) live in the network namespace of each
-  *sandbox* of the instance (one per app it hosts; the sandbox holds NET_ADMIN, its dynos join its namespace).
-  They match only the router's address on the sandbox's network, so they hit exactly the router↔instance
-  path. ``sync_sandbox`` rewrites a sandbox's whole fault state from the instance's list of faults (idempotent:
-  adding, clearing, expiring and "a new sandbox appeared" are all the same operation);
+* network kinds live in a network namespace: at the *instance end*, in each *sandbox* of the instance (one
+  per app it hosts; the sandbox holds NET_ADMIN, its dynos join its namespace), matching only the router's
+  address; at the *router end*, in the router container that serves the runtime (``router_for``), matching
+  the runtime's subnet or one instance's sandboxes. ``loss`` and ``blackhole`` are iptables DROPs (INPUT for
+  ``in``, OUTPUT for ``out``); ``bandwidth`` is a tc tbf on the sandbox's eth0 for the instance end's ``out``
+  and the fault proxy otherwise; ``latency``, ``timeout``, ``reset``, ``slow-close`` and ``limit-data`` are
+  toxics of the fault proxy (``fault_proxy.py``, Toxiproxy's semantics in user space: this kernel has no
+  sch_netem), to which an iptables nat REDIRECT sends the path's new TCP connections. ``sync_sandbox`` and
+  ``sync_router`` rewrite a namespace's whole fault state from a list of faults (idempotent: adding,
+  clearing, expiring and "a new sandbox appeared" are all the same operation); the proxy runs only while
+  there are toxics, so removing the last one leaves no rule, qdisc or process;
 * ``cpu`` is a CFS quota (``docker update --cpu-quota/--cpu-period``) on every dyno container of the instance.
 
-Nothing here outlives the lab: rules live in the sandboxes' namespaces (removed by ``labctl down`` with the
-sandboxes), quotas on the dyno containers, and the probe container carries the lab's labels and is removed
-right after use.
+Nothing here outlives the lab: rules and proxies live in the sandboxes' and the router's namespaces
+(removed by ``labctl down`` with those containers), quotas on the dyno containers, and the probe container
+carries the lab's labels and is removed right after use.
 
-The pure part (parsing rates and durations, building the shell script) is tested without Docker.
+The pure part (parsing rates and durations, the plans and their shell scripts) is tested without Docker.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import secrets
 import shlex
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker.errors
 
 from labctl import const
-from labctl.domain.faults import KINDS, NET_KINDS
+from labctl.domain.faults import FAULT_KINDS, KINDS, NET_KINDS
+from labctl.engine import fault_proxy
 from labctl.engine.docker import Engine, lab_labels
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import InvalidInput, LabError
 
-CHAIN = "LABCTL-FAULTS"
+CHAIN = "LABCTL-FAULTS"  # filter, from INPUT: the packets arriving at the end the fault sits at
+CHAIN_OUT = "LABCTL-FAULTS-OUT"  # filter, from OUTPUT: the packets leaving it
+PROXY_CHAIN = "LABCTL-PROXY"  # nat: the REDIRECT to the fault proxy
+PROXY_PORT = fault_proxy.PORT
+PROXY_MARK = fault_proxy.MARK
+PROXY_DIR = "/run/labctl-faults"  # the proxy's config, pid and log (gone with the proxy)
+PROXY_SCRIPT = "/usr/local/lib/labctl/fault_proxy.py"
+PROXY_SOURCE = Path(fault_proxy.__file__).read_text(encoding="utf-8")
+PROXY_VERSION = hashlib.sha256(PROXY_SOURCE.encode()).hexdigest()[:12]
 DEVICE = "eth0"
 CPU_PERIOD_US = 100_000  # 100 ms: --cpus 0.05 = 5 ms of CPU every 100 ms
 MIN_CPUS = 0.01  # Docker refuses a CFS quota under 1 ms
@@ -104,43 +122,194 @@ def tbf_args(bps: int) -> str:
     return f"tbf rate {bps}bit burst {burst} latency 500ms"
 
 
-def net_script(router_ip: str, faults: list[dict[str, Any]]) -> str:
-    """The shell script that makes a sandbox's namespace match ``faults`` (network kinds only), from any state.
+def streams(end: str, direction: str) -> list[str]:
+    """The fault proxy's streams for a direction said from ``end`` (domain/faults.py): ``req`` runs router →
+    dyno, ``resp`` back. At the instance end ``in`` is the request; at the router end ``out`` is."""
+    toward_dyno = "in" if end == "instance" else "out"
+    if direction == "both":
+        return ["req", "resp"]
+    return ["req"] if direction == toward_dyno else ["resp"]
 
-    One chain, ``LABCTL-FAULTS``, jumped to from INPUT, holds the DROP rules matching the router's address;
-    the root qdisc of eth0 is tbf when a bandwidth fault is present (netem when a latency fault is, on kernels
-    that have it), the default otherwise.
-    """
+
+def _fault_streams(end: str, fault: dict[str, Any]) -> list[str]:
+    kind = fault.get("kind", "")
+    if kind in ("slow-close", "limit-data"):
+        return ["resp"]  # the dyno's close is held; the response is cut
+    if kind in ("timeout", "reset"):
+        return []  # the whole connection
+    return streams(end, fault.get("direction") or FAULT_KINDS[kind].direction)
+
+
+@dataclass
+class NsPlan:
+    """What one network namespace must carry: DROP rules per direction, a tbf rate on eth0, and the fault
+    proxy's toxics with the REDIRECT matches that send the path's connections to it."""
+
+    hook: str  # the nat chain the REDIRECT hangs from: PREROUTING (instance end) or OUTPUT (router end)
+    drops_in: list[str] = field(default_factory=list)  # full iptables rule tails, for LABCTL-FAULTS (INPUT)
+    drops_out: list[str] = field(default_factory=list)  # for LABCTL-FAULTS-OUT (OUTPUT)
+    rate_bps: int | None = None  # tbf on eth0 (instance end only)
+    touch_tc: bool = True
+    redirects: list[str] = field(default_factory=list)  # iptables matches for the REDIRECT
+    exempt: list[str] = field(default_factory=list)  # addresses never touched (the router's gateways)
+    toxics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _drop(match: str, fault: dict[str, Any]) -> str:
+    comment = shlex.quote(f"labctl {fault.get('kind')} {fault.get('id', '')}".strip())
+    prob = ""
+    if fault.get("kind") == "loss":
+        prob = f"-m statistic --mode random --probability {float(fault['percent']) / 100.0:.4f} "
+    return f"{match} {prob}-m comment --comment {comment} -j DROP"
+
+
+def _toxic(fault: dict[str, Any], end: str, nets: list[str]) -> dict[str, Any]:
+    kind = fault["kind"]
+    t: dict[str, Any] = {"kind": kind, "id": fault.get("id", ""), "streams": _fault_streams(end, fault), "nets": nets}
+    if kind == "latency":
+        t["ms"], t["jitter"] = float(fault["ms"]), float(fault.get("jitter") or 0)
+    elif kind == "bandwidth":
+        t["kbit"] = int(fault["rate_bps"]) / 1000.0
+    elif kind == "slow-close":
+        t["ms"] = float(fault["ms"])
+    elif kind == "limit-data":
+        t["bytes"] = int(fault["bytes"])
+    return t
+
+
+def instance_plan(router_ip: str, faults: list[dict[str, Any]], tbf: bool = True) -> NsPlan:
+    """A sandbox's plan: rules match the router's address, so they hit exactly the router↔instance path."""
     ip = shlex.quote(router_ip)
-    lines = [
-        "set -e",
-        f"iptables -w -N {CHAIN} 2>/dev/null || iptables -w -F {CHAIN}",
-        f"iptables -w -C INPUT -j {CHAIN} 2>/dev/null || iptables -w -I INPUT 1 -j {CHAIN}",
-    ]
-    rate: int | None = None
+    plan = NsPlan(hook="PREROUTING")
     for f in faults:
         kind = f.get("kind")
-        comment = shlex.quote(f"labctl {kind} {f.get('id', '')}".strip())
-        if kind == "blackhole":
-            lines.append(f"iptables -w -A {CHAIN} -s {ip} -m comment --comment {comment} -j DROP")
-        elif kind == "loss":
-            p = float(f["percent"]) / 100.0
-            lines.append(
-                f"iptables -w -A {CHAIN} -s {ip} -m statistic --mode random --probability {p:.4f} "
-                f"-m comment --comment {comment} -j DROP"
-            )
-        elif kind == "bandwidth":
+        direction = f.get("direction") or FAULT_KINDS[kind].direction if kind in FAULT_KINDS else ""
+        if kind in ("blackhole", "loss"):
+            if direction in ("in", "both"):
+                plan.drops_in.append(_drop(f"-s {ip}", f))
+            if direction in ("out", "both"):
+                plan.drops_out.append(_drop(f"-d {ip}", f))
+        elif kind == "bandwidth" and tbf and direction == "out":
             r = int(f["rate_bps"])
-            rate = r if rate is None else min(rate, r)
-    delay = next((float(f["delay_ms"]) for f in faults if f.get("kind") == "latency"), None)
-    if delay is not None:  # only where the kernel has sch_netem (doctor says); netem carries the rate too
-        shaped = f" rate {rate}bit" if rate is not None else ""
-        lines.append(f"tc qdisc replace dev {DEVICE} root netem delay {delay:g}ms{shaped}")
-    elif rate is not None:
-        lines.append(f"tc qdisc replace dev {DEVICE} root {tbf_args(rate)}")
+            plan.rate_bps = r if plan.rate_bps is None else min(plan.rate_bps, r)
+        elif kind == "bandwidth" and tbf and direction == "both":
+            r = int(f["rate_bps"])
+            plan.rate_bps = r if plan.rate_bps is None else min(plan.rate_bps, r)
+            plan.toxics.append(_toxic({**f, "direction": "in"}, "instance", []))
+        elif kind in NET_KINDS:
+            plan.toxics.append(_toxic(f, "instance", []))
+    if plan.toxics:
+        plan.redirects.append(f"-s {ip} -p tcp")
+    return plan
+
+
+def router_plan(faults: list[dict[str, Any]], exempt: list[str]) -> NsPlan:
+    """The router container's plan; each fault carries ``nets``: the addresses it hits (a runtime's subnet, or
+    the sandboxes of one instance). ``exempt`` (the networks' gateways, whence the published ports' clients
+    come) is never matched. Bandwidth goes through the proxy here: a tbf on the router would shape clients too."""
+    plan = NsPlan(hook="OUTPUT", touch_tc=False, exempt=[shlex.quote(e) for e in exempt])
+    for f in faults:
+        kind = f.get("kind")
+        nets = [str(n) for n in f.get("nets") or []]
+        if not nets or kind not in NET_KINDS:
+            continue
+        direction = f.get("direction") or FAULT_KINDS[kind].direction
+        if kind in ("blackhole", "loss"):
+            for n in nets:
+                if direction in ("in", "both"):
+                    plan.drops_in.append(_drop(f"-s {shlex.quote(n)}", f))
+                if direction in ("out", "both"):
+                    plan.drops_out.append(_drop(f"-d {shlex.quote(n)}", f))
+        else:
+            plan.toxics.append(_toxic(f, "router", nets))
+            for n in nets:
+                match = f"-d {shlex.quote(n)} -p tcp -m mark ! --mark {PROXY_MARK:#x}"
+                if match not in plan.redirects:
+                    plan.redirects.append(match)
+    return plan
+
+
+def _chain(table: str, chain: str, hook: str) -> list[str]:
+    t = f"-t {table} " if table != "filter" else ""
+    return [
+        f"iptables -w {t}-N {chain} 2>/dev/null || iptables -w {t}-F {chain}",
+        f"iptables -w {t}-C {hook} -j {chain} 2>/dev/null || iptables -w {t}-I {hook} 1 -j {chain}",
+    ]
+
+
+def _unchain(table: str, chain: str, hook: str) -> list[str]:
+    """Remove a chain and every jump to it (nothing at all is left once a namespace has no faults)."""
+    t = f"-t {table} " if table != "filter" else ""
+    return [
+        f"while iptables -w {t}-D {hook} -j {chain} 2>/dev/null; do :; done",
+        f"iptables -w {t}-F {chain} 2>/dev/null || true",
+        f"iptables -w {t}-X {chain} 2>/dev/null || true",
+    ]
+
+
+def plan_script(plan: NsPlan) -> str:
+    """The shell script that makes a namespace match ``plan``, from any state (idempotent).
+
+    Two filter chains, ``LABCTL-FAULTS`` (from INPUT) and ``LABCTL-FAULTS-OUT`` (from OUTPUT), hold the DROP
+    rules; the root qdisc of eth0 is tbf when a rate is set (instance end); the nat chain ``LABCTL-PROXY``
+    redirects the path's new TCP connections to the fault proxy, which runs only while it has toxics: it is
+    started (and listening) before the REDIRECT goes in, and stopped after the REDIRECT went out. A chain
+    with nothing left to hold is removed with its jump: a namespace without faults carries no labctl rule.
+    """
+    lines = ["set -e"]
+    if plan.drops_in or plan.drops_out:
+        lines += [*_chain("filter", CHAIN, "INPUT"), *_chain("filter", CHAIN_OUT, "OUTPUT")]
+        for e in plan.exempt:
+            lines.append(f"iptables -w -A {CHAIN} -s {e} -j RETURN")
+            lines.append(f"iptables -w -A {CHAIN_OUT} -d {e} -j RETURN")
     else:
-        lines.append(f"tc qdisc del dev {DEVICE} root 2>/dev/null || true")
+        lines += [*_unchain("filter", CHAIN, "INPUT"), *_unchain("filter", CHAIN_OUT, "OUTPUT")]
+    lines += [f"iptables -w -A {CHAIN} {rule}" for rule in plan.drops_in]
+    lines += [f"iptables -w -A {CHAIN_OUT} {rule}" for rule in plan.drops_out]
+    if plan.touch_tc:
+        if plan.rate_bps is not None:
+            lines.append(f"tc qdisc replace dev {DEVICE} root {tbf_args(plan.rate_bps)}")
+        else:
+            lines.append(f"tc qdisc del dev {DEVICE} root 2>/dev/null || true")
+    d, pid = PROXY_DIR, f"{PROXY_DIR}/proxy.pid"
+    if plan.toxics:
+        config = json.dumps({"toxics": plan.toxics}, sort_keys=True)
+        listening = f":{PROXY_PORT:04X} 00000000:0000 0A"
+        lines += [
+            f"mkdir -p {d}",
+            f"cat > {d}/proxy.json.new <<'LABCTL_EOF'\n{config}\nLABCTL_EOF",
+            f"mv -f {d}/proxy.json.new {d}/proxy.json",
+            # a proxy started from another version of fault_proxy.py (labctl upgraded) is replaced
+            f'if [ -f {pid} ] && [ "$(cat {d}/proxy.version 2>/dev/null)" != "{PROXY_VERSION}" ]; then',
+            f'  kill "$(cat {pid})" 2>/dev/null || true; rm -f {pid}',
+            f"  i=0; while grep -q '{listening}' /proc/net/tcp && [ $i -lt 60 ]; do i=$((i+1)); sleep 0.05; done",
+            "fi",
+            f'if ! {{ [ -f {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null; }}; then',
+            f"  setsid python3 {PROXY_SCRIPT} {PROXY_PORT} {d}/proxy.json </dev/null >{d}/proxy.log 2>&1 &",
+            f"  echo $! > {pid}; echo {PROXY_VERSION} > {d}/proxy.version",
+            "fi",
+            f"i=0; until grep -q '{listening}' /proc/net/tcp; do",
+            f'  i=$((i+1)); if [ $i -gt 100 ]; then echo "the fault proxy did not start: '
+            f'$(tail -c 300 {d}/proxy.log)"; exit 1; fi; sleep 0.05',
+            "done",
+            *_chain("nat", PROXY_CHAIN, plan.hook),
+        ]
+        lines += [f"iptables -w -t nat -A {PROXY_CHAIN} -d {e} -j RETURN" for e in plan.exempt]
+        lines += [
+            f"iptables -w -t nat -A {PROXY_CHAIN} {m} -j REDIRECT --to-ports {PROXY_PORT}" for m in plan.redirects
+        ]
+    else:
+        lines += [
+            *_unchain("nat", PROXY_CHAIN, plan.hook),
+            f'if [ -f {pid} ]; then kill "$(cat {pid})" 2>/dev/null || true; fi',
+            f"rm -rf {d}",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def net_script(router_ip: str, faults: list[dict[str, Any]], tbf: bool = True) -> str:
+    """The script that makes a sandbox's namespace carry exactly ``faults`` (network kinds only)."""
+    return plan_script(instance_plan(router_ip, faults, tbf))
 
 
 def cpu_quota(cpus: float) -> int:
@@ -152,9 +321,10 @@ def cpu_quota(cpus: float) -> int:
 class Support:
     supported: bool
     reason: str  # how it is delivered, or why it cannot be
+    mechanism: str = ""  # "iptables", "tc+proxy", "proxy", "cfs", "docker": what doctor names
 
     def as_dict(self) -> dict[str, Any]:
-        return {"supported": self.supported, "reason": self.reason}
+        return {"supported": self.supported, "reason": self.reason, "mechanism": self.mechanism}
 
 
 _PROBES: dict[str, dict[str, Support]] = {}
@@ -169,7 +339,9 @@ r iptables iptables -w -N PROBE
 r statistic iptables -w -A PROBE -s 192.0.2.1 -m statistic --mode random --probability 0.5 -j DROP
 r drop iptables -w -A PROBE -s 192.0.2.1 -j DROP
 r tbf tc qdisc add dev {DEVICE} root {tbf_args(1_000_000)}
-r netem tc qdisc add dev lo root netem delay 1ms
+r redirect iptables -w -t nat -A OUTPUT -d 192.0.2.1 -p tcp -m mark ! --mark {PROXY_MARK:#x} \\
+  -j REDIRECT --to-ports {PROXY_PORT}
+r python3 python3 -c 'import asyncio, socket; socket.SO_MARK'
 """
 
 
@@ -189,27 +361,42 @@ def support_from_probe(text: str, cpu: tuple[bool, str]) -> dict[str, Support]:
     def get(name: str) -> tuple[bool, str]:
         return p.get(name, (False, "not tried"))
 
-    ipt, stat, drop, tbf, netem = (get(n) for n in ("iptables", "statistic", "drop", "tbf", "netem"))
+    ipt, stat, drop, tbf, redirect, py = (
+        get(n) for n in ("iptables", "statistic", "drop", "tbf", "redirect", "python3")
+    )
+    proxy_ok = redirect[0] and py[0]
+    proxy_why = (
+        "the user-space fault proxy (iptables REDIRECT to a python3 asyncio proxy in the end's namespace)"
+        if proxy_ok
+        else "the fault proxy cannot run: "
+        + (f"iptables REDIRECT: {redirect[1]}" if not redirect[0] else f"python3: {py[1]}")
+    )
     out = {
-        "cpu": Support(cpu[0], "CFS quota via docker update" if cpu[0] else f"docker update failed: {cpu[1]}"),
+        "cpu": Support(cpu[0], "CFS quota via docker update" if cpu[0] else f"docker update failed: {cpu[1]}", "cfs"),
         "loss": Support(
             ipt[0] and stat[0],
-            "iptables statistic match in the instance's namespace"
+            "iptables statistic match (INPUT/OUTPUT of the end's namespace)"
             if stat[0]
             else f"iptables statistic match unavailable: {stat[1] or ipt[1]}",
+            "iptables",
         ),
         "blackhole": Support(
             ipt[0] and drop[0],
-            "iptables DROP in the instance's namespace"
+            "iptables DROP (INPUT/OUTPUT of the end's namespace)"
             if drop[0]
             else f"iptables DROP unavailable: {drop[1] or ipt[1]}",
+            "iptables",
         ),
-        "bandwidth": Support(tbf[0], "tc tbf on the instance's eth0" if tbf[0] else f"tc tbf unavailable: {tbf[1]}"),
-        "latency": Support(
-            netem[0], "tc netem" if netem[0] else f"the kernel has no sch_netem qdisc (tc: {netem[1] or 'failed'})"
+        "bandwidth": Support(
+            tbf[0] or proxy_ok,
+            ("tc tbf on the instance's eth0 (instance end, out); " if tbf[0] else "no tc tbf here; ")
+            + ("the fault proxy otherwise" if proxy_ok else proxy_why),
+            "tc+proxy" if tbf[0] else "proxy",
         ),
-        "host-failure": Support(True, "container removal"),
     }
+    for kind in ("latency", "timeout", "reset", "slow-close", "limit-data"):
+        out[kind] = Support(proxy_ok, proxy_why, "proxy")
+    out["host-failure"] = Support(True, "container removal", "docker")
     return out
 
 
@@ -234,16 +421,63 @@ class FaultEngine:
         raise LabError(f"the router is not attached to the network of sandbox {sb.name}")
 
     def sync_sandbox(self, sandbox: str, faults: list[dict[str, Any]]) -> None:
-        """Make the sandbox's namespace carry exactly the network faults in ``faults``."""
+        """Make the sandbox's namespace carry exactly the network faults in ``faults`` (the instance end)."""
         net = [f for f in faults if f.get("kind") in NET_KINDS]
-        script = net_script(self.router_ip(sandbox), net)
-        self._exec(sandbox, script)
+        plan = instance_plan(self.router_ip(sandbox), net, tbf=self._has_tbf(net))
+        self._sync(sandbox, plan)
+
+    def _has_tbf(self, net: list[dict[str, Any]]) -> bool:
+        if not any(f.get("kind") == "bandwidth" for f in net):
+            return True  # nothing to shape: no need to ask
+        return self.probe()["bandwidth"].mechanism == "tc+proxy"
+
+    def _sync(self, container: str, plan: NsPlan) -> None:
+        if plan.toxics:
+            self.engine.put_file(container, PROXY_SCRIPT, PROXY_SOURCE)
+        self._exec(container, plan_script(plan))
+
+    # -- the router end -----------------------------------------------------------------------------------
+    def router_for(self, runtime: str | None) -> str:
+        """The router container that serves a runtime (None: the Common Runtime; else a space's name).
+
+        The one place that knows how routers map to runtimes: today one router serves them all."""
+        return self.engine.router_name()
+
+    def runtime_subnet(self, runtime: str | None) -> str | None:
+        """The subnet of a runtime's network (every instance of the runtime has its sandboxes there)."""
+        try:
+            net = self.client.networks.get(self.engine.network_name(runtime))
+        except docker.errors.NotFound:
+            return None
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
+                return str(cfg["Subnet"])
+        return None
+
+    def sync_router(self, router: str, faults: list[dict[str, Any]]) -> None:
+        """Make a router container carry exactly ``faults`` (each with its ``nets``): the router end."""
+        c = self.client.containers.get(router)
+        gateways = []
+        for name in c.attrs["NetworkSettings"].get("Networks") or {}:
+            try:
+                net = self.client.networks.get(name)
+            except docker.errors.NotFound:
+                continue
+            gateways += [
+                str(cfg["Gateway"]) for cfg in (net.attrs.get("IPAM") or {}).get("Config") or [] if cfg.get("Gateway")
+            ]
+        self._sync(router, router_plan([f for f in faults if f.get("kind") in NET_KINDS], gateways))
 
     def sandbox_state(self, sandbox: str) -> dict[str, str]:
-        """What is in force in a sandbox: the fault chain's rules and eth0's root qdisc (for tests and doctor)."""
-        rules = self._exec(sandbox, f"iptables -w -S {CHAIN} 2>/dev/null || true")
+        """What is in force in a namespace: the fault chains' rules, eth0's root qdisc and the fault proxy."""
+        rules = self._exec(
+            sandbox,
+            f"iptables -w -S {CHAIN} 2>/dev/null; iptables -w -S {CHAIN_OUT} 2>/dev/null; "
+            f"iptables -w -t nat -S {PROXY_CHAIN} 2>/dev/null || true",
+        )
         qdisc = self._exec(sandbox, f"tc qdisc show dev {DEVICE} root")
-        return {"iptables": rules, "qdisc": qdisc}
+        proxy = self._exec(sandbox, f"cat {PROXY_DIR}/proxy.pid 2>/dev/null || true")
+        return {"iptables": rules, "qdisc": qdisc, "proxy": proxy.strip()}
 
     def _exec(self, container: str, script: str) -> str:
         try:

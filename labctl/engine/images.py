@@ -11,7 +11,6 @@ Every function takes the Docker client it should use; none is made here: the Eng
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -53,15 +52,16 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
     Returns its ref.
     """
     dockerfile = stack_dockerfile()
-    base_ref = base_override or os.environ.get(base_image.ENV_BASE_IMAGE) or const.BASE_IMAGE
-    want = hashlib.sha256(f"{base_ref}\n{dockerfile}".encode()).hexdigest()[:16]
+    # The base is resolved first (no network when the engine has it): the stack is current when it was built
+    # from the same base *image* (a base pulled under another name is the same base) and Dockerfile.
+    base = ensure_base_image(client, progress, base_override)
+    want = hashlib.sha256(f"{_base_key(client, base)}\n{dockerfile}".encode()).hexdigest()[:16]
     if _stack_hash(build.image(client, const.STACK_IMAGE)) == want:
         return const.STACK_IMAGE
     with build.file_lock("stack", progress):
         old = build.image(client, const.STACK_IMAGE)
         if _stack_hash(old) == want:
             return const.STACK_IMAGE  # built by another process while we waited
-        base = ensure_base_image(client, progress, base_override)
         progress(f"Building stack image {const.STACK_IMAGE} from {base}…")
         context = build.tar_context({"Dockerfile": dockerfile.encode()})
         build.run_build(
@@ -71,12 +71,22 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
             what=f"Build of {const.STACK_IMAGE}",
             progress=progress,
             buildargs={"BASE": base},
-            labels={const.LABEL_STACK_HASH: want},
+            labels={const.LABEL_STACK_HASH: want, const.LABEL_STACK_BASE: base},
         )  # the Dockerfile sets io.labctl.image=stack
         new = build.image(client, const.STACK_IMAGE)
         if old and new and old.id != new.id:
             build.remove_unused(client, old.id)  # still used by a container: leave it
     return const.STACK_IMAGE
+
+
+def _base_key(client: docker.DockerClient, base: str) -> str:
+    """The base as the stack's hash records it: ``labctl/base:trixie`` when it is that image (under any name),
+    else the image's id."""
+    img = build.image(client, base)
+    home = img if base == const.BASE_IMAGE else build.image(client, const.BASE_IMAGE)
+    if img is None or (home is not None and home.id == img.id):
+        return const.BASE_IMAGE if img is not None else base
+    return img.id
 
 
 def _stack_hash(image: Image | None) -> str | None:

@@ -111,12 +111,18 @@ def run(
 
 
 @scenario_app.command("validate")
-def validate(file: File) -> None:
+def validate(
+    file: File,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON, as a row of scenario list --json.")] = False,
+) -> None:
     """Check a scenario file without running it: one line naming the file, line and field if it is wrong."""
     from labctl.scenario.loader import load
 
     file = scenario_file(file)
     sc = load(file)
+    if json:  # the shape of a valid row of `scenario list --json`; an invalid file is still one line, exit 1
+        row = {"file": str(file), "name": sc.name, "description": sc.description, "valid": True}
+        return render.as_json({**row, "steps": len(sc.steps), "expectations": sc.checks})
     render.out(f"{file}: valid — {sc.name}: {len(sc.apps)} app(s), {len(sc.steps)} steps, {sc.checks} expectations")
 
 

@@ -40,7 +40,7 @@ def refuse(argv: list[str]) -> str | None:
     if argv[0] in FORBIDDEN_COMMANDS:  # first: `scenario` is not among the CLI's own commands
         return f"`{argv[0]}` is not available inside a scenario: {FORBIDDEN_COMMANDS[argv[0]]}"
     if argv[0] not in labctl_commands():
-        return f"{argv[0]!r} is not a labctl command (try ps, ps:restart web.1 -a APP, logs -a APP, faults)"
+        return f"{argv[0]!r} is not a labctl command (try ps, ps:restart -d web.1 -a APP, logs -a APP, faults)"
     if any(a == "--lab" or a.startswith("--lab=") for a in argv):
         return "no --lab here: commands run in the scenario's lab"
     if argv[0] == "logs" and any(a in ("-t", "--tail") for a in argv):

@@ -10,6 +10,7 @@ import re
 
 import yaml
 
+from labctl.domain.faults import FAULT_KINDS as FAULT_SPECS
 from labctl.scenario.loader_conditions import _condition
 from labctl.scenario.loader_context import _command, _Ctx
 from labctl.scenario.model import (
@@ -30,7 +31,8 @@ from labctl.scenario.yamldoc import node_kind as _what
 
 STEP_OPTIONS = {"run": ("expect_exit", "expect_output", "timeout"), "wait_for": ("timeout",)}
 TRAFFIC_START_KEYS = ("name", "app", "rps", "duration", "path", "timeout")
-FAULT_KEYS = ("kind", "clear", "app", "dyno", "cpus", "percent", "rate", "delay", "for")
+FAULT_PARAMS = ("cpus", "percent", "rate", "kbit", "ms", "jitter", "bytes", "direction")
+FAULT_KEYS = ("kind", "clear", "app", "dyno", *FAULT_PARAMS, "for")
 TASK_KEYS = ("prompt", "until", "solution", "hints", "timeout", "settle")
 
 _SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -188,23 +190,33 @@ def _fault(ctx: _Ctx, node: yaml.Node, path: str) -> FaultStep:
         doc.fail(node, f"{path}.kind", f"missing required field (one of {', '.join(FAULT_KINDS)}; or clear: true)")
     kind = _fault_kind(doc, m["kind"][1], f"{path}.kind")
     argv = ["faults:add", kind, *target]
-    needs = {"cpu": "cpus", "loss": "percent", "bandwidth": "rate", "latency": "delay"}.get(kind)
-    if needs and needs not in m:
-        doc.fail(node, f"{path}.{needs}", f"missing required field (a {kind} fault needs {needs})")
-    for key in ("cpus", "percent", "rate", "delay", "for"):
+    spec = FAULT_SPECS[kind]
+    for need in spec.params:
+        if need not in m:
+            doc.fail(node, f"{path}.{need}", f"missing required field (a {kind} fault needs {need})")
+    if kind == "bandwidth" and "rate" not in m and "kbit" not in m:
+        doc.fail(node, f"{path}.kbit", "missing required field (a bandwidth fault needs kbit or rate)")
+    takes = spec.params + spec.optional + (("direction",) if spec.directional else ())
+    for key in (*FAULT_PARAMS, "for"):
         if key not in m:
             continue
         vn = m[key][1]
-        if key != "for" and key != needs:
+        if key != "for" and key not in takes:
             doc.fail(
                 m[key][0],
                 f"{path}.{key}",
-                f"not an option of a {kind} fault" + (f" (it takes {needs})" if needs else ""),
+                f"not an option of a {kind} fault" + (f" (it takes {', '.join(takes)})" if takes else ""),
             )
         if key == "cpus":
             value = f"{doc.number(vn, f'{path}.cpus', 0.01, 64):g}"
         elif key == "percent":
             value = f"{doc.number(vn, f'{path}.percent', 0.1, 100):g}"
+        elif key == "bytes":
+            value = str(int(doc.number(vn, f"{path}.bytes", 0, 2**31)))
+        elif key in ("kbit", "ms", "jitter"):
+            value = f"{doc.number(vn, f'{path}.{key}', 0, 10_000_000):g}"
+        elif key == "direction":
+            value = doc.string(vn, f"{path}.direction", re.compile(r"^(in|out|both)$"), "in, out or both")
         elif key == "rate":
             value = doc.string(
                 vn, f"{path}.rate", re.compile(r"^\d+(\.\d+)?\s*(k|m|g)?bit$", re.I), "a rate like 256kbit or 1mbit"

@@ -204,7 +204,7 @@ KNOWN_BAD = [
     ("PATCH", "/apps/{app}/config-vars", {"": "x"}, 422, "Invalid config var name ''"),
     ("PATCH", "/apps/{app}/config-vars", {"A-B": "x"}, 422, "Invalid config var name 'A-B'"),
     ("POST", "/apps", {"name": "Bad Name"}, 422, "Name 'Bad Name' is invalid"),
-    ("POST", "/apps", {"name": "abc", "space": "no-such-space"}, 404, "Couldn't find that space: no-such-space"),
+    ("POST", "/apps", {"name": "abc", "space": "no-such-space"}, 404, "Couldn't find that space."),
     ("POST", "/spaces", {"name": 5}, 422, "body must have a non-empty string 'name'"),
     ("POST", "/spaces", b"\xff", 422, "request body is not valid JSON"),
     ("POST", "/apps/{app}/dynos", {"command": ""}, 422, "body must have a non-empty string 'command'"),

@@ -229,15 +229,18 @@ def test_cycling_ps_wait_ps_type_and_timescale(lab: Lab, app_name: str):
     app = _app(lab, app_name)
     try:
         lab.wait_up(app, ["web.1"])
-        r = lab.cli("ps:wait", "-a", app, "--wait-interval", "0.2", "--timeout", "30")
-        assert r.code == 0 and "1 / 1, done" in r.err
+        # CLI src/commands/ps/wait.ts: nothing to wait for prints nothing; an interval under 10 is refused
+        r = lab.cli("ps:wait", "-a", app, "--wait-interval", "10", "--timeout", "30")
+        assert (r.code, r.out, r.err) == (0, "", "")
+        r = lab.cli("ps:wait", "-a", app, "--wait-interval", "1")
+        assert r.code == 1 and r.err.strip() == "▸    wait-interval must be at least 10"
         lab.ok("ps:type", "web=standard-2x", "-a", app)
         wait_until(
             lambda: lab.dynos(app)["web.1"]["size"] == "Standard-2X" and lab.dynos(app)["web.1"]["state"] == "up",
             20,
             what="resized and back up",
         )
-        assert "web     Standard-2X  1" in lab.ok("ps:type", "-a", app)
+        assert re.search(r"^ web +Standard-2X +1$", lab.ok("ps:type", "-a", app), re.M)  # CLI ps/type.ts table
         # Daily cycling: each dyno shows when it will cycle (24 h + 0-216 min, scaled) ...
         from datetime import datetime
 

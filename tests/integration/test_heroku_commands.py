@@ -25,8 +25,13 @@ def _rows(text: str) -> dict[str, dict[str, str]]:
 def test_restart_and_kill_aliases_in_a_private_space(lab: Lab, space_app: str):
     app = space_app
     before = lab.dynos(app)["web.1"]
-    out = lab.ok("restart", "web.1", "-a", app)
-    assert out.strip() == f"Restarting dyno web.1 on ⬢ {app}... done"
+    # CLI src/commands/ps/restart.ts: the positional DYNO warns; the action line goes to stderr, stdout stays empty
+    r = lab.cli("restart", "web.1", "-a", app)
+    assert (r.code, r.out) == (0, "")
+    assert r.err == (
+        " ▸    DYNO is a deprecated argument. Use --dyno-name or --process-type instead.\n"
+        f"Restarting dyno web.1 on ⬢ {app}... done\n"
+    )
     wait_until(
         lambda: (d := lab.dynos(app)["web.1"])["container"] != before["container"] and d["state"] == "up",
         30,
@@ -34,8 +39,8 @@ def test_restart_and_kill_aliases_in_a_private_space(lab: Lab, space_app: str):
     )
     assert lab.dynos(app)["web.1"]["instance"] == before["instance"], "restart keeps the instance"
 
-    out = lab.ok("kill", "-d", "web.1", "-a", app)
-    assert out.strip() == f"Stopping dyno web.1 on ⬢ {app}... done"
+    r = lab.cli("kill", "-d", "web.1", "-a", app)  # CLI src/commands/ps/stop.ts
+    assert (r.code, r.out, r.err) == (0, "", f"Stopping dyno web.1 on ⬢ {app}... done\n")
     wait_until(
         lambda: (d := lab.dynos(app)["web.1"])["instance"] != before["instance"] and d["state"] == "up",
         30,
@@ -63,10 +68,11 @@ def test_releases_info(lab: Lab, space_app: str):
     app = space_app
     out = lab.ok("releases:info", "v1", "-a", app)
     lines = out.splitlines()
-    assert lines[0] == "=== Release v1"
-    assert lines[1] == "By:      labctl@localhost"
-    assert lines[2].startswith("Change:  Deploy ")
-    assert lines[3].startswith("When:    20") and lines[4:6] == ["", "=== v1 Config vars"]
+    # CLI src/commands/releases/info.ts
+    assert lines[:3] == ["=== Release v1", "", "By:                     labctl@localhost"]
+    assert lines[3].startswith("Change:                 Deploy ")
+    assert lines[4] == "Eligible for Rollback?: Yes"
+    assert lines[5].startswith("When:                   20") and lines[6:8] == ["", "=== v1 Config vars"]
     assert lab.json("releases:info", "-a", app)["version"] == lab.json("releases", "-a", app)[0]["version"]
     assert lab.json("releases:info", "1", "-a", app)["version"] == 1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import Lab, wait_until
@@ -93,7 +95,9 @@ def test_common_runtime_restart_moves_stop_comes_back(lab: Lab, cr_app: str):
 
 def test_scale_to_zero_h14_and_one_offs(lab: Lab, cr_app: str):
     app = cr_app
-    lab.ok("ps:scale", "web=0", "-a", app)
+    r = lab.cli("ps:scale", "web=0", "-a", app)  # CLI src/commands/ps/scale.ts: only the type changed, on stderr
+    assert (r.code, r.out) == (0, "")
+    assert re.fullmatch(r"Scaling dynos\.\.\. done, now running web at 0:[\w-]+\n", r.err), r.err
     wait_until(lambda: lab.get(app).status_code == 503, 20, what="503 after web=0")
     wait_until(lambda: "code=H14" in lab.logs(app), 10, what="H14 router line")
     out = lab.ok("ps", "-a", app)
@@ -114,14 +118,19 @@ def test_scale_to_zero_h14_and_one_offs(lab: Lab, cr_app: str):
 
 def test_config_set_new_release_and_rollback(lab: Lab, cr_app: str):
     app = cr_app
-    out = lab.ok("config:set", "GREETING=bar", "-a", app)
-    assert "v2" in out
+    r = lab.cli("config:set", "GREETING=bar", "-a", app)  # CLI src/commands/config/set.ts
+    assert (r.code, r.out, r.err) == (0, "GREETING: bar\n", f"Setting GREETING and restarting ⬢ {app}... done, v2\n")
     wait_until(lambda: body(lab, app).get("greeting") == "bar", 30, what="dynos see GREETING")
     assert lab.ok("config:get", "GREETING", "-a", app).strip() == "bar"
     releases = lab.json("releases", "-a", app)
     assert [r["version"] for r in releases][:2] == [2, 1]
     assert releases[0]["description"] == "Set GREETING config vars"
-    lab.ok("rollback", "-a", app)
+    r = lab.cli("rollback", "-a", app)  # CLI src/commands/releases/rollback.ts
+    assert (r.code, r.out) == (0, "") and r.err == (
+        f"Rolling back ⬢ {app} to v1... done, v3\n"
+        " ▸    Rollback affects code and config vars; it doesn't add or remove addons.\n"
+        " ▸    To undo, run: labctl rollback v2\n"
+    )
     wait_until(
         lambda: (
             body(lab, app).get("release") == "v3"
@@ -145,7 +154,7 @@ def test_config_set_new_release_and_rollback(lab: Lab, cr_app: str):
         (("ps", "-a", "Bad_Name"), "Couldn't find that app"),
         (("apps:create", "Bad_Name"), "is invalid"),
         (("ps:scale", "web==2", "-a", "nosuchapp"), "Invalid argument"),
-        (("ps:restart", "web.99", "-a", "nosuchapp"), "Couldn't find that app"),
+        (("ps:restart", "-d", "web.99", "-a", "nosuchapp"), "Couldn't find that app."),
         (("deploy", "/tmp", "-a", "nosuchapp"), "No Procfile"),
         (("ps:stop", "-a", "nosuchapp"), "Please specify a process type or dyno name"),
     ],
@@ -161,8 +170,8 @@ def test_bad_input_is_one_line(lab: Lab, args, needle):
 def test_unknown_dyno_and_bad_scale_change_nothing(lab: Lab, cr_app: str):
     app = cr_app
     before = lab.dynos(app)
-    r = lab.cli("ps:restart", "web.9", "-a", app)
-    assert r.code != 0 and "No such dyno web.9" in r.err
+    r = lab.cli("ps:restart", "-d", "web.9", "-a", app)  # the Platform API's not_found words, no name added
+    assert (r.code, r.out, r.err.strip()) == (1, "", "▸    Couldn't find that dyno.")
     r = lab.cli("ps:scale", "mailer=2", "-a", app)
     assert r.code != 0 and "Couldn't find that process type" in r.err
     after = lab.dynos(app)

@@ -44,7 +44,7 @@ def test_private_space_scenario_passes_with_a_report(lab_state: Path, tmp_path: 
     for s in steps:
         assert s["status"] in ("pass", "done"), s
         assert s["start"] <= s["end"] and s["started_at"] and s["ended_at"]
-    assert steps[2]["kind"] == "run" and steps[2]["command"] == "ps:restart web.1 -a demo"
+    assert steps[2]["kind"] == "run" and steps[2]["command"] == "ps:restart -d web.1 -a demo"
     assert steps[2]["exit_code"] == 0
 
     # the lesson itself, from the recorded snapshots and measurements
@@ -60,7 +60,7 @@ def test_private_space_scenario_passes_with_a_report(lab_state: Path, tmp_path: 
     assert data["timeline"] and all({"t", "app", "dynos"} <= set(p) for p in data["timeline"])
 
     html = (report / "report.html").read_text()
-    assert "<svg" in html and "ps:stop web.1 -a demo" in html and before["instance"] in html
+    assert "<svg" in html and "ps:stop -d web.1 -a demo" in html and before["instance"] in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", ""), "self-contained: nothing fetched"
     assert _leftovers(data["lab"]) == []
 
@@ -239,7 +239,7 @@ def test_interactive_run_in_a_pty(lab_state: Path, tmp_path: Path):
     try:
         term.expect("Put web.1 on a new runtime instance.", 300)
         term.expect("lab> ", 30)
-        term.type("labctl ps:restart web.1 -a demo")
+        term.type("labctl ps:restart -d web.1 -a demo")
         assert "Restarting dyno web.1" in term.expect("lab> ", 60)
         term.type("hint")
         assert "ps:restart keeps" in term.expect("lab> ", 10)

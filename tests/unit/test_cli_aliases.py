@@ -80,11 +80,15 @@ def test_release_info_text_is_the_heroku_cli_s():
         "created_at": "1970-01-01T00:00:00Z",
         "config": {"FOO": "a b", "BAR": "1"},
     }
+    # CLI releases/info.ts: styledObject({'Add-ons', By, Change, 'Eligible for Rollback?', When}), keys padded to
+    # the longest (its test: 'By:                     foo@foo.com')
     assert render.release_info_text(rel) == (
         "=== Release v3\n"
-        "By:      labctl@localhost\n"
-        "Change:  Set FOO config vars\n"
-        "When:    1970-01-01T00:00:00Z\n"
+        "\n"
+        "By:                     labctl@localhost\n"
+        "Change:                 Set FOO config vars\n"
+        "Eligible for Rollback?: Yes\n"
+        "When:                   1970-01-01T00:00:00Z\n"
         "\n"
         "=== v3 Config vars\n"
         "\n"
@@ -92,7 +96,8 @@ def test_release_info_text_is_the_heroku_cli_s():
         "FOO: a b"
     )
     failed = render.release_info_text({**rel, "status": "failed", "config": {}}, shell=True)
-    assert "Change:  Set FOO config vars (release command failed)" in failed
+    assert "Change:                 Set FOO config vars (release command failed)" in failed
+    assert "Eligible for Rollback?: No" in failed
     assert render.release_info_text(rel, shell=True).endswith("FOO='a b'\nBAR=1")
 
 

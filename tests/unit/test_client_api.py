@@ -23,6 +23,7 @@ from labctl import errors
 from labctl.client import Client, controller_answers
 from labctl.controller.api import Api, make_server
 from labctl.controller.faults import FaultManager
+from labctl.controller.faults_router import RouterFaults
 from labctl.labdir import LabDir, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ def _served(tmp_path_factory) -> Iterator[tuple[Path, mock.MagicMock, mock.Magic
     manager, faults = mock.MagicMock(name="manager"), mock.MagicMock(name="faults")
     api = Api(manager, lambda: {"lab": "unit", "timescale": 1.0})
     FaultManager.register(faults, api)
+    RouterFaults.attach(faults, api)  # the router-end routes, recorded by the same mock
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LABCTL_STATE_DIR", str(state))
         d = LabDir("unit")
@@ -148,6 +150,12 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.faults_clear(kind="cpu"), "f", mock.call.clear(None, "cpu")),
     (lambda c: c.faults_clear(instance="i-1"), "f", mock.call.clear("i-1", None)),
     (lambda c: c.faults_clear(app="demo", dyno="web.1", kind="loss"), "f", mock.call.clear(mock.ANY, "loss")),
+    (
+        lambda c: c.faults_add({"kind": "loss", "to_instance": "i-1"}, router="common"),
+        "f",
+        mock.call.add("common", {"kind": "loss", "to_instance": "i-1"}),
+    ),
+    (lambda c: c.faults_clear(router="sp", kind="loss"), "f", mock.call.clear("sp", "loss")),
 ]
 
 
@@ -276,7 +284,7 @@ def test_error_bodies_map_by_id_then_status(fixed: Client, status, body, error, 
 
 
 # -- no API path outside the client ------------------------------------------------------------------------
-API_PREFIXES = ("/apps", "/lab", "/spaces", "/instances", "/faults", "/health")
+API_PREFIXES = ("/apps", "/lab", "/spaces", "/instances", "/faults", "/routers", "/health")
 
 
 def _path_literals(path: Path) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -102,9 +103,16 @@ def test_build_fault_each_kind():
     assert loss["percent"] == 30.0 and loss["expires_at"] == 102.0
     assert fm.build_fault({"kind": "loss", "percent": 100})["percent"] == 100.0
     bw = fm.build_fault({"kind": "bandwidth", "rate": "1Mbit"})
-    assert bw["rate"] == "1mbit" and bw["rate_bps"] == 1_000_000
-    assert set(fm.build_fault({"kind": "blackhole"})) == {"id", "kind", "created_at", "expires_at"}
-    assert fm.build_fault({"kind": "latency", "delay": "200ms"})["delay_ms"] == 200.0
+    assert bw["rate"] == "1mbit" and bw["rate_bps"] == 1_000_000 and bw["direction"] == "out"
+    assert fm.build_fault({"kind": "bandwidth", "kbit": 256})["rate_bps"] == 256_000
+    assert set(fm.build_fault({"kind": "blackhole"})) == {"id", "kind", "direction", "created_at", "expires_at"}
+    lat = fm.build_fault({"kind": "latency", "ms": 200, "jitter": 100, "direction": "both"})
+    assert (lat["ms"], lat["jitter"], lat["direction"]) == (200.0, 100.0, "both")
+    assert fm.build_fault({"kind": "latency", "ms": "50"})["direction"] == "out"
+    assert "direction" not in fm.build_fault({"kind": "reset"})
+    assert fm.build_fault({"kind": "limit-data", "bytes": 0})["bytes"] == 0
+    assert fm.build_fault({"kind": "slow-close", "ms": 300})["ms"] == 300.0
+    assert "direction" not in fm.build_fault({"kind": "cpu", "cpus": 1})
     assert fm.build_fault({"kind": "host-failure"})["kind"] == "host-failure"
 
 
@@ -127,7 +135,18 @@ def test_build_fault_each_kind():
         ({"kind": "loss", "percent": 10, "cpus": 1}, "--cpus does not apply to loss faults"),
         ({"kind": "blackhole", "percent": 10}, "--percent does not apply to blackhole faults"),
         ({"kind": "bandwidth", "rate": "fast"}, "Invalid rate 'fast'"),
-        ({"kind": "bandwidth"}, "bandwidth faults need --rate"),
+        ({"kind": "bandwidth"}, "bandwidth faults need --kbit N (kbit/s, e.g. 256) or --rate R"),
+        ({"kind": "bandwidth", "kbit": 256, "rate": "1mbit"}, "bandwidth faults need --kbit N"),
+        ({"kind": "bandwidth", "kbit": 1}, "--kbit must be between 8 and 10000000, not 1"),
+        ({"kind": "latency"}, "latency faults need --ms N"),
+        ({"kind": "latency", "ms": 0}, "--ms must be more than 0"),
+        ({"kind": "latency", "ms": 100, "jitter": 200}, "--jitter at most --ms, not 100 ± 200"),
+        ({"kind": "latency", "ms": 200, "direction": "up"}, "Unknown direction 'up': use in, out or both"),
+        ({"kind": "reset", "direction": "in"}, "--direction does not apply to reset faults (only to loss, blackhole"),
+        ({"kind": "cpu", "cpus": 1, "direction": "in"}, "--direction does not apply to cpu faults"),
+        ({"kind": "timeout", "ms": 5}, "--ms does not apply to timeout faults"),
+        ({"kind": "limit-data", "bytes": 1.5}, "--bytes must be a whole number"),
+        ({"kind": "limit-data"}, "limit-data faults need --bytes N"),
         ({"kind": "loss", "percent": 10, "for": "0s"}, "Invalid duration"),
         ({"kind": "loss", "percent": 10, "for": "later"}, "Invalid duration"),
         ({"kind": "host-failure", "for": "2s"}, "--for does not apply"),
@@ -140,7 +159,17 @@ def test_build_fault_rejects_with_one_line(body, needle):
     assert "\n" not in str(e.value)
 
 
+def test_latency_must_stay_below_the_router_timeout():
+    fm.build_fault({"kind": "latency", "ms": 1400, "jitter": 99}, max_delay_ms=1500)
+    with pytest.raises(InvalidInput) as e:
+        fm.build_fault({"kind": "latency", "ms": 1400, "jitter": 100}, max_delay_ms=1500)
+    assert "not below the router's first-byte timeout here (1500 ms" in str(e.value) and "\n" not in str(e.value)
+
+
 def test_describe():
+    assert fm.describe({"kind": "latency", "ms": 200.0, "jitter": 50.0, "direction": "out"}) == "latency 200ms ±50ms"
+    assert fm.describe({"kind": "loss", "percent": 30.0, "direction": "out"}) == "loss 30% out"
+    assert fm.describe({"kind": "limit-data", "bytes": 10}) == "limit-data 10 bytes"
     assert fm.describe({"kind": "cpu", "cpus": 0.05}) == "cpu 0.05 CPU"
     assert fm.describe({"kind": "loss", "percent": 30.0}) == "loss 30%"
     assert fm.describe({"kind": "bandwidth", "rate": "1mbit"}) == "bandwidth 1mbit"
@@ -152,42 +181,90 @@ def test_net_script_rules_match_the_router_only():
     script = fe.net_script(
         "172.22.0.2",
         [
-            {"kind": "blackhole", "id": "f-1"},
-            {"kind": "loss", "percent": 30.0, "id": "f-2"},
+            {"kind": "blackhole", "id": "f-1", "direction": "in"},
+            {"kind": "loss", "percent": 30.0, "id": "f-2", "direction": "out"},
         ],
     )
     lines = script.splitlines()
     assert lines[0] == "set -e"
     assert "iptables -w -N LABCTL-FAULTS 2>/dev/null || iptables -w -F LABCTL-FAULTS" in lines
     assert "iptables -w -C INPUT -j LABCTL-FAULTS 2>/dev/null || iptables -w -I INPUT 1 -j LABCTL-FAULTS" in lines
-    assert any(
-        line.startswith("iptables -w -A LABCTL-FAULTS -s 172.22.0.2 -m comment")
-        and line.endswith("-j DROP")
-        and "'labctl blackhole f-1'" in line
-        for line in lines
-    )
-    assert any("-m statistic --mode random --probability 0.3000" in line and "-s 172.22.0.2" in line for line in lines)
-    assert lines[-1] == "tc qdisc del dev eth0 root 2>/dev/null || true"
+    out_hook = "iptables -w -C OUTPUT -j LABCTL-FAULTS-OUT 2>/dev/null || iptables -w -I OUTPUT 1 -j LABCTL-FAULTS-OUT"
+    assert out_hook in lines
+    assert "iptables -w -A LABCTL-FAULTS -s 172.22.0.2 -m comment --comment 'labctl blackhole f-1' -j DROP" in lines
+    assert (
+        "iptables -w -A LABCTL-FAULTS-OUT -d 172.22.0.2 -m statistic --mode random --probability 0.3000 "
+        "-m comment --comment 'labctl loss f-2' -j DROP"
+    ) in lines
+    # no toxics: no proxy, its REDIRECT flushed, its process stopped
+    assert "while iptables -w -t nat -D PREROUTING -j LABCTL-PROXY 2>/dev/null; do :; done" in lines
+    assert "iptables -w -t nat -X LABCTL-PROXY 2>/dev/null || true" in lines
+    assert "rm -rf /run/labctl-faults" in lines and "setsid" not in script
 
 
 def test_net_script_bandwidth_and_empty():
     script = fe.net_script(
-        "10.0.0.2", [{"kind": "bandwidth", "rate_bps": 1_000_000}, {"kind": "bandwidth", "rate_bps": 256_000}]
+        "10.0.0.2",
+        [
+            {"kind": "bandwidth", "rate_bps": 1_000_000, "direction": "out"},
+            {"kind": "bandwidth", "rate_bps": 256_000, "direction": "out"},
+        ],
     )
     assert "tc qdisc replace dev eth0 root tbf rate 256000bit burst 3028 latency 500ms" in script
-    assert "DROP" not in script
+    assert "DROP" not in script and "REDIRECT" not in script
     empty = fe.net_script("10.0.0.2", [])
     assert "-A LABCTL-FAULTS" not in empty and "tc qdisc del dev eth0 root" in empty
+    for chain, hook in (("LABCTL-FAULTS", "INPUT"), ("LABCTL-FAULTS-OUT", "OUTPUT")):  # nothing left at all
+        assert f"while iptables -w -D {hook} -j {chain} 2>/dev/null; do :; done" in empty
+        assert f"iptables -w -X {chain} 2>/dev/null || true" in empty
     big = fe.tbf_args(100_000_000)
     assert "burst 125000 " in big  # 10 ms worth at 100mbit
+    # without tbf, or toward the instance, bandwidth goes through the proxy
+    plan = fe.instance_plan("10.0.0.2", [{"kind": "bandwidth", "rate_bps": 256_000, "direction": "in"}])
+    assert plan.rate_bps is None and plan.toxics[0]["streams"] == ["req"] and plan.toxics[0]["kbit"] == 256.0
+    plan = fe.instance_plan("10.0.0.2", [{"kind": "bandwidth", "rate_bps": 256_000, "direction": "out"}], tbf=False)
+    assert plan.rate_bps is None and plan.toxics[0]["streams"] == ["resp"]
 
 
-def test_net_script_latency_uses_netem_where_available():
-    script = fe.net_script(
-        "10.0.0.2", [{"kind": "latency", "delay_ms": 200.0}, {"kind": "bandwidth", "rate_bps": 1_000_000}]
-    )
-    assert "tc qdisc replace dev eth0 root netem delay 200ms rate 1000000bit" in script
-    assert "tbf" not in script
+def test_proxy_toxics_redirect_the_router_connections_to_the_proxy():
+    faults = [
+        {"kind": "latency", "id": "f-1", "ms": 200.0, "jitter": 100.0, "direction": "out"},
+        {"kind": "reset", "id": "f-2"},
+        {"kind": "limit-data", "id": "f-3", "bytes": 100},
+    ]
+    plan = fe.instance_plan("10.0.0.2", faults)
+    assert [(t["kind"], t["streams"]) for t in plan.toxics] == [
+        ("latency", ["resp"]),
+        ("reset", []),
+        ("limit-data", ["resp"]),
+    ]
+    assert plan.toxics[0]["ms"] == 200.0 and plan.toxics[0]["jitter"] == 100.0
+    script = fe.plan_script(plan)
+    assert "iptables -w -t nat -C PREROUTING -j LABCTL-PROXY 2>/dev/null" in script
+    assert "iptables -w -t nat -A LABCTL-PROXY -s 10.0.0.2 -p tcp -j REDIRECT --to-ports 9099" in script
+    # the proxy listens before the REDIRECT goes in
+    assert script.index("setsid python3 /usr/local/lib/labctl/fault_proxy.py 9099") < script.index("REDIRECT")
+    assert script.index(":238B 00000000:0000 0A") < script.index("REDIRECT")
+    assert '"kind": "latency"' in script
+
+
+def test_router_plan_matches_the_runtime_and_spares_the_gateways():
+    faults = [
+        {"kind": "loss", "id": "f-1", "percent": 30.0, "direction": "both", "nets": ["172.30.0.0/16"]},
+        {"kind": "latency", "id": "f-2", "ms": 100.0, "direction": "out", "nets": ["172.31.0.5/32"]},
+        {"kind": "latency", "id": "f-3", "ms": 100.0, "direction": "in", "nets": []},  # nothing to hit: skipped
+    ]
+    plan = fe.router_plan(faults, ["172.30.0.1"])
+    assert plan.hook == "OUTPUT" and not plan.touch_tc
+    assert any(r.startswith("-s 172.30.0.0/16 -m statistic") for r in plan.drops_in)
+    assert any(r.startswith("-d 172.30.0.0/16 -m statistic") for r in plan.drops_out)
+    assert [(t["kind"], t["streams"], t["nets"]) for t in plan.toxics] == [("latency", ["req"], ["172.31.0.5/32"])]
+    assert plan.redirects == ["-d 172.31.0.5/32 -p tcp -m mark ! --mark 0x1ab"]
+    script = fe.plan_script(plan)
+    assert "iptables -w -A LABCTL-FAULTS -s 172.30.0.1 -j RETURN" in script
+    assert "iptables -w -A LABCTL-FAULTS-OUT -d 172.30.0.1 -j RETURN" in script
+    assert "iptables -w -t nat -C OUTPUT -j LABCTL-PROXY" in script and "tc qdisc" not in script
+    assert fe.streams("router", "in") == ["resp"] and fe.streams("instance", "in") == ["req"]
 
 
 def test_net_script_quotes_the_address():
@@ -206,16 +283,21 @@ PROBE_OUT = """iptables ok
 statistic ok
 drop ok
 tbf ok
-netem fail Error: Specified qdisc kind is unknown.
+redirect ok
+python3 ok
 """
 
 
-def test_support_from_probe_without_netem():
+def test_support_from_probe_every_kind_without_netem():
     s = fe.support_from_probe(PROBE_OUT, (True, ""))
-    assert {k for k, v in s.items() if v.supported} == {"cpu", "loss", "blackhole", "bandwidth", "host-failure"}
-    assert not s["latency"].supported and "sch_netem" in s["latency"].reason
-    assert "Specified qdisc kind is unknown" in s["latency"].reason
-    assert s["latency"].as_dict() == {"supported": False, "reason": s["latency"].reason}
+    assert {k for k, v in s.items() if v.supported} == set(KINDS)
+    assert s["latency"].mechanism == "proxy" and "fault proxy" in s["latency"].reason
+    assert s["bandwidth"].mechanism == "tc+proxy" and s["loss"].mechanism == "iptables"
+    assert s["latency"].as_dict() == {"supported": True, "reason": s["latency"].reason, "mechanism": "proxy"}
+    no_tbf = fe.support_from_probe(PROBE_OUT.replace("tbf ok", "tbf fail no"), (True, ""))
+    assert no_tbf["bandwidth"].supported and no_tbf["bandwidth"].mechanism == "proxy"
+    no_nat = fe.support_from_probe(PROBE_OUT.replace("redirect ok", "redirect fail No chain"), (True, ""))
+    assert not no_nat["reset"].supported and "iptables REDIRECT: No chain" in no_nat["reset"].reason
 
 
 def test_support_from_probe_failures_say_why():
@@ -252,8 +334,11 @@ class FakeEngine:
 
 
 class FakeDockerEngine:
+    def __init__(self) -> None:
+        self.pids: dict[str, int] = {}  # a container's main pid (a restart changes it)
+
     def try_info(self, cid: str | None) -> object | None:
-        return object() if cid else None
+        return SimpleNamespace(id=cid, pid=self.pids.get(cid, 1)) if cid else None
 
 
 class FakeRuntime:
@@ -264,6 +349,7 @@ class FakeRuntime:
         self.on_sandbox_created: list = []
         self.on_dyno_started: list = []
         self.failed: list[str] = []
+        self.scale = lambda seconds: seconds * 0.1  # the lab clock at time scale 0.1
 
     def fail_instance(self, iid: str) -> list[str]:
         self.failed.append(iid)
@@ -354,18 +440,21 @@ def test_bad_input_changes_nothing(mgr):
         ("i-a", {"kind": "loss", "percent": 101}, InvalidInput),
         ("i-a", {"kind": "nope"}, InvalidInput),
         ("i-zzz", {"kind": "blackhole"}, NotFound),
-        ("i-a", {"kind": "latency", "delay": "100ms"}, InvalidInput),
+        ("i-a", {"kind": "latency", "ms": 3000}, InvalidInput),  # above the router's scaled 30 s
+        ("i-a", {"kind": "reset", "direction": "in"}, InvalidInput),
     ]:
         with pytest.raises(err):
             m.add(iid, body)
     assert store.instance("i-a")["faults"] == [] and eng.calls == []
 
 
-def test_latency_is_refused_in_one_line_without_netem(mgr):
-    m = mgr[0]
+def test_a_kind_the_engine_lacks_is_refused_in_one_line(mgr):
+    m, store, rt, eng, _ = mgr
+    eng.support = fe.support_from_probe(PROBE_OUT.replace("python3 ok", "python3 fail not found"), (True, ""))
     with pytest.raises(InvalidInput) as e:
-        m.add("i-a", {"kind": "latency", "delay": "100ms"})
-    assert "latency faults are not supported on this engine" in str(e.value) and "sch_netem" in str(e.value)
+        m.add("i-a", {"kind": "latency", "ms": 100})
+    assert "latency faults are not supported on this engine" in str(e.value) and "python3: not found" in str(e.value)
+    assert store.instance("i-a")["faults"] == []
 
 
 def test_engine_failure_restores_and_stores_nothing(mgr):
@@ -463,3 +552,111 @@ def test_start_reapplies_stored_faults(mgr, monkeypatch):
     m.start()
     assert eng.sandboxes == {"sb-b-shop": ["blackhole"], "sb-b-demo": ["blackhole"]}
     assert eng.cpu == {"c-2": 0.1, "c-3": 0.1}
+
+
+# -- the router end ---------------------------------------------------------------------------------------------
+class FakeRouterEngine(FakeEngine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.routers: dict[str, list[dict[str, Any]]] = {}
+
+    def router_for(self, runtime: str | None) -> str:
+        return "router"
+
+    def runtime_subnet(self, runtime: str | None) -> str | None:
+        return {None: "172.30.0.0/16", "tokyo": "172.31.0.0/16"}.get(runtime)
+
+    def sync_router(self, router: str, faults: list[dict[str, Any]]) -> None:
+        if self.fail_on == router:
+            raise LabError("iptables: Permission denied")
+        self.calls.append(("router", router))
+        self.routers[router] = [{"kind": f["kind"], "nets": f["nets"]} for f in faults]
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.routes: list[tuple[str, str]] = []
+
+    def add_route(self, method: str, path: str, handler: Any) -> None:
+        self.routes.append((method, path))
+
+
+@pytest.fixture
+def routers(tmp_path: Path):
+    from labctl.controller.faults_router import RouterFaults
+
+    store = Store(tmp_path / "lab.db")
+    store.add_space("tokyo")
+    store.add_app("demo", "tokyo")
+    store.add_app("shop", None)
+    store.add_instance("i-a", "tokyo")
+    store.add_instance("i-b", "common")
+    store.add_sandbox("i-a", "demo", "sb-a", "172.31.0.5")
+    store.add_sandbox("i-b", "shop", "sb-b", "172.30.0.6")
+    _dyno(store, "demo", "web.1", "i-a", "c-1")
+    _dyno(store, "shop", "web.1", "i-b", "c-2")
+    eng = FakeRouterEngine()
+    m = fm.FaultManager(store, FakeRuntime(store), FakeSink(), engine=eng)  # type: ignore[arg-type]
+    rf = RouterFaults(m)
+    rf.attach(FakeApi())
+    yield m, rf, store, eng
+    store.close()
+
+
+def test_router_fault_hits_its_runtime_only_and_is_listed_with_its_end(routers):
+    m, rf, store, eng = routers
+    view = m.router_end.add("common", {"kind": "loss", "percent": 30, "direction": "out"})  # type: ignore[union-attr]
+    assert view["end"] == "router" and view["router"] == "common" and view["dynos"] == ["shop/web.1"]
+    assert eng.routers["router"] == [{"kind": "loss", "nets": ["172.30.0.0/16"]}]
+    rf.add("tokyo", {"kind": "latency", "ms": 100, "to_instance": "i-a"})
+    assert eng.routers["router"][-1] == {"kind": "latency", "nets": ["172.31.0.5/32"]}
+    listed = m.list_faults()
+    assert [(f["end"], f["runtime"], f["kind"]) for f in listed] == [
+        ("router", "common", "loss"),
+        ("router", "tokyo", "latency"),
+    ]
+    assert [f["kind"] for f in m.list_faults(app="demo")] == ["latency"]
+    assert store.instance("i-b")["faults"] == []  # not an instance fault: ps:stop does not take it away
+    removed = m.clear(None)
+    assert sorted(f["kind"] for f in removed) == ["latency", "loss"] and eng.routers["router"] == []
+
+
+def test_router_fault_bad_input_changes_nothing(routers):
+    m, rf, store, eng = routers
+    for router, body, err, needle in [
+        ("mars", {"kind": "loss", "percent": 5}, NotFound, "No such router 'mars'"),
+        ("common", {"kind": "cpu", "cpus": 1}, InvalidInput, "cpu faults act on an instance's dynos"),
+        ("common", {"kind": "loss", "percent": 5, "to_instance": "i-a"}, InvalidInput, "is in space tokyo"),
+        ("common", {"kind": "loss", "percent": 5, "to_instance": "i-zz"}, NotFound, "No such instance i-zz"),
+        ("common", {"kind": "loss", "percent": 5, "direction": "sideways"}, InvalidInput, "Unknown direction"),
+        ("common", {"kind": "latency", "ms": 5000}, InvalidInput, "first-byte timeout"),
+    ]:
+        with pytest.raises(err, match=needle):
+            rf.add(router, body)
+    assert rf.faults() == [] and eng.calls == []
+    eng.fail_on = "router"
+    with pytest.raises(LabError, match="Could not add the blackhole fault on the common router: iptables"):
+        rf.add("common", {"kind": "blackhole"})
+    assert rf.faults() == []
+
+
+def test_router_fault_toward_an_instance_goes_with_it_and_expires(routers):
+    m, rf, store, eng = routers
+    rf.add("tokyo", {"kind": "reset", "to_instance": "i-a"})
+    rf.add("common", {"kind": "blackhole", "for": "2s"})
+    store.delete_instance("i-a")
+    gone = rf.expire(now=0.0)
+    assert [f["kind"] for f in gone] == ["reset"]
+    assert [f["kind"] for f in rf.expire(now=1e12)] == ["blackhole"]
+    assert rf.faults() == [] and eng.routers["router"] == []
+
+
+def test_a_restarted_router_gets_its_faults_back(routers):
+    m, rf, store, eng = routers
+    rf.add("common", {"kind": "latency", "ms": 100})
+    assert eng.calls.count(("router", "router")) == 1
+    rf.expire()
+    assert eng.calls.count(("router", "router")) == 1, "nothing changed: no re-apply"
+    m.rt.engine.pids["router"] = 42  # restarted: a new network namespace
+    rf.expire()
+    assert eng.calls.count(("router", "router")) == 2 and eng.routers["router"][0]["kind"] == "latency"

@@ -28,11 +28,12 @@ def test_ps_text_groups_like_heroku():
         now=now,
     )
     lines = text.splitlines()
-    assert lines[0] == "=== run: one-off processes (1)"
-    assert lines[1].startswith("run.4321 (Standard-1X): up ") and lines[1].endswith("(~ 5s ago): bash")
-    assert lines[3] == "=== web (Standard-1X): python3 app.py (2)"
-    assert lines[4].startswith("web.1: up ") and lines[4].endswith("(~ 2m ago)")
-    assert lines[5].startswith("web.2: up ")
+    # CLI src/commands/ps/index.ts (its test: a blank line after each styledHeader and after each group)
+    assert lines[0] == "=== run: one-off processes (1)" and lines[1] == ""
+    assert lines[2].startswith("run.4321 (Standard-1X): up ") and lines[2].endswith("(~ 5s ago): bash")
+    assert lines[3:6] == ["", "=== web (Standard-1X): python3 app.py (2)", ""]
+    assert lines[6].startswith("web.1: up ") and lines[6].endswith("(~ 2m ago)")
+    assert lines[7].startswith("web.2: up ") and text.endswith("\n") and len(lines) == 8
 
 
 def test_ps_text_empty_and_old():

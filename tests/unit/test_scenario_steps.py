@@ -303,3 +303,38 @@ def test_learner_commands_are_checked():
     assert "not available" in refuse(["down"])
     assert "no --lab" in refuse(["ps", "--lab", "x"])
     assert "never returns" in refuse(["logs", "--tail", "-a", "demo"])
+
+
+def test_toxic_fault_steps_and_directions():
+    """The new kinds' parameters (issue 17) come from the one table of kinds, and become the CLI's options."""
+    lat = "kind: latency, app: demo, dyno: web.1, ms: 200, jitter: 50, direction: both, for: 2m"
+    sc = _parse(DOC.replace("kind: cpu, app: demo, dyno: web.1, cpus: 0.05, for: 2m", lat, 1))
+    assert sc.steps[2].fault.argv == [
+        "faults:add",
+        "latency",
+        "--dyno",
+        "web.1",
+        "-a",
+        "demo",
+        "--ms",
+        "200",
+        "--jitter",
+        "50",
+        "--direction",
+        "both",
+        "--for",
+        "2m",
+    ]
+    cut = "kind: limit-data, app: demo, dyno: web.1, bytes: 1000"
+    assert _parse(DOC.replace("kind: cpu, app: demo, dyno: web.1, cpus: 0.05, for: 2m", cut, 1)).steps[2].fault.argv[
+        -2:
+    ] == ["--bytes", "1000"]
+    for bad, needle in [
+        ("kind: reset, app: demo, dyno: web.1, direction: in", "not an option of a reset fault"),
+        ("kind: latency, app: demo, dyno: web.1", "a latency fault needs ms"),
+        ("kind: loss, app: demo, dyno: web.1, percent: 5, direction: up", "in, out or both"),
+        ("kind: bandwidth, app: demo, dyno: web.1", "a bandwidth fault needs kbit or rate"),
+    ]:
+        with pytest.raises(ScenarioError) as info:
+            _parse(DOC.replace("kind: cpu, app: demo, dyno: web.1, cpus: 0.05, for: 2m", bad, 1))
+        assert needle in str(info.value) and "\n" not in str(info.value)
