@@ -84,7 +84,13 @@ class Rendezvous:
             except OSError:
                 self._hang_up(app, view)
                 return
-            self._pump(conn, app, view)
+            try:
+                self._pump(conn, app, view)
+            finally:
+                try:  # a FIN now: close() alone waits for the thread blocked in recv() on this socket
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def _pump(self, conn: socket.socket, app: str, view: dict[str, Any]) -> None:
         cid = view.get("container")
