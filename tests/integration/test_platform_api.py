@@ -453,6 +453,6 @@ def test_attached_one_off_through_its_rendezvous_attach_url(api: Api, lab: Lab, 
             got += chunk
     assert got == b"rendezvous\r\nout-line\n" + "\uffff heroku-command-exit-status: 4\n".encode(), got
     wait_until(lambda: run["name"] not in lab.dynos(deployed), 30, 0.3, "the one-off is gone")
-    r = lab.cli("run", "-a", deployed, "printf 'a\\nb'; exit 3")
-    assert (r.code, r.out) == (3, "a\nb"), (r.code, r.out, r.err)
+    r = lab.cli("run", "-a", deployed, "echo a; echo b; exit 3")
+    assert (r.code, r.out) == (3, "a\nb\n"), (r.code, r.out, r.err)
     api.error("POST", f"/apps/{deployed}/dynos", {"command": "true", "attach": "yes"}, 422, "invalid_params")
