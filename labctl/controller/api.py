@@ -8,9 +8,10 @@ The conventions, for every route (the lab's own resources too: ``/lab``, ``/inst
 - every answer carries ``Request-Id`` and ``RateLimit-Remaining``; errors are ``{"id": ..., "message": ...}``;
 - creates answer 201, restarts and stops 202 ``{}``; a body over ``MAX_BODY`` answers 413;
 - lists declared with range fields are paged by ``Range``/``Next-Range`` (206 when cut; docs/api.md).
-``GET /schema`` describes every route (``controller/schema.py``). Long work (builds, attached one-offs) answers
-``application/x-ndjson``: ``{"line": …}`` rows, then one ``{"result": …}`` or ``{"error": …}`` row (a lab
-extension: Heroku streams these through ``output_stream_url`` and a rendezvous ``attach_url``).
+``GET /schema`` describes every route (``controller/schema.py``). Long work streams as Heroku's does: a build's
+output through its ``output_stream_url`` (``controller/builds.py``), an attached one-off through its rendezvous
+``attach_url`` (``controller/rendezvous.py``). A handler may still answer an iterator of rows, sent as
+``application/x-ndjson``.
 """
 
 from __future__ import annotations
@@ -328,28 +329,6 @@ class Api:
         if attach:  # the client attaches through the rendezvous service (``controller/rendezvous.py``)
             view = {**view, "attach_url": self.rendezvous.offer(app, dict(view))}
         return view
-
-
-def _stream(work: Callable[[Callable[[str], None]], Any]) -> Iterator[dict[str, Any]]:
-    """Run ``work`` in a thread and yield its progress lines, then its result or error."""
-    import queue
-    import threading
-
-    q: queue.Queue[dict[str, Any] | None] = queue.Queue()
-
-    def run() -> None:
-        try:
-            q.put({"result": work(lambda line: q.put({"line": line}))})
-        except LabError as err:
-            q.put({"error": {"id": err.id, "message": str(err)}})
-        except Exception as err:  # noqa: BLE001 - reported to the client as one line, logged in full
-            log.exception("streamed work failed")
-            q.put({"error": {"id": "internal", "message": f"internal error: {err}"}})
-        q.put(None)
-
-    threading.Thread(target=run, daemon=True).start()
-    while (item := q.get()) is not None:
-        yield item
 
 
 def _field(body: dict[str, Any], key: str) -> str:
