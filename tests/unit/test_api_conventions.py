@@ -227,3 +227,15 @@ def test_schema_lists_every_route_of_the_table(base, served):
     app_links = {(x["method"], x["title"], x["status"]) for x in doc["definitions"]["app"]["links"]}
     assert app_links >= {("POST", "Create", 201), ("GET", "List", 200), ("PATCH", "Update", 200)}
     assert json.dumps(doc)  # plain JSON throughout
+
+
+def test_only_a_build_output_stream_answers_without_a_token(base, api_routes):
+    public = [r.pattern for r in api_routes if r.public]
+    assert public == ["/build-output/(?P<build>[^/]+)"]
+    r = call("GET", f"{base}/build-output/{uuid.uuid4()}", auth=None)
+    assert_error(r, 404, "not_found")  # looked up (no such build), not refused for want of a token
+
+
+@pytest.fixture
+def api_routes(served) -> list:
+    return served[2].routes
