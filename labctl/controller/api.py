@@ -293,6 +293,8 @@ class Api:
 
     def _patch_app(self, q: dict[str, str], b: dict[str, Any], app: str) -> Any:
         maintenance, name = b.get("maintenance"), b.get("name")
+        if maintenance in (0, 1) and not isinstance(maintenance, bool):
+            maintenance = bool(maintenance)  # the heroku3 client sends 0 and 1 (Heroku's API takes them)
         if maintenance is not None and not isinstance(maintenance, bool):
             raise InvalidInput("'maintenance' must be a boolean")
         if name is not None and not isinstance(name, str):
@@ -415,7 +417,9 @@ def paginate(rows: list[Any], header: str | None, fields: tuple[str, ...]) -> Pa
                 + ", ".join(fields)
             )
         field, start, end, exclusive = m["field"], m["start"].strip(), m["end"].strip(), bool(m["ex"])
-        for param in filter(None, (p.strip() for p in (m["params"] or "").split(","))):
+        # parameters are separated by "," (Heroku's examples) or ";", and a trailing ";" is allowed (heroku3 sends
+        # "id ..; max=1000;")
+        for param in filter(None, (p.strip() for p in re.split(r"[,;]", m["params"] or ""))):
             key, _, value = param.partition("=")
             key, value = key.strip(), value.strip()
             if key == "max" and value.isdigit() and 1 <= int(value) <= MAX_MAX:
@@ -481,14 +485,17 @@ def authorized(header: str, token: str) -> bool:
 
 
 def check_accept(header: str | None) -> None:
-    """``application/vnd.heroku+json; version=3`` (or no version, plain JSON, ``*/*``): version 3 only."""
+    """``application/vnd.heroku+json; version=3`` (or a variant ``3.x``, no version, plain JSON, ``*/*``): version 3
+    only."""
     for part in (header or "").split(","):
         media, *params = (p.strip() for p in part.split(";"))
         if media.lower() != MEDIA_TYPE:
             continue
         for param in params:
             key, _, value = param.partition("=")
-            if key.strip().lower() == "version" and value.strip() != "3":
+            version = value.strip()
+            # "3" and its variants ("3.cedar-acm", as the heroku3 client sends) are version 3
+            if key.strip().lower() == "version" and version != "3" and not version.startswith("3."):
                 raise LabError(f"This lab serves version 3 of the Platform API, not version {value.strip()!r}.")
 
 

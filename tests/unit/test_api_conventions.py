@@ -115,7 +115,7 @@ def test_rate_limit_remaining_counts_down_and_matches_the_rate_limits_resource(b
 
 def test_version_3_plain_json_and_no_accept_are_served_another_version_is_refused(base, manager):
     manager.apps.return_value = []
-    for accept in (ACCEPT, "application/json", "*/*"):
+    for accept in (ACCEPT, "application/vnd.heroku+json; version=3.cedar-acm", "application/json", "*/*"):
         assert call("GET", f"{base}/apps", headers={"Accept": accept}).status_code == 200
     r = call("GET", f"{base}/apps", headers={"Accept": "application/vnd.heroku+json; version=2"})
     assert_error(r, 400, "bad_request")
@@ -149,6 +149,13 @@ def test_wrong_types_are_422_invalid_params_and_reach_nothing(base, manager, met
     assert_error(call(method, base + path, json=body), 422, "invalid_params")
     touched = {c[0] for c in manager.mock_calls} - {"app_name", "dyno_name", "app_row"}  # lookups only
     assert not touched, touched
+
+
+def test_maintenance_takes_0_and_1_as_heroku3_sends_them(base, manager):
+    manager.update_app.return_value = {"name": "demo"}
+    assert call("PATCH", f"{base}/apps/demo", json={"maintenance": 0}).status_code == 200
+    manager.update_app.assert_called_once_with("demo", maintenance=False, name=None)
+    assert_error(call("PATCH", f"{base}/apps/demo", json={"maintenance": 2}), 422, "invalid_params")
 
 
 def test_unknown_body_fields_are_ignored(base, manager):
@@ -195,7 +202,9 @@ def test_range_max_and_order_desc(base, manager):
     assert r.headers["Next-Range"] == "name ]app020..; max=10, order=desc"
     nxt = call("GET", f"{base}/apps", headers={"Range": r.headers["Next-Range"]})
     assert [a["name"] for a in nxt.json()] == [f"app{i:03d}" for i in range(19, 9, -1)]
-    whole = call("GET", f"{base}/apps", headers={"Range": "id ..; max=1000"})
+    semi = call("GET", f"{base}/apps", headers={"Range": "name ..; order=desc,max=10;"})  # as heroku3 sends it
+    assert semi.status_code == 206 and semi.json() == r.json()
+    whole = call("GET", f"{base}/apps", headers={"Range": "id ..; max=1000;"})
     assert whole.status_code == 200 and len(whole.json()) == 30
 
 
