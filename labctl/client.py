@@ -15,14 +15,19 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from labctl.domain.formation import parse_scale_args
 from labctl.errors import ControllerUnavailable, LabError, NotFound, error_for
 from labctl.labdir import LabDir
 
 HEALTH_TIMEOUT = 2.0
+EXIT_MARKER = "\uffff heroku-command-exit-status: "  # the line the rendezvous stream ends with
+ACCEPT = "application/vnd.heroku+json; version=3"  # the Platform API's version header (heroku-reference §11)
 
 
 def _seg(name: str) -> str:
@@ -54,6 +59,45 @@ def controller_answers(lab: str) -> bool:
         conn.close()
 
 
+class _Status:
+    value: int | None = None
+
+
+def _attached_output(sock: socket.socket, talking: Any) -> tuple[Iterator[dict[str, Any]], _Status]:
+    """``{"output": …}`` rows of a rendezvous stream as they come, and (once they are read) the exit status of
+    its closing marker line."""
+    import codecs
+
+    marker = EXIT_MARKER.encode()
+    status = _Status()
+
+    def rows() -> Iterator[dict[str, Any]]:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        buf = b""
+        while True:
+            with talking("hung up mid-answer."):
+                chunk = sock.recv(65536)
+            buf += chunk
+            at = buf.find(marker)
+            if at >= 0:
+                if text := decoder.decode(buf[:at]):
+                    yield {"output": text}
+                buf = buf[at:]
+                value = buf[len(marker) :].split(b"\n", 1)[0].strip()
+                status.value = int(value) if value.lstrip(b"-").isdigit() else None
+                if chunk and b"\n" not in buf:
+                    continue  # the marker line is not whole yet
+                return
+            keep = next((n for n in range(len(marker) - 1, 0, -1) if buf.endswith(marker[:n])), 0)
+            out, buf = (buf[: len(buf) - keep], buf[len(buf) - keep :]) if keep else (buf, b"")
+            if text := decoder.decode(out, final=not chunk):
+                yield {"output": text}
+            if not chunk:
+                return
+
+    return rows(), status
+
+
 class Client:
     def __init__(self, lab: str, timeout: float = 120.0):
         self.dir = LabDir(lab)
@@ -64,16 +108,22 @@ class Client:
             raise ControllerUnavailable(f"Lab {lab!r} is not up. Run: labctl up")
         self.port = int(api["port"])
         self.base = f"http://127.0.0.1:{self.port}"
-        self.headers = {"Authorization": f"Bearer {self.dir.token()}"}
+        self.url = self.base
+        self.headers = {"Authorization": f"Bearer {self.dir.token()}", "Accept": ACCEPT}
 
     def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> http.client.HTTPResponse:
         """Send one call; an answer of 400 or more raises the matching LabError (its ``message``)."""
         params = {k: v for k, v in (params or {}).items() if v is not None}  # as requests did: None = absent
         if params:
             path += "?" + urlencode(params)
-        headers = dict(self.headers)
+        headers = {**self.headers, **(extra or {})}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -112,8 +162,9 @@ class Client:
         finally:
             resp.close()
 
-    def _json(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
-        return json.loads(self._read(self._request(method, path, body, params)) or b"null")
+    def _ranged(self, path: str, range_: str) -> Any:
+        """A list in the order and size a ``Range`` header asks for (``version ..; order=desc``)."""
+        return json.loads(self._read(self._request("GET", path, None, None, {"Range": range_})) or b"null")
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
         return json.loads(self._read(self._request(method, path, body, params)) or b"null")
@@ -153,6 +204,10 @@ class Client:
             resp.close()
 
     # -- the lab ---------------------------------------------------------------------------------------------
+    def token(self) -> str:
+        """The API token (``auth:token``): what a Heroku API client sends as ``Bearer`` or Basic password."""
+        return self.dir.token()
+
     def lab_status(self) -> dict[str, Any]:
         """Router URLs and port, time scale, counts, controller pid and uptime."""
         return self.get("/lab")
@@ -188,6 +243,9 @@ class Client:
     def app_destroy(self, app: str) -> Any:
         return self.delete(f"/apps/{_seg(app)}")
 
+    def app_rename(self, app: str, new_name: str) -> dict[str, Any]:
+        return self.patch(f"/apps/{_seg(app)}", {"name": new_name})
+
     def set_maintenance(self, app: str, on: bool) -> dict[str, Any]:
         return self.patch(f"/apps/{_seg(app)}", {"maintenance": on})
 
@@ -202,12 +260,39 @@ class Client:
 
     # -- builds, releases, config ----------------------------------------------------------------------------
     def build(self, app: str, source_dir: str) -> Iterator[dict[str, Any]]:
-        """Build a slug from ``source_dir`` and release it: ``{"line": …}`` rows, then ``{"result": release}``."""
-        return self.stream("POST", f"/apps/{_seg(app)}/builds", {"source_dir": source_dir})
+        """Build a slug from ``source_dir`` and release it, as the Platform API builds: ``POST …/builds`` with the
+        directory's file URL, then its ``output_stream_url``: ``{"line": …}`` rows, then ``{"result": release}``
+        (a failed build raises the error the controller reported)."""
+        path = f"/apps/{_seg(app)}/builds"
+        build = self.post(path, {"source_blob": {"url": Path(source_dir).resolve().as_uri()}})
+        yield from ({"line": line} for line in self._follow(build["output_stream_url"]))
+        done = self.get(f"{path}/{_seg(build['id'])}")
+        if done["status"] != "succeeded" or not done["release"]:
+            raise _error(done.get("error"), 0, "The build failed.")
+        yield {"result": self.release(app, done["release"]["id"])}
+
+    def _follow(self, url: str) -> Iterator[str]:
+        """The lines of a text stream (a build's output), until the controller closes it."""
+        u = urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or self.port, timeout=self.timeout)
+        try:
+            with self._talking("hung up mid-answer."):
+                conn.request("GET", u.path, headers={"Accept": "text/plain"})
+                resp = conn.getresponse()
+            if resp.status >= 400:
+                raise _error(None, resp.status, self._read(resp).decode(errors="replace"))
+            while True:
+                with self._talking("hung up mid-answer."):
+                    raw = resp.readline()
+                if not raw:
+                    return
+                yield raw.decode(errors="replace").rstrip("\n")
+        finally:
+            conn.close()
 
     def releases(self, app: str) -> list[dict[str, Any]]:
-        """Newest first."""
-        return self.get(f"/apps/{_seg(app)}/releases")
+        """Newest first (the last 1000), as the Heroku CLI asks for them."""
+        return self._ranged(f"/apps/{_seg(app)}/releases", "version ..; order=desc, max=1000")
 
     def release(self, app: str, version: str | int | None = None) -> dict[str, Any]:
         """One release by version (``3``); None: the newest, as the Heroku CLI finds it (the list's first)."""
@@ -219,27 +304,48 @@ class Client:
         return self.get(f"/apps/{_seg(app)}/releases/{_seg(str(version))}")
 
     def rollback(self, app: str, release: int | None = None) -> dict[str, Any]:
-        """A new release with the code and config of ``release`` (default: the previous one)."""
-        return self.post(f"/apps/{_seg(app)}/releases", {"release": release})
+        """A new release with the code and config of version ``release`` (default: the previous one). Heroku
+        names the release by its id: the version's id is looked up first."""
+        rid = None if release is None else self.release(app, release)["id"]
+        return self.post(f"/apps/{_seg(app)}/releases", {"release": rid})
 
     def config(self, app: str) -> dict[str, str]:
         return self.get(f"/apps/{_seg(app)}/config-vars")
 
     def config_set(self, app: str, changes: dict[str, str | None]) -> dict[str, Any]:
-        """Set config vars (a value of None unsets it): a new release that restarts the dynos."""
-        return self.patch(f"/apps/{_seg(app)}/config-vars", changes)
+        """Set config vars (a value of None unsets it): a new release that restarts the dynos. Answers
+        ``{"config": …, "release": <the release it made, or None before the first deploy>}`` (the API answers
+        the config; the release is the newest one, if it is new)."""
+        path = f"/apps/{_seg(app)}/releases"
+        before = self._ranged(path, "version ..; order=desc, max=1")
+        config = self.patch(f"/apps/{_seg(app)}/config-vars", changes)
+        after = self._ranged(path, "version ..; order=desc, max=1")
+        new = after[0] if after and (not before or after[0]["version"] != before[0]["version"]) else None
+        return {"config": config, "release": new}
 
     # -- formation and dynos ---------------------------------------------------------------------------------
     def formation(self, app: str) -> list[dict[str, Any]]:
         return self.get(f"/apps/{_seg(app)}/formation")
 
-    def scale(self, app: str, args: list[str]) -> dict[str, Any]:
-        """``ps:scale`` arguments as typed: ``web=2``, ``worker+1``, ``web=1:performance-m``."""
-        return self.patch(f"/apps/{_seg(app)}/formation", {"args": args})
+    def formation_update(self, app: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The Platform API's batch update: ``[{"type", "quantity"?, "size"?}]``; answers the whole formation."""
+        return self.patch(f"/apps/{_seg(app)}/formation", {"updates": updates})
 
-    def resize(self, app: str, sizes: dict[str, str]) -> Any:
-        """New sizes by process type (``"*"``: every type)."""
-        return self.patch(f"/apps/{_seg(app)}/formation", {"sizes": sizes})
+    def scale(self, app: str, args: list[str]) -> list[dict[str, Any]]:
+        """``ps:scale`` arguments as typed: ``web=2``, ``worker+1``, ``web=1:performance-m``; sent as the Heroku
+        CLI sends them (a relative change as the string ``"+1"``)."""
+        updates = [
+            {"type": u.type, "quantity": str(u.amount) if u.op == "=" else f"{u.op}{u.amount}", "size": u.size}
+            for u in parse_scale_args(args)
+        ]
+        return self.formation_update(app, [{k: v for k, v in u.items() if v is not None} for u in updates])
+
+    def resize(self, app: str, sizes: dict[str, str]) -> list[dict[str, Any]]:
+        """New sizes by process type (``"*"``: every type of the formation)."""
+        if "*" in sizes:
+            every = sizes["*"]
+            sizes = {**{f["type"]: every for f in self.formation(app)}, **{k: v for k, v in sizes.items() if k != "*"}}
+        return self.formation_update(app, [{"type": t, "size": s} for t, s in sizes.items()])
 
     def dynos(self, app: str, include_old: bool = False, extended: bool = False) -> list[dict[str, Any]]:
         """The app's dynos; ``include_old`` adds the old ones preboot keeps serving (``ps --all``), ``extended``
@@ -264,9 +370,36 @@ class Client:
             return self.post(f"/apps/{_seg(app)}/formations/{_seg(ptype)}/actions/stop")
         raise ValueError("stop needs a dyno or a process type")
 
+    def dyno(self, app: str, dyno: str) -> dict[str, Any]:
+        return self.get(f"/apps/{_seg(app)}/dynos/{_seg(dyno)}")
+
+    def account(self) -> dict[str, Any]:
+        return self.get("/account")
+
     def run(self, app: str, command: str, size: str | None = None) -> Iterator[dict[str, Any]]:
-        """An attached one-off: a ``{"dyno": …}`` row, ``{"output": …}`` rows, then ``{"result": {"status": …}}``."""
-        return self.stream("POST", f"/apps/{_seg(app)}/dynos", {"command": command, "attach": True, "size": size})
+        """An attached one-off, as the Platform API attaches it: ``POST …/dynos`` with ``attach``, then its
+        ``attach_url`` (``rendezvous://host:port/secret``). Rows: ``{"dyno": …}``, ``{"output": …}``…, then
+        ``{"result": {"status": …, "dyno": …}}`` (status None when the dyno ended without one)."""
+        view = self.post(f"/apps/{_seg(app)}/dynos", {"command": command, "attach": True, "size": size})
+        yield {"dyno": view}
+        u = urlsplit(view["attach_url"])
+        with self._talking("hung up mid-answer."):
+            sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 0), timeout=self.timeout)
+        try:
+            with self._talking("hung up mid-answer."):
+                sock.sendall(u.path.lstrip("/").encode() + b"\r\n")
+                hello = b""
+                while not hello.endswith(b"\n"):  # "rendezvous\r\n", byte by byte: the output follows it
+                    byte = sock.recv(1)
+                    if not byte:
+                        break
+                    hello += byte
+            sock.settimeout(None)  # a one-off may stay silent for as long as it likes
+            rows, status = _attached_output(sock, self._talking)
+            yield from rows
+        finally:
+            sock.close()
+        yield {"result": {"status": status.value, "dyno": view["name"]}}
 
     def run_detached(self, app: str, command: str, size: str | None = None) -> dict[str, Any]:
         return self.post(f"/apps/{_seg(app)}/dynos", {"command": command, "attach": False, "size": size})

@@ -37,6 +37,20 @@ class Conflict(LabError):
     id = "conflict"
 
 
+class MethodNotAllowed(LabError):
+    """A path the API has, with a method it does not take."""
+
+    http_status = 405
+    id = "method_not_allowed"
+
+
+class TooLarge(LabError):
+    """A request body over the API's limit."""
+
+    http_status = 413
+    id = "request_too_large"
+
+
 class EngineError(LabError):
     """The Docker engine refused or failed an operation (raised only by ``labctl.engine``)."""
 

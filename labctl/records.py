@@ -58,11 +58,14 @@ Fault = dict[str, Any]
 
 
 class SpaceRow(TypedDict):
+    id: str  # a UUID, the Platform API's identity (kept for the space's life)
     name: str
     created_at: float
+    updated_at: float | None
 
 
 class AppRow(TypedDict):
+    id: str  # a UUID, the Platform API's identity (kept for the app's life, across renames)
     name: str
     space: str | None  # None: the Common Runtime
     maintenance: int
@@ -70,10 +73,12 @@ class AppRow(TypedDict):
     config: dict[str, str]
     formation: dict[str, ProcessDict]  # by process type
     created_at: float
+    updated_at: float | None
     rollout: Rollout
 
 
 class ReleaseRow(TypedDict):
+    id: str  # a UUID (Platform API rollbacks name a release by it)
     app: str
     version: int
     image: str | None  # None while the build runs (status "pending")
@@ -82,6 +87,7 @@ class ReleaseRow(TypedDict):
     description: str
     status: str  # pending | succeeded | failed
     created_at: float
+    updated_at: float | None
 
 
 class InstanceRow(TypedDict):
@@ -101,6 +107,8 @@ class SandboxRow(TypedDict):
 
 
 class DynoRow(TypedDict):
+    id: NotRequired[str]  # a UUID given by the store when the row is added (a new dyno: a new id)
+    created_at: NotRequired[float]
     app: str
     name: str
     type: str
@@ -159,11 +167,17 @@ class DrainRow(TypedDict):
 # -- API views -----------------------------------------------------------------------------------------------
 
 
-class NameRef(TypedDict):
+class Ref(TypedDict):
+    """A nested reference to another object: ``{id, name}`` (an app, a space, a stack, a region)."""
+
+    id: str
     name: str
 
 
 class VersionRef(TypedDict):
+    """A dyno's release: ``{id, version}`` (``id`` None only for a version the store no longer has)."""
+
+    id: str | None
     version: int
 
 
@@ -178,6 +192,9 @@ class DynoExtended(TypedDict):
 
 
 class _DynoViewBase(TypedDict):
+    id: str
+    created_at: str | None
+    attach_url: str | None
     name: str
     type: str
     state: str
@@ -186,7 +203,7 @@ class _DynoViewBase(TypedDict):
     instance: str | None
     release: VersionRef
     updated_at: str | None
-    app: NameRef
+    app: Ref
     port: int | None
     container: str | None
     attach: bool
@@ -209,19 +226,38 @@ class OldDynoView(_DynoViewBase):
     retire_at: str | None
 
 
-class AppView(TypedDict):
-    """``apps:info --json``."""
+class SpaceRef(Ref):
+    shared: bool
 
+
+class AppView(TypedDict):
+    """``apps:info --json``: the Platform API's app, plus ``features``, ``release`` (version) and ``formation``."""
+
+    id: str
     name: str
-    space: str | None
-    maintenance: bool
-    stack: str
-    features: dict[str, bool]
     created_at: str | None
-    release: int | None
+    updated_at: str | None
+    released_at: str | None
+    space: SpaceRef | None
+    maintenance: bool
+    stack: Ref
+    build_stack: Ref
+    region: Ref
+    generation: Ref
+    owner: dict[str, str]
+    organization: None
+    team: None
+    acm: bool
+    internal_routing: bool | None
+    archived_at: None
+    buildpack_provided_description: None
+    git_url: None
     web_url: None
-    formation: list[ProcessDict]
-    region: str
+    repo_size: None
+    slug_size: None
+    features: dict[str, bool]
+    release: int | None
+    formation: list[dict[str, Any]]
 
 
 class InstanceView(TypedDict):
@@ -237,33 +273,21 @@ class InstanceView(TypedDict):
 
 
 class FeatureView(TypedDict):
+    id: str
     name: str
+    display_name: str
     description: str
     enabled: bool
     state: str
+    doc_url: str
+    feedback_email: None
+    created_at: str | None
+    updated_at: str | None
 
 
-# ``releases --json`` answers the stored rows as they are (``created_at`` a timestamp).
-ReleaseView = ReleaseRow
-
-
-class ConfigUpdate(TypedDict):
-    """``config:set``/``config:unset``: the new config and the release it made (None before the first deploy)."""
-
-    config: dict[str, str]
-    release: ReleaseRow | None
-
-
-class FormationUpdate(TypedDict):
-    """``ps:type``: the new formation."""
-
-    formation: list[ProcessDict]
-
-
-class ScaleUpdate(FormationUpdate):
-    """``ps:scale``: the new formation and how ``ps:scale`` prints it."""
-
-    message: str
+# ``releases --json``: the Platform API's release plus the lab's ``image``, ``procfile`` and ``config``
+# (``controller/views.release_view``).
+ReleaseView = dict[str, Any]
 
 
 class _RouterStatus(TypedDict):
@@ -290,6 +314,12 @@ class RouterRow(TypedDict):
     address: str
 
 
+class ApiStatus(TypedDict):
+    """Where the lab's Platform API listens (the base URL for a Heroku API client; the token: ``auth:token``)."""
+
+    url: str
+
+
 class LabStatus(TypedDict):
     """``status --json``: the lab, its router and controller, and how much it runs."""
 
@@ -307,6 +337,7 @@ class LabStatus(TypedDict):
     instances: int
     state_dir: str
     engine: str  # ok | unreachable
+    api: ApiStatus
 
 
 # A fault as the API shows it: the stored ``Fault`` plus ``instance``, ``runtime``, ``description`` and the

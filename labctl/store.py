@@ -10,6 +10,7 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,7 +56,20 @@ CREATE TABLE IF NOT EXISTS drains (
 """
 
 # (table, column, declaration) added after a table's first version; ``Store`` adds them to an older database.
-ADDED_COLUMNS = [("instances", "ready_at", "REAL")]
+ADDED_COLUMNS = [
+    ("instances", "ready_at", "REAL"),
+    # Platform API identities and times (issue 19): a UUID ``id`` per space, app, release and dyno, kept for the
+    # object's life; ``updated_at`` where Heroku's objects carry one.
+    ("spaces", "id", "TEXT"),
+    ("spaces", "updated_at", "REAL"),
+    ("apps", "id", "TEXT"),
+    ("apps", "updated_at", "REAL"),
+    ("releases", "id", "TEXT"),
+    ("releases", "updated_at", "REAL"),
+    ("dynos", "id", "TEXT"),
+    ("dynos", "created_at", "REAL"),
+]
+ID_TABLES = ("spaces", "apps", "releases", "dynos")  # rows of an older database get an id when it opens
 JSON_COLUMNS = {"features", "config", "formation", "procfile", "faults", "rollout"}
 LOG_KEEP = 1500  # Logplex keeps the last 1500 lines (heroku-reference §8)
 
@@ -89,6 +103,10 @@ class Store:
             cols = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()}
             if column not in cols:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        with self.tx():
+            for table in ID_TABLES:
+                for (rowid,) in self._db.execute(f"SELECT rowid FROM {table} WHERE id IS NULL").fetchall():
+                    self._db.execute(f"UPDATE {table} SET id = ? WHERE rowid = ?", (str(uuid.uuid4()), rowid))
 
     def close(self) -> None:
         with self._lock:
@@ -147,8 +165,12 @@ class Store:
     def space(self, name: str) -> SpaceRow | None:
         return self._one("SELECT * FROM spaces WHERE name = ?", (name,))
 
+    def space_by_id(self, sid: str) -> SpaceRow | None:
+        return self._one("SELECT * FROM spaces WHERE id = ?", (sid,))
+
     def add_space(self, name: str) -> None:
-        self._insert("spaces", {"name": name, "created_at": time.time()})
+        now = time.time()
+        self._insert("spaces", {"name": name, "created_at": now, "updated_at": now, "id": str(uuid.uuid4())})
 
     def delete_space(self, name: str) -> None:
         self._exec("DELETE FROM spaces WHERE name = ?", (name,))
@@ -160,11 +182,24 @@ class Store:
     def app(self, app: str) -> AppRow | None:
         return self._one("SELECT * FROM apps WHERE name = ?", (app,))
 
+    def app_by_id(self, aid: str) -> AppRow | None:
+        return self._one("SELECT * FROM apps WHERE id = ?", (aid,))
+
     def add_app(self, app: str, space: str | None) -> None:
-        self._insert("apps", {"name": app, "space": space, "created_at": time.time()})
+        now = time.time()
+        self._insert(
+            "apps", {"name": app, "space": space, "created_at": now, "updated_at": now, "id": str(uuid.uuid4())}
+        )
 
     def update_app(self, app: str, **changes: Any) -> None:
-        self._update("apps", {"name": app}, changes)
+        self._update("apps", {"name": app}, {**changes, "updated_at": time.time()})
+
+    def rename_app(self, app: str, new: str) -> None:
+        """Every row naming the app follows it to its new name, in one transaction."""
+        with self.tx():
+            self._db.execute("UPDATE apps SET name = ?, updated_at = ? WHERE name = ?", (new, time.time(), app))
+            for table in ("releases", "dynos", "logs", "old_dynos", "sandboxes"):
+                self._db.execute(f"UPDATE {table} SET app = ? WHERE app = ?", (new, app))
 
     def delete_app(self, app: str) -> None:
         with self.tx():
@@ -178,6 +213,9 @@ class Store:
 
     def release(self, app: str, version: int) -> ReleaseRow | None:
         return self._one("SELECT * FROM releases WHERE app = ? AND version = ?", (app, version))
+
+    def release_by_id(self, app: str, rid: str) -> ReleaseRow | None:
+        return self._one("SELECT * FROM releases WHERE app = ? AND id = ?", (app, rid))
 
     def current_release(self, app: str) -> ReleaseRow | None:
         return self._one(
@@ -198,8 +236,12 @@ class Store:
         description: str,
         status: str,
     ) -> None:
-        """Record (or record again, with a new ``created_at``) release ``version`` of the app."""
+        """Record (or record again, with a new ``created_at``) release ``version`` of the app; its id stays."""
+        old = self.release(app, version)
+        now = time.time()
         row: ReleaseRow = {
+            "id": old["id"] if old and old.get("id") else str(uuid.uuid4()),
+            "updated_at": now,
             "app": app,
             "version": version,
             "image": image,
@@ -207,12 +249,12 @@ class Store:
             "config": config,
             "description": description,
             "status": status,
-            "created_at": time.time(),
+            "created_at": now,
         }
         self._insert("releases", row)
 
     def set_release_status(self, app: str, version: int, status: str) -> None:
-        self._update("releases", {"app": app, "version": version}, {"status": status})
+        self._update("releases", {"app": app, "version": version}, {"status": status, "updated_at": time.time()})
 
     def delete_release(self, app: str, version: int) -> None:
         self._exec("DELETE FROM releases WHERE app = ? AND version = ?", (app, version))
@@ -260,8 +302,12 @@ class Store:
     def dyno(self, app: str, dyno: str) -> DynoRow | None:
         return self._one("SELECT * FROM dynos WHERE app = ? AND name = ?", (app, dyno))
 
+    def dyno_by_id(self, app: str, did: str) -> DynoRow | None:
+        return self._one("SELECT * FROM dynos WHERE app = ? AND id = ?", (app, did))
+
     def add_dyno(self, row: DynoRow) -> None:
-        self._insert("dynos", row)
+        """A dyno row (a new dyno: a new ``id`` unless the row carries one)."""
+        self._insert("dynos", {"id": str(uuid.uuid4()), "created_at": time.time(), **row})
 
     def update_dyno(self, app: str, dyno: str, **changes: Any) -> None:
         self._update("dynos", {"app": app, "name": dyno}, changes)

@@ -24,7 +24,7 @@ def apps(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     # the CLI marks a region other than us
     render.out(f"=== {render.USER} Apps\n")
     for a in rows:
-        render.out(a["name"] + (f" (space: {a['space']})" if a["space"] else ""))
+        render.out(a["name"] + (f" (space: {a['space']['name']})" if a["space"] else ""))
 
 
 @app.command("apps:create")
@@ -58,13 +58,26 @@ def apps_info(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = Fals
         "Features": ", ".join(k for k, v in info["features"].items() if v) or None,
         "Maintenance": "on" if info["maintenance"] else "off",
         "Owner": render.USER,
-        "Region": info.get("region"),
+        "Region": info["region"]["name"],
         "Release": f"v{info['release']}" if info["release"] else None,
-        "Space": info["space"],
-        "Stack": info["stack"],
+        "Space": info["space"]["name"] if info["space"] else None,
+        "Stack": info["stack"]["name"],
         "Web URL": info.get("web_url"),
     }
     render.out("\n".join([f"=== ⬢ {info['name']}", "", *render.styled_object(fields)]))
+
+
+@app.command("apps:rename")
+def apps_rename(
+    newname: Annotated[str, typer.Argument(help="The app's new name")],
+    app_name: AppOpt = None,
+    lab: Lab = DEFAULT_LAB,
+    json: Json = False,
+) -> None:
+    """Rename an app (the lab renames an app with no running dynos: scale to 0 first)."""
+    name = require_app(app_name)
+    row = client(lab).app_rename(name, newname)
+    render.as_json(row) if json else render.out(f"Renaming ⬢ {name} to ⬢ {newname}... done")
 
 
 @app.command("apps:destroy")

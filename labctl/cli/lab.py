@@ -105,6 +105,13 @@ def status(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     render.as_json(s) if json else render.out(_status_text(s))
 
 
+@app.command("auth:token")
+def auth_token(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
+    """Print the lab's API token (for a Heroku API client pointed at the lab: see status --json's api.url)."""
+    token = client(lab).token()
+    render.as_json({"token": token}) if json else render.out(token)
+
+
 @app.command("instances")
 def instances(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
     """List runtime instances: id, runtime, state, dynos, faults."""

@@ -68,10 +68,10 @@ def scale(
         return render.out(render.formation_text(formation))
     result = c.scale(name, args)
     if json:  # the formation, as ps:scale --json without arguments prints it
-        return render.as_json(result["formation"])
+        return render.as_json(result)
     # CLI src/commands/ps/scale.ts: the action line names only the types the arguments changed, in formation order
     changed = {m.group(1) for m in map(SCALE_ARG.match, args) if m}
-    now = ", ".join(f"{p['type']} at {p['quantity']}:{p['size']}" for p in result["formation"] if p["type"] in changed)
+    now = ", ".join(f"{p['type']} at {p['quantity']}:{p['size']}" for p in result if p["type"] in changed)
     render.action("Scaling dynos", f"done, now running {now}")
 
 

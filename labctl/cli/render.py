@@ -137,7 +137,7 @@ def releases_text(app: str, releases: list[dict[str, Any]], now: float | None = 
     rows = []
     for r in sorted(releases, key=lambda r: -r["version"]):
         status = RELEASE_STATUS.get(r.get("status") or "", "")
-        stamp = ago(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"])), now)
+        stamp = ago(r["created_at"], now)
         rows.append((f"v{r['version']}", r["description"] + (f" {status}" if status else ""), USER, stamp))
     return f"=== ⬢ {app} Releases - Current: v{current}\n\n" + table(("v", "description", "user", "created_at"), rows)
 
@@ -156,7 +156,7 @@ def release_info_text(rel: dict[str, Any], shell: bool = False) -> str:
     status = {"failed": "release command failed", "pending": "release command executing"}.get(rel.get("status", ""))
     if status:
         change += f" ({status})"
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rel["created_at"]))
+    when = rel["created_at"]
     # the Platform API's eligible_for_rollback: in the lab, a release that succeeded (rollback refuses the others)
     eligible = "Yes" if rel.get("status", "succeeded") == "succeeded" else "No"
     fields = {"Add-ons": None, "Change": change, "By": USER, "Eligible for Rollback?": eligible, "When": when}

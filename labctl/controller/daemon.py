@@ -120,6 +120,7 @@ def serve(lab: str) -> int:
             "dynos": len(store.dynos()),
             "instances": len(store.instances()),
             "state_dir": str(shown),
+            "api": {"url": f"http://127.0.0.1:{(d.api() or {}).get('port', 0)}"},
             "engine": "unreachable" if runtime.engine_lost else "ok",
         }
 

@@ -190,9 +190,20 @@ class DrainManager:
 
     def register(self, api: Any) -> None:
         r = api.add_route
-        r("GET", "/apps/(?P<app>[^/]+)/log-drains", lambda q, b, app: self.list(app))
-        r("POST", "/apps/(?P<app>[^/]+)/log-drains", lambda q, b, app: self.add(app, b.get("url")))
-        r("GET", "/apps/(?P<app>[^/]+)/log-drains/(?P<ident>[^/]+)", lambda q, b, app, ident: self.info(app, ident))
+        r("GET", "/apps/(?P<app>[^/]+)/log-drains", lambda q, b, app: self.list(app), title="List")
+        r(
+            "POST",
+            "/apps/(?P<app>[^/]+)/log-drains",
+            lambda q, b, app: self.add(app, b.get("url")),
+            status=201,  # Platform API: Log Drain Create answers 201 Created
+            title="Create",
+        )
+        r(
+            "GET",
+            "/apps/(?P<app>[^/]+)/log-drains/(?P<ident>[^/]+)",
+            lambda q, b, app, ident: self.info(app, ident),
+            title="Info",
+        )
         r(
             "DELETE",
             "/apps/(?P<app>[^/]+)/log-drains/(?P<ident>[^/]+)",

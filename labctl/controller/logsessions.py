@@ -60,7 +60,13 @@ class LogSessions:
         self.server: ThreadingHTTPServer | None = None
 
     def register(self, api: Any) -> None:
-        api.add_route("POST", "/apps/(?P<app>[^/]+)/log-sessions", lambda q, b, app: self.create(app, b))
+        api.add_route(
+            "POST",
+            "/apps/(?P<app>[^/]+)/log-sessions",
+            lambda q, b, app: self.create(app, b),
+            status=201,  # Platform API: Log Session Create answers 201 Created
+            title="Create",
+        )
 
     def start(self) -> None:
         self.server = _Server(("127.0.0.1", 0), _handler(self))

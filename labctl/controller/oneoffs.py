@@ -9,12 +9,11 @@ from collections.abc import Callable
 
 from labctl.controller.logsink import LogSink
 from labctl.controller.runtime import Runtime
-from labctl.controller.views import dyno_view
 from labctl.domain import clock, names
 from labctl.domain.formation import Process
 from labctl.domain.sizes import check_size_for_runtime, default_size, get_size
 from labctl.errors import Conflict, InvalidInput
-from labctl.records import AppRow, DynoRow, DynoView
+from labctl.records import AppRow, DynoRow
 
 
 class OneOffs:
@@ -40,7 +39,7 @@ class OneOffs:
         self.rt.dynos.start_dyno(row)
         return row
 
-    def run(self, app: str, command: str, attach: bool, size: str | None = None) -> DynoView:
+    def run(self, app: str, command: str, attach: bool, size: str | None = None) -> DynoRow:
         """A one-off dyno ``run.NNNN`` on the current release (heroku-reference §1.6)."""
         if not command.strip():
             raise InvalidInput("Usage: labctl run COMMAND -a APP")
@@ -57,7 +56,7 @@ class OneOffs:
                 raise InvalidInput("The command has a NUL byte")
             dyno = self.new_name(app, "run")
             row = self.start(app_row, dyno, command, rel["version"], attach, size)
-            return dyno_view(self.store.dyno(app, dyno) or row)
+            return self.store.dyno(app, dyno) or row
 
     def hang_up(self, app: str, dyno: str, container: str) -> None:
         """The attached client went away: SIGHUP, then R16 and a stop if the process keeps running."""

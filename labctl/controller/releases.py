@@ -168,6 +168,9 @@ class Releases:
                     raise NotFound(f"No eligible release found for ⬢ {app} to roll back to.")
                 raise NotFound("Couldn't find that release.")  # the Platform API's not_found words
             version = self.reserve_version(app)
+            # A rollback restores the release's config vars too (heroku-reference §7: "Rollback affects code
+            # and config vars"): `config` shows them afterwards.
+            self.store.update_app(app, config=target["config"])
         return self.release(
             app, version, target["image"], target["procfile"], target["config"], f"Rollback to v{target_v}"
         )

@@ -17,7 +17,7 @@ class ScaleUpdate:
     """One ``TYPE=N[:SIZE]`` / ``TYPE+N`` / ``TYPE-N`` argument."""
 
     type: str
-    op: str  # "=", "+" or "-"
+    op: str  # "=", "+" or "-"; "" keeps the quantity (a size-only update, as ``ps:type`` sends)
     amount: int
     size: str | None = None
 
@@ -44,6 +44,18 @@ def parse_scale_args(args: list[str]) -> list[ScaleUpdate]:
     return updates
 
 
+def parse_quantity(value: object) -> tuple[str, int]:
+    """A formation update's ``quantity``: a whole number, or a string ``"2"``, ``"+1"``, ``"-1"`` (the Heroku CLI
+    sends ``ps:scale``'s relative changes so) → (op, amount). Raise InvalidInput otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise InvalidInput(f"quantity must be between 0 and {MAX_QUANTITY}, not {value}")
+        return "=", value
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d{1,6}", value):
+        return (value[0], int(value[1:])) if value[0] in "+-" else ("=", int(value))
+    raise InvalidInput(f'quantity must be a whole number or a string like "2", "+1" or "-1", not {value!r}')
+
+
 def apply_updates(current: dict[str, Process], updates: list[ScaleUpdate], space: str | None) -> dict[str, Process]:
     """Return the new formation; the current one is not modified."""
     new = dict(current)
@@ -51,7 +63,7 @@ def apply_updates(current: dict[str, Process], updates: list[ScaleUpdate], space
         if u.type not in new:
             raise InvalidInput(f"Couldn't find that process type ({u.type}).")
         proc = new[u.type]
-        qty = {"=": u.amount, "+": proc.quantity + u.amount, "-": proc.quantity - u.amount}[u.op]
+        qty = {"=": u.amount, "+": proc.quantity + u.amount, "-": proc.quantity - u.amount, "": proc.quantity}[u.op]
         if qty < 0 or qty > MAX_QUANTITY:
             raise InvalidInput(f"Cannot scale {u.type} to {qty}: quantity must be between 0 and {MAX_QUANTITY}.")
         size = proc.size

@@ -114,16 +114,21 @@ def fuzz_app(lab: Lab) -> Iterator[str]:
 
 
 @HYPOTHESIS
-@given(body=bodies("args", "sizes"))
-@example(body={"args": ["web=1:no-such-size"]})
-@example(body={"sizes": {"web": 3}})
+@given(
+    body=bodies("updates")
+    | st.fixed_dictionaries(
+        {"updates": st.lists(st.dictionaries(st.sampled_from(["type", "quantity", "size"]), json_values), max_size=2)}
+    )
+)
+@example(body={"updates": [{"type": "web", "quantity": 1, "size": "no-such-size"}]})
+@example(body={"updates": [{"type": "web", "size": 3}]})
 def test_fuzz_patch_formation(lab: Lab, fuzz_app: str, body: Any):
     p = Probe(lab, fuzz_app)
     before = p.snapshot()["formation"]
     status, _ = p.check("PATCH", f"/apps/{fuzz_app}/formation", body)
     if status < 300:  # accepted: put the formation back as it was
-        p.send("PATCH", f"/apps/{fuzz_app}/formation", {"sizes": {f["type"]: f["size"] for f in before}})
-        p.send("PATCH", f"/apps/{fuzz_app}/formation", {"args": [f"{f['type']}={f['quantity']}" for f in before]})
+        back = [{"type": f["type"], "quantity": f["quantity"], "size": f["size"]} for f in before]
+        p.send("PATCH", f"/apps/{fuzz_app}/formation", {"updates": back})
         p.settle()
 
 
@@ -183,8 +188,17 @@ def test_post_apps_with_non_string_space_is_a_clean_4xx(lab: Lab, fuzz_app: str)
 # The bodies Hypothesis found (its @examples) and their kin, each refused with its exact status: a handler that
 # accepted one (a 2xx) or refused it for another reason would pass the random tests above, not this one.
 KNOWN_BAD = [
-    ("PATCH", "/apps/{app}/formation", {"args": ["web=1:no-such-size"]}, 422, "Unknown dyno size 'no-such-size'"),
-    ("PATCH", "/apps/{app}/formation", {"sizes": {"web": 3}}, 422, "'sizes' must map process types to size names"),
+    (
+        "PATCH",
+        "/apps/{app}/formation",
+        {"updates": [{"type": "web", "quantity": 1, "size": "no-such-size"}]},
+        422,
+        "Unknown dyno size 'no-such-size'",
+    ),
+    ("PATCH", "/apps/{app}/formation", {"updates": [{"type": "web", "size": 3}]}, 422, "'size' must be a dyno size"),
+    ("PATCH", "/apps/{app}/formation", {"args": ["web=2"]}, 422, "body must have a non-empty list 'updates'"),
+    ("PATCH", "/apps/{app}/formation", {"updates": [{"type": "web", "quantity": -1}]}, 422, "quantity must be"),
+    ("PATCH", "/apps/{app}/formation", {"updates": [{"type": "web", "quantity": True}]}, 422, "quantity must be"),
     ("PATCH", "/apps/{app}/formation", b"not json", 422, "request body is not valid JSON"),
     ("PATCH", "/apps/{app}/formation", [1], 422, "request body must be a JSON object"),
     ("PATCH", "/apps/{app}/config-vars", {"": "x"}, 422, "Invalid config var name ''"),

@@ -34,7 +34,7 @@ def _ops(apps: list[str], n: int, seed: int = 7) -> list[dict[str, Any]]:
                     "app": app,
                     "method": "PATCH",
                     "path": f"/apps/{app}/formation",
-                    "body": {"args": [f"web={rng.randint(0, 3)}"]},
+                    "body": {"updates": [{"type": "web", "quantity": rng.randint(0, 3)}]},
                 }
             )
         elif kind == "restart":
@@ -112,7 +112,7 @@ def test_fifty_concurrent_calls_on_two_apps(lab: Lab, app_name: str):
             sets = [r for r in mine if r["kind"] == "config"]
             final = _last_scaled(lab, app) if scales else 1
             if scales:
-                assert final in {int(r["body"]["args"][0].split("=")[1]) for r in scales}
+                assert final in {r["body"]["updates"][0]["quantity"] for r in scales}
             assert formation_of(lab, app) == {"web": final, "worker": 0}, "the formation is what the last scale said"
             versions = assert_releases_without_gaps(lab, app)
             assert versions[-1] == 1 + len(sets), f"{app}: one release per config:set (v1 is the deploy)"

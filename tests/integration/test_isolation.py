@@ -64,7 +64,7 @@ def test_api_needs_the_token_and_dynos_are_fenced(lab: Lab, app_name: str):
         state = (lab.json("ps:scale", "-a", app_a), lab.json("config", "-a", app_a), lab.json("apps"))
         attempts = [
             ("GET", "/apps", None),
-            ("PATCH", f"/apps/{app_a}/formation", {"args": ["web=3"]}),
+            ("PATCH", f"/apps/{app_a}/formation", {"updates": [{"type": "web", "quantity": 3}]}),
             ("PATCH", f"/apps/{app_a}/config-vars", {"X": "1"}),
             ("POST", "/apps", {"name": "intruder"}),
             ("DELETE", f"/apps/{app_a}", None),

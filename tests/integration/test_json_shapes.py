@@ -25,6 +25,9 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # what the views' _iso()
 DYNO = {
     "app": dict,
     "attach": bool,
+    "attach_url": NONE,
+    "created_at": (str, NONE),
+    "id": str,
     "command": str,
     "container": (str, NONE),
     "crashes": int,
@@ -42,6 +45,9 @@ DYNO = {
 OLD_DYNO = {
     "app": dict,
     "attach": bool,
+    "attach_url": NONE,
+    "created_at": (str, NONE),
+    "id": str,
     "command": str,
     "container": (str, NONE),
     "instance": (str, NONE),
@@ -57,18 +63,43 @@ OLD_DYNO = {
     "updated_at": (str, NONE),
 }
 APP_INFO = {
+    "acm": bool,
+    "archived_at": NONE,
+    "build_stack": dict,
+    "buildpack_provided_description": NONE,
     "created_at": str,
     "features": dict,
     "formation": list,
+    "generation": dict,
+    "git_url": NONE,
+    "id": str,
+    "internal_routing": (bool, NONE),
     "maintenance": bool,
     "name": str,
-    "region": str,
+    "organization": NONE,
+    "owner": dict,
+    "region": dict,
     "release": (int, NONE),
-    "space": (str, NONE),
-    "stack": str,
+    "released_at": (str, NONE),
+    "repo_size": NONE,
+    "slug_size": NONE,
+    "space": (dict, NONE),
+    "stack": dict,
+    "team": NONE,
+    "updated_at": str,
     "web_url": NONE,
 }
-FORMATION = {"command": str, "quantity": int, "size": str, "type": str}
+FORMATION = {
+    "app": dict,
+    "command": str,
+    "created_at": str,
+    "dyno_size": dict,
+    "id": str,
+    "quantity": int,
+    "size": str,
+    "type": str,
+    "updated_at": str,
+}
 INSTANCE = {
     "created_at": str,
     "dynos": list,
@@ -80,16 +111,26 @@ INSTANCE = {
 }
 CPU_FAULT = {"cpus": float, "created_at": float, "expires_at": (float, NONE), "id": str, "kind": str}
 RELEASE = {
-    "app": str,
+    "addon_plan_names": list,
+    "app": dict,
+    "artifacts": list,
     "config": dict,
-    "created_at": float,
+    "created_at": str,
+    "current": bool,
     "description": str,
+    "eligible_for_rollback": bool,
+    "id": str,
     "image": (str, NONE),
+    "output_stream_url": NONE,
     "procfile": dict,
+    "slug": (dict, NONE),
     "status": str,
+    "updated_at": str,
+    "user": dict,
     "version": int,
 }
 STATUS = {
+    "api": dict,
     "apps": int,
     "controller_pid": int,
     "dynos": int,
@@ -151,7 +192,10 @@ def test_ps_all_json_adds_the_old_dynos(lab: Lab, shaped_app: str):
     old = [d for d in rows if "old" in d]
     assert [d["name"] for d in old] == ["web.1"], f"one old web.1 while preboot overlaps: {rows}"
     assert_shape("ps --all old web.1", old[0], OLD_DYNO)
-    assert old[0]["old"] is True and old[0]["app"] == {"name": shaped_app} and old[0]["release"] == {"version": 1}
+    app_id = lab.json("apps:info", "-a", shaped_app)["id"]
+    v1 = lab.json("releases", "-a", shaped_app)[-1]["id"]
+    assert old[0]["old"] is True and old[0]["app"] == {"id": app_id, "name": shaped_app}
+    assert old[0]["release"] == {"id": v1, "version": 1}
     for d in rows:
         if "old" not in d:
             assert_shape(f"ps --all {d['name']}", d, DYNO)
@@ -162,7 +206,7 @@ def test_ps_json(lab: Lab, shaped_app: str):
     assert sorted(d["name"] for d in rows) == ["web.1", "worker.1"]
     for d in rows:
         assert_shape(f"ps {d['name']}", d, DYNO)
-        assert d["app"] == {"name": shaped_app} and d["release"] == {"version": 1}
+        assert d["app"]["name"] == shaped_app and d["release"]["version"] == 1 and d["release"]["id"]
         assert all(d[k] is None or ISO.match(d[k]) for k in ("cycle_at", "next_start", "updated_at")), d
     by_name = {d["name"]: d for d in rows}
     assert type(by_name["web.1"]["port"]) is int and by_name["worker.1"]["port"] is None
@@ -193,7 +237,7 @@ def test_releases_json(lab: Lab, shaped_app: str):
     rows = lab.json("releases", "-a", shaped_app)
     assert [r["version"] for r in rows] == [1]
     assert_shape("release v1", rows[0], RELEASE)
-    assert rows[0]["app"] == shaped_app and rows[0]["status"] == "succeeded"
+    assert rows[0]["app"]["name"] == shaped_app and rows[0]["status"] == "succeeded" and rows[0]["current"]
     assert all(type(k) is str and type(v) is str for k, v in rows[0]["procfile"].items())
 
 

@@ -179,6 +179,9 @@ def test_unknown_dyno_and_bad_scale_change_nothing(lab: Lab, cr_app: str):
 
 
 def test_attached_run_hangs_up_when_the_client_goes_away(lab: Lab, cr_app: str):
+    import socket
+    from urllib.parse import urlsplit
+
     import requests
 
     from labctl.labdir import LabDir
@@ -186,15 +189,19 @@ def test_attached_run_hangs_up_when_the_client_goes_away(lab: Lab, cr_app: str):
     d = LabDir(lab.name)
     resp = requests.post(
         f"http://127.0.0.1:{d.api()['port']}/apps/{cr_app}/dynos",
-        stream=True,
         timeout=30,
-        headers={"Authorization": f"Bearer {d.token()}"},
+        headers={"Authorization": f"Bearer {d.token()}", "Accept": "application/vnd.heroku+json; version=3"},
         json={"command": "sleep 600", "attach": True},
     )
-    first = next(resp.iter_lines())
-    assert b'"dyno"' in first
-    name = [dn for dn in lab.dynos(cr_app) if dn.startswith("run.")][0]
-    resp.close()  # the learner closed the terminal
+    assert resp.status_code == 201, resp.text
+    url = urlsplit(resp.json()["attach_url"])
+    assert url.scheme == "rendezvous" and url.hostname == "127.0.0.1"
+    name = resp.json()["name"]
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:  # as Heroku's CLI attaches
+        sock.sendall(url.path.lstrip("/").encode() + b"\r\n")
+        assert sock.recv(12).startswith(b"rendezvous")
+        wait_until(lambda: lab.dynos(cr_app).get(name, {}).get("state") == "up", 30, what="the one-off is up")
+    # the learner closed the terminal
     wait_until(
         lambda: "Client connection closed. Sending SIGHUP to all processes" in lab.logs(cr_app),
         15,

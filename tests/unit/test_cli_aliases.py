@@ -77,7 +77,7 @@ def test_release_info_text_is_the_heroku_cli_s():
         "version": 3,
         "description": "Set FOO config vars",
         "status": "succeeded",
-        "created_at": 0.0,
+        "created_at": "1970-01-01T00:00:00Z",
         "config": {"FOO": "a b", "BAR": "1"},
     }
     # CLI releases/info.ts: styledObject({'Add-ons', By, Change, 'Eligible for Rollback?', When}), keys padded to

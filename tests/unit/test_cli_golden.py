@@ -41,7 +41,7 @@ def _dyno(name: str, state: str = "up", command: str = "python3 app.py", version
 
 
 def _release(version: int, description: str, status: str = "succeeded") -> dict[str, Any]:
-    return {"version": version, "description": description, "status": status, "created_at": OLD_TS, "config": {}}
+    return {"version": version, "description": description, "status": status, "created_at": OLD, "config": {}}
 
 
 class FakeClient:
@@ -75,13 +75,13 @@ class FakeClient:
             "name": "myapp",
             "space": None,
             "maintenance": False,
-            "stack": "heroku-24",
+            "stack": {"id": "5a7c6b1e-0000-4000-8000-000000000024", "name": "heroku-24"},
             "features": {"preboot": True},
             "created_at": OLD,
             "release": 20,
             "web_url": None,
             "formation": self.formation_rows,
-            "region": "lab",
+            "region": {"id": "5a7c6b1e-0000-4000-8000-00000000000a", "name": "lab"},
         }
 
     def _app(self, app: str) -> None:
@@ -92,12 +92,12 @@ class FakeClient:
         self._app(app)
         return self.formation_rows
 
-    def scale(self, app: str, args: list[str]) -> dict[str, Any]:
+    def scale(self, app: str, args: list[str]) -> list[dict[str, Any]]:
         self._app(app)
         self.calls.append(("scale", args))
         new = [dict(p) for p in self.formation_rows]
         new[0].update(quantity=3, size="Standard-2X")
-        return {"formation": new, "message": "web at 3:Standard-2X, worker at 1:Standard-1X"}
+        return new  # the Platform API's batch update answers the whole formation
 
     def resize(self, app: str, sizes: dict[str, str]) -> None:
         self._app(app)
@@ -139,7 +139,8 @@ class FakeClient:
         return {"config": self.config_vars, "release": _release(21, "Set config vars")}
 
     def apps(self) -> list[dict[str, Any]]:
-        return [self.app_row, {**self.app_row, "name": "vault", "space": "tokyo"}]
+        space = {"id": "5a7c6b1e-0000-4000-8000-0000000000aa", "name": "tokyo", "shared": False}
+        return [self.app_row, {**self.app_row, "name": "vault", "space": space}]
 
     def app_create(self, name: str, space: str | None = None) -> dict[str, Any]:
         return {**self.app_row, "name": name, "space": space, "release": None}

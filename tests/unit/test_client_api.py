@@ -56,8 +56,15 @@ def lab(_served, monkeypatch) -> tuple[Client, mock.MagicMock, mock.MagicMock]:
     monkeypatch.setenv("LABCTL_STATE_DIR", str(state))
     for recorder in (manager, faults):
         recorder.reset_mock(return_value=True, side_effect=True)
+    manager.app_name.side_effect = lambda ident: ident  # names pass through (ids are resolved by the manager)
+    manager.dyno_name.side_effect = lambda app, ident: ident
+    manager.app_row.side_effect = lambda app: {"id": "6e1faf6f-0000-4000-8000-000000000001", "name": app}
     manager.run.return_value = {"name": "run.1", "container": None}
-    manager.deploy.side_effect = lambda app, src, progress: (progress("building"), {"version": 2})[1]
+    manager.releases.return_value = []
+    manager.release.return_value = {"id": "0b5c8f2e-7c1a-4d3e-9f00-000000000003", "version": 3}
+    manager.formation.return_value = [{"type": "web"}, {"type": "worker"}]
+    manager.features.return_value = [{"name": "preboot", "id": "7a0d3a52-0000-4000-8000-000000000001"}]
+    manager.deploy.side_effect = lambda app, src, progress: (progress("building"), {"id": "r-2", "version": 2})[1]
     return Client("unit", timeout=5), manager, faults
 
 
@@ -69,13 +76,17 @@ def _newest_release(c: Client, app: str) -> Any:
 
 # (what the client is asked, which recorder, the call it must reach)
 CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
-    (lambda c: c.spaces(), "m", mock.call.store.spaces()),
+    (lambda c: c.spaces(), "m", mock.call.spaces()),
     (lambda c: c.space_create("sp"), "m", mock.call.create_space("sp")),
     (lambda c: c.space_destroy("sp"), "m", mock.call.destroy_space("sp")),
     (lambda c: c.app_create("demo", "sp"), "m", mock.call.create_app("demo", "sp")),
     (lambda c: c.app_info("demo"), "m", mock.call.app_view("demo")),
     (lambda c: c.app_destroy("demo"), "m", mock.call.destroy_app("demo")),
-    (lambda c: c.set_maintenance("demo", True), "m", mock.call.set_maintenance("demo", True)),
+    (lambda c: c.set_maintenance("demo", True), "m", mock.call.update_app("demo", maintenance=True, name=None)),
+    (lambda c: c.app_rename("demo", "demo2"), "m", mock.call.update_app("demo", maintenance=None, name="demo2")),
+    (lambda c: c.apps(), "m", mock.call.apps()),
+    (lambda c: c.account(), "m", mock.call.account()),
+    (lambda c: c.dyno("demo", "web.1"), "m", mock.call.dyno("demo", "web.1")),
     (lambda c: c.features("demo"), "m", mock.call.features("demo")),
     (lambda c: c.set_feature("demo", "preboot", False), "m", mock.call.set_feature("demo", "preboot", False)),
     (lambda c: c.releases("demo"), "m", mock.call.releases("demo")),
@@ -83,7 +94,7 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.release("demo", "x"), "m", mock.call.release("demo", "x")),
     (lambda c: _newest_release(c, "demo"), "m", mock.call.releases("demo")),
     (lambda c: c.rollback("demo"), "m", mock.call.rollback("demo", None)),
-    (lambda c: c.rollback("demo", 3), "m", mock.call.rollback("demo", 3)),
+    (lambda c: c.rollback("demo", 3), "m", mock.call.rollback("demo", "0b5c8f2e-7c1a-4d3e-9f00-000000000003")),
     (lambda c: c.config("demo"), "m", mock.call.config("demo")),
     (
         lambda c: c.config_set("demo", {"A": "1", "B": None}),
@@ -91,8 +102,20 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
         mock.call.update_config("demo", {"A": "1", "B": None}),
     ),
     (lambda c: c.formation("demo"), "m", mock.call.formation("demo")),
-    (lambda c: c.scale("demo", ["web=2"]), "m", mock.call.scale("demo", ["web=2"])),
-    (lambda c: c.resize("demo", {"*": "standard-2x"}), "m", mock.call.resize("demo", {"*": "standard-2x"})),
+    (
+        lambda c: c.scale("demo", ["web=2", "worker+1:standard-2x"]),
+        "m",
+        mock.call.update_formation(
+            "demo", [{"type": "web", "quantity": "2"}, {"type": "worker", "quantity": "+1", "size": "standard-2x"}]
+        ),
+    ),
+    (
+        lambda c: c.resize("demo", {"*": "standard-2x"}),
+        "m",
+        mock.call.update_formation(
+            "demo", [{"type": "web", "size": "standard-2x"}, {"type": "worker", "size": "standard-2x"}]
+        ),
+    ),
     (lambda c: c.dynos("demo"), "m", mock.call.dynos("demo", False, False)),
     (lambda c: c.dynos("demo", include_old=True), "m", mock.call.dynos("demo", True, False)),
     (lambda c: c.dynos("demo", extended=True), "m", mock.call.dynos("demo", False, True)),
@@ -103,7 +126,7 @@ CALLS: list[tuple[Callable[[Client], Any], str, Any]] = [
     (lambda c: c.stop("demo", ptype="worker"), "m", mock.call.stop("demo", ptype="worker")),
     (lambda c: c.run_detached("demo", "sleep 1", "basic"), "m", mock.call.run("demo", "sleep 1", False, "basic")),
     (lambda c: list(c.run("demo", "true")), "m", mock.call.run("demo", "true", True, None)),
-    (lambda c: list(c.build("demo", "/src")), "m", mock.call.deploy("demo", "/src", mock.ANY)),
+    (lambda c: list(c.build("demo", str(REPO))), "m", mock.call.deploy("demo", str(REPO), mock.ANY)),
     (
         lambda c: c.log_lines("demo", n=5, dyno="web.1"),
         "m",
@@ -175,7 +198,7 @@ def test_an_error_comes_back_as_the_class_the_controller_raised(lab, cls: type[e
         client.restart("demo")
     assert type(info.value) is cls and str(info.value) == "it went wrong"
     manager.deploy.side_effect = cls("the build broke")
-    rows = client.build("demo", "/src")
+    rows = client.build("demo", str(REPO))
     with pytest.raises(cls) as info:
         list(rows)
     assert type(info.value) is cls and str(info.value) == "the build broke"
