@@ -94,7 +94,8 @@ def faults_add(
     if result.get("kind") == "host-failure":
         moved = ", ".join(result.get("dynos") or []) or "no dynos"
         return render.out(f"Failing instance {result['instance']}... done, relocating {moved} to a new server")
-    until = f", reverts {render.fault_expiry(result)}" if result.get("expires_at") else ""
+    # the duration asked for (the time left would read 2s for --for 3s when the call took a moment)
+    until = f", reverts in {for_}" if result.get("expires_at") and for_ else ""
     where = f"instance {result['instance']}"
     if result.get("end") == "router":
         where = f"the {result['router']} router" + (f" toward {result['instance']}" if result.get("instance") else "")

@@ -11,6 +11,7 @@ Every function takes the Docker client it should use; none is made here: the Eng
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -52,10 +53,20 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
     Returns its ref.
     """
     dockerfile = stack_dockerfile()
+    stack = build.image(client, const.STACK_IMAGE)
+    recorded = (stack.labels or {}).get(const.LABEL_STACK_BASE) or const.BASE_IMAGE if stack is not None else None
+    if (
+        stack is not None
+        and recorded is not None
+        and not (base_override or os.environ.get(base_image.ENV_BASE_IMAGE))
+        and not build.exists(client, recorded)
+        and _stack_hash(stack) == _hash(_base_key(client, recorded), dockerfile)
+    ):
+        return const.STACK_IMAGE  # a current stack whose base is not here (copied in with docker load): no pull
     # The base is resolved first (no network when the engine has it): the stack is current when it was built
     # from the same base *image* (a base pulled under another name is the same base) and Dockerfile.
     base = ensure_base_image(client, progress, base_override)
-    want = hashlib.sha256(f"{_base_key(client, base)}\n{dockerfile}".encode()).hexdigest()[:16]
+    want = _hash(_base_key(client, base), dockerfile)
     if _stack_hash(build.image(client, const.STACK_IMAGE)) == want:
         return const.STACK_IMAGE
     with build.file_lock("stack", progress):
@@ -77,6 +88,10 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
         if old and new and old.id != new.id:
             build.remove_unused(client, old.id)  # still used by a container: leave it
     return const.STACK_IMAGE
+
+
+def _hash(base_key: str, dockerfile: str) -> str:
+    return hashlib.sha256(f"{base_key}\n{dockerfile}".encode()).hexdigest()[:16]
 
 
 def _base_key(client: docker.DockerClient, base: str) -> str:

@@ -7,6 +7,7 @@ shipped in the package, and the no-Procfile check that must fail before any Dock
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -196,12 +197,14 @@ def test_slug_installs_requirements_in_a_venv_first_on_path(client, stack, slug_
         const.LABEL_APP: "demo",
         const.LABEL_RELEASE: "3",
         const.LABEL_IMAGE: "",  # blanked: the stack's value is inherited
+        const.LABEL_SLUG_KEY: image.labels.get(const.LABEL_SLUG_KEY, "missing"),  # checked just below
         **{  # inherited from the stack (a stack built before its base was recorded has no stack-base label)
             k: v
             for k, v in client.images.get(stack).labels.items()
             if k in (const.LABEL_STACK_HASH, const.LABEL_STACK_BASE)
         },
     }
+    assert re.fullmatch(r"[0-9a-f]{64}", image.labels[const.LABEL_SLUG_KEY])  # the build's inputs: reuse key
     out = _run(
         client,
         tag,
