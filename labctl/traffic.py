@@ -266,6 +266,8 @@ class _Runner:
         self.instances: dict[str, str] = {}
         self.pending: dict[int, float] = {}  # in flight: id -> start (wall clock)
         self.unexplained: dict[str, dict[str, Any]] = {}  # request id -> record still waiting for its router line
+        # router lines read before their request's answer was handled (the line can come first): request id -> fields
+        self.early_lines: dict[str, dict[str, str]] = {}
         self.log_after = 0  # the last router log row read
         self.sent = 0
         self.done = 0
@@ -320,7 +322,11 @@ class _Runner:
             rec["dyno"], rec["release"] = _named_by_body(resp)
             if rec["dyno"] is None or resp.status_code >= 500:
                 with self.lock:
-                    self.unexplained[rid] = rec
+                    early = self.early_lines.pop(rid, None)
+                    if early is None:
+                        self.unexplained[rid] = rec
+                    else:
+                        self._explain(rec, early)
         except requests.Timeout:
             rec["error"] = "timeout"
         except requests.ConnectionError:
@@ -354,9 +360,6 @@ class _Runner:
         """Give records waiting for it the dyno and H-code of their ``heroku[router]`` line (by request id)."""
         from labctl.engine.router_log import parse_router_fields
 
-        with self.lock:
-            if not self.unexplained:
-                return
         try:
             rows = self.api.log_lines(self.app, n=10000, after=self.log_after, dyno="router", source="heroku")
         except Exception:  # noqa: BLE001 - a missed read is made up by the next one
@@ -365,13 +368,19 @@ class _Runner:
             for row in rows:
                 self.log_after = max(self.log_after, int(row["id"]))
                 fields = parse_router_fields(row["msg"])
-                rec = self.unexplained.pop(fields.get("request_id", ""), None)
-                if rec is None:
-                    continue
-                rec["dyno"] = rec["dyno"] or fields.get("dyno") or None
-                rec["code"] = fields.get("code") or None
-                if rec["dyno"]:
-                    rec["instance"] = self.instances.get(rec["dyno"])
+                rid = fields.get("request_id", "")
+                rec = self.unexplained.pop(rid, None)
+                if rec is not None:
+                    self._explain(rec, fields)
+                elif rid.startswith("labctl-traffic-") and len(self.early_lines) < 10000:
+                    self.early_lines[rid] = fields
+
+    def _explain(self, rec: dict[str, Any], fields: dict[str, str]) -> None:
+        """A record gets the dyno and H-code of its router line (under ``self.lock``)."""
+        rec["dyno"] = rec["dyno"] or fields.get("dyno") or None
+        rec["code"] = fields.get("code") or None
+        if rec["dyno"]:
+            rec["instance"] = self.instances.get(rec["dyno"])
 
     def _settle_router_log(self) -> None:
         """At the end: wait a little for the router lines of the last requests (they follow the answer)."""

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse
 
 from labctl import const
 from labctl.controller.manager import Manager
+from labctl.controller.releases import host_path
 from labctl.controller.schema import TextStream
 from labctl.errors import InvalidInput, LabError, NotFound
 
@@ -172,7 +173,7 @@ def _check_source(url: str) -> None:
     """A source on this machine: a file URL that exists, or an HTTP URL on loopback (checked before the build)."""
     u = urlparse(url)
     if u.scheme == "file":
-        if u.netloc not in ("", "localhost") or not Path(unquote(u.path)).exists():
+        if u.netloc not in ("", "localhost") or not host_path(unquote(u.path)).exists():
             raise InvalidInput(f"source_blob.url {url!r}: no such file or directory on this machine")
         return
     if u.scheme in ("http", "https"):
@@ -191,7 +192,7 @@ def _fetch(url: str, tmp: Path) -> Path:
     """The source directory to build: the URL's directory itself, or its tarball unpacked under ``tmp``."""
     u = urlparse(url)
     if u.scheme == "file":
-        path = Path(unquote(u.path))
+        path = host_path(unquote(u.path))  # a controller under Compose sees the host's files under /host
         if path.is_dir():
             return path
         return _unpack(path, tmp)

@@ -180,7 +180,11 @@ def host_path(src: str) -> Path:
     """The host's path ``src`` as this controller sees it: a controller in a container (compose/) sees the
     host's files under $LABCTL_HOST_ROOT (the host's / mounted read-only)."""
     root = os.environ.get(ENV_HOST_ROOT)
-    return Path(root, src.lstrip("/")) if root and src.startswith("/") else Path(src)
+    if root and src.startswith("/"):
+        on_host = Path(root, src.lstrip("/"))
+        if on_host.exists() or not Path(src).exists():
+            return on_host
+    return Path(src)  # (also a directory of the controller's own, e.g. a build's unpacked tarball)
 
 
 def _read_procfile(src_dir: Path, src: str) -> dict[str, str]:

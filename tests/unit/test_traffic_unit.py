@@ -109,15 +109,17 @@ class FakeRouter(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     hits: list[str] = []
     log: list[str] = []  # the app's heroku[router] lines
+    lock = threading.Lock()
 
     def log_message(self, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:  # noqa: N802
-        FakeRouter.hits.append(self.headers.get("Host", ""))
+        with FakeRouter.lock:  # one number per request (concurrent handlers could read the same count)
+            FakeRouter.hits.append(self.headers.get("Host", ""))
+            n = len(FakeRouter.hits)
         if self.path.startswith("/hang"):
             time.sleep(1.0)
-        n = len(FakeRouter.hits)
         dyno = "web.1" if n % 2 else "web.2"
         # As the router: no header of its own; the app's JSON names the dyno, the router's log line the error.
         rid = self.headers.get("X-Request-Id", "")
