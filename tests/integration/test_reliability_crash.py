@@ -122,11 +122,7 @@ def test_kill9_during_preboot_deploy_resumes_its_timer(fresh_lab: Lab):
     pid = controller_pid(lab)
     assert pid
     client = Client(lab.name, timeout=240)
-    build = threading.Thread(
-        target=lambda: ignore_errors(
-            lambda: list(client.stream("POST", f"/apps/{app}/builds", {"source_dir": str(SAMPLE_APP)}))
-        )
-    )
+    build = threading.Thread(target=lambda: ignore_errors(lambda: list(client.build(app, str(SAMPLE_APP)))))
     old_gone_at: float | None = None
     with Traffic(lab, app, max_seconds=120) as traffic:
         time.sleep(1)
