@@ -54,10 +54,9 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
     """
     dockerfile = stack_dockerfile()
     stack = build.image(client, const.STACK_IMAGE)
-    recorded = (stack.labels or {}).get(const.LABEL_STACK_BASE) or const.BASE_IMAGE if stack is not None else None
+    recorded = ((stack.labels or {}).get(const.LABEL_STACK_BASE) if stack is not None else None) or const.BASE_IMAGE
     if (
         stack is not None
-        and recorded is not None
         and not (base_override or os.environ.get(base_image.ENV_BASE_IMAGE))
         and not build.exists(client, recorded)
         and _stack_hash(stack) == _hash(_base_key(client, recorded), dockerfile)
@@ -67,7 +66,7 @@ def ensure_stack_image(client: docker.DockerClient, progress: Progress, base_ove
     # from the same base *image* (a base pulled under another name is the same base) and Dockerfile.
     base = ensure_base_image(client, progress, base_override)
     want = _hash(_base_key(client, base), dockerfile)
-    if _stack_hash(build.image(client, const.STACK_IMAGE)) == want:
+    if _stack_hash(stack) == want:
         return const.STACK_IMAGE
     with build.file_lock("stack", progress):
         old = build.image(client, const.STACK_IMAGE)
