@@ -26,10 +26,12 @@ def test_compare_restart_vs_stop_under_a_cpu_fault(lab_state: Path, tmp_path: Pa
     assert (restart["variant"], stop["variant"]) == ("restart", "stop")
     assert restart["status"] == stop["status"] == "pass"
     # The same fault; only the remedy differs: the restart leaves web.1 on its sick instance (never recovers),
-    # the stop moves it to a new one (recovers, with a lower p95 from the fault on).
+    # the stop moves it to a new one (recovers). Their p95s are not compared: from the fault on, more than 5 % of
+    # either run's requests went to the sick dyno, so both p95s measure how slow it was (a busy machine moved the
+    # stop's above the restart's in CI: 540 vs 394 ms), not the remedy.
     assert restart["trouble_at"] is not None and restart["time_to_recover_s"] is None
     assert stop["time_to_recover_s"] is not None and 0 < stop["time_to_recover_s"] < 40
-    assert stop["p95_ms"] < restart["p95_ms"]
+    assert restart["p95_ms"] is not None and stop["p95_ms"] is not None
     for name in ("restart", "stop"):
         data = json.loads((report / name / "result.json").read_text())
         assert data["teardown"]["status"] == "done" and not _leftovers(data["lab"])
