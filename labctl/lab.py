@@ -80,9 +80,23 @@ def down(lab: str) -> dict[str, int]:
     engine.stop_controller_containers()  # a controller run by Compose, before its restart policy can revive it
     _stop_processes(d)
     counts = engine.remove_lab()
+    _remove_budgets(lab)
     if d.path.exists():
         shutil.rmtree(d.path, ignore_errors=True)
     return counts
+
+
+def _remove_budgets(lab: str) -> None:
+    """The instances' parent cgroups (controller/instances.py): their containers are gone, so they go too."""
+    from labctl.engine.cgroups import InstanceCgroups
+
+    host = os.environ.get("DOCKER_HOST", "")
+    cg = InstanceCgroups(lab)
+    if cg.enabled and (not host or host.startswith("unix://")):
+        for _ in range(20):  # a container's own cgroup may outlive its removal by a moment
+            if not cg.sweep(set()):
+                return
+            time.sleep(0.1)
 
 
 def _stop_processes(d: LabDir) -> None:

@@ -97,6 +97,7 @@ class InstanceRow(TypedDict):
     created_at: float
     faults: list[Fault]
     ready_at: float | None  # provisioning until then (None: ready since its creation)
+    size: str | None  # the dyno size a dedicated instance is for (None: a Common Runtime pool instance)
 
 
 class SandboxRow(TypedDict):
@@ -270,6 +271,10 @@ class InstanceView(TypedDict):
     ready_at: str | None  # when a provisioning instance can start dynos (None: ready since its creation)
     dynos: list[str]
     faults: list[Fault]
+    dedicated_to: str | None  # the dyno size of a dedicated instance (None: a Common Runtime pool instance)
+    budget: dict[str, Any] | None  # {"cpus", "memory_mb", "enforced"}: what the instance is sized for
+    limit: dict[str, Any] | None  # {"cpus", "memory_mb"}: what its dynos share now (its faults applied)
+    usage: dict[str, Any] | None  # {"cpus", "memory_mb"}: read live from its parent cgroup (None: not readable)
 
 
 class FeatureView(TypedDict):

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS drains (
 # (table, column, declaration) added after a table's first version; ``Store`` adds them to an older database.
 ADDED_COLUMNS = [
     ("instances", "ready_at", "REAL"),
+    ("instances", "size", "TEXT"),  # the dyno size a dedicated instance is for (issue 16); NULL: a pool instance
     # Platform API identities and times (issue 19): a UUID ``id`` per space, app, release and dyno, kept for the
     # object's life; ``updated_at`` where Heroku's objects carry one.
     ("spaces", "id", "TEXT"),
@@ -266,9 +267,17 @@ class Store:
     def instance(self, iid: str) -> InstanceRow | None:
         return self._one("SELECT * FROM instances WHERE id = ?", (iid,))
 
-    def add_instance(self, iid: str, runtime: str, ready_at: float | None = None) -> None:
-        """A new instance; ``ready_at`` in the future: it is provisioning until then."""
-        row = {"id": iid, "runtime": runtime, "state": "running", "created_at": time.time(), "ready_at": ready_at}
+    def add_instance(self, iid: str, runtime: str, ready_at: float | None = None, size: str | None = None) -> None:
+        """A new instance; ``ready_at`` in the future: it is provisioning until then; ``size``: the dyno size it
+        is dedicated to (None: a Common Runtime pool instance)."""
+        row = {
+            "id": iid,
+            "runtime": runtime,
+            "state": "running",
+            "created_at": time.time(),
+            "ready_at": ready_at,
+            "size": size,
+        }
         self._insert("instances", row)
 
     def update_instance(self, iid: str, **changes: Any) -> None:

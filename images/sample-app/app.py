@@ -64,6 +64,37 @@ def burn_cpu_time(ms: float) -> None:
         pass
 
 
+HOGS: list[int] = []  # pids of the busy processes of CPU_HOG and /hog
+
+
+def start_hogs(n: int, seconds: float | None) -> int:
+    """Fork ``n`` processes that burn CPU (for ``seconds``, or until stopped); stops the earlier ones first.
+    Processes, not threads: one Python process's threads share a single CPU (the GIL)."""
+    stop_hogs()
+    for _ in range(max(0, min(n, 64))):
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            end = time.monotonic() + seconds if seconds else float("inf")
+            while time.monotonic() < end:
+                pass
+            os._exit(0)
+        HOGS.append(pid)
+    if n > 0:
+        log(f"burning CPU in {n} processes" + (f" for {seconds:g}s" if seconds else ""))
+    return len(HOGS)
+
+
+def stop_hogs() -> None:
+    while HOGS:
+        pid = HOGS.pop()
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
 def exit_soon(code: int, why: str) -> None:
     log(f"{why}: exiting with status {code}")
     sys.stdout.flush()
@@ -144,6 +175,11 @@ class Handler(BaseHTTPRequestHandler):
         took = round((time.monotonic() - started) * 1000, 1)
         self.reply(200, {**info(self.server.server_address[1]), "cpu_ms": ms, "wall_ms": took}, head)
 
+    def hog(self, q: dict, head: bool) -> None:
+        n = int(float(q.get("procs", 2)))
+        running = start_hogs(n, float(q.get("s", 10)) or None)
+        self.reply(200, {**info(self.server.server_address[1]), "hogs": running}, head)
+
     def mem(self, q: dict, head: bool) -> None:
         held = hold_memory(float(q.get("mb", 10)))
         self.reply(200, {**info(self.server.server_address[1]), "held_mb": held}, head)
@@ -201,6 +237,7 @@ ROUTES = {
     "/cpu": Handler.cpu,
     "/work": Handler.work,
     "/mem": Handler.mem,
+    "/hog": Handler.hog,
     "/stream": Handler.stream,
     "/cut": Handler.cut,
     "/hangup": Handler.hangup,
@@ -263,6 +300,8 @@ def serve() -> None:
 def main(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     hold_memory(env_float("MEM_MB"))
+    if env_float("CPU_HOG") > 0:
+        start_hogs(int(env_float("CPU_HOG")), None)
     start_crash_timer()
     if "--worker" in argv:
         log(f"worker starting as {os.environ.get('DYNO')} (pid {os.getpid()})")

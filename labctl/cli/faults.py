@@ -47,7 +47,10 @@ def faults(app_name: AppOpt = None, lab: Lab = DEFAULT_LAB, json: Json = False) 
 def faults_add(
     kind: Annotated[str, typer.Argument(help=f"The fault kind. {kinds_help()}.")],
     percent: Annotated[float | None, typer.Option("--percent", help="loss: % of packets dropped, (0, 100].")] = None,
-    cpus: Annotated[float | None, typer.Option("--cpus", help="cpu: CPUs each dyno gets, e.g. 0.05.")] = None,
+    cpus: Annotated[
+        float | None, typer.Option("--cpus", help="cpu: CPUs the instance's dynos share, e.g. 0.05.")
+    ] = None,
+    mb: Annotated[int | None, typer.Option("--mb", help="memory: MB taken from the instance, e.g. 1500.")] = None,
     kbit: Annotated[float | None, typer.Option("--kbit", help="bandwidth: kbit/s, e.g. 256.")] = None,
     rate: Annotated[str | None, typer.Option("--rate", help="bandwidth: e.g. 1mbit, 512kbit.")] = None,
     ms: Annotated[float | None, typer.Option("--ms", help="latency, slow-close: milliseconds, e.g. 200.")] = None,
@@ -79,6 +82,7 @@ def faults_add(
         "kind": kind,
         "percent": percent,
         "cpus": cpus,
+        "mb": mb,
         "kbit": kbit,
         "rate": rate,
         "ms": ms,

@@ -207,13 +207,24 @@ def config_text(app: str, config: dict[str, str]) -> str:
 def instances_text(instances: list[dict[str, Any]]) -> str:
     if not instances:
         return "No instances"
-    rows = [("ID", "RUNTIME", "STATE", "DYNOS", "FAULTS")]
+    rows = [("ID", "RUNTIME", "STATE", "BUDGET", "CPU", "MEMORY", "DYNOS", "FAULTS")]
     for i in instances:
         runtime = "common" if i["runtime"] == "common" else f"space:{i['runtime']}"
+        if i.get("dedicated_to") and i["runtime"] == "common":
+            runtime = "common:dedicated"
         faults = ",".join(f.get("kind", "?") for f in i["faults"]) or "-"
-        rows.append((i["id"], runtime, i["state"], ",".join(i["dynos"]) or "-", faults))
-    widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        budget, cpu, mem = _budget_cells(i.get("limit") or i.get("budget"), i.get("usage"))
+        rows.append((i["id"], runtime, i["state"], budget, cpu, mem, ",".join(i["dynos"]) or "-", faults))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return "\n".join("  ".join(v.ljust(widths[c]) for c, v in enumerate(r)).rstrip() for r in rows)
+
+
+def _budget_cells(limit: dict[str, Any] | None, usage: dict[str, Any] | None) -> tuple[str, str, str]:
+    """``0.5 CPU/2048 MB``, then the CPU and memory in use (``-`` where nothing is read)."""
+    budget = f"{limit['cpus']:g} CPU/{limit['memory_mb']} MB" if limit else "-"
+    cpu = f"{usage['cpus']:.2f}" if usage and usage.get("cpus") is not None else "-"
+    mem = f"{usage['memory_mb']:.0f} MB" if usage and usage.get("memory_mb") is not None else "-"
+    return budget, cpu, mem
 
 
 def log_line(row: dict[str, Any]) -> str:

@@ -223,6 +223,7 @@ class Dynos:
             sb["container"],
             size.r15_mb,
             size.cpu_shares,
+            self.instances.cgroup_parent(instance),
         )
 
     def _started(self, app: str, row: DynoRow, instance: str, cid: str) -> None:
@@ -324,7 +325,8 @@ class Dynos:
         info = self.engine.try_info(row["container"])
         status = info.exit_code if info else None
         if info is not None and info.oom_killed:
-            for line in r15_lines(row, get_size(row["size"]).r15_mb):
+            quota = self.instances.memory_quota_mb(row)  # a memory fault lowered the instance's limit
+            for line in r15_lines(row, min(get_size(row["size"]).r15_mb, quota or 10**9)):
                 self.sink.heroku(row["app"], row["name"], line)
         self.sink.heroku(
             row["app"], row["name"], f"Process exited with status {status}" if status is not None else "Process exited"

@@ -9,7 +9,10 @@ disappears with the instance (``ps:stop`` in a space, ``host-failure``, scale to
 Lab choices where Heroku is silent (it has no fault injection):
 * one fault per kind per instance: adding a kind the instance already has replaces it (new parameters,
   new expiry); ``loss`` and ``blackhole`` may coexist;
-* ``host-failure`` is an event, not a state: it happens at once, is never listed, cannot take ``--for``.
+* ``host-failure`` is an event, not a state: it happens at once, is never listed, cannot take ``--for``;
+* ``cpu`` and ``memory`` act on the instance's budget (its parent cgroup, docs/instances.md): every dyno on it
+  shares the ``--cpus``, and ``--mb`` is taken from the memory they share. Where budgets are not enforced (no
+  writable cgroup v1 hierarchy), ``cpu`` falls back to a quota on each dyno and ``memory`` is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any, Protocol
 from labctl.controller.logsink import LogSink
 from labctl.controller.runtime import Runtime
 from labctl.domain import clock, names
+from labctl.domain.budget import memory_fault
 from labctl.domain.faults import DIRECTIONAL_KINDS, DIRECTIONS, FAULT_KINDS, KINDS, NET_KINDS, PARAM_HELP
 from labctl.engine.faults import (
     MAX_CPUS,
@@ -93,6 +97,11 @@ def build_fault(body: dict[str, Any], now: float | None = None, max_delay_ms: fl
         if cpus < MIN_CPUS:
             raise InvalidInput(f"--cpus must be at least {MIN_CPUS:g} (Docker's smallest CPU quota), not {cpus:g}")
         fault["cpus"] = cpus
+    elif kind == "memory":
+        mb = _number(body["mb"], "--mb")
+        if mb != int(mb) or mb <= 0:
+            raise InvalidInput(f"--mb must be a whole number of megabytes, more than 0, not {mb:g}")
+        fault["mb"] = int(mb)
     elif kind == "loss":
         pct = _number(body["percent"], "--percent")
         if not 0 < pct <= 100:
@@ -153,6 +162,8 @@ def describe(fault: Fault) -> str:
     text = str(kind)
     if kind == "cpu":
         text = f"cpu {fault['cpus']:g} CPU"
+    elif kind == "memory":
+        text = f"memory -{fault['mb']} MB"
     elif kind == "loss":
         text = f"loss {fault['percent']:g}%"
     elif kind == "bandwidth":
@@ -276,6 +287,8 @@ class FaultManager:
         fault = build_fault(body, max_delay_ms=self.max_delay_ms())  # bad input changes nothing
         with self.rt.lock:
             inst = self._instance(iid)
+            if kind == "memory":
+                self._check_memory(inst, int(fault["mb"]))
             if kind == "host-failure":
                 hosted = self._hosted(iid)
                 moved = self.rt.fail_instance(iid)
@@ -298,6 +311,17 @@ class FaultManager:
             self._log(iid, f"Fault on instance {iid}: {describe(fault)}{until} (labctl)")
         self.wakeup.set()
         return self._view(self._instance(iid), fault)
+
+    def _check_memory(self, inst: InstanceRow, mb: int) -> None:
+        """A memory fault needs the instance budgets, and must leave the instance some memory."""
+        if not getattr(self.rt, "budgets_enforced", False):
+            raise InvalidInput(
+                "memory faults need the instances' budgets, which are not enforced here "
+                "(no writable cgroup v1 hierarchy on this host). See docs/instances.md."
+            )
+        total = int(self.rt.instance_budget(inst).memory_mb)
+        if mb >= total:
+            raise InvalidInput(f"--mb {mb} is not below the memory of instance {inst['id']} ({total} MB)")
 
     def clear(self, iid: str | None, kind: str | None = None) -> list[FaultView]:
         """Remove faults (of one kind, or all) from one instance, or from every instance when ``iid`` is None."""
@@ -391,10 +415,18 @@ class FaultManager:
                     continue  # vanished; the runtime will recreate it and the hook applies the faults
                 self.fe.sync_sandbox(sb["container"], net_new)
         cpu_new, cpu_old = _cpus(faults), _cpus(old or [])
-        if force or cpu_new != cpu_old:
+        mem_new, mem_old = memory_fault(faults), memory_fault(old or [])
+        if force or cpu_new != cpu_old or mem_new != mem_old:
+            # the budget faults act on the instance's parent cgroup: its dynos share them (issue 16)
+            if self._apply_budget(iid, faults):
+                return
             for cid in (r["container"] for r in self._hosted(iid)):
-                if cid:  # every hosted dyno has one (``_hosted``)
+                if cid:  # budgets not enforced here: each hosted dyno gets the cpu quota, as before them
                     self.fe.set_cpu(cid, cpu_new)
+
+    def _apply_budget(self, iid: str, faults: list[Fault]) -> bool:
+        apply = getattr(self.rt, "apply_budget", None)
+        return bool(apply(iid, faults)) if apply is not None else False
 
     def _restore(self, iid: str, old: list[Fault]) -> None:
         try:
@@ -416,8 +448,8 @@ class FaultManager:
     def _on_dyno_started(self, iid: str, container: str) -> None:
         inst = self.store.instance(iid)
         cpus = _cpus(inst["faults"]) if inst else None
-        if cpus is None:
-            return
+        if cpus is None or getattr(self.rt, "budgets_enforced", False):
+            return  # nothing to throttle, or the instance's parent cgroup does it for every dyno
         try:
             self.fe.set_cpu(container, cpus)
         except EngineError as err:

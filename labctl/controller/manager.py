@@ -427,7 +427,10 @@ class Manager:
         return views.dyno_view(row, app_row, self._release_ids(app_row["name"]))
 
     def instances(self) -> list[InstanceView]:
-        return views.instance_views(self.store.instances(), self.store.dynos())
+        rows, inst = self.store.instances(), self.rt.instances
+        budgets = {i["id"]: (inst.budget(i).as_dict(), inst.effective_budget(i).as_dict()) for i in rows}
+        usage = inst.live([i["id"] for i in rows])
+        return views.instance_views(rows, self.store.dynos(), budgets, usage, inst.cgroups.enabled)
 
     def app_view(self, app: str) -> AppView:
         app_row = self.app_row(app)

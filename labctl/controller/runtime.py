@@ -22,17 +22,18 @@ from typing import Any
 from labctl.controller.context import Context
 from labctl.controller.dynos import Dynos, StartedHook
 from labctl.controller.engine_sync import FULL_SYNC_EVERY, EngineSync
-from labctl.controller.instances import Instances, SandboxHook
+from labctl.controller.instances import Instances, SandboxHook, is_pool
 from labctl.controller.logsink import LogSink
 from labctl.controller.metrics import RuntimeMetrics
 from labctl.controller.rollout import Rollouts, RolloutState
 from labctl.controller.routing import Routing
 from labctl.controller.watchdog import Watchdog
 from labctl.domain.actions import Placement
+from labctl.domain.budget import Budget
 from labctl.domain.formation import Process, desired_dyno_names
 from labctl.engine.docker import Engine
 from labctl.errors import EngineError
-from labctl.records import AppRow
+from labctl.records import AppRow, InstanceRow
 from labctl.store import Store
 
 log = logging.getLogger("labctl.runtime")
@@ -69,11 +70,15 @@ class Runtime:
         self.instances = Instances(ctx, pool_size, self.on_sandbox_created, provision_time)
         self.dynos = Dynos(ctx, self.instances, self.routing.sync, self.on_dyno_started)
         self.rollouts = Rollouts(ctx, self.dynos)
-        self.watchdog = Watchdog(ctx, self.rollouts.restart)
+        self.watchdog = Watchdog(ctx, self.rollouts.restart, self.instances.memory_quota_mb)
         self.metrics = RuntimeMetrics(ctx, lambda: self.stopping)  # log-runtime-metrics, in a thread of its own
         self.engine_sync = EngineSync(
-            ctx, self.dynos, sweep_instances=self.instances.sweep_dedicated, recover_router=self.routing.recover
+            ctx, self.dynos, sweep_instances=self.instances.sweep_dedicated, recover_router=self._recover_router
         )
+
+    def _recover_router(self) -> None:
+        self.routing.recover()
+        self.instances.isolate_all()  # the isolation rules admit the router by its address
 
     # -- boot ---------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -194,6 +199,18 @@ class Runtime:
         self.routing.invalidate()  # the router's timeouts scale too
         self.sync_router()
 
+    @property
+    def budgets_enforced(self) -> bool:
+        """The instances' budgets are parent cgroups on this host (cgroup v1, writable)."""
+        return self.instances.cgroups.enabled
+
+    def instance_budget(self, inst: InstanceRow) -> Budget:
+        return self.instances.budget(inst)
+
+    def apply_budget(self, iid: str, faults: list[dict[str, Any]]) -> bool:
+        """The instance's parent cgroup carries its budget under ``faults``; False: budgets not enforced here."""
+        return self.instances.apply_budget(iid, faults)
+
     def fail_instance(self, iid: str) -> list[str]:
         """``host-failure``: the instance dies at once; its dynos are relocated (``Dynos.fail_instance``)."""
         return self.dynos.fail_instance(iid)
@@ -209,13 +226,16 @@ class Runtime:
         self.engine.remove_many([sb["container"] for sb in sandboxes])
         for sb in sandboxes:
             inst = self.store.instance(sb["instance"])
-            if inst and inst["runtime"] != "common":
+            if inst and not is_pool(inst):
                 self.store.delete_instance(sb["instance"])
+                self.instances.drop_budget(sb["instance"])
             else:
                 self.store.delete_sandbox(sb["instance"], app)
         for r in rows:
-            if app_row["space"] and r["instance"] and self.store.instance(r["instance"]):
-                self.store.delete_instance(r["instance"])
+            inst = self.store.instance(r["instance"]) if r["instance"] else None
+            if inst is not None and not is_pool(inst):
+                self.store.delete_instance(inst["id"])
+                self.instances.drop_budget(inst["id"])
         self.store.delete_app(app)
         self.sync_router()
 

@@ -224,9 +224,18 @@ def old_dyno_view(old: OldDynoRow, app_row: AppRow, release_ids: dict[int, str])
     }
 
 
-def instance_views(instances: list[InstanceRow], dynos: list[DynoRow]) -> list[InstanceView]:
+def instance_views(
+    instances: list[InstanceRow],
+    dynos: list[DynoRow],
+    budgets: dict[str, tuple[dict[str, Any], dict[str, Any]]] | None = None,
+    usage: dict[str, dict[str, Any]] | None = None,
+    enforced: bool = False,
+) -> list[InstanceView]:
+    """``budgets``: per instance, its budget and what its dynos share now (faults applied); ``usage``: its live
+    CPU and memory use (``Instances.live``); ``enforced``: the budgets are parent cgroups on this host."""
     out: list[InstanceView] = []
     now = time.time()
+    budgets, usage = budgets or {}, usage or {}
     for inst in instances:
         hosted = [f"{r['app']}/{r['name']}" for r in dynos if r["instance"] == inst["id"] and r["container"]]
         out.append(
@@ -238,6 +247,10 @@ def instance_views(instances: list[InstanceRow], dynos: list[DynoRow]) -> list[I
                 "ready_at": iso(inst["ready_at"]),
                 "dynos": hosted,
                 "faults": inst["faults"],
+                "dedicated_to": inst.get("size"),
+                "budget": {**budgets[inst["id"]][0], "enforced": enforced} if inst["id"] in budgets else None,
+                "limit": budgets[inst["id"]][1] if inst["id"] in budgets else None,
+                "usage": usage.get(inst["id"]),
             }
         )
     return out

@@ -4,6 +4,8 @@
   random 0-216 min; a restart or a release resets the clock. The log says ``Cycling``.
 - Memory (heroku-reference §6.2): above 100 % of the size's quota the dyno logs R14 (and keeps running);
   at the size's R15 limit the kernel kills it (the container's memory limit) and the exit is logged as R15.
+  A ``memory`` fault on the instance (issue 16) lowers both: the quota is then at most what the fault left of
+  the instance's memory, and the kernel kills at the instance's lowered limit (docs/instances.md).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ def cycle_deadline(scale: LabClock, rng: random.Random, now: float) -> float:
 
 
 class Watchdog:
-    def __init__(self, ctx: Context, restart: Restart):
+    def __init__(self, ctx: Context, restart: Restart, instance_quota: Callable[[DynoRow], int | None] | None = None):
         self.ctx = ctx
+        self.instance_quota = instance_quota or (lambda row: None)  # MB a memory fault left of the instance
         self.store = ctx.store
         self.restart = restart
         self.next_memory_check = 0.0
@@ -69,7 +72,8 @@ class Watchdog:
         size = get_size(row["size"])
         mb = used / (1024 * 1024)
         pct = 100.0 * mb / size.memory_mb
-        if pct > 100.0:
+        left = self.instance_quota(row)
+        if pct > 100.0 or (left is not None and mb > left):
             self.ctx.sink.heroku(row["app"], row["name"], f"Process running mem={mb:.0f}MB({pct:.1f}%)")
             self.ctx.sink.heroku(row["app"], row["name"], "Error R14 (Memory quota exceeded)")
 

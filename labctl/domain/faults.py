@@ -37,7 +37,8 @@ class FaultKind:
 FAULT_KINDS: dict[str, FaultKind] = {
     k.name: k
     for k in (
-        FaultKind("cpu", "every dyno on the instance gets at most --cpus CPUs", ("cpus",)),
+        FaultKind("cpu", "the instance's dynos share at most --cpus CPUs", ("cpus",)),
+        FaultKind("memory", "take --mb N MB of the instance's memory away (R14, then R15, sooner)", ("mb",)),
         FaultKind(
             "loss",
             "drop --percent of the packets between the router and the instance",
@@ -80,6 +81,7 @@ DIRECTIONAL_KINDS = tuple(k.name for k in FAULT_KINDS.values() if k.directional)
 # How each parameter is given on the command line, for error messages.
 PARAM_HELP = {
     "cpus": "--cpus F (a fraction of one CPU, e.g. 0.05)",
+    "mb": "--mb N (megabytes, e.g. 1500)",
     "percent": "--percent N (the share of packets dropped, e.g. 30)",
     "kbit": "--kbit N (kbit/s, e.g. 256)",
     "rate": "--rate R (e.g. 1mbit, 512kbit)",

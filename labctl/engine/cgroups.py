@@ -137,3 +137,142 @@ def _keyed(path: Path) -> dict[str, int] | None:
         if len(parts) == 2 and parts[1].lstrip("-").isdigit():
             out[parts[0]] = int(parts[1])
     return out
+
+
+# -- instance parents (issue 16): one cgroup per runtime instance, the dynos' cgroups under it -----------------
+PARENT_PREFIX = "labctl."
+CPU_PERIOD_US = 100_000
+BUDGET_CONTROLLERS = ("cpu", "memory")  # where the parent carries limits; Docker makes it in every other one
+
+
+def parent_name(lab: str, iid: str) -> str:
+    """The instance's parent cgroup, as Docker's ``cgroup_parent`` takes it (cgroupfs driver: a path)."""
+    return f"/{PARENT_PREFIX}{lab}.{iid}"
+
+
+@dataclass(frozen=True)
+class Usage:
+    cpu_ns: int  # cpuacct.usage of the whole instance
+    memory_bytes: int  # memory.usage_in_bytes of the whole instance
+    at: float  # time.monotonic() of the reading
+
+
+class InstanceCgroups:
+    """Creates, limits, reads and removes instances' parent cgroups (cgroup v1, the host's ``/sys/fs/cgroup``).
+
+    ``enabled`` is False when the hierarchy cannot be written (cgroup v2, a controller in a container without
+    the host's cgroups, not root): dynos then start under Docker's own parent and the budget is not enforced.
+    """
+
+    def __init__(self, lab: str, root: Path = ROOT):
+        self.lab = lab
+        self.root = root
+        self.enabled = self._writable()
+
+    def _writable(self) -> bool:
+        import os
+
+        return all(
+            (self.root / c / "cgroup.procs").exists() and os.access(self.root / c, os.W_OK)
+            for c in (*BUDGET_CONTROLLERS, "cpuacct")
+        )
+
+    def _dir(self, controller: str, iid: str) -> Path:
+        return self.root / controller / parent_name(self.lab, iid).lstrip("/")
+
+    def ensure(self, iid: str, cpus: float, memory_mb: int, shares: int) -> None:
+        """Make the instance's parent (cpu, cpuacct, memory) and set its limits (idempotent)."""
+        if not self.enabled:
+            return
+        for c in (*BUDGET_CONTROLLERS, "cpuacct"):
+            self._dir(c, iid).mkdir(exist_ok=True)
+        _write(self._dir("cpu", iid) / "cpu.shares", str(shares))
+        self.set_limits(iid, cpus, memory_mb)
+
+    def set_limits(self, iid: str, cpus: float, memory_mb: int) -> None:
+        """The CFS quota (``cpus`` CPUs every 100 ms) and the memory limit (swap included) of the instance.
+
+        A memory limit below what the dynos use now makes the kernel reclaim, then refuse (EBUSY): an OSError."""
+        if not self.enabled:
+            return
+        cpu = self._dir("cpu", iid)
+        _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        _write(cpu / "cpu.cfs_quota_us", str(max(1000, int(round(cpus * CPU_PERIOD_US)))))
+        mem = self._dir("memory", iid)
+        limit = str(memory_mb * 1024 * 1024)
+        memsw = mem / "memory.memsw.limit_in_bytes"
+        current = _read(mem / "memory.limit_in_bytes")
+        lowering = current is not None and current.strip().isdigit() and int(current) > int(limit)
+        # memsw must stay >= the memory limit: lower the memory limit first, raise memsw first
+        steps = [("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", limit)]
+        for name, value in steps if lowering else reversed(steps):
+            if name.startswith("memory.memsw") and not memsw.exists():
+                continue
+            _write(mem / name, value)
+
+    def limits(self, iid: str) -> tuple[float, int] | None:
+        """The (CPUs, memory MB) in force on the instance's parent, or None when it has none."""
+        quota = _read(self._dir("cpu", iid) / "cpu.cfs_quota_us")
+        period = _read(self._dir("cpu", iid) / "cpu.cfs_period_us")
+        mem = _read(self._dir("memory", iid) / "memory.limit_in_bytes")
+        if quota is None or period is None or mem is None:
+            return None
+        q = int(quota)
+        return (q / int(period) if q > 0 else 0.0), int(mem) // (1024 * 1024)
+
+    def usage(self, iid: str) -> Usage | None:
+        """The instance's CPU time so far and its memory now (every dyno on it, counted once)."""
+        import time
+
+        cpu = _read(self._dir("cpuacct", iid) / "cpuacct.usage")
+        mem = _read(self._dir("memory", iid) / "memory.usage_in_bytes")
+        if cpu is None or mem is None:
+            return None
+        return Usage(int(cpu), int(mem), time.monotonic())
+
+    def remove(self, iid: str) -> bool:
+        """Remove the instance's parent in every hierarchy (with empty cgroups left under it); True when none is
+        left. A cgroup that still has tasks stays (a container not gone yet): ``sweep`` takes it later."""
+        left = False
+        for d in self.root.glob(f"*/{parent_name(self.lab, iid).lstrip('/')}"):
+            left |= not _rmdir_tree(d)
+        return not left
+
+    def sweep(self, keep: set[str]) -> list[str]:
+        """Remove this lab's parents whose instance is not in ``keep`` (after a crash, at ``down``); returns the
+        instance ids whose parent could not go yet."""
+        prefix = f"{PARENT_PREFIX}{self.lab}."
+        stale = {d.name[len(prefix) :] for d in self.root.glob(f"*/{prefix}*") if d.is_dir()}
+        return sorted(iid for iid in stale - keep if not self.remove(iid))
+
+    def leftovers(self) -> list[Path]:
+        return sorted(self.root.glob(f"*/{PARENT_PREFIX}{self.lab}.*"))
+
+
+def cpu_use(before: Usage, after: Usage) -> float:
+    """CPUs used on average between two readings (1.0 = one CPU busy all the time)."""
+    wall = after.at - before.at
+    return max(0.0, (after.cpu_ns - before.cpu_ns) / 1e9 / wall) if wall > 0 else 0.0
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _rmdir_tree(d: Path) -> bool:
+    """rmdir ``d`` and the empty cgroups under it, deepest first; False when something stays."""
+    ok = True
+    try:
+        children = [c for c in d.iterdir() if c.is_dir()]
+    except OSError:
+        return not d.exists()
+    for c in children:
+        ok &= _rmdir_tree(c)
+    try:
+        d.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return ok

@@ -23,6 +23,7 @@ import requests
 
 from labctl import const
 from labctl.engine import base_image, build, images
+from labctl.engine.cgroups import Cgroups
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import EngineUnavailable, LabError
 
@@ -72,6 +73,7 @@ class DynoSpec:
     sandbox: str  # container id whose network namespace the dyno joins
     memory_mb: int
     cpu_shares: int
+    cgroup_parent: str | None = None  # the runtime instance's parent cgroup: its dynos share its budget
 
 
 def lab_labels(lab: str, kind: str, **extra: str | None) -> dict[str, str]:
@@ -352,6 +354,7 @@ class Engine:
         """Create and start a dyno container under an init so SIGTERM reaches the process (lab-spec §2)."""
         env = {**spec.env, "TINI_KILL_PROCESS_GROUP": "1"}
         mem = f"{spec.memory_mb}m"
+        extra: dict[str, Any] = {"cgroup_parent": spec.cgroup_parent} if spec.cgroup_parent else {}
         c = self.client.containers.run(
             spec.image,
             ["/bin/bash", "-c", spec.command],
@@ -372,6 +375,7 @@ class Engine:
             mem_limit=mem,
             memswap_limit=mem,
             cpu_shares=spec.cpu_shares,
+            **extra,
         )
         return self.info(c.id)
 
@@ -475,7 +479,9 @@ class Engine:
 
         cgroup v1 and v2 paths are read from the host; a remote engine falls back to the stats API.
         """
+        found = _CGROUPS.path("memory", container_id)  # under docker/ or an instance's parent cgroup
         for path in (
+            *([f"{found}/memory.usage_in_bytes"] if found else []),
             f"/sys/fs/cgroup/memory/docker/{container_id}/memory.usage_in_bytes",
             f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.current",
             f"/sys/fs/cgroup/docker/{container_id}/memory.current",
@@ -685,6 +691,9 @@ class Engine:
                 raise LabError(f"could not remove network {net.name}: {_short(err)}") from None
         counts["images"] = self._remove_images([label])
         return counts
+
+
+_CGROUPS = Cgroups()  # finds a dyno's cgroup under docker/ or under its instance's parent
 
 
 def generation_host(space: str | None) -> str:

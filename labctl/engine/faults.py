@@ -13,7 +13,9 @@ Where each fault lives (lab-spec §8, issue 17):
   ``sync_router`` rewrite a namespace's whole fault state from a list of faults (idempotent: adding,
   clearing, expiring and "a new sandbox appeared" are all the same operation); the proxy runs only while
   there are toxics, so removing the last one leaves no rule, qdisc or process;
-* ``cpu`` is a CFS quota (``docker update --cpu-quota/--cpu-period``) on every dyno container of the instance.
+* ``cpu`` and ``memory`` act on the instance's parent cgroup (its budget, ``controller/instances.py``); where
+  budgets are not enforced, ``cpu`` is a CFS quota (``docker update --cpu-quota/--cpu-period``) on every dyno
+  container of the instance (``set_cpu``).
 
 Nothing here outlives the lab: rules and proxies live in the sandboxes' and the router's namespaces
 (removed by ``labctl down`` with those containers), quotas on the dyno containers, and the probe container
@@ -312,6 +314,25 @@ def net_script(router_ip: str, faults: list[dict[str, Any]], tbf: bool = True) -
     return plan_script(instance_plan(router_ip, faults, tbf))
 
 
+ISOLATE_CHAIN = "LABCTL-ISOLATE"  # filter, from INPUT of a Common Runtime sandbox (issue 16, item 5)
+
+
+def isolation_script(admit: list[str]) -> str:
+    """A Common Runtime sandbox admits new TCP connections only from its loopback and ``admit`` (the router, the
+    network's gateway): another app's dyno cannot open one to it (heroku-reference §5: Common Runtime dynos cannot
+    reach each other directly). Only SYNs are dropped, so the dynos' own outbound connections work. Idempotent;
+    the chain lives in the sandbox's namespace and goes with it."""
+    lines = [
+        "set -e",
+        f"iptables -w -N {ISOLATE_CHAIN} 2>/dev/null || iptables -w -F {ISOLATE_CHAIN}",
+        f"iptables -w -A {ISOLATE_CHAIN} -i lo -j RETURN",
+        *(f"iptables -w -A {ISOLATE_CHAIN} -s {shlex.quote(a)} -j RETURN" for a in admit),
+        f"iptables -w -A {ISOLATE_CHAIN} -p tcp --syn -m comment --comment 'labctl isolation' -j DROP",
+        f"iptables -w -C INPUT -j {ISOLATE_CHAIN} 2>/dev/null || iptables -w -A INPUT -j {ISOLATE_CHAIN}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def cpu_quota(cpus: float) -> int:
     return max(int(round(cpus * CPU_PERIOD_US)), 1000)
 
@@ -396,6 +417,7 @@ def support_from_probe(text: str, cpu: tuple[bool, str]) -> dict[str, Support]:
     }
     for kind in ("latency", "timeout", "reset", "slow-close", "limit-data"):
         out[kind] = Support(proxy_ok, proxy_why, "proxy")
+    out["memory"] = Support(True, "the memory limit of the instance's parent cgroup", "cgroup")
     out["host-failure"] = Support(True, "container removal", "docker")
     return out
 
@@ -426,6 +448,18 @@ class FaultEngine:
         net = [f for f in faults if f.get("kind") in NET_KINDS]
         plan = instance_plan(self.router_ip(sandbox), net, tbf=self._has_tbf(net))
         self._sync(sandbox, plan)
+
+    def isolate_sandbox(self, sandbox: str) -> None:
+        """Only the router (and the network's gateway) may open connections to a Common Runtime sandbox."""
+        sb = self.client.containers.get(sandbox)
+        admit = [self.router_ip(sandbox)]
+        for name in sb.attrs["NetworkSettings"].get("Networks") or {}:
+            try:
+                net = self.client.networks.get(name)
+            except docker.errors.NotFound:
+                continue
+            admit += [str(c["Gateway"]) for c in (net.attrs.get("IPAM") or {}).get("Config") or [] if c.get("Gateway")]
+        self._exec(sandbox, isolation_script(admit))
 
     def _has_tbf(self, net: list[dict[str, Any]]) -> bool:
         if not any(f.get("kind") == "bandwidth" for f in net):

@@ -31,7 +31,7 @@ from labctl.scenario.yamldoc import node_kind as _what
 
 STEP_OPTIONS = {"run": ("expect_exit", "expect_output", "timeout"), "wait_for": ("timeout",)}
 TRAFFIC_START_KEYS = ("name", "app", "rps", "duration", "path", "timeout")
-FAULT_PARAMS = ("cpus", "percent", "rate", "kbit", "ms", "jitter", "bytes", "direction")
+FAULT_PARAMS = ("cpus", "mb", "percent", "rate", "kbit", "ms", "jitter", "bytes", "direction")
 FAULT_KEYS = ("kind", "clear", "app", "dyno", *FAULT_PARAMS, "for")
 TASK_KEYS = ("prompt", "until", "solution", "hints", "timeout", "settle")
 
@@ -213,6 +213,8 @@ def _fault(ctx: _Ctx, node: yaml.Node, path: str) -> FaultStep:
             value = f"{doc.number(vn, f'{path}.percent', 0.1, 100):g}"
         elif key == "bytes":
             value = str(int(doc.number(vn, f"{path}.bytes", 0, 2**31)))
+        elif key == "mb":
+            value = str(int(doc.number(vn, f"{path}.mb", 1, 1_000_000)))
         elif key in ("kbit", "ms", "jitter"):
             value = f"{doc.number(vn, f'{path}.{key}', 0, 10_000_000):g}"
         elif key == "direction":
