@@ -14,6 +14,7 @@ import socketserver
 import sys
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -72,7 +73,9 @@ def start_hogs(n: int, seconds: float | None) -> int:
     Processes, not threads: one Python process's threads share a single CPU (the GIL)."""
     stop_hogs()
     for _ in range(max(0, min(n, 64))):
-        pid = os.fork()
+        with warnings.catch_warnings():  # the child only burns CPU: no lock of the parent's threads is needed
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             end = time.monotonic() + seconds if seconds else float("inf")

@@ -94,7 +94,10 @@ class Instances:
             # Private Space dynos, and Performance dynos in the Common Runtime, run on an instance of their own
             # (heroku-reference §5, "Dyno Isolation"); a Common Runtime one is ``runtime=common`` with a ``size``.
             current = store.instance(row["instance"]) if row["instance"] else None
-            if current is not None and (current["size"] or "").lower() in (row["size"].lower(), ""):
+            # the dyno keeps its dedicated instance while it is of its size (a space's instance made before
+            # instances had sizes counts as its own)
+            have = (current["size"] or ("" if space and current["runtime"] == space else "-")) if current else "-"
+            if current is not None and have.lower() in (row["size"].lower(), ""):
                 return current["id"]
             iid = new_instance_id(rng)
             # Lab choice (README): a one-off's instance is ready at once, so `run` attaches at once.

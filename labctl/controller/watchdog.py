@@ -4,8 +4,8 @@
   random 0-216 min; a restart or a release resets the clock. The log says ``Cycling``.
 - Memory (heroku-reference §6.2): above 100 % of the size's quota the dyno logs R14 (and keeps running);
   at the size's R15 limit the kernel kills it (the container's memory limit) and the exit is logged as R15.
-  A ``memory`` fault on the instance (issue 16) lowers both: the quota is then at most what the fault left of
-  the instance's memory, and the kernel kills at the instance's lowered limit (docs/instances.md).
+  A ``memory`` fault on the instance (issue 16) lowers both: the kernel kills at the instance's lowered limit
+  (R15), and the quota shrinks in the same proportion (half of it for a Standard dyno; docs/instances.md).
 """
 
 from __future__ import annotations
@@ -71,9 +71,11 @@ class Watchdog:
     def _report(self, row: DynoRow, used: int) -> None:
         size = get_size(row["size"])
         mb = used / (1024 * 1024)
-        pct = 100.0 * mb / size.memory_mb
         left = self.instance_quota(row)
-        if pct > 100.0 or (left is not None and mb > left):
+        # what a memory fault left of the instance is the dyno's R15 limit now; its quota shrinks in proportion
+        quota = size.memory_mb if left is None else min(size.memory_mb, left * size.memory_mb / size.r15_mb)
+        if mb > quota:
+            pct = 100.0 * mb / quota
             self.ctx.sink.heroku(row["app"], row["name"], f"Process running mem={mb:.0f}MB({pct:.1f}%)")
             self.ctx.sink.heroku(row["app"], row["name"], "Error R14 (Memory quota exceeded)")
 

@@ -101,14 +101,21 @@ FORMATION = {
     "updated_at": str,
 }
 INSTANCE = {
+    "budget": (dict, NONE),
     "created_at": str,
+    "dedicated_to": (str, NONE),
     "dynos": list,
     "faults": list,
     "id": str,
+    "limit": (dict, NONE),
     "ready_at": (str, NONE),
     "runtime": str,
     "state": str,
+    "usage": (dict, NONE),
 }
+BUDGET = {"cpus": float, "memory_mb": int, "enforced": bool}
+LIMIT = {"cpus": float, "memory_mb": int}
+USAGE = {"cpus": (float, NONE), "memory_mb": float}
 CPU_FAULT = {"cpus": float, "created_at": float, "expires_at": (float, NONE), "id": str, "kind": str}
 RELEASE = {
     "addon_plan_names": list,
@@ -227,6 +234,10 @@ def test_instances_json(lab: Lab, shaped_app: str):
     for i in rows:
         assert_shape(f"instance {i['id']}", i, INSTANCE)
         assert ISO.match(i["created_at"]) and all(type(d) is str for d in i["dynos"])
+        assert_shape(f"instance {i['id']} budget", i["budget"], BUDGET)
+        assert_shape(f"instance {i['id']} limit", i["limit"], LIMIT)
+        if i["usage"] is not None:  # None where the budgets are not enforced (no writable cgroup v1)
+            assert_shape(f"instance {i['id']} usage", i["usage"], USAGE)
     faulty = [i for i in rows if i["faults"]]
     assert len(faulty) == 1 and len(faulty[0]["faults"]) == 1, rows
     assert_shape("instances fault", faulty[0]["faults"][0], CPU_FAULT)
