@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import controller, deploy, dynos, raw, report, router, stats
+from bench import budget, controller, deploy, dynos, raw, report, router, stats
 from bench.harness import BenchError, BenchLab, alternate, labctl_argv, remove_baselines
 from bench.stats import ABS_LE, ABS_LT, DELTA_LE, RATIO_GE, RATIO_LE, Figure, Target
 from labctl.const import STACK_IMAGE
@@ -211,6 +211,35 @@ class Bench:
             )
         )
         twin.remove([pair[0].dyno, pair[0].sandbox])
+        self.budget_accounting()
+
+    def budget_accounting(self) -> None:
+        """What the instances' budgets cost the controller (docs/instances.md): per dyno start, per reading."""
+        measured = budget.accounting_us(self.lab.name, self.args.runs)
+        if measured is None:
+            why = "budgets not enforced here (no writable cgroup v1 hierarchy)"
+            self.add(Figure("budget_start", "budget accounting per dyno start", "µs", skipped=why))
+            return
+        starts, reads = measured
+        self.add(
+            Figure(
+                "budget_start",
+                "budget accounting per dyno start (parent cgroup set)",
+                "µs",
+                starts,
+                target=Target(ABS_LE, 1000.0, "≤ 1 ms"),
+                note="median of 200 calls per run of what Instances.cgroup_parent does before each dyno start",
+            )
+        )
+        self.add(
+            Figure(
+                "budget_read",
+                "  budget reading per instance (labctl instances)",
+                "µs",
+                reads,
+                note="median of 200 reads of an instance's cpuacct.usage and memory.usage_in_bytes",
+            )
+        )
 
     def router_overhead(self, app: str) -> None:
         if router.wrk_path() is None:

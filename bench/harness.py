@@ -186,7 +186,16 @@ class BenchLab:
         if not dynos:
             raise BenchError(f"no dyno container of {app}")
         host = dynos[0].attrs["HostConfig"]
-        return {k: int(host.get(k) or 0) for k in ("Memory", "MemorySwap", "CpuShares")}
+        limits = {k: int(host.get(k) or 0) for k in ("Memory", "MemorySwap", "CpuShares")}
+        # the instance's CPU budget (its parent cgroup's quota, docs/instances.md): the twin gets it as its own
+        parent = str(host.get("CgroupParent") or "").strip("/")
+        quota = Path("/sys/fs/cgroup/cpu") / parent / "cpu.cfs_quota_us"
+        try:
+            limits["CpuQuota"] = int(quota.read_text()) if parent else 0
+            limits["CpuPeriod"] = int((quota.parent / "cpu.cfs_period_us").read_text()) if parent else 0
+        except (OSError, ValueError):
+            limits["CpuQuota"] = limits["CpuPeriod"] = 0
+        return limits
 
     def slug_image(self, app: str) -> str:
         releases = self.api.releases(app)

@@ -9,7 +9,8 @@ N containers in an existing sandbox from this warm process, concurrently; ``buil
 subprocess (timed from its spawn, as the labctl side is timed from spawning the ``labctl`` command).
 
 Everything made here carries ``io.labctl.bench=<lab>`` and is removed by label at the end
-(``harness.remove_baselines``); the containers copy the memory limit and CPU shares of labctl's own dyno.
+(``harness.remove_baselines``); the containers copy the memory limit and CPU shares of labctl's own dyno, and
+its instance's CPU budget as a quota of their own.
 """
 
 from __future__ import annotations
@@ -105,8 +106,14 @@ class RawDocker:
             mem_limit=self.limits["Memory"],
             memswap_limit=self.limits["MemorySwap"],
             cpu_shares=self.limits["CpuShares"],
+            **self.cpu_budget(),
         )
         return str(c.id)
+
+    def cpu_budget(self) -> dict[str, int]:
+        """The CPU budget of labctl's dyno's instance, as a quota on the twin itself (none: no budget)."""
+        quota, period = self.limits.get("CpuQuota", 0), self.limits.get("CpuPeriod", 0)
+        return {"cpu_quota": quota, "cpu_period": period} if quota > 0 and period > 0 else {}
 
     @staticmethod
     def env(port: int, instance: str) -> dict[str, str]:
@@ -118,7 +125,9 @@ class RawDocker:
         for k, v in self.env(port, instance).items():
             argv += ["-e", f"{k}={v}"]
         argv += ["-w", "/app", "--memory", str(self.limits["Memory"]), "--memory-swap", str(self.limits["MemorySwap"])]
-        argv += ["--cpu-shares", str(self.limits["CpuShares"]), self.image, "/bin/bash", "-c", APP_COMMAND]
+        argv += ["--cpu-shares", str(self.limits["CpuShares"])]
+        argv += [f"--{k.replace('_', '-')}={v}" for k, v in self.cpu_budget().items()]
+        argv += [self.image, "/bin/bash", "-c", APP_COMMAND]
         return argv
 
     def remove(self, ids: list[str]) -> None:

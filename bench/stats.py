@@ -141,6 +141,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.2f} %"
     if unit == "MB":
         return f"{value:.1f} MB"
+    if unit == "µs":
+        return f"{value:.0f} µs"
     return f"{value:g} {unit}"
 
 
