@@ -114,7 +114,7 @@ def auth_token(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
 
 @app.command("instances")
 def instances(lab: Lab = DEFAULT_LAB, json: Json = False) -> None:
-    """List runtime instances: id, runtime, state, dynos, faults."""
+    """List runtime instances: id, runtime, state, budget, CPU and memory in use, dynos, faults."""
     rows = client(lab).instances()
     render.as_json(rows) if json else render.out(render.instances_text(rows))
 

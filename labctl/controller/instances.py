@@ -244,7 +244,10 @@ class Instances:
         """The parent cgroup a dyno of the instance starts under (None: budgets are not enforced here)."""
         if not self.cgroups.enabled:
             return None
-        self.apply_budget(iid)  # made again if it went (cheap: a few small writes)
+        try:
+            self.apply_budget(iid)  # made again if it went (cheap: a few small writes)
+        except LabError as err:  # e.g. a memory fault below what the dynos use now: the parent keeps its limits
+            log.warning("%s", err)
         return parent_name(self.cgroups.lab, iid)
 
     def drop_budget(self, iid: str) -> None:
