@@ -143,6 +143,7 @@ def _leftovers(name: str) -> list[str]:
     found = [c.name for c in client.containers.list(all=True, ignore_removed=True, filters={"label": label})]
     found += [n.name for n in client.networks.list(filters={"label": label})]
     found += [i.id for i in client.images.list(all=True, filters={"label": label})]
+    found += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/labctl.{name}.*")]  # instances' parent cgroups
     return found
 
 

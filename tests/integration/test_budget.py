@@ -292,3 +292,29 @@ def test_host_failure_removes_the_parent_and_no_parent_is_left(blab: Lab):
         )
     finally:
         lab.ok("apps:destroy", "-a", app)
+
+
+def test_crash_leftovers_are_swept_and_down_after_kill_leaves_no_parent(fresh_lab: Lab):
+    """A parent cgroup of an instance the lab no longer has (a controller killed between the two) is removed by
+    the controller's sweep; ``kill -9`` of the controller, then ``down``, leaves no parent (the fixture checks)."""
+    import os
+    import signal
+
+    lab = fresh_lab
+    app = deploy_sample(lab, f"k{uuid.uuid4().hex[:7]}", 1)
+    stale = [CG / c / f"labctl.{lab.name}.i-0000000000stale00" for c in ("cpu", "cpuacct", "memory")]
+    for d in stale:
+        d.mkdir()
+    wait_until(lambda: not any(d.exists() for d in stale), 30, 0.3, "the stale parent swept")
+    assert list(CG.glob(f"cpu/labctl.{lab.name}.*")), "the live instances keep theirs"
+    pid = lab.json("status")["controller_pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(
+        lambda: (r := lab.cli("status", "--json")).code == 0 and json.loads(r.out)["controller_pid"] != pid,
+        30,
+        0.3,
+        "the supervisor restarted the controller",
+    )
+    lab.wait_up(app, ["web.1"])
+    assert lab.cli("down").code == 0
+    assert parents(lab.name) == []
