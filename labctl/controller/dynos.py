@@ -93,15 +93,15 @@ class Dynos:
         """Scale-down or app removal: the dyno leaves the router, then stops; a dedicated instance goes too."""
         self.store.delete_dyno(row["app"], row["name"])
         app_row = self.store.app(row["app"])
-        in_space = bool(app_row and app_row["space"])
+        dedicated = bool(app_row and app_row["space"]) or self.instances.is_common_dedicated(row["instance"])
         if row["container"]:
             self.sync_router()
             self.sink.heroku(row["app"], row["name"], "Stopping all processes with SIGTERM")
             self.sink.state(row["app"], row["name"], row["state"], "down")
             self.retire_container(
-                row["container"], row["app"], row["name"], retire_instance=row["instance"] if in_space else None
+                row["container"], row["app"], row["name"], retire_instance=row["instance"] if dedicated else None
             )
-        elif in_space and row["instance"]:
+        elif dedicated and row["instance"]:
             self.instances.retire_instance(row["instance"])
 
     # -- starting ---------------------------------------------------------------------------------
@@ -394,7 +394,9 @@ class Dynos:
         stopping: list[tuple[DynoRow, str | None]] = []
         starts: list[tuple[str, str, Placement]] = []
         for row, plan in items:
-            retire = row["instance"] if plan.retire_instance else None
+            # a Common Runtime restart moves a Performance dyno off its dedicated instance: it goes once left
+            leaves = plan.placement is Placement.OTHER and self.instances.is_common_dedicated(row["instance"])
+            retire = row["instance"] if plan.retire_instance or leaves else None
             self._announce(row, plan, release, event, retire)
             stopping.append((row, retire))
             if plan.start_again:

@@ -95,9 +95,11 @@ class Instances:
             # (heroku-reference §5, "Dyno Isolation"); a Common Runtime one is ``runtime=common`` with a ``size``.
             current = store.instance(row["instance"]) if row["instance"] else None
             # the dyno keeps its dedicated instance while it is of its size (a space's instance made before
-            # instances had sizes counts as its own)
+            # instances had sizes counts as its own), except that a Common Runtime restart (``OTHER``) moves it to
+            # a new host, as it moves a pool dyno; the one it leaves is swept once its old container is gone
             have = (current["size"] or ("" if space and current["runtime"] == space else "-")) if current else "-"
-            if current is not None and have.lower() in (row["size"].lower(), ""):
+            moves = not space and placement is Placement.OTHER
+            if current is not None and have.lower() in (row["size"].lower(), "") and not moves:
                 return current["id"]
             iid = new_instance_id(rng)
             # Lab choice (README): a one-off's instance is ready at once, so `run` attaches at once.
@@ -212,6 +214,11 @@ class Instances:
             if not is_pool(inst) and inst["id"] not in used and inst["id"] not in busy:
                 self.retire_instance(inst["id"])
         self.cgroups.sweep({i["id"] for i in store.instances()})  # parents a crash left behind
+
+    def is_common_dedicated(self, iid: str | None) -> bool:
+        """A Common Runtime instance of one Performance dyno (torn down when its dyno leaves it)."""
+        inst = self.store.instance(iid) if iid else None
+        return inst is not None and inst["runtime"] == "common" and bool(inst["size"])
 
     # -- budgets -----------------------------------------------------------------------------------------
     def budget(self, inst: InstanceRow) -> bg.Budget:

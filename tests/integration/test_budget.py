@@ -209,6 +209,13 @@ def test_performance_dyno_gets_a_dedicated_instance_gone_with_it(blab: Lab):
         assert "common:dedicated" in lab.ok("instances")
         assert cpu_quota(lab.name, iid) == 100_000
         lab.wait_up(app, ["web.1"])
+        # a Common Runtime restart gives it a new dedicated host; the old one goes with its parent cgroup
+        lab.ok("ps:restart", "web.1", "-a", app)
+        moved = wait_until(lambda: (i := lab.dynos(app)["web.1"]["instance"]) != iid and i, 60, 0.3, "a new host")
+        assert instances(lab)[moved]["dedicated_to"] == "Performance-M"
+        wait_until(lambda: iid not in instances(lab) and not list(CG.glob(f"*/labctl.{lab.name}.{iid}")), 30, 0.3)
+        iid = moved
+        lab.wait_up(app, ["web.1"])
     finally:
         lab.ok("apps:destroy", "-a", app)
     wait_until(lambda: iid not in instances(lab) and not list(CG.glob(f"*/labctl.{lab.name}.{iid}")), 30, 0.3, "gone")
