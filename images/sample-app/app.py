@@ -72,6 +72,7 @@ def start_hogs(n: int, seconds: float | None) -> int:
     """Fork ``n`` processes that burn CPU (for ``seconds``, or until stopped); stops the earlier ones first.
     Processes, not threads: one Python process's threads share a single CPU (the GIL)."""
     stop_hogs()
+    parent = os.getpid()
     for _ in range(max(0, min(n, 64))):
         with warnings.catch_warnings():  # the child only burns CPU: no lock of the parent's threads is needed
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -79,7 +80,7 @@ def start_hogs(n: int, seconds: float | None) -> int:
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             end = time.monotonic() + seconds if seconds else float("inf")
-            while time.monotonic() < end:
+            while time.monotonic() < end and os.getppid() == parent:  # never outlives the app
                 pass
             os._exit(0)
         HOGS.append(pid)

@@ -195,3 +195,50 @@ def test_cpu_and_mem(run_app):
     assert work["cpu_ms"] == 50 and work["wall_ms"] >= 50
     assert app.get("/mem?mb=5")["held_mb"] == 5
     assert app.get("/mem?mb=5")["held_mb"] == 10
+
+
+def _children(pid: int) -> set[int]:
+    """The live (not zombie) child processes of ``pid``, forked from any of its threads."""
+    kids = set()
+    for f in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids |= {int(c) for c in f.read_text().split()}
+        except OSError:
+            continue
+    live = set()
+    for k in kids:
+        try:
+            if Path(f"/proc/{k}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                live.add(k)
+        except (OSError, IndexError):
+            continue
+    return live
+
+
+def test_cpu_hog_processes_start_stop_and_end_with_the_app(run_app):
+    app = run_app(CPU_HOG="1")
+    app.wait_listening()
+    try:
+        assert len(_children(app.p.pid)) == 1, "CPU_HOG=1: one busy process from the start"
+        assert app.get("/hog?procs=2&s=0.3")["hogs"] == 2  # replaces the first one
+        deadline = time.time() + 10
+        while _children(app.p.pid) and time.time() < deadline:  # they end after 0.3 s
+            time.sleep(0.05)
+        assert _children(app.p.pid) == set()
+        assert app.get("/hog?procs=1&s=0")["hogs"] == 1  # until stopped
+        kids = _children(app.p.pid)
+        assert len(kids) == 1
+        assert app.get("/hog?procs=0")["hogs"] == 0 and _children(app.p.pid) == set()
+        app.get("/hog?procs=1&s=0")
+        kids = _children(app.p.pid)
+        app.p.kill()  # the app dies without stopping them: they notice and end
+        app.p.wait(timeout=5)
+        deadline = time.time() + 10
+        while any(Path(f"/proc/{k}").exists() for k in kids) and time.time() < deadline:
+            time.sleep(0.05)
+        assert not any(Path(f"/proc/{k}").exists() for k in kids)
+    finally:
+        for k in _children(app.p.pid):
+            os.kill(k, signal.SIGKILL)
+    out = app.output()
+    assert "burning CPU in 1 processes" in out and "DeprecationWarning" not in out
