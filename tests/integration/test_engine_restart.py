@@ -340,7 +340,12 @@ def _engine_restart(private_engine: PrivateEngine, name: str) -> None:
     assert [{k: v for k, v in f.items() if k != "dynos"} for f in lab.json("faults")] == faults, (
         "the instance's fault is kept"
     )
-    quota = docker_client().containers.get(lab.dynos(ps_app)["web.1"]["container"]).attrs["HostConfig"]["CpuQuota"]
+    host_config = docker_client().containers.get(lab.dynos(ps_app)["web.1"]["container"]).attrs["HostConfig"]
+    parent = str(host_config.get("CgroupParent") or "").strip("/")  # the instance's budget (docs/instances.md)
+    if parent:
+        quota = int((Path("/sys/fs/cgroup/cpu") / parent / "cpu.cfs_quota_us").read_text())
+    else:  # budgets not enforced here: the fault is a quota on each dyno
+        quota = host_config["CpuQuota"]
     assert quota == cpu_quota(0.5), "the instance's cpu fault applies to the dyno that came back on it"
     lab.ok("faults:clear", "--all")
     wait_until(
