@@ -19,7 +19,7 @@ from labctl.labdir import LabDir
 
 @dataclass(frozen=True)
 class Check:
-    name: str  # engine | image | controller
+    name: str  # engine | image | controller | budgets
     status: str  # ok | warn | error | info
     detail: str
 
@@ -79,8 +79,12 @@ def gather(lab: str) -> DoctorReport:
     else:
         report.checks.append(Check("image", "warn", f"{const.STACK_IMAGE} missing: `labctl up` builds it"))
     report.checks.append(_controller_check(LabDir(lab), lab))
+    budgets = _budgets_check(lab)
+    report.checks.append(budgets)
     if have_stack:
         report.faults = {k: s.as_dict() for k, s in FaultEngine(engine).probe().items()}
+        if budgets.status != "ok":
+            report.faults["memory"] = {"supported": False, "reason": budgets.detail, "mechanism": "cgroup"}
     else:
         report.faults = {
             k: {
@@ -92,6 +96,21 @@ def gather(lab: str) -> DoctorReport:
             for k in KINDS
         }
     return report
+
+
+def _budgets_check(lab: str) -> Check:
+    """Whether a controller here can give instances their budget (docs/instances.md): cgroup v1, writable, and an
+    engine on this host."""
+    from labctl.engine.cgroups import InstanceCgroups
+
+    host = os.environ.get("DOCKER_HOST", "")
+    if host and not host.startswith("unix://"):
+        return Check("budgets", "warn", f"instance budgets not enforced: the engine is remote ({host})")
+    if not InstanceCgroups(lab).enabled:
+        return Check(
+            "budgets", "warn", "instance budgets not enforced: no writable cgroup v1 hierarchy at /sys/fs/cgroup"
+        )
+    return Check("budgets", "ok", "instance budgets: a parent cgroup per instance (cgroup v1, /sys/fs/cgroup)")
 
 
 def _controller_check(d: LabDir, lab: str) -> Check:

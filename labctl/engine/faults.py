@@ -393,7 +393,13 @@ def support_from_probe(text: str, cpu: tuple[bool, str]) -> dict[str, Support]:
         + (f"iptables REDIRECT: {redirect[1]}" if not redirect[0] else f"python3: {py[1]}")
     )
     out = {
-        "cpu": Support(cpu[0], "CFS quota via docker update" if cpu[0] else f"docker update failed: {cpu[1]}", "cfs"),
+        "cpu": Support(
+            cpu[0],
+            "CFS quota of the instance's parent cgroup (of each dyno, via docker update, without budgets)"
+            if cpu[0]
+            else f"docker update failed: {cpu[1]}",
+            "cfs",
+        ),
         "loss": Support(
             ipt[0] and stat[0],
             "iptables statistic match (INPUT/OUTPUT of the end's namespace)"
