@@ -62,9 +62,10 @@ def is_error(rec: dict[str, Any]) -> bool:
 
 
 def error_label(rec: dict[str, Any]) -> str:
-    """``503 H19``, ``500``, ``timeout``: how one error is counted in ``errors``."""
+    """``503 H19``, ``500``, ``timeout``, ``truncated H18``: how one error is counted in ``errors``."""
     if rec.get("status") is None:
-        return rec.get("error") or "no answer"
+        base = rec.get("error") or "no answer"
+        return f"{base} {rec['code']}" if rec.get("code") else base
     return f"{rec['status']} {rec['code']}" if rec.get("code") else str(rec["status"])
 
 

@@ -209,6 +209,7 @@ def test_a_cut_body_is_an_error_with_its_router_lines_code(router):
     assert all(r["status"] is None and r["error"] == "truncated" for r in result.records)
     assert {r["code"] for r in result.records} == {"H18"} and {r["dyno"] for r in result.records} == {"web.1", "web.2"}
     assert result.summary["total"]["codes"] == {"H18": 4}
+    assert result.summary["total"]["error_kinds"] == {"truncated H18": 4}
 
 
 def test_timeouts_are_errors_not_hangs(router):
