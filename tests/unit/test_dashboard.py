@@ -1,0 +1,249 @@
+"""The dashboard's login (issue 21 item 1) and its traffic figures, without Docker: one-time links, the session
+cookie, the Host and Origin checks and the routes the page may call, then the whole login over the controller's
+real HTTP layer (a recording stand-in for the manager)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from unittest import mock
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from labctl.controller import dashboard as dash
+from labctl.controller.api import Api, make_server
+
+TOKEN = "t0ken-for-dashboard-tests"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- one-time links and sessions ---------------------------------------------------------------------------------
+def test_a_link_opens_one_session_once():
+    s = dash.Sessions()
+    code, _ = s.new_link()
+    session = s.redeem(code)
+    assert session and session != code and s.valid(session)
+    assert s.redeem(code) is None  # used up
+
+
+def test_an_expired_or_wrong_link_opens_nothing():
+    clock = Clock()
+    s = dash.Sessions(clock=clock, link_ttl=60)
+    code, expires = s.new_link()
+    assert expires == 1060
+    clock.now = 1060.5
+    assert s.redeem(code) is None
+    for bad in ("", "x", code[:-1], "a" * 500):
+        assert s.redeem(bad) is None
+
+
+def test_sessions_end_and_expire():
+    clock = Clock()
+    s = dash.Sessions(clock=clock)
+    a = s.redeem(s.new_link()[0])
+    b = s.redeem(s.new_link()[0])
+    assert a and b and a != b
+    s.end(a)
+    assert not s.valid(a) and s.valid(b)
+    clock.now += dash.SESSION_TTL + 1
+    assert not s.valid(b)
+    assert not s.valid(None) and not s.valid("") and not s.valid("nope")
+
+
+def test_only_digests_are_kept():
+    s = dash.Sessions()
+    code, _ = s.new_link()
+    assert code not in repr(s.links)
+    session = s.redeem(code)
+    assert session not in repr(s.sessions)
+
+
+def test_the_cookie_is_httponly_samesite_strict_and_per_lab():
+    header = dash.set_cookie("my-lab", "abc")
+    parts = [p.strip() for p in header.split(";")]
+    assert parts[0] == "labctl_dashboard_my_lab=abc"
+    assert {"HttpOnly", "SameSite=Strict", "Path=/dashboard"} <= set(parts)
+    assert dash.session_from("x=1; labctl_dashboard_my_lab=abc; y=2", "my-lab") == "abc"
+    assert dash.session_from("labctl_dashboard_other=abc", "my-lab") is None
+    assert dash.session_from(None, "my-lab") is None
+
+
+def test_host_and_origin_must_be_the_controller_itself():
+    assert dash.host_ok("127.0.0.1:5000", 5000) and dash.host_ok("localhost:5000", 5000)
+    for bad in (None, "", "127.0.0.1:5001", "evil.example:5000", "127.0.0.1"):
+        assert not dash.host_ok(bad, 5000)
+    assert dash.origin_ok("http://127.0.0.1:5000", 5000)
+    for bad in (None, "null", "http://evil.example:5000", "https://127.0.0.1:5000"):
+        assert not dash.origin_ok(bad, 5000)
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("DELETE", "/apps/a/dynos/web.1"),
+        ("POST", "/apps/a/dynos/web.1/actions/stop"),
+        ("PATCH", "/apps/a/formation/web"),
+        ("POST", "/instances/i-0123/faults"),
+        ("DELETE", "/instances/i-0123/faults"),
+        ("PATCH", "/apps/a/features/preboot"),
+        ("POST", "/apps/a/traffic"),
+        ("DELETE", "/apps/a/traffic"),
+    ],
+)
+def test_the_page_calls_its_actions(method, path):
+    assert dash.action_allowed(method, path)
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("DELETE", "/apps/a"),
+        ("POST", "/lab/dashboard-links"),
+        ("PATCH", "/lab"),
+        ("GET", "/apps/a/config-vars"),
+        ("POST", "/apps/a/dynos"),
+        ("DELETE", "/apps/a/dynos"),
+        ("DELETE", "/spaces/s"),
+        ("POST", "/apps/a/dynos/web.1/actions/stop/x"),
+    ],
+)
+def test_the_page_calls_nothing_else(method, path):
+    assert not dash.action_allowed(method, path)
+
+
+# -- traffic from router lines -----------------------------------------------------------------------------------
+def _line(dyno: str, service: int, status: int = 200, code: str = "") -> str:
+    head = f'at=error code={code} desc="x" ' if code else "at=info "
+    return (
+        head + f'method=GET path="/" host=a.localhost request_id=r fwd="1.2.3.4" dyno={dyno} connect=1ms '
+        f"service={service}ms status={status} bytes=10 protocol=http"
+    )
+
+
+def test_traffic_by_dyno_from_router_lines():
+    t = dash.Traffic()
+    now = 2000.0
+    for i in range(20):  # 2 requests a second for the last 10 s on web.1
+        t.feed("a", now - 10 + i / 2, _line("web.1", 10 * (i + 1)))
+    t.feed("a", now - 2, _line("web.2", 5, 503, "H12"))
+    t.feed("a", now - 2, _line("none", 0, 503, "H14"))
+    v = t.view("a", "web.1", now)
+    assert v is not None
+    assert v["rps"] == 2.0
+    assert len(v["rps_series"]) == dash.HISTORY_S and v["rps_series"][-10:] == [2] * 10
+    assert v["p50"] == 101.0 and v["p95"] == 191.0  # connect 1 ms + service
+    assert v["errors"] == {}
+    assert t.view("a", "web.2", now)["errors"] == {"H12": 1}
+    assert t.view("a", "router", now)["errors"] == {"H14": 1}  # no dyno answered
+    assert t.view("a", "web.3", now) is None
+    t.prune(now + dash.HISTORY_S + 5)
+    assert t.view("a", "web.1", now + dash.HISTORY_S + 5) is None
+
+
+# -- the login over HTTP ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, dash.Dashboard]]:
+    manager = mock.MagicMock(name="manager")
+    api = Api(manager, lambda: {"lab": "unit"})
+    board = dash.Dashboard(api, mock.MagicMock(name="store"), "unit", lambda: 0)
+    board.register()
+    server = make_server(api, TOKEN)
+    board.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{board.port}", board
+    server.shutdown()
+    server.server_close()
+
+
+def _link(base: str) -> str:
+    r = requests.post(f"{base}/lab/dashboard-links", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["url"].startswith(f"{base}/dashboard/login?code=") and body["expires_in"] == dash.LINK_TTL
+    return body["url"]
+
+
+def test_a_link_needs_the_token(served):
+    base, _ = served
+    assert requests.post(f"{base}/lab/dashboard-links", timeout=10).status_code == 401
+
+
+def test_login_sets_the_cookie_and_redirects_to_a_clean_url(served):
+    base, _ = served
+    url = _link(base)
+    code = url.split("code=", 1)[1]
+    r = requests.get(url, allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    assert r.headers["Location"] == "/dashboard/"
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/dashboard" in cookie
+    session = cookie.split(";", 1)[0].split("=", 1)[1]
+    assert session not in (code, TOKEN)
+    page = requests.get(f"{base}/dashboard/", cookies={"labctl_dashboard_unit": session}, timeout=10)
+    assert page.status_code == 200 and "<!doctype html>" in page.text
+    assert code not in page.text and TOKEN not in page.text and session not in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    js = requests.get(f"{base}/dashboard/static/app.js", cookies={"labctl_dashboard_unit": session}, timeout=10)
+    assert js.status_code == 200 and "javascript" in js.headers["Content-Type"]
+    assert urlsplit(page.url).query == ""
+
+
+def test_a_used_wrong_or_missing_login_gets_401_saying_what_to_do(served):
+    base, _ = served
+    url = _link(base)
+    assert requests.get(url, allow_redirects=False, timeout=10).status_code == 303
+    for bad in (url, f"{base}/dashboard/login?code=nope", f"{base}/dashboard/login", f"{base}/dashboard/"):
+        r = requests.get(bad, allow_redirects=False, timeout=10)
+        assert r.status_code == 401, bad
+        assert "labctl dashboard --lab unit" in r.text and r.headers["Content-Type"].startswith("text/html")
+    r = requests.get(f"{base}/dashboard/", cookies={"labctl_dashboard_unit": "forged"}, timeout=10)
+    assert r.status_code == 401
+
+
+def test_actions_need_the_pages_origin_and_an_allowed_route(served):
+    base, board = served
+    session = board.sessions.redeem(board.sessions.new_link()[0])
+    jar = {"labctl_dashboard_unit": session}
+    body = {"method": "DELETE", "path": "/apps/a/dynos/web.1", "body": {}}
+    r = requests.post(f"{base}/dashboard/call", json=body, cookies=jar, timeout=10)
+    assert r.status_code == 403  # no Origin
+    r = requests.post(f"{base}/dashboard/call", json=body, cookies=jar, headers={"Origin": "http://evil"}, timeout=10)
+    assert r.status_code == 403
+    origin = {"Origin": base}
+    r = requests.post(
+        f"{base}/dashboard/call",
+        json={"method": "DELETE", "path": "/apps/a", "body": {}},
+        cookies=jar,
+        headers=origin,
+        timeout=10,
+    )
+    assert r.status_code == 403 and "does not call" in r.json()["message"]
+    r = requests.post(f"{base}/dashboard/call", data=b"{", cookies=jar, headers=origin, timeout=10)
+    assert r.status_code == 400
+
+
+def test_an_other_host_name_is_refused(served):
+    base, board = served
+    session = board.sessions.redeem(board.sessions.new_link()[0])
+    r = requests.get(
+        f"{base}/dashboard/",
+        cookies={"labctl_dashboard_unit": session},
+        headers={"Host": f"rebound.example:{board.port}"},
+        timeout=10,
+    )
+    assert r.status_code == 403
+
+
+def test_the_static_files_are_small():
+    total = sum(f.stat().st_size for f in dash.STATIC.iterdir())
+    assert {"index.html", "app.js", "app.css"} <= {f.name for f in dash.STATIC.iterdir()}
+    assert total < 300_000
