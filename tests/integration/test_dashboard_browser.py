@@ -119,24 +119,10 @@ def test_the_dashboard_in_chromium(lab: Lab, space_app: str, browser, tmp_path: 
     driver.get(link["url"].split("/login", 1)[0] + "/")  # the session is still good
     wait_until(lambda: _box_of(driver, app, "web.1"), timeout=15, what="the page again")
 
-    # -- stop web.1 from the page: it comes back in a new instance box within 5 s ---------------------------
+    # -- the seed's lesson: a fault on web.1's instance shows as a badge; ps:restart leaves web.1 in that badged
+    # box, ps:stop moves it into a new box (within 5 s) -------------------------------------------------------
     old = _box_of(driver, app, "web.1")
-    clicked = time.monotonic()
-    _click(driver, app, "web.1", "stop")
-    wait_until(
-        lambda: _box_of(driver, app, "web.1") not in (None, old), timeout=5, what="web.1 in a new instance box"
-    )
-    moved_in = time.monotonic() - clicked
-    new = _box_of(driver, app, "web.1")
-    assert new == lab.dynos(app)["web.1"]["instance"]
-    wait_until(
-        lambda: not driver.find_elements(By.CSS_SELECTOR, f".instance[data-instance='{old}']"),
-        timeout=15,
-        what="the old instance box gone",
-    )
-
-    # -- a fault from the page shows as a badge on that box -----------------------------------------------
-    box = driver.find_element(By.CSS_SELECTOR, f".instance[data-instance='{new}']")
+    box = driver.find_element(By.CSS_SELECTOR, f".instance[data-instance='{old}']")
     Select(box.find_element(By.CSS_SELECTOR, "select.fault-kind")).select_by_visible_text("cpu 0.05 CPU")
     box.find_element(By.CSS_SELECTOR, "button.add-fault").click()
     wait_until(
@@ -144,7 +130,30 @@ def test_the_dashboard_in_chromium(lab: Lab, space_app: str, browser, tmp_path: 
         timeout=10,
         what="the fault's badge",
     )
-    assert [f["kind"] for f in lab.json("faults", "-a", app)] == ["cpu"]
+    assert [(f["kind"], f["instance"]) for f in lab.json("faults", "-a", app)] == [("cpu", old)]
+
+    restarted = lab.dynos(app)["web.1"]["container"]
+    _click(driver, app, "web.1", "restart")
+    wait_until(
+        lambda: lab.dynos(app)["web.1"]["container"] not in (restarted, None), timeout=15, what="web.1 restarted"
+    )
+    lab.wait_up(app, ["web.1"])
+    wait_until(lambda: _box_of(driver, app, "web.1") == old, timeout=10, what="web.1 back in its box")
+    assert [b.text for b in box.find_elements(By.CSS_SELECTOR, ".badge")] == ["cpu 0.05 CPU"]
+
+    clicked = time.monotonic()
+    _click(driver, app, "web.1", "stop")
+    wait_until(lambda: _box_of(driver, app, "web.1") not in (None, old), timeout=5, what="web.1 in a new instance box")
+    moved_in = time.monotonic() - clicked
+    new = _box_of(driver, app, "web.1")
+    assert new == lab.dynos(app)["web.1"]["instance"]
+    new_box = driver.find_element(By.CSS_SELECTOR, f".instance[data-instance='{new}']")
+    assert new_box.find_elements(By.CSS_SELECTOR, ".badge") == []  # the fault stayed with the old instance
+    wait_until(
+        lambda: not driver.find_elements(By.CSS_SELECTOR, f".instance[data-instance='{old}']"),
+        timeout=15,
+        what="the old instance box gone",
+    )
 
     # -- bad input shows the API's one-line error and changes nothing -------------------------------------
     article = driver.find_element(By.CSS_SELECTOR, f".app[data-app='{app}']")
@@ -177,5 +186,4 @@ def test_the_dashboard_in_chromium(lab: Lab, space_app: str, browser, tmp_path: 
     driver.save_screenshot(str(shot))
     article.find_element(By.CSS_SELECTOR, "button.gen-stop").click()
     wait_until(lambda: Client(lab.name).traffic_generators() == [], timeout=10, what="the generator stopped")
-    lab.ok("faults:clear", "--instance", new)
     print(f"web.1 moved to a new box {moved_in:.2f} s after the click")
