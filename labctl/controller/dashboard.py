@@ -48,6 +48,8 @@ TICK = 0.25  # how often the snapshot is rebuilt (sent only when it changed)
 HISTORY_S = 60  # seconds of per-dyno traffic kept (the sparklines' width)
 WINDOW_S = 10  # the figures beside a sparkline: the last few seconds
 TAIL = 40  # router log lines on the page
+_INSTANCE_SHOWN = {"id", "runtime", "state", "created_at", "ready_at", "dynos", "faults"}
+ERRORS_KEPT = 8  # router lines with an H-code, listed apart
 STATIC = Path(__file__).resolve().parents[1] / "dashboard_static"
 MAX_GENERATOR_S = 600.0
 MAX_GENERATOR_RPS = 50.0
@@ -367,6 +369,7 @@ class Snapshots:
         self.status = status
         self.traffic = Traffic()
         self.tail: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []  # the last router lines with an H-code (a busy tail hides them)
         self.after = store.last_log_id()
         self.version = 0
         self.text = ""
@@ -403,19 +406,21 @@ class Snapshots:
             for row in rows:
                 self.after = row["id"]
                 fields = self.traffic.feed(row["app"], row["ts"], row["msg"])
-                self.tail.append(
-                    {
-                        "id": row["id"],
-                        "ts": row["ts"],
-                        "app": row["app"],
-                        "msg": row["msg"],
-                        "code": fields.get("code"),
-                        "status": fields.get("status"),
-                    }
-                )
+                line = {
+                    "id": row["id"],
+                    "ts": row["ts"],
+                    "app": row["app"],
+                    "msg": row["msg"],
+                    "code": fields.get("code"),
+                    "status": fields.get("status"),
+                }
+                self.tail.append(line)
+                if line["code"]:
+                    self.errors.append(line)
             if len(rows) < 1000:
                 break
         del self.tail[:-TAIL]
+        del self.errors[:-ERRORS_KEPT]
         self.traffic.prune(time.time())
 
     def rebuild(self) -> None:
@@ -493,6 +498,8 @@ class Snapshots:
                         for f in inst["faults"]
                     ],
                     "dynos": placed.get(inst["id"], []),
+                    # columns the instances view gains later (a budget's use, #16) are shown as they come
+                    "extra": {k: val for k, val in v.items() if k not in _INSTANCE_SHOWN},
                 }
             )
         for rid, items in unplaced.items():
@@ -539,6 +546,7 @@ class Snapshots:
             "runtimes": runtimes,
             "apps": app_items,
             "router_tail": list(self.tail),
+            "router_errors": list(self.errors),
             "generators": self.generators.list(),
             "history_s": HISTORY_S,
             "window_s": WINDOW_S,

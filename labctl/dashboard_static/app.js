@@ -192,7 +192,7 @@ function makeInstance(inst) {
   const e = el("article", "instance");
   e.id = `inst-${inst.id}`;
   const head = el("header");
-  head.append(el("span", "iid", inst.id), el("span", "istate"), el("span", "badges"));
+  head.append(el("span", "iid", inst.id), el("span", "istate"), el("span", "iextra muted"), el("span", "badges"));
   const foot = el("div", "ifoot");
   const pick = el("select", "fault-kind");
   pick.setAttribute("aria-label", `Fault to add to ${inst.id}`);
@@ -218,6 +218,11 @@ function updateInstance(e, inst) {
   e.className = `instance state-${inst.state}${inst.faults.length ? " faulted" : ""}`;
   e.dataset.instance = inst.id;
   setText(e.querySelector(".istate"), inst.state);
+  const extra = Object.entries(inst.extra || {})
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : v}`)
+    .join(" · ");
+  setText(e.querySelector(".iextra"), extra);
   keyed(
     e.querySelector(".badges"),
     inst.faults,
@@ -346,8 +351,7 @@ function updateApp(e, a) {
 }
 
 // -- the router log ---------------------------------------------------------------------------------------------
-function renderTail(lines) {
-  const ol = $("tail");
+function renderTail(ol, lines) {
   keyed(
     ol,
     lines.slice().reverse(),
@@ -357,7 +361,11 @@ function renderTail(lines) {
       const t = new Date(l.ts * 1000).toLocaleTimeString();
       li.append(el("span", "muted", `${t} `), el("span", "app-name", l.app), " ");
       // the request id and fwd fields are long and say little on a screen: left out here
-      const msg = l.msg.replace(/ request_id=\S+/, "").replace(/ fwd="[^"]*"/, "");
+      const msg = l.msg
+        .replace(/ request_id=\S+/, "")
+        .replace(/ fwd="[^"]*"/, "")
+        .replace(/ host=\S+/, "")
+        .replace(/ protocol=\S+/, "");
       const m = /code=(H\d\d)/.exec(msg);
       if (m) {
         const i = m.index;
@@ -376,7 +384,9 @@ function render(s) {
   setText($("lab"), `lab ${s.lab}`);
   keyed($("runtimes"), s.runtimes, (r) => r.id, makeRuntime, updateRuntime);
   keyed($("apps"), s.apps, (a) => a.name, makeApp, updateApp);
-  renderTail(s.router_tail);
+  renderTail($("tail"), s.router_tail);
+  renderTail($("hcodes"), s.router_errors);
+  $("hcodes-none").hidden = s.router_errors.length > 0;
 }
 
 function connect() {
