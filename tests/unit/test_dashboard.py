@@ -231,6 +231,25 @@ def test_actions_need_the_pages_origin_and_an_allowed_route(served):
     assert r.status_code == 400
 
 
+def test_an_action_is_the_apis_own_call_and_its_error_is_the_apis(served):
+    base, board = served
+    manager = board.api.m
+    manager.reset_mock(return_value=True, side_effect=True)
+    manager.app_name.side_effect = lambda ident: ident
+    manager.dyno_name.side_effect = lambda app, ident: ident
+    session = board.sessions.redeem(board.sessions.new_link()[0])
+    jar, origin = {"labctl_dashboard_unit": session}, {"Origin": base}
+    restart = {"method": "DELETE", "path": "/apps/demo/dynos/web.1", "body": {}}
+    r = requests.post(f"{base}/dashboard/call", json=restart, cookies=jar, headers=origin, timeout=10)
+    assert r.status_code == 200 and r.json() == {}
+    manager.restart.assert_called_once_with("demo", dyno="web.1")
+    from labctl.errors import NotFound
+
+    manager.restart.side_effect = NotFound("Couldn't find that dyno.")
+    r = requests.post(f"{base}/dashboard/call", json=restart, cookies=jar, headers=origin, timeout=10)
+    assert r.status_code == 404 and r.json() == {"id": "not_found", "message": "Couldn't find that dyno."}
+
+
 def test_an_other_host_name_is_refused(served):
     base, board = served
     session = board.sessions.redeem(board.sessions.new_link()[0])
