@@ -166,6 +166,22 @@ def test_the_dashboard_in_chromium(lab: Lab, space_app: str, browser, tmp_path: 
     assert error.text == "quantity must be between 0 and 100, not -1"
     assert {f["type"]: f["quantity"] for f in lab.json("ps:scale", "-a", app)}["web"] == 2
 
+    # -- preboot from the page: the API's refusal for a Private Space app, word for word -------------------
+    refused = lab.cli("features:enable", "preboot", "-a", app)
+    assert refused.code != 0
+    article.find_element(By.CSS_SELECTOR, "button.preboot-toggle").click()
+    wait_until(lambda: error.text != "quantity must be between 0 and 100, not -1", timeout=10, what="preboot's error")
+    assert error.text == refused.err.strip().removeprefix("▸").strip()
+    assert not {f["name"]: f["enabled"] for f in lab.json("features", "-a", app)}["preboot"]
+
+    # -- the keyboard: L switches large type; Tab reaches the buttons --------------------------------------
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys("l")
+    wait_until(lambda: "large" in (body.get_attribute("class") or ""), timeout=5, what="large type")
+    assert driver.find_element(By.ID, "large").get_attribute("aria-pressed") == "true"
+    body.send_keys("l")
+    wait_until(lambda: "large" not in (body.get_attribute("class") or ""), timeout=5, what="normal type")
+
     # -- a traffic generator from the page: the sparklines move --------------------------------------------
     rps = article.find_element(By.CSS_SELECTOR, "input.gen-rps")
     rps.clear()
