@@ -467,7 +467,8 @@ class Snapshots:
         unplaced: dict[str, list[dict[str, Any]]] = {}
         for r in dynos:
             item = dyno_item(r, False)
-            if r["instance"] and r["instance"] in inst_views and r["container"]:
+            # a dyno waiting for its provisioning instance shows in that instance's box
+            if r["instance"] and r["instance"] in inst_views:
                 placed.setdefault(r["instance"], []).append(item)
             else:
                 unplaced.setdefault(app_space.get(r["app"], "common"), []).append(item)

@@ -5,6 +5,7 @@ real HTTP layer (a recording stand-in for the manager)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from unittest import mock
 from urllib.parse import urlsplit
@@ -266,3 +267,74 @@ def test_the_static_files_are_small():
     total = sum(f.stat().st_size for f in dash.STATIC.iterdir())
     assert {"index.html", "app.js", "app.css"} <= {f.name for f in dash.STATIC.iterdir()}
     assert total < 300_000
+
+
+# -- the snapshot, from a real store ---------------------------------------------------------------------------
+def _dyno_row(app: str, name: str, instance: str | None, state: str = "up") -> dict:
+    return {
+        "app": app,
+        "name": name,
+        "type": "web",
+        "size": "Private-S",
+        "command": "x",
+        "release": 1,
+        "instance": instance,
+        "state": state,
+        "updated_at": 100.0,
+        "container": "c" if instance else None,
+        "port": 5000,
+        "crashes": 0,
+        "next_start": None,
+        "boot_deadline": None,
+        "up_since": None,
+        "cycle_at": None,
+        "one_off": 0,
+        "attach": 0,
+    }
+
+
+def test_the_snapshot_puts_dynos_in_their_instance_boxes(tmp_path):
+    from labctl.store import Store
+
+    store = Store(tmp_path / "lab.db")
+    try:
+        store.add_space("sp")
+        store.add_app("demo", "sp")
+        store.add_app("cr", None)
+        store.add_release("demo", 1, "img", {"web": "x"}, {}, "Deploy abc", "succeeded")
+        store.add_instance("i-aaa", "sp")
+        store.add_instance("i-bbb", "sp", ready_at=10**12)  # provisioning
+        store.add_instance("i-ccc", "common")
+        store.update_instance("i-aaa", faults=[{"id": "f-1", "kind": "cpu", "cpus": 0.05, "created_at": 1.0}])
+        store.add_dyno(_dyno_row("demo", "web.1", "i-aaa"))
+        store.add_dyno(_dyno_row("demo", "web.2", "i-bbb", "starting"))
+        store.add_dyno(_dyno_row("demo", "web.3", None, "crashed"))
+        snaps = dash.Snapshots(store, "unit", dash.Generators(mock.MagicMock(), lambda: 0))
+        now = int(time.time()) + 0.2
+        store.add_log("demo", "heroku", "router", _line("web.1", 20), ts=now - 1)
+        snaps._read_router_lines()
+        snap = snaps.build(now)
+        areas = {a["id"]: a for a in snap["runtimes"]}
+        assert list(areas) == ["common", "sp"] and areas["sp"]["apps"] == ["demo"] and areas["common"]["apps"] == ["cr"]
+        boxes = {i["id"]: i for i in areas["sp"]["instances"]}
+        assert [d["name"] for d in boxes["i-aaa"]["dynos"]] == ["web.1"]
+        assert [f["label"] for f in boxes["i-aaa"]["faults"]] == ["cpu 0.05 CPU"]
+        assert boxes["i-bbb"]["state"] == "provisioning" and [d["name"] for d in boxes["i-bbb"]["dynos"]] == ["web.2"]
+        assert [d["name"] for d in areas["sp"]["dynos"]] == ["web.3"]  # on no instance
+        assert [i["id"] for i in areas["common"]["instances"]] == ["i-ccc"]
+        web1 = boxes["i-aaa"]["dynos"][0]
+        assert web1["traffic"]["rps_series"][-1] == 1 and web1["release"] == 1 and web1["size"] == "Private-S"
+        assert [line["app"] for line in snap["router_tail"]] == ["demo"]
+        app = next(a for a in snap["apps"] if a["name"] == "demo")
+        assert app["release"] == 1 and app["releases"][0]["description"] == "Deploy abc"
+        assert app["preboot"] == {
+            "enabled": False,
+            "state": "idle",
+            "serving": "new",
+            "old_releases": [],
+            "switch_at": None,
+            "retire_at": None,
+            "kind": None,
+        }
+    finally:
+        store.close()
