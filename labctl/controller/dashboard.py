@@ -350,6 +350,13 @@ class Generators:
         log.info("traffic generator against %s stopped", app)
         return self._view(g)
 
+    def forget_gone(self, apps: set[str]) -> None:
+        """Stop the generators of apps that no longer exist (destroyed or renamed)."""
+        with self.lock:
+            for app in [a for a in self.running if a not in apps]:
+                self.running.pop(app)["stop"].set()
+                log.info("traffic generator against %s stopped: the app is gone", app)
+
     def stop_all(self) -> None:
         with self.lock:
             for g in self.running.values():
@@ -390,6 +397,8 @@ class Snapshots:
         while not self.stopping:
             try:
                 self._read_router_lines()
+                if self.generators.running:
+                    self.generators.forget_gone({a["name"] for a in self.store.apps()})
                 if self.listeners:
                     self.rebuild()
             except Exception:  # noqa: BLE001 - the page misses one tick, the controller goes on

@@ -338,7 +338,8 @@ function updateApp(e, a) {
   if (p.state === "prebooting") {
     text += ` · old v${p.old_releases.join(",")} serves; switch in ${age(p.switch_at - snapshot.now)}`;
   } else if (p.state === "switching") {
-    text += ` · new serves; old retire in ${age((p.retire_at || snapshot.now) - snapshot.now)}`;
+    const who = p.serving === "both" ? `new and old v${p.old_releases.join(",")} serve` : "new serves";
+    text += ` · ${who}; old retire in ${age((p.retire_at || snapshot.now) - snapshot.now)}`;
   } else if (p.state === "rolling") {
     text += " · rolling restart";
   } else if (p.enabled) {

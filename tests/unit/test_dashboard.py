@@ -338,3 +338,24 @@ def test_the_snapshot_puts_dynos_in_their_instance_boxes(tmp_path):
         }
     finally:
         store.close()
+
+
+def test_preboot_says_which_generation_serves_and_when_it_switches():
+    on = {"features": {"preboot": True}}
+    old = {"routed": 1, "release": 3, "retire_at": 300.0}
+    before = dash._preboot(on, {"kind": "deploy", "release": 4, "switch_at": 200.0, "switched": False}, [old])
+    assert before["state"] == "prebooting" and before["serving"] == "old" and before["old_releases"] == [3]
+    assert before["switch_at"] == 200.0
+    after = dash._preboot(on, {"kind": "deploy", "release": 4, "switch_at": 200.0, "switched": True}, [old])
+    assert after["state"] == "switching" and after["serving"] == "both" and after["retire_at"] == 300.0
+    retiring = dash._preboot(on, {"kind": "restart"}, [{**old, "routed": 0}])
+    assert retiring["state"] == "switching" and retiring["serving"] == "new"
+    assert dash._preboot({"features": {}}, {}, [])["state"] == "idle"
+
+
+def test_generators_of_gone_apps_stop():
+    gens = dash.Generators(mock.MagicMock(), lambda: 0)
+    stop = threading.Event()
+    gens.running["gone"] = {"app": "gone", "stop": stop}
+    gens.forget_gone({"other"})
+    assert stop.is_set() and gens.running == {}
