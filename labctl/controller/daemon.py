@@ -72,6 +72,7 @@ def serve(lab: str) -> int:
         http_port=settings.http_port,
         pool_size=settings.pool_size,
         provision_time=settings.provision_time,
+        cycle_period=settings.cycle_period,
         https_port=settings.https_port,
         tls=tls_files,
         debug_headers=settings.debug_headers,
