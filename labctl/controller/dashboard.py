@@ -273,9 +273,10 @@ class Generators:
         self.lock = threading.Lock()
 
     def register(self, api: Any) -> None:
-        api.add_route("GET", "/traffic", lambda q, b: self.list())
-        api.add_route("POST", "/apps/(?P<app>[^/]+)/traffic", self._start, status=201)
-        api.add_route("DELETE", "/apps/(?P<app>[^/]+)/traffic", lambda q, b, app: self.stop(app))
+        t = {"resource": "traffic-generator"}
+        api.add_route("GET", "/traffic", lambda q, b: self.list(), title="List", **t)
+        api.add_route("POST", "/apps/(?P<app>[^/]+)/traffic", self._start, status=201, title="Create", **t)
+        api.add_route("DELETE", "/apps/(?P<app>[^/]+)/traffic", lambda q, b, app: self.stop(app), title="Delete", **t)
 
     def list(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -600,7 +601,14 @@ class Dashboard:
         self.port = 0  # the controller's port, once it listens
 
     def register(self) -> None:
-        self.api.add_route("POST", "/lab/dashboard-links", lambda q, b: self.new_link(), status=201)
+        self.api.add_route(
+            "POST",
+            "/lab/dashboard-links",
+            lambda q, b: self.new_link(),
+            status=201,
+            resource="dashboard-link",
+            title="Create",
+        )
         self.generators.register(self.api)
         self.api.web_handlers.append(self.handle)
 
