@@ -219,6 +219,14 @@ class Client:
     def instances(self) -> list[dict[str, Any]]:
         return self.get("/instances")
 
+    def dashboard_link(self) -> dict[str, Any]:
+        """A one-time login link to the live dashboard: ``{"url", "expires_at", "expires_in"}``."""
+        return self.post("/lab/dashboard-links")
+
+    def traffic_generators(self) -> list[dict[str, Any]]:
+        """The traffic generators running in the controller (the dashboard starts them)."""
+        return self.get("/traffic")
+
     # -- spaces ----------------------------------------------------------------------------------------------
     def spaces(self) -> list[dict[str, Any]]:
         return self.get("/spaces")

@@ -26,6 +26,7 @@ def up(
     timescale: float | None = None,
     pool_size: int | None = None,
     provision_time: float | None = None,
+    cycle_period: float | None = None,
     base_image: str | None = None,
     https_port: int | None = None,
     debug_headers: bool | None = None,
@@ -42,6 +43,7 @@ def up(
             and not (https_port == 0 and http_port == 0)
             or pool_size not in (None, s.pool_size)
             or provision_time not in (None, s.provision_time)
+            or cycle_period not in (None, s.cycle_period)
             or debug_headers not in (None, s.debug_headers)
         ):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
@@ -58,6 +60,7 @@ def up(
     s.timescale = timescale if timescale is not None else s.timescale
     s.pool_size = pool_size if pool_size is not None else s.pool_size
     s.provision_time = provision_time if provision_time is not None else s.provision_time
+    s.cycle_period = cycle_period if cycle_period is not None else s.cycle_period
     s.debug_headers = debug_headers if debug_headers is not None else s.debug_headers
     check_settings(s)
     d.create(s)

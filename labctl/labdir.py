@@ -28,6 +28,7 @@ class Settings:
     timescale: float = 1.0
     pool_size: int = const.DEFAULT_POOL_SIZE
     provision_time: float = clock.PROVISION_TIME  # before the time scale
+    cycle_period: float = clock.CYCLE_BASE  # daily cycling's 24 h, before the time scale (lab choice: shorter)
     debug_headers: bool = False  # the routers add X-Labctl-Dyno/-Release/-Error to responses
 
 
@@ -42,6 +43,8 @@ def check_settings(s: Settings) -> None:
         raise LabError(f"Invalid pool size {s.pool_size}: it must be between 1 and 20")
     if not (0 <= s.provision_time <= 3600):
         raise LabError(f"Invalid provision time {s.provision_time}: it must be between 0 and 3600 seconds")
+    if not (10 <= s.cycle_period <= clock.CYCLE_BASE):
+        raise LabError(f"Invalid cycle period {s.cycle_period:g}: it must be between 10 and 86400 seconds")
 
 
 def validate_lab_name(lab: str) -> str:

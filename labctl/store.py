@@ -373,6 +373,13 @@ class Store:
         """The first ``limit`` lines after id ``after``, oldest first (a log drain's reader)."""
         return self._all("SELECT * FROM logs WHERE app = ? AND id > ? ORDER BY id LIMIT ?", (app, after, limit))
 
+    def lab_logs_after(self, after: int, limit: int, source: str, dyno: str) -> list[LogRow]:
+        """Every app's lines of one source and dyno after id ``after``, oldest first (the dashboard's reader)."""
+        return self._all(
+            "SELECT * FROM logs WHERE id > ? AND source = ? AND dyno = ? ORDER BY id LIMIT ?",
+            (after, source, dyno, limit),
+        )
+
     def last_log_id(self) -> int:
         row = self._one("SELECT MAX(id) AS id FROM logs")
         return int(row["id"] or 0) if row else 0

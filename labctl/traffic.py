@@ -12,7 +12,8 @@ response (the router adds no header of its own): every request carries its own `
 ``heroku[router]`` lines, read every second and once more at the end, give ``dyno`` and ``code`` (Hxx) for that
 id; a JSON body naming the ``dyno`` and ``release`` (the sample app's) gives them at once. ``instance`` comes
 from the API's dyno list, refreshed every second, so that per-instance figures follow restarts. A request that
-gets no answer within the client timeout is an error (``status`` null, ``error`` ``"timeout"``), never a hang.
+gets no answer within the client timeout is an error (``status`` null, ``error`` ``"timeout"``), never a hang;
+an answer whose body was cut is one too (``error`` ``"truncated"``, its router line's ``code``: H18).
 An error is a 5xx or no answer at all. A request that went out on a keep-alive connection the router closed at
 that moment (nginx does on every reload) is sent once more, as a browser would (``stale_keepalive``; the record
 says ``"retried": true``).
@@ -61,9 +62,10 @@ def is_error(rec: dict[str, Any]) -> bool:
 
 
 def error_label(rec: dict[str, Any]) -> str:
-    """``503 H19``, ``500``, ``timeout``: how one error is counted in ``errors``."""
+    """``503 H19``, ``500``, ``timeout``, ``truncated H18``: how one error is counted in ``errors``."""
     if rec.get("status") is None:
-        return rec.get("error") or "no answer"
+        base = rec.get("error") or "no answer"
+        return f"{base} {rec['code']}" if rec.get("code") else base
     return f"{rec['status']} {rec['code']}" if rec.get("code") else str(rec["status"])
 
 
@@ -321,12 +323,12 @@ class _Runner:
             rec["status"] = resp.status_code
             rec["dyno"], rec["release"] = _named_by_body(resp)
             if rec["dyno"] is None or resp.status_code >= 500:
-                with self.lock:
-                    early = self.early_lines.pop(rid, None)
-                    if early is None:
-                        self.unexplained[rid] = rec
-                    else:
-                        self._explain(rec, early)
+                self._wants_router_line(rec, rid)
+        except requests.exceptions.ChunkedEncodingError:
+            # The answer began and its body was cut (the dyno closed mid-response, e.g. a limit-data fault): the
+            # router's line says which dyno and H18 (heroku-reference §3.2).
+            rec["error"] = "truncated"
+            self._wants_router_line(rec, rid)
         except requests.Timeout:
             rec["error"] = "timeout"
         except requests.ConnectionError:
@@ -340,6 +342,15 @@ class _Runner:
             self.result.records.append(rec)
             self.pending.pop(id(rec), None)
             self.done += 1
+
+    def _wants_router_line(self, rec: dict[str, Any], rid: str) -> None:
+        """The record takes its dyno and H-code from its router line: at once if it came, else when it does."""
+        with self.lock:
+            early = self.early_lines.pop(rid, None)
+            if early is None:
+                self.unexplained[rid] = rec
+            else:
+                self._explain(rec, early)
 
     def _get(self, s: requests.Session, rec: dict[str, Any], rid: str) -> requests.Response:
         """One GET; sent once more (``rec["retried"]``) when it went out on a keep-alive connection the router

@@ -206,6 +206,11 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             log(f'client went away during the stream "{self.path}"')
 
+    def big(self, q: dict, head: bool) -> None:
+        """A large answer: the usual JSON padded to about ``kb`` KB (default 64), for bandwidth faults."""
+        pad = max(0, int(float(q.get("kb", 64)) * 1024) - 200)
+        self.reply(200, {**info(self.server.server_address[1]), "pad": "x" * pad}, head)
+
     def cut(self, q: dict, head: bool) -> None:
         """Promise ``Content-Length: 1000``, send ``bytes`` of it, then close the socket (a truncated response)."""
         sent = min(int(q.get("bytes", 10)), 999)
@@ -242,6 +247,7 @@ ROUTES = {
     "/work": Handler.work,
     "/mem": Handler.mem,
     "/hog": Handler.hog,
+    "/big": Handler.big,
     "/stream": Handler.stream,
     "/cut": Handler.cut,
     "/hangup": Handler.hangup,

@@ -14,6 +14,7 @@ import typer
 
 from labctl.cli import (  # noqa: F401 - modules register their commands
     apps,
+    dashboard,
     drains,
     drill_log,
     faults,

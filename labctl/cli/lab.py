@@ -48,6 +48,10 @@ def up(
         float | None,
         typer.Option(help="Seconds a new runtime instance provisions before its dynos start (default 60; scaled)."),
     ] = None,
+    cycle_period: Annotated[
+        float | None,
+        typer.Option(help="Seconds between a dyno's start and its daily cycling (default 86400; scaled)."),
+    ] = None,
     base_image: Annotated[
         str | None,
         typer.Option(
@@ -74,6 +78,7 @@ def up(
         timescale=timescale,
         pool_size=pool_size,
         provision_time=provision_time,
+        cycle_period=cycle_period,
         base_image=base_image,
         https_port=https_port,
         debug_headers=debug_headers,

@@ -206,6 +206,8 @@ class Api:
         r("PATCH", "/lab", self._patch_lab, resource="lab", title="Update")
         r("GET", APP + "/log-lines", self._logs, resource="log-line", title="List")
         r("GET", "/instances", lambda q, b: self.m.instances(), resource="instance", title="List", ranges=("id",))
+        # pages served beside the API (the dashboard): ``fn(handler, method, path, query)`` answers and says True
+        self.web_handlers: list[Callable[[BaseHTTPRequestHandler, str, str, str], bool]] = []
         self.base_url = "http://127.0.0.1"  # with the port once served (``make_server``)
         self.rendezvous = Rendezvous(manager)  # attached one-offs' attach_url
         Builds(manager, lambda: self.base_url).register(self)  # builds, their output streams
@@ -515,6 +517,9 @@ def make_server(api: Api, token: str, port: int = 0) -> ThreadingHTTPServer:
             url = urlparse(self.path)
             if method == "GET" and url.path == "/health":
                 return self._send(200, {"ok": True})
+            for web in api.web_handlers:  # the dashboard's pages: their own login (controller/dashboard.py)
+                if web(self, method, url.path, url.query):
+                    return None
             path = url.path.rstrip("/") or "/"
             if not api.is_public(method, path) and not authorized(self.headers.get("Authorization", ""), token):
                 self._drain()

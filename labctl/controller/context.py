@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 
 from labctl.controller.logsink import LogSink
+from labctl.domain import clock
 from labctl.domain.clock import TimeScale
 from labctl.engine.docker import Engine
 from labctl.store import Store
@@ -70,6 +71,7 @@ class Context:
         self.engine = engine
         self.sink = sink
         self.scale = LabClock(timescale)
+        self.cycle_period = clock.CYCLE_BASE  # seconds before the time scale (``labctl up --cycle-period``)
         self.rng = random.Random()
         self.lock = threading.RLock()
         self.tracked = Tracked()

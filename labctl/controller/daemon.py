@@ -72,6 +72,7 @@ def serve(lab: str) -> int:
         http_port=settings.http_port,
         pool_size=settings.pool_size,
         provision_time=settings.provision_time,
+        cycle_period=settings.cycle_period,
         https_port=settings.https_port,
         tls=tls_files,
         debug_headers=settings.debug_headers,
@@ -135,6 +136,10 @@ def serve(lab: str) -> int:
     sessions = LogSessions(store)  # log sessions: their logplex_url is served on a port of their own
     sessions.register(api)
     sessions.start()
+    from labctl.controller.dashboard import Dashboard
+
+    dashboard = Dashboard(api, store, lab, lambda: runtime.http_port)  # the live page (#21), on this same port
+    dashboard.register()
     previous = d.api()
     server = None
     for port in ([previous["port"]] if previous else []) + [0]:
@@ -146,8 +151,10 @@ def serve(lab: str) -> int:
     assert server is not None
     d.write_api(server.server_address[1], os.getpid())
     log.info("controller serving on 127.0.0.1:%s", server.server_address[1])
+    dashboard.start(server.server_address[1])
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever(poll_interval=0.2)
+    dashboard.stop()
     sessions.stop()
     drains.stop()
     runtime.stop()

@@ -190,24 +190,29 @@ class DrainManager:
 
     def register(self, api: Any) -> None:
         r = api.add_route
-        r("GET", "/apps/(?P<app>[^/]+)/log-drains", lambda q, b, app: self.list(app), title="List")
+        d = {"resource": "log-drain"}
+        r("GET", "/apps/(?P<app>[^/]+)/log-drains", lambda q, b, app: self.list(app), title="List", **d)
         r(
             "POST",
             "/apps/(?P<app>[^/]+)/log-drains",
             lambda q, b, app: self.add(app, b.get("url")),
             status=201,  # Platform API: Log Drain Create answers 201 Created
             title="Create",
+            **d,
         )
         r(
             "GET",
             "/apps/(?P<app>[^/]+)/log-drains/(?P<ident>[^/]+)",
             lambda q, b, app, ident: self.info(app, ident),
             title="Info",
+            **d,
         )
         r(
             "DELETE",
             "/apps/(?P<app>[^/]+)/log-drains/(?P<ident>[^/]+)",
             lambda q, b, app, ident: self.remove(app, ident),
+            title="Delete",
+            **d,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------------------

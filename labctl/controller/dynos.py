@@ -178,7 +178,7 @@ class Dynos:
             next_start=None,
             boot_deadline=deadline,
             up_since=None,
-            cycle_at=cycle_deadline(self.ctx.scale, self.ctx.rng, now),
+            cycle_at=cycle_deadline(self.ctx.scale, self.ctx.rng, now, self.ctx.cycle_period),
         )
         if is_web and info.pid:
             self._started_info[info.id] = info

@@ -46,6 +46,8 @@ from labctl.store import Store
 
 log = logging.getLogger("labctl.faults")
 MAX_DELAY_MS = 600_000.0  # ten minutes: beyond any router window
+INSTANCE_FAULTS = "/instances/(?P<iid>[^/]+)/faults"
+DYNO_FAULTS = "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults"
 
 
 # -- pure: validation and description ----------------------------------------------------------------------
@@ -226,26 +228,33 @@ class FaultManager:
 
     def register(self, api: Any) -> None:
         r = api.add_route
-        r("GET", "/faults", lambda q, b: self.list_faults(q.get("app") or None))
-        r("DELETE", "/faults", lambda q, b: self.clear(None, q.get("kind") or None))
-        r("GET", "/faults/support", lambda q, b: {k: s.as_dict() for k, s in self.fe.probe().items()})
-        r("GET", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.list_faults(instance=iid))
-        r("POST", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.add(iid, b))
-        r("DELETE", "/instances/(?P<iid>[^/]+)/faults", lambda q, b, iid: self.clear(iid, q.get("kind") or None))
+        f = {"resource": "fault"}  # in GET /schema with the API's own resources
+        r("GET", "/faults", lambda q, b: self.list_faults(q.get("app") or None), title="List", **f)
+        r("DELETE", "/faults", lambda q, b: self.clear(None, q.get("kind") or None), title="Clear", **f)
         r(
             "GET",
-            "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
-            lambda q, b, app, dyno: self.list_faults(instance=self.dyno_instance(app, dyno)),
+            "/faults/support",
+            lambda q, b: {k: s.as_dict() for k, s in self.fe.probe().items()},
+            resource="fault-support",
+            title="Info",
         )
+        r("GET", INSTANCE_FAULTS, lambda q, b, iid: self.list_faults(instance=iid), title="List by instance", **f)
+        r("POST", INSTANCE_FAULTS, lambda q, b, iid: self.add(iid, b), title="Create", **f)
+        r("DELETE", INSTANCE_FAULTS, lambda q, b, iid: self.clear(iid, q.get("kind") or None), title="Clear", **f)
         r(
-            "POST",
-            "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
-            lambda q, b, app, dyno: self.add(self.dyno_instance(app, dyno), b),
+            "GET",
+            DYNO_FAULTS,
+            lambda q, b, app, dyno: self.list_faults(instance=self.dyno_instance(app, dyno)),
+            title="List by dyno",
+            **f,
         )
+        r("POST", DYNO_FAULTS, lambda q, b, app, dyno: self.add(self.dyno_instance(app, dyno), b), title="Create", **f)
         r(
             "DELETE",
-            "/apps/(?P<app>[^/]+)/dynos/(?P<dyno>[^/]+)/faults",
+            DYNO_FAULTS,
             lambda q, b, app, dyno: self.clear(self.dyno_instance(app, dyno), q.get("kind") or None),
+            title="Clear",
+            **f,
         )
 
     # -- lookups ---------------------------------------------------------------------------------------

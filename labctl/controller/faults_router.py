@@ -45,13 +45,10 @@ class RouterFaults:
         self.fm.router_end = self
         self.rt.on_sandbox_created.append(lambda iid, sandbox: self._on_sandbox_created(iid))
         r = api.add_route
-        r("POST", "/routers/(?P<router>[^/]+)/faults", lambda q, b, router: self.add(router, b))
-        r("GET", "/routers/(?P<router>[^/]+)/faults", lambda q, b, router: self.list_faults(router=router))
-        r(
-            "DELETE",
-            "/routers/(?P<router>[^/]+)/faults",
-            lambda q, b, router: self.clear(router, q.get("kind") or None),
-        )
+        path, f = "/routers/(?P<router>[^/]+)/faults", {"resource": "fault"}
+        r("POST", path, lambda q, b, router: self.add(router, b), title="Create at a router", **f)
+        r("GET", path, lambda q, b, router: self.list_faults(router=router), title="List by router", **f)
+        r("DELETE", path, lambda q, b, router: self.clear(router, q.get("kind") or None), title="Clear", **f)
 
     # -- store ---------------------------------------------------------------------------------------------
     def faults(self) -> list[Fault]:

@@ -65,6 +65,7 @@ class LogSessions:
             "/apps/(?P<app>[^/]+)/log-sessions",
             lambda q, b, app: self.create(app, b),
             status=201,  # Platform API: Log Session Create answers 201 Created
+            resource="log-session",
             title="Create",
         )
 

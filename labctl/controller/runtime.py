@@ -52,11 +52,14 @@ class Runtime:
         http_port: int,
         pool_size: int,
         provision_time: float = 0.0,
+        cycle_period: float | None = None,
         https_port: int | None = None,
         tls: Callable[[list[str]], dict[str, str]] | None = None,
         debug_headers: bool = False,
     ):
         self.ctx = ctx = Context(store, engine, sink, timescale)
+        if cycle_period is not None:
+            ctx.cycle_period = cycle_period
         self.store, self.engine, self.sink = store, engine, sink
         self.scale = ctx.scale  # the lab clock: ``set_timescale`` changes it for every part at once
         self.lock = ctx.lock

@@ -146,6 +146,38 @@ OBJECTS: dict[str, dict[str, Any]] = {
     "lab": {"lab": _t(S), "router": _t(OBJ), "api": _t(OBJ), "timescale": _t("number")},
     "log-line": {"id": _t(INT), "ts": _t("number"), "source": _t(S), "dyno": _t(S), "msg": _t(S)},
     "instance": {"id": _t(S), "runtime": _t(S), "state": _t(S), "dynos": _t(A), "faults": _t(A)},
+    # the lab's own: faults at either end of the router-instance path (docs/api.md "Faults"), plus the kind's
+    # own parameters (cpus, percent, ms…), which differ by kind and are left out here
+    "fault": {
+        "id": _t(S),
+        "kind": _t(S),
+        "end": _t(S),
+        "instance": _t(S, N),
+        "runtime": _t(S),
+        "description": _t(S),
+        "dynos": _t(A),
+    },
+    "fault-support": {},  # a map of fault kinds to {supported, reason, mechanism} (``additionalProperties``)
+    "log-drain": {
+        "id": _t(S),
+        "addon": _t(OBJ, N),
+        "app": _t(OBJ),
+        "token": _t(S),
+        "url": _t(S),
+        "created_at": DATE,
+        "updated_at": DATE,
+    },
+    "log-session": {"id": _t(S), "logplex_url": _t(S), "created_at": DATE, "updated_at": DATE},
+    "traffic-generator": {
+        "app": _t(S),
+        "rps": _t("number"),
+        "duration": _t("number"),
+        "started_at": DATE,
+        "elapsed": _t(INT),
+        "sent": _t(INT),
+        "error": _t(S, N),
+    },
+    "dashboard-link": {"url": _t(S), "expires_at": DATE, "expires_in": _t(INT)},
     "schema": {"$schema": _t(S), "definitions": _t(OBJ), "links": _t(A)},
 }
 
@@ -155,6 +187,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("app", "Create"): {"properties": {"name": _t(S), "space": _t(S, OBJ, N)}, "required": ["name"]},
     ("app", "Update"): {"properties": {"maintenance": _t(B), "name": _t(S)}},
     ("release", "Rollback"): {"properties": {"release": _t(S, INT)}},  # none: the previous release (lab)
+    ("fault", "Create"): {"properties": {"kind": _t(S)}, "required": ["kind"]},  # + the kind's parameters
+    ("log-drain", "Create"): {"properties": {"url": _t(S)}, "required": ["url"]},
+    ("log-session", "Create"): {
+        "properties": {"lines": _t(INT), "dyno": _t(S), "type": _t(S), "source": _t(S), "tail": _t(B)}
+    },
+    ("traffic-generator", "Create"): {"properties": {"rps": _t("number"), "duration": _t("number")}},
     ("config-var", "Update"): {"additionalProperties": _t(S, N)},
     ("formation", "Batch Update"): {
         "properties": {
@@ -187,6 +225,8 @@ _GROUP_RESOURCE = {
     "release": "release",
     "feature": "app-feature",
     "instance": "instance",
+    "iid": "instance",
+    "ident": "log-drain",
 }
 
 
@@ -209,6 +249,8 @@ def _object(resource: str) -> dict[str, Any]:
     props = OBJECTS.get(resource, {})
     if resource == "config-var":
         return {"type": [OBJ], "additionalProperties": _t(S)}
+    if resource == "fault-support":
+        return {"type": [OBJ], "additionalProperties": _t(OBJ)}
     return {"type": [OBJ], "properties": props, "required": sorted(props)}
 
 
@@ -243,7 +285,7 @@ def document(routes: list[Route]) -> dict[str, Any]:
                 link["ranges"] = list(route.ranges)
         elif rel == "empty":
             link["targetSchema"] = {"type": [OBJ]}
-        elif route.title == "Batch Update":
+        elif route.title in ("Batch Update", "Clear"):  # several objects: the updated / the cleared ones
             link["targetSchema"] = {"type": [A], "items": {"$ref": f"#/definitions/{route.resource}"}}
         else:
             link["targetSchema"] = {"$ref": f"#/definitions/{route.resource}"}

@@ -25,9 +25,10 @@ PRUNE_EVERY = 30.0  # real seconds between trims of the log store to Logplex's l
 Restart = Callable[[AppRow, list[DynoRow], str | None], None]
 
 
-def cycle_deadline(scale: LabClock, rng: random.Random, now: float) -> float:
-    """When a dyno started at ``now`` is cycled."""
-    return now + scale(clock.CYCLE_BASE + rng.uniform(0, clock.CYCLE_JITTER))
+def cycle_deadline(scale: LabClock, rng: random.Random, now: float, period: float = clock.CYCLE_BASE) -> float:
+    """When a dyno started at ``now`` is cycled: ``period`` (24 h unless the lab was started with
+    ``--cycle-period``) plus its own random share of up to 216 min in 24 h, scaled."""
+    return now + scale(period + rng.uniform(0, period * clock.CYCLE_JITTER_SHARE))
 
 
 class Watchdog:

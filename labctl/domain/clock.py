@@ -16,6 +16,8 @@ ROUTER_BOOT_HOLD = 75.0
 PROVISION_TIME = 60.0
 CYCLE_BASE = 24 * 3600.0
 CYCLE_JITTER = 216 * 60.0
+# `labctl up --cycle-period S` shortens the 24 h (a lab choice, for lessons): the jitter keeps its share of it.
+CYCLE_JITTER_SHARE = CYCLE_JITTER / CYCLE_BASE
 # Common Runtime crash cool-offs after the first immediate restart (heroku-reference §2.4).
 COOL_OFFS = (20 * 60.0, 40 * 60.0, 60 * 60.0, 180 * 60.0, 320 * 60.0)
 

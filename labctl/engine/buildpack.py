@@ -254,6 +254,19 @@ def plan_slug(src: Path, *, lab: str, app: str, build_env: Mapping[str, str], ca
     return SlugPlan(lines, steps, slug_context(steps, deps, ca_bundle))
 
 
+def slug_labels(lab: str, app: str) -> dict[str, str]:
+    """The labels every layer of an app's slug carries (``slug_steps``)."""
+    return {const.LABEL_IMAGE: "", const.LABEL_LAB: lab, const.LABEL_KIND: const.KIND_SLUG, const.LABEL_APP: app}
+
+
+def copy_only(steps: list[Step]) -> bool:
+    """Whether a slug's Dockerfile only copies the app onto the stack (no dependencies, no collectstatic): then
+    one committed layer makes the same image (``build.commit_copy``)."""
+    return [s.instruction.split(" ", 1)[0] for s in steps] == ["FROM", "LABEL", "COPY"] and steps[2].instruction == (
+        "COPY app/ /app/"
+    )
+
+
 def slug_steps(lab: str, app: str, deps: Deps, collectstatic: bool, ca_bundle: bool) -> list[Step]:
     """The buildpack's main path as layers that cache like Heroku's build cache: the dependency files, the
     pip install, then the app's code, so a deploy with unchanged dependencies reuses the pip layer.
@@ -264,7 +277,7 @@ def slug_steps(lab: str, app: str, deps: Deps, collectstatic: bool, ca_bundle: b
     engine commits a layer per step, so the other labels are not repeated there). A slug blanks the
     stack's ``io.labctl.image``: it is no shared image (const.py).
     """
-    cache = {const.LABEL_IMAGE: "", const.LABEL_LAB: lab, const.LABEL_KIND: const.KIND_SLUG, const.LABEL_APP: app}
+    cache = slug_labels(lab, app)
     label = " ".join(f"{k}={json.dumps(v)}" for k, v in cache.items())
     steps = [Step(f"FROM {const.STACK_IMAGE}"), Step(f"LABEL {label}")]
     app_code = Step("COPY app/ /app/")

@@ -170,6 +170,13 @@ def build_slug(
         for line in buildpack.outro_lines(process_types):
             progress(line)
         return tag
+    release_labels = {const.LABEL_RELEASE: str(version), const.LABEL_SLUG_KEY: key}
+    if buildpack.copy_only(plan.steps):
+        labels = {**buildpack.slug_labels(lab, app), **release_labels}
+        build.commit_copy(client, base=const.STACK_IMAGE, app_dir=src, tag=tag, labels=labels, what="Build")
+        for line in buildpack.outro_lines(process_types):
+            progress(line)
+        return tag
     output = buildpack.BuildpackOutput(progress, plan.steps)
     started = time.time()
     try:
@@ -180,7 +187,7 @@ def build_slug(
             what="Build",
             progress=output,
             dockerfile=buildpack.DOCKERFILE,
-            labels={const.LABEL_RELEASE: str(version), const.LABEL_SLUG_KEY: key},
+            labels=release_labels,
             raw=True,
         )
     except BuildFailed as err:

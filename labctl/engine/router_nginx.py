@@ -400,7 +400,12 @@ def _front_blocks(fronts: Sequence[FrontRoute], s: RouterSettings) -> str:
         access_log /dev/stdout labctl if=$labctl_code;
         location / {{
             proxy_pass http://labctl_space_{f.space.replace("-", "_")};
-            proxy_next_upstream off;
+            # A kept-alive connection the space router closed (its old workers go at a reload, e.g. at each
+            # batch of a rolling deploy) fails before any answer: nginx retries such a cached connection once
+            # on a fresh one when `error` is allowed (idempotent requests only); anything the space router
+            # answered, error pages included, is passed on as is. Without it a reload cost a stray H99.
+            proxy_next_upstream error;
+            proxy_next_upstream_tries 2;
             proxy_read_timeout {read};
             proxy_send_timeout {read};
             proxy_set_header Connection "";

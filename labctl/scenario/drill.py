@@ -337,7 +337,8 @@ def _stop_worker(lab: str, st: dict[str, Any]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def end(lab: str, report_dir: Path | None, *, keep_app: bool = False) -> dict[str, Any]:
+def end(lab: str, report_dir: Path | None, *, keep_app: bool = False, asked_at: float | None = None) -> dict[str, Any]:
+    """``asked_at``: when the learner typed drill:end (its process's start): the traffic is judged up to then."""
     from labctl.scenario import drill_report
 
     st = running(lab)
@@ -351,6 +352,8 @@ def end(lab: str, report_dir: Path | None, *, keep_app: bool = False) -> dict[st
         (d.parent / ACTIVE).unlink()
     st["status"] = "ended"
     st["ended_at"] = time.time()
+    if asked_at is not None and st["injected_at"] < asked_at < st["ended_at"]:
+        st["ended_at"] = asked_at
     _write(lab, st)
     _stop_worker(lab, st)
     try:
@@ -394,7 +397,7 @@ def grade(st: dict[str, Any], d: Path) -> dict[str, Any]:
     until = st.get("ended_at", time.time()) - t0
     recs = sorted(({**r, "t": round(r["ts"] - t0, 4)} for r in _jsonl(d / "traffic.jsonl")), key=lambda r: r["t"])
     thr = health.Thresholds(st["thresholds"]["p95_ms"], st["thresholds"]["max_error_rate"])
-    ws = health.windows(recs, inj, until, st["rps"], thr)
+    ws = health.windows(recs, inj, until, st["rps"], thr, formation=_formation(inc, d, t0))
     trouble = health.first_unhealthy(ws)
     mitigated = health.recovered_at(ws)
     commands = []
@@ -450,6 +453,16 @@ def grade(st: dict[str, Any], d: Path) -> dict[str, Any]:
     }
 
 
+def _formation(inc: pool.Incident, d: Path, t0: float) -> list[health.Formation] | None:
+    """The web dynos' states for a release incident (None for the others: their remedy may replace a dyno, and
+    its new start is not trouble). In a Private Space a release that never boots stalls its rolling deploy at the
+    first batch and the other dynos keep serving the old release (heroku-reference §4.5): the traffic alone may
+    never show a wrong port, the crashed dyno does."""
+    if inc.level != pool.RELEASE:
+        return None
+    return health.formation(_jsonl(d / "timeline.jsonl"), t0)
+
+
 def _fault_spans(rows: list[dict[str, Any]], t0: float) -> list[dict[str, Any]]:
     from labctl.scenario.streams import FaultSpans
 
@@ -472,7 +485,7 @@ def solve(lab: str, st: dict[str, Any], progress: Callable[[str], None] = lambda
 
     def ws() -> list[health.Window]:
         recs = [{**r, "t": r["ts"] - t0} for r in _jsonl(d / "traffic.jsonl")]
-        return health.windows(recs, inj, time.time() - t0, st["rps"], thr)
+        return health.windows(recs, inj, time.time() - t0, st["rps"], thr, formation=_formation(inc, d, t0))
 
     progress("--solve: waiting for the incident to show in the traffic…")
     _wait(lambda: health.first_unhealthy(ws()) is not None, SOLVE_SYMPTOM_TIMEOUT, "the incident to show")

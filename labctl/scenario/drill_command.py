@@ -103,11 +103,26 @@ def drill_end(
     from labctl.scenario import drill as d
     from labctl.scenario import drill_report
 
-    result = d.end(lab, report, keep_app=keep_app)
+    result = d.end(lab, report, keep_app=keep_app, asked_at=_process_started())
     if json:
         return render.as_json({k: v for k, v in result.items() if k not in ("traffic", "timeline")})
     render.out("\n".join(drill_report.grade_lines(result)))
     render.out(f"{result['status'].upper()}: drill {result['drill']} — report: {result['report']}")
+
+
+def _process_started() -> float | None:
+    """When this labctl process started (Linux /proc), or None: the drill is judged up to the moment the learner
+    typed drill:end, not after the CLI's own start-up, which on a busy machine slows the last requests."""
+    import os
+    import time
+
+    try:
+        after_comm = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(after_comm[19])  # field 22, starttime, in clock ticks since boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - (uptime - started_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def register(app: typer.Typer) -> None:

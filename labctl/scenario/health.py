@@ -4,6 +4,11 @@ Shared by the drills (time to mitigate) and ``scenario compare`` (time to recove
 window in which it *finished* (``ts`` + latency): a request still hanging is not counted yet, and a window in which
 too few requests finished is unhealthy (everything hangs). A window is healthy when enough requests finished, at
 most ``max_error_rate`` of them failed (5xx or no answer) and their p95 is at most ``p95_ms``.
+
+A drill of a release incident also watches the formation (``formation``): in a Private Space a release that never
+boots (R10) stalls its rolling deploy at the first batch while the other dynos keep serving the old release, so the
+traffic can stay healthy while a web dyno crashes again and again. There a window in which a web dyno was crashed
+shows the trouble too, and a window is healthy only if every web dyno was up throughout.
 """
 
 from __future__ import annotations
@@ -44,6 +49,35 @@ def done_at(rec: dict[str, Any]) -> float:
 
 
 @dataclass(frozen=True)
+class Formation:
+    """One look at the app's web dynos: ``whole`` when every one is up, ``broken`` when one has crashed."""
+
+    t: float
+    whole: bool
+    broken: bool
+
+
+def formation(timeline: list[dict[str, Any]], t0: float) -> list[Formation]:
+    """The web dynos of a drill's ``timeline.jsonl`` rows (``{"ts", "dynos": {name: {"state", "container"}}}``),
+    in time order. A crash shows as ``crashed``, or, when the look every half second missed that state (a dyno
+    is restarted at once after its first crash), as a new container for a dyno that was not up before it."""
+    out = []
+    last: dict[str, tuple[str | None, str | None]] = {}  # dyno -> (container, state) at the previous look
+    for row in sorted(timeline, key=lambda r: float(r["ts"])):
+        webs = {n: d for n, d in (row.get("dynos") or {}).items() if n.startswith("web.")}
+        broken = False
+        for name, d in webs.items():
+            cid, state = d.get("container"), d.get("state")
+            before_cid, before_state = last.get(name, (None, None))
+            if state == "crashed" or (before_cid and cid and cid != before_cid and before_state != "up"):
+                broken = True
+            last[name] = (cid, state)
+        whole = bool(webs) and not broken and all(d.get("state") == "up" for d in webs.values())
+        out.append(Formation(float(row["ts"]) - t0, whole, broken))
+    return out
+
+
+@dataclass(frozen=True)
 class Window:
     start: float
     end: float
@@ -51,6 +85,11 @@ class Window:
     errors: int
     p95: float | None
     healthy: bool
+    troubled: bool | None = None  # the trouble shows in it (None: not healthy); see ``windows``' formation
+
+    @property
+    def trouble(self) -> bool:
+        return not self.healthy if self.troubled is None else self.troubled
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,9 +103,18 @@ class Window:
 
 
 def windows(
-    records: list[dict[str, Any]], since: float, until: float, rps: float, thr: Thresholds, width: float = WINDOW_S
+    records: list[dict[str, Any]],
+    since: float,
+    until: float,
+    rps: float,
+    thr: Thresholds,
+    width: float = WINDOW_S,
+    formation: list[Formation] | None = None,
 ) -> list[Window]:
-    """Sliding windows ``[e - width, e]`` for e = since + width, + STEP_S, … ≤ until."""
+    """Sliding windows ``[e - width, e]`` for e = since + width, + STEP_S, … ≤ until.
+
+    With ``formation`` (a release incident), a window shows trouble when its traffic is unhealthy or a web dyno
+    was crashed in it, and is healthy only when its traffic is and every web dyno was up in it."""
     finished = sorted(((done_at(r), r) for r in records if r.get("t") is not None), key=lambda x: x[0])
     out: list[Window] = []
     need = max(3, int(thr.min_share * rps * width))
@@ -77,26 +125,29 @@ def windows(
         lat = [r["latency_ms"] for r in rs if r.get("latency_ms") is not None]
         p95 = percentile(lat, 95)
         healthy = len(rs) >= need and errors <= thr.max_error_rate * len(rs) and (p95 or 0.0) <= thr.p95_ms
-        out.append(Window(e - width, e, len(rs), errors, round(p95, 1) if p95 is not None else None, healthy))
+        troubled = None
+        if formation is not None:
+            looks = [f for f in formation if e - width <= f.t < e]
+            troubled = not healthy or any(f.broken for f in looks)
+            healthy = healthy and all(f.whole for f in looks)
+        out.append(Window(e - width, e, len(rs), errors, round(p95, 1) if p95 is not None else None, healthy, troubled))
         e += STEP_S
     return out
 
 
 def first_unhealthy(ws: list[Window]) -> float | None:
     """When the trouble first showed (the end of the first unhealthy window), or None."""
-    return next((w.end for w in ws if not w.healthy), None)
+    return next((w.end for w in ws if w.trouble), None)
 
 
 def recovered_at(ws: list[Window], hold: float = HOLD_S) -> float | None:
     """The start of the healthy stretch that lasts to the end — if it follows trouble and lasts ``hold`` seconds.
 
     The start is that of the stretch's first window: the moment after which nothing bad finished."""
-    if not ws or all(w.healthy for w in ws):
-        return None
     i = len(ws)
     while i > 0 and ws[i - 1].healthy:
         i -= 1
-    if i == len(ws) or (len(ws) - i - 1) * STEP_S < hold:
+    if i == len(ws) or (len(ws) - i - 1) * STEP_S < hold or not any(w.trouble for w in ws[:i]):
         return None
     return ws[i].start
 

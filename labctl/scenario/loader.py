@@ -74,7 +74,17 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None, var
     top = doc.mapping(
         root,
         "",
-        ("name", "description", "timescale", "provision_time", "setup", "steps", "teardown", "variants"),
+        (
+            "name",
+            "description",
+            "timescale",
+            "provision_time",
+            "cycle_period",
+            "setup",
+            "steps",
+            "teardown",
+            "variants",
+        ),
         ("name", "setup", "steps"),
         what=" with name, setup and steps",
     )
@@ -100,12 +110,24 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None, var
     description = doc.string(top["description"][1], "description") if "description" in top else ""
     timescale = doc.number(top["timescale"][1], "timescale", 0.001, 100) if "timescale" in top else DEFAULT_TIMESCALE
     provision = doc.number(top["provision_time"][1], "provision_time", 0, 3600) if "provision_time" in top else 0.0
+    cycle = doc.number(top["cycle_period"][1], "cycle_period", 10, 86400) if "cycle_period" in top else None
     spaces, apps = _setup(doc, top["setup"][1], base_dir or Path.cwd())
     ctx = _Ctx(doc, apps, base_dir or Path.cwd())
     steps = _steps(ctx, top["steps"][1])
     teardown = _teardown(ctx, top["teardown"][1]) if "teardown" in top else []
     return Scenario(
-        Path(file), name, description, timescale, spaces, apps, steps, teardown, provision, variant, list(variants)
+        Path(file),
+        name,
+        description,
+        timescale,
+        spaces,
+        apps,
+        steps,
+        teardown,
+        provision_time=provision,
+        cycle_period=cycle,
+        variant=variant,
+        variants=list(variants),
     )
 
 

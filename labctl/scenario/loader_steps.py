@@ -32,7 +32,7 @@ from labctl.scenario.yamldoc import node_kind as _what
 STEP_OPTIONS = {"run": ("expect_exit", "expect_output", "timeout"), "wait_for": ("timeout",)}
 TRAFFIC_START_KEYS = ("name", "app", "rps", "duration", "path", "timeout")
 FAULT_PARAMS = ("cpus", "mb", "percent", "rate", "kbit", "ms", "jitter", "bytes", "direction")
-FAULT_KEYS = ("kind", "clear", "app", "dyno", *FAULT_PARAMS, "for")
+FAULT_KEYS = ("kind", "clear", "app", "dyno", "router", *FAULT_PARAMS, "for")
 TASK_KEYS = ("prompt", "until", "solution", "hints", "timeout", "settle")
 
 _SNAPSHOT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -171,15 +171,33 @@ def _traffic(ctx: _Ctx, node: yaml.Node, path: str) -> TrafficStep:
 
 def _fault(ctx: _Ctx, node: yaml.Node, path: str) -> FaultStep:
     doc = ctx.doc
+    keys = {k.value for k, _ in node.value} if isinstance(node, yaml.MappingNode) else set()
+    at_router = "router" in keys  # the router end: {kind: loss, router: tokyo, percent: 40}
     m = doc.mapping(
-        node, path, FAULT_KEYS, ("app", "dyno"), what=" like {kind: cpu, app: demo, dyno: web.1, cpus: 0.05}"
+        node,
+        path,
+        FAULT_KEYS,
+        () if at_router else ("app", "dyno"),
+        what=" like {kind: cpu, app: demo, dyno: web.1, cpus: 0.05}",
     )
-    app = ctx.app(m["app"][1], f"{path}.app")
-    dyno = ctx.dyno(m["dyno"][1], f"{path}.dyno", app)
-    target = ["--dyno", dyno, "-a", app]
+    if at_router:
+        for key in ("app", "dyno"):
+            if key in m:
+                doc.fail(m[key][0], f"{path}.{key}", "not used with router (a router-end fault is the router's)")
+        spaces = sorted({a.space for a in ctx.apps if a.space})
+        app = dyno = ""
+        router = doc.string(m["router"][1], f"{path}.router")
+        if router != "common" and router not in spaces:
+            doc.fail(m["router"][1], f"{path}.router", f"not a router here (common or a space of setup.apps: "
+                     f"{', '.join(['common', *spaces])})")  # fmt: skip
+        target = ["--router", router]
+    else:
+        app = ctx.app(m["app"][1], f"{path}.app")
+        dyno = ctx.dyno(m["dyno"][1], f"{path}.dyno", app)
+        target = ["--dyno", dyno, "-a", app]
     clear = doc.boolean(m["clear"][1], f"{path}.clear") if "clear" in m else False
     if clear:
-        extra = [k for k in m if k not in ("clear", "app", "dyno", "kind")]
+        extra = [k for k in m if k not in ("clear", "app", "dyno", "router", "kind")]
         if extra:
             doc.fail(m[extra[0]][0], f"{path}.{extra[0]}", "not used with clear: true")
         argv = ["faults:clear", *target]
@@ -189,6 +207,8 @@ def _fault(ctx: _Ctx, node: yaml.Node, path: str) -> FaultStep:
     if "kind" not in m:
         doc.fail(node, f"{path}.kind", f"missing required field (one of {', '.join(FAULT_KINDS)}; or clear: true)")
     kind = _fault_kind(doc, m["kind"][1], f"{path}.kind")
+    if at_router and not FAULT_SPECS[kind].network:
+        doc.fail(m["kind"][1], f"{path}.kind", f"a {kind} fault acts on instances only, not at the router end")
     argv = ["faults:add", kind, *target]
     spec = FAULT_SPECS[kind]
     for need in spec.params:

@@ -146,14 +146,19 @@ def container_marks(lane: list[Span]) -> list[tuple[float, float, str]]:
 def fault_overlays(
     data: dict[str, Any], lane_spans: dict[tuple[str, str], list[Span]], t_hi: float
 ) -> list[tuple[tuple[str, str], float, float, str]]:
-    """(lane, a, b, label) for each stretch in which a dyno ran on an instance that had a fault."""
+    """(lane, a, b, label) for each stretch in which a dyno ran on an instance that had a fault, or behind a router
+    end that had one (the dynos it lists, whatever instance they ran on)."""
     out = []
     for f in data.get("faults") or []:
         a, b = f["start"], f["end"] if f.get("end") is not None else t_hi
-        label = f"{f.get('kind') or 'instance'} fault"
+        router = f.get("router")
+        label = f"{f.get('kind') or 'instance'} fault" + (f" (router {router})" if router else "")
         named = {tuple(d.split("/", 1)) for d in f.get("dynos") or [] if "/" in d}
         for lane, ss in lane_spans.items():
-            on = [(max(a, s.a), min(b, s.b)) for s in ss if s.instance == f.get("instance")]
+            if router:
+                on = [(max(a, s.a), min(b, s.b)) for s in ss] if lane in named else []
+            else:
+                on = [(max(a, s.a), min(b, s.b)) for s in ss if s.instance and s.instance == f.get("instance")]
             on = [(x, y) for x, y in on if y > x]
             if not on and lane in named and not ss:
                 on = [(a, b)]

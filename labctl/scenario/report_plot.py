@@ -507,8 +507,11 @@ class _Drawing:
             Patch(facecolor="white", edgecolor="#9e9e9e", linestyle="--", label="no container"),
             Patch(facecolor="#eeeeee", edgecolor="#757575", hatch="///", label="down / crashed"),
         ]
-        if self.data.get("faults"):
-            handles.append(Patch(facecolor=(0.85, 0.1, 0.1, 0.16), edgecolor=RED, hatch="xx", label="instance fault"))
+        faults = self.data.get("faults") or []
+        if faults:
+            ends = {"router" if f.get("router") else "instance" for f in faults}
+            label = "instance or router fault" if len(ends) > 1 else f"{ends.pop()} fault"
+            handles.append(Patch(facecolor=(0.85, 0.1, 0.1, 0.16), edgecolor=RED, hatch="xx", label=label))
         return handles
 
     def _legend(self) -> None:

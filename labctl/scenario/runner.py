@@ -133,7 +133,14 @@ class Runner(StepExecution):
             )
         self.owned = True
         self.progress(f"Bringing up lab {self.lab} (time scale {sc.timescale:g})…")
-        info = lablib.up(self.lab, self.progress, http_port=0, timescale=sc.timescale, provision_time=sc.provision_time)
+        info = lablib.up(
+            self.lab,
+            self.progress,
+            http_port=0,
+            timescale=sc.timescale,
+            provision_time=sc.provision_time,
+            cycle_period=sc.cycle_period,
+        )
         self.result.router_port = info["router"]["port"]
         self.client = Client(self.lab, timeout=30)
         self.streams = Streams(self.lab, self.result.router_port, self._t, self.wall0, sc.timescale)

@@ -171,6 +171,7 @@ class FaultSpans:
                 if span is None:
                     span = {
                         "instance": f.get("instance"),
+                        "router": f.get("router"),  # a router-end fault: on the path to every dyno behind it
                         "kind": f.get("kind"),
                         "detail": f.get("description"),
                         "start": t,

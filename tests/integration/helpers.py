@@ -1,13 +1,15 @@
 """Helpers of the integration tests: "nothing lost" checks (reliability, issue 7), lab containers by label,
-steady traffic through the router, the Hypothesis settings of the fuzz tests."""
+steady traffic through the router, the Hypothesis settings of the fuzz tests, headless Chromium."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -201,3 +203,23 @@ class Traffic:
 
     def failed(self) -> list[dict]:
         return [r for r in self.records if r["status"] != 200]
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def chromium(profile: Path, *args: str) -> Any:
+    """Debian's headless Chromium through its driver (selenium), with a profile of its own; the caller quits it."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), "apt-get install chromium chromium-driver"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", *args):
+        opts.add_argument(arg)
+    opts.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    return driver

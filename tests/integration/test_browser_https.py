@@ -8,38 +8,21 @@ test away from the machine's system store, so nothing of the machine's trust cha
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Lab
+from tests.integration.helpers import chromium
 
 pytestmark = pytest.mark.docker
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 def _page(url: str, profile: Path) -> str:
     """The page headless Chromium shows for ``url`` (a fresh browser each time: NSS is read at start)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = chromium(profile)
     try:
-        driver.set_page_load_timeout(30)
         driver.get(url)
         return driver.page_source
     finally:
@@ -49,7 +32,6 @@ def _page(url: str, profile: Path) -> str:
 def test_chromium_trusts_the_lab_after_certs_install(
     lab: Lab, cr_app: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    assert Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists(), "apt-get install chromium chromium-driver"
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

@@ -335,8 +335,8 @@ def test_schema_walk_every_route_answers_as_described(api: Api, lab: Lab, deploy
             "release": "1",
             "app-feature": "preboot",
         }
-        walked = 0
-        for definition in doc["definitions"].values():
+        walked, resources = 0, set()
+        for resource, definition in doc["definitions"].items():
             for link in definition["links"]:
                 holes = re.findall(r"\{\(#/definitions/([\w-]+)/definitions/identity\)\}", link["href"])
                 if any(h not in ids for h in holes):
@@ -348,6 +348,7 @@ def test_schema_walk_every_route_answers_as_described(api: Api, lab: Lab, deploy
                     assert r.status_code in (link["status"], 206), f"{where}: {r.status_code} {r.text[:200]}"
                     validate(r.json(), link["targetSchema"], doc, where)
                     walked += 1
+                    resources.add(resource)
                     continue
                 if "app" in holes:  # every call on an app that does not exist: 404, nothing else
                     missing = re.sub(r"^/apps/[^/]+", f"/apps/{uuid.uuid4()}", path)
@@ -363,7 +364,10 @@ def test_schema_walk_every_route_answers_as_described(api: Api, lab: Lab, deploy
                         f"{where} {prop}={wrong!r}: {r.status_code} {r.text[:200]}"
                     )
                     walked += 1
+                    resources.add(resource)
         assert walked >= 30, walked
+        # the lab's own resources are walked like Heroku's: faults, drains, log sessions, traffic generators
+        assert {"fault", "fault-support", "log-drain", "log-session", "traffic-generator"} <= resources, resources
     finally:
         api("DELETE", f"/spaces/{space}")
     assert_nothing_lost(lab, {deployed: {"web": 1}}, timeout=120)

@@ -238,6 +238,35 @@ def test_schema_lists_every_route_of_the_table(base, served):
     assert json.dumps(doc)  # plain JSON throughout
 
 
+def test_every_route_the_controller_serves_is_in_the_schema():
+    """The controller's whole route table (daemon.py registers these parts): nothing outside GET /schema."""
+    from labctl.controller import schema
+    from labctl.controller.dashboard import Dashboard, Generators
+    from labctl.controller.drains import DrainManager
+    from labctl.controller.faults_router import RouterFaults
+    from labctl.controller.logsessions import LogSessions
+
+    api = Api(mock.MagicMock(name="manager"), lambda: {"lab": "unit"})
+    FaultManager.register(mock.MagicMock(), api)
+    RouterFaults.attach(mock.MagicMock(), api)
+    DrainManager.register(mock.MagicMock(), api)
+    LogSessions.register(mock.MagicMock(), api)
+    Dashboard.register(
+        mock.MagicMock(api=api, generators=mock.MagicMock(register=lambda a: Generators.register(mock.MagicMock(), a)))
+    )
+    unlisted = [(r.method, r.pattern) for r in api.routes if not r.resource and not r.public]
+    assert unlisted == []
+    doc = schema.document(api.routes)
+    assert {"fault", "fault-support", "log-drain", "log-session", "traffic-generator", "dashboard-link"} <= set(
+        doc["definitions"]
+    )
+    links = {(x["method"], x["href"]) for d in doc["definitions"].values() for x in d["links"]}
+    assert (
+        "POST",
+        "/apps/{(#/definitions/app/definitions/identity)}/dynos/{(#/definitions/dyno/definitions/identity)}/faults",
+    ) in links
+
+
 def test_only_a_build_output_stream_answers_without_a_token(base, api_routes):
     public = [r.pattern for r in api_routes if r.public]
     assert public == ["/build-output/(?P<build>[^/]+)"]

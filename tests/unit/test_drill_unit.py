@@ -155,6 +155,39 @@ def test_health_windows_and_recovery():
     assert b["failed"] == 50 and b["time_to_recover_s"] is not None and 4.5 <= b["time_to_recover_s"] <= 5.5
 
 
+def _look(ts: float, web1: tuple[str, str], web2: tuple[str, str] = ("c2", "up")) -> dict:
+    return {"ts": ts, "dynos": {"web.1": {"container": web1[0], "state": web1[1]},
+                                "web.2": {"container": web2[0], "state": web2[1]}}}  # fmt: skip
+
+
+def test_a_release_that_never_boots_shows_in_the_formation_not_the_traffic():
+    """The wrong-port drill in a Private Space: the rolling deploy stalls on web.1 (R10, crashed, restarted) while
+    web.2 serves the old release, so the traffic stays healthy; the formation shows the trouble, and the drill is
+    mitigated only once every web dyno is up again."""
+    thr = health.Thresholds(500.0)
+    recs = _recs(0, 30, 10, 40)  # healthy traffic throughout
+    timeline = [_look(100 + t / 2, ("c1", "up")) for t in range(0, 10)]  # 0-5 s: both up
+    timeline += [_look(100 + t / 2, ("n1", "starting")) for t in range(10, 22)]  # 5-11 s: booting on the bad release
+    # 11 s: R10, SIGKILL, restarted at once; the half-second look missed the crashed state: only a new container
+    timeline += [_look(100 + t / 2, ("n2", "starting")) for t in range(22, 30)]
+    timeline += [_look(100 + t / 2, ("n3", "up")) for t in range(30, 60)]  # 15 s on: rolled back, up
+    assert health.recovered_at(health.windows(recs, 5.0, 30.0, 10, thr)) is None  # the traffic alone: no trouble
+    looks = health.formation(timeline, 100.0)
+    assert looks[22].broken and not looks[10].broken
+    assert [f.broken for f in looks].count(True) == 2 and looks[30].broken  # replacing a dyno that never booted
+    ws = health.windows(recs, 5.0, 30.0, 10, thr, formation=looks)
+    trouble = health.first_unhealthy(ws)
+    assert trouble is not None and 11.0 <= trouble <= 14.5
+    back = health.recovered_at(ws)
+    assert back is not None and 14.5 <= back <= 16.0  # the first window with every web dyno up throughout
+    # a crashed state seen as such is trouble too; a normal restart (from up) is not
+    assert health.formation([_look(1, ("c1", "crashed"))], 0)[0].broken
+    assert not any(f.broken for f in health.formation([_look(1, ("c1", "up")), _look(2, ("c9", "starting"))], 0))
+    # no trouble at all (the formation only restarted): nothing to recover from
+    calm = health.formation([_look(100 + t / 2, ("c1", "starting" if t < 4 else "up")) for t in range(60)], 100.0)
+    assert health.recovered_at(health.windows(recs, 0.0, 30.0, 10, thr, formation=calm)) is None
+
+
 def test_drill_log_only_while_a_drill_is_on(tmp_path, monkeypatch):
     monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("LABCTL_LAB", raising=False)

@@ -577,7 +577,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.routes: list[tuple[str, str]] = []
 
-    def add_route(self, method: str, path: str, handler: Any) -> None:
+    def add_route(self, method: str, path: str, handler: Any, **meta: Any) -> None:
         self.routes.append((method, path))
 
 

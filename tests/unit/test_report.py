@@ -403,6 +403,21 @@ def test_a_fault_covers_a_dyno_only_while_it_runs_on_the_faulty_instance():
     assert FAULT[1] <= model.fault_overlays(data, spans, hi)[0][2] <= FAULT[1] + 0.25  # the next sample
 
 
+def test_a_router_fault_covers_every_dyno_behind_it_on_any_instance():
+    """A router-end fault (instance None) covers the dynos it lists for its whole span, whatever instance they run
+    on — not the moments a dyno had no instance."""
+    data = sample_result()
+    lo, hi = model.time_window(data)
+    spans = {k: model.spans(data, *k, lo, hi) for k in model.lanes(data, lo)}
+    data["faults"] = [{"instance": None, "router": "tokyo", "kind": "latency", "detail": "latency 400ms",
+                       "start": 12.0, "end": 30.0, "dynos": ["demo/web.1", "demo/web.2"]}]  # fmt: skip
+    overlays = model.fault_overlays(data, spans, hi)
+    assert {lane for lane, *_ in overlays} == {("demo", "web.1"), ("demo", "web.2")}
+    assert all(label == "latency fault (router tokyo)" for *_x, label in overlays)
+    web2 = [(a, b) for lane, a, b, _ in overlays if lane == ("demo", "web.2")]
+    assert len(web2) == 1 and 12.0 <= web2[0][0] < 15.0 and web2[0][1] == 30.0  # web.2 ran all along: one stretch
+
+
 def test_actions_and_segment_medians_say_restart_did_not_help_stop_did():
     data = sample_result()
     lo, hi = model.time_window(data)

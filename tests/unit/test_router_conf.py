@@ -679,3 +679,13 @@ def test_no_lab_only_response_headers_unless_debugging():
     debug = render_nginx_conf(routes, RouterSettings(5080, timescale=0.02, debug_headers=True))
     for header in ("X-Labctl-Dyno", "X-Labctl-Release", "X-Labctl-Error"):
         assert f"add_header {header} " in debug
+
+
+def test_the_front_retries_a_closed_kept_alive_connection_to_a_space_router_once():
+    from labctl.engine.router_model import FrontRoute
+
+    conf = render_nginx_conf([DEMO], SETTINGS, [FrontRoute("secret", "tokyo", "172.20.0.2")])
+    front = _block(conf, "server {\n        listen 80;\n        server_name secret.localhost;")
+    # a space router's reload closes idle kept-alive connections: one retry on a fresh one, not an H99
+    assert "proxy_next_upstream error;" in front and "proxy_next_upstream_tries 2;" in front
+    assert "proxy_next_upstream error timeout" not in front  # an answer that is slow is never sent twice

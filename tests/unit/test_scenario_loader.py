@@ -431,3 +431,11 @@ def test_provision_time_is_optional_and_checked():
     assert sc.provision_time == 60.0
     err = _error(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nprovision_time: -1\n"))
     assert err.field == "provision_time" and "out of range" in str(err)
+
+
+def test_cycle_period_is_optional_and_checked():
+    assert _parse(BASE).cycle_period is None  # the lab's default: Heroku's 24 h
+    sc = _parse(BASE.replace("timescale: 0.05\n", "timescale: 0.05\ncycle_period: 300\n"))
+    assert sc.cycle_period == 300.0
+    err = _error(BASE.replace("timescale: 0.05\n", "timescale: 0.05\ncycle_period: 5\n"))
+    assert err.field == "cycle_period" and "out of range" in str(err)

@@ -338,3 +338,22 @@ def test_toxic_fault_steps_and_directions():
         with pytest.raises(ScenarioError) as info:
             _parse(DOC.replace("kind: cpu, app: demo, dyno: web.1, cpus: 0.05, for: 2m", bad, 1))
         assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_router_end_fault_steps():
+    """`router:` puts a fault step at the router end (issue 17 item 6: a sick router end): common or a space of the
+    setup's apps, network kinds only, no app or dyno."""
+    old = "kind: cpu, app: demo, dyno: web.1, cpus: 0.05, for: 2m"
+    sc = _parse(DOC.replace(old, "kind: latency, router: tokyo, ms: 400", 1))
+    assert sc.steps[2].fault.argv == ["faults:add", "latency", "--router", "tokyo", "--ms", "400"]
+    sc = _parse(DOC.replace(old, "clear: true, router: common", 1))
+    assert sc.steps[2].fault.argv == ["faults:clear", "--router", "common"] and sc.steps[2].fault.kind is None
+    for bad, needle in [
+        ("kind: loss, router: osaka, percent: 5", "not a router here (common or a space of setup.apps: common, tokyo)"),
+        ("kind: cpu, router: tokyo, cpus: 0.1", "a cpu fault acts on instances only"),
+        ("kind: loss, router: tokyo, app: demo, percent: 5", "not used with router"),
+        ("kind: loss, app: demo, percent: 5", "dyno: missing required field"),
+    ]:
+        with pytest.raises(ScenarioError) as info:
+            _parse(DOC.replace(old, bad, 1))
+        assert needle in str(info.value) and "\n" not in str(info.value)

@@ -123,6 +123,16 @@ class FakeRouter(BaseHTTPRequestHandler):
         dyno = "web.1" if n % 2 else "web.2"
         # As the router: no header of its own; the app's JSON names the dyno, the router's log line the error.
         rid = self.headers.get("X-Request-Id", "")
+        if self.path.startswith("/cut"):  # the dyno closed mid-body: a 200 begun, its body cut, H18 logged
+            line = f'sock=backend at=error code=H18 desc="Server Request Interrupted" method=GET path="/cut" host=demo.localhost request_id={rid}'  # noqa: E501
+            FakeRouter.log.append(f'{line} fwd="127.0.0.1" dyno={dyno} connect=0ms service=2ms status=503 bytes=5')
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"dyn')
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if n % 4 == 0:
             body, kind = b"<html>Application error</html>", "text/html"
             line = f'at=error code=H12 desc="Request timeout" method=GET path="/" host=demo.localhost request_id={rid}'
@@ -191,6 +201,15 @@ def test_run_traffic_holds_the_rate_and_bounds(router):
     assert "web.1 moved i-old → i-new" in render.traffic_summary_text(result)
     live = render.traffic_live_text("demo", ticks[-1], traffic.WINDOW_S)
     assert "Last 5 s:" in live and "web.2" in live
+
+
+def test_a_cut_body_is_an_error_with_its_router_lines_code(router):
+    result = traffic.run_traffic("demo", rps=10, duration=0.4, path="/cut", timeout=2.0, client=FakeApi(router))
+    assert len(result.records) == 4
+    assert all(r["status"] is None and r["error"] == "truncated" for r in result.records)
+    assert {r["code"] for r in result.records} == {"H18"} and {r["dyno"] for r in result.records} == {"web.1", "web.2"}
+    assert result.summary["total"]["codes"] == {"H18": 4}
+    assert result.summary["total"]["error_kinds"] == {"truncated H18": 4}
 
 
 def test_timeouts_are_errors_not_hangs(router):
