@@ -8,6 +8,7 @@ test away from the machine's system store, so nothing of the machine's trust cha
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -45,9 +46,15 @@ def test_chromium_trusts_the_lab_after_certs_install(
     nssdb = home / ".pki" / "nssdb"
     assert out.strip() == f"Chromium's NSS database: installed as 'labctl {lab.name} CA' ({nssdb})"
 
-    after = _page(url, tmp_path / "profile-2")
-    assert "ERR_CERT" not in after
-    assert f'"app": "{cr_app}"' in after or f'"app":"{cr_app}"' in after, after[:500]
+    # trusted now; a page that is another network error (the machine busy: CI saw one once) is loaded again,
+    # at most three times, but a certificate error is never retried
+    for attempt in range(3):
+        after = _page(url, tmp_path / f"profile-2-{attempt}")
+        assert "ERR_CERT" not in after, after[:500]
+        if f'"app": "{cr_app}"' in after or f'"app":"{cr_app}"' in after:
+            break
+    else:
+        raise AssertionError(re.findall(r"net::ERR_\w+|ERR_\w+", after)[:3] or after[-800:])
 
     out = lab.ok("certs", "--uninstall")
     assert out.strip() == f"Chromium's NSS database: removed 'labctl {lab.name} CA' ({nssdb})"
