@@ -38,6 +38,7 @@ from labctl.controller.faults import describe
 from labctl.engine.router_log import parse_router_fields
 from labctl.errors import Conflict, InvalidInput, LabError, NotFound
 from labctl.store import Store
+from labctl.traffic import percentile, run_traffic
 
 log = logging.getLogger("labctl.dashboard")
 
@@ -235,11 +236,9 @@ class Traffic:
 
 
 def _pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return round(ordered[int(min(rank, len(ordered))) - 1], 1)
+    """``labctl.traffic.percentile`` (nearest rank), to a tenth of a millisecond for the page."""
+    v = percentile(values, p)
+    return round(v, 1) if v is not None else None
 
 
 # -- traffic generators in the controller ------------------------------------------------------------------------
@@ -302,8 +301,6 @@ class Generators:
         return self.start(app, float(rps), float(duration))
 
     def start(self, app: str, rps: float, duration: float) -> dict[str, Any]:
-        from labctl.traffic import run_traffic  # requests: loaded once a generator starts
-
         self.api.dispatch("GET", f"/apps/{quote(app, safe='')}", {}, {})  # an unknown app: 404, nothing starts
         with self.lock:
             if app in self.running:

@@ -225,9 +225,10 @@ class Instances:
         """What the instance is sized for (``domain/budget.py``), before its faults."""
         return bg.budget_for(inst.get("size"))
 
-    def effective_budget(self, inst: InstanceRow) -> bg.Budget:
-        """The budget its dynos share now: a ``cpu`` fault caps it, a ``memory`` fault takes some away."""
-        faults = inst["faults"]
+    def effective_budget(self, inst: InstanceRow, faults: list[dict[str, Any]] | None = None) -> bg.Budget:
+        """The budget its dynos share under ``faults`` (default: its stored ones): a ``cpu`` fault caps it, a
+        ``memory`` fault takes some away."""
+        faults = inst["faults"] if faults is None else faults
         return bg.effective(self.budget(inst), bg.cpu_fault(faults), bg.memory_fault(faults))
 
     def apply_budget(self, iid: str, faults: list[dict[str, Any]] | None = None) -> bool:
@@ -237,8 +238,7 @@ class Instances:
         inst = self.store.instance(iid)
         if inst is None or not self.cgroups.enabled:
             return False
-        faults = inst["faults"] if faults is None else faults
-        eff = bg.effective(self.budget(inst), bg.cpu_fault(faults), bg.memory_fault(faults))
+        eff = self.effective_budget(inst, faults)
         try:
             self.cgroups.ensure(iid, eff.cpus, eff.memory_mb, bg.PARENT_SHARES)
         except OSError as err:
