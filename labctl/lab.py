@@ -30,6 +30,7 @@ def up(
     base_image: str | None = None,
     https_port: int | None = None,
     debug_headers: bool | None = None,
+    placement: str | None = None,
 ) -> dict[str, Any]:
     """Build images if needed, start the controller (which starts the router). Idempotent."""
     d = LabDir(lab)
@@ -45,6 +46,7 @@ def up(
             or provision_time not in (None, s.provision_time)
             or cycle_period not in (None, s.cycle_period)
             or debug_headers not in (None, s.debug_headers)
+            or placement not in (None, s.placement)
         ):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
         return {"changed": False, **Client(lab).lab_status()}
@@ -62,6 +64,7 @@ def up(
     s.provision_time = provision_time if provision_time is not None else s.provision_time
     s.cycle_period = cycle_period if cycle_period is not None else s.cycle_period
     s.debug_headers = debug_headers if debug_headers is not None else s.debug_headers
+    s.placement = placement if placement is not None else s.placement
     check_settings(s)
     d.create(s)
     progress(f"Starting the controller of lab {lab}…")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from labctl import const
 from labctl.domain import clock
+from labctl.domain.placement import POLICIES, SPREAD
 from labctl.errors import InvalidInput, LabError
 
 _LAB_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
@@ -30,6 +31,7 @@ class Settings:
     provision_time: float = clock.PROVISION_TIME  # before the time scale
     cycle_period: float = clock.CYCLE_BASE  # daily cycling's 24 h, before the time scale (lab choice: shorter)
     debug_headers: bool = False  # the routers add X-Labctl-Dyno/-Release/-Error to responses
+    placement: str = SPREAD  # how the Common Runtime's pool takes new dynos (spread | packed)
 
 
 def check_settings(s: Settings) -> None:
@@ -45,6 +47,8 @@ def check_settings(s: Settings) -> None:
         raise LabError(f"Invalid provision time {s.provision_time}: it must be between 0 and 3600 seconds")
     if not (10 <= s.cycle_period <= clock.CYCLE_BASE):
         raise LabError(f"Invalid cycle period {s.cycle_period:g}: it must be between 10 and 86400 seconds")
+    if s.placement not in POLICIES:
+        raise LabError(f"Invalid placement {s.placement!r}: it must be one of {', '.join(POLICIES)}")
 
 
 def validate_lab_name(lab: str) -> str:

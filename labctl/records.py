@@ -334,6 +334,7 @@ class LabStatus(TypedDict):
     timescale: float
     pool_size: int
     provision_time: float  # seconds a new runtime instance provisions, before the time scale
+    placement: str  # how the Common Runtime's pool takes new dynos: spread | packed
     controller_pid: int
     uptime_s: float
     apps: int

@@ -30,6 +30,7 @@ def _status_text(s: dict) -> str:
                 for r in s.get("routers", [])
             ),
             f"Time scale:  {s['timescale']}   New instances provision for {s.get('provision_time', 0):g} s (scaled)",
+            f"Placement:   {s.get('placement', 'spread')} over {s['pool_size']} shared instances (Common Runtime)",
             f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
             f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
             f"State:       {s['state_dir']}",
@@ -51,6 +52,13 @@ def up(
     cycle_period: Annotated[
         float | None,
         typer.Option(help="Seconds between a dyno's start and its daily cycling (default 86400; scaled)."),
+    ] = None,
+    placement: Annotated[
+        str | None,
+        typer.Option(
+            help="How the Common Runtime's shared instances take new dynos: spread (least-loaded, the default) "
+            "or packed (fill one instance before the next)."
+        ),
     ] = None,
     base_image: Annotated[
         str | None,
@@ -82,6 +90,7 @@ def up(
         base_image=base_image,
         https_port=https_port,
         debug_headers=debug_headers,
+        placement=placement,
     )
     if json:
         return render.as_json(result)

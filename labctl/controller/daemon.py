@@ -76,6 +76,7 @@ def serve(lab: str) -> int:
         https_port=settings.https_port,
         tls=tls_files,
         debug_headers=settings.debug_headers,
+        placement=settings.placement,
     )
     runtime.start()
     manager = Manager(store, runtime, sink, lab)
@@ -114,6 +115,7 @@ def serve(lab: str) -> int:
             "timescale": runtime.scale.factor,
             "pool_size": s.pool_size,
             "provision_time": s.provision_time,
+            "placement": s.placement,
             "controller_pid": os.getpid(),
             "uptime_s": round(time.time() - started, 1),
             "apps": len(store.apps()),

@@ -28,7 +28,7 @@ from labctl import const
 from labctl.controller.context import Context
 from labctl.domain import budget as bg
 from labctl.domain.actions import Placement
-from labctl.domain.placement import InstanceLoad, choose_pool_instance, is_provisioning, new_instance_id
+from labctl.domain.placement import SPREAD, InstanceLoad, choose_pool_instance, is_provisioning, new_instance_id
 from labctl.engine.cgroups import InstanceCgroups, Usage, cpu_use, parent_name
 from labctl.engine.docker import Engine
 from labctl.errors import LabError
@@ -42,12 +42,18 @@ class Instances:
     """Creates, chooses and tears down the runtime's instances and sandboxes."""
 
     def __init__(
-        self, ctx: Context, pool_size: int, on_sandbox_created: list[SandboxHook], provision_time: float = 0.0
+        self,
+        ctx: Context,
+        pool_size: int,
+        on_sandbox_created: list[SandboxHook],
+        provision_time: float = 0.0,
+        policy: str = SPREAD,
     ):
         self.ctx = ctx
         self.store = ctx.store
         self.pool_size = pool_size
         self.provision_time = provision_time  # seconds before the time scale
+        self.policy = policy  # the pool's placement: SPREAD or PACKED (domain/placement.py)
         self.on_sandbox_created = on_sandbox_created  # e.g. the instance's faults apply to its new namespace
         self._sandbox_locks: dict[tuple[str, str], threading.Lock] = {}  # dynos starting at once: one sandbox
         self._locks_guard = threading.Lock()
@@ -106,11 +112,11 @@ class Instances:
             store.add_instance(iid, space or "common", None if row["one_off"] else self._ready_at(), row["size"])
             self.apply_budget(iid)
             return iid
-        chosen = choose_pool_instance(self._pool_loads(), placement, row["instance"], rng)
+        chosen = choose_pool_instance(self._pool_loads(), placement, row["instance"], rng, self.policy)
         if chosen is None:
             self.ensure_pool(provision=True)
             # no ready pool instance (e.g. a one-instance pool after a host failure): wait for a provisioning one
-            chosen = choose_pool_instance(self._pool_loads(ready=False), Placement.ANY, None, rng)
+            chosen = choose_pool_instance(self._pool_loads(ready=False), Placement.ANY, None, rng, self.policy)
         assert chosen is not None
         return chosen
 

@@ -31,6 +31,7 @@ from labctl.controller.watchdog import Watchdog
 from labctl.domain.actions import Placement
 from labctl.domain.budget import Budget
 from labctl.domain.formation import Process, desired_dyno_names
+from labctl.domain.placement import SPREAD
 from labctl.engine.docker import Engine
 from labctl.errors import EngineError
 from labctl.records import AppRow, InstanceRow
@@ -56,6 +57,7 @@ class Runtime:
         https_port: int | None = None,
         tls: Callable[[list[str]], dict[str, str]] | None = None,
         debug_headers: bool = False,
+        placement: str = SPREAD,
     ):
         self.ctx = ctx = Context(store, engine, sink, timescale)
         if cycle_period is not None:
@@ -70,7 +72,7 @@ class Runtime:
         self.routing = Routing(
             ctx, RolloutState(store), http_port=http_port, https_port=https_port, tls=tls, debug_headers=debug_headers
         )
-        self.instances = Instances(ctx, pool_size, self.on_sandbox_created, provision_time)
+        self.instances = Instances(ctx, pool_size, self.on_sandbox_created, provision_time, placement)
         self.dynos = Dynos(ctx, self.instances, self.routing.sync, self.on_dyno_started)
         self.rollouts = Rollouts(ctx, self.dynos)
         self.watchdog = Watchdog(ctx, self.rollouts.restart, self.instances.memory_quota_mb)

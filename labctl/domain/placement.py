@@ -7,6 +7,13 @@ from dataclasses import dataclass
 
 from labctl.domain.actions import Placement
 
+# How the Common Runtime's pool takes new dynos (a lab setting, `labctl up --placement`; Heroku does not say how
+# its dyno manager picks a host, heroku-reference §1.2, so both are lab choices, docs/instances.md):
+SPREAD = "spread"  # the least-loaded instance, ties at random (the default: dynos of one app spread out)
+PACKED = "packed"  # fill one instance before the next, in the order they were made (a bin-packer: neighbours)
+POLICIES = (SPREAD, PACKED)
+PACKED_SLOTS = 4  # dynos a pool instance takes under PACKED: its 2 GB budget holds four Standard-1X dynos
+
 
 @dataclass(frozen=True)
 class InstanceLoad:
@@ -15,10 +22,16 @@ class InstanceLoad:
 
 
 def choose_pool_instance(
-    pool: list[InstanceLoad], placement: Placement, current: str | None, rng: random.Random | None = None
+    pool: list[InstanceLoad],
+    placement: Placement,
+    current: str | None,
+    rng: random.Random | None = None,
+    policy: str = SPREAD,
 ) -> str | None:
-    """Common Runtime: the least-loaded shared instance; OTHER excludes the current one.
+    """Common Runtime: a shared instance for the dyno; OTHER excludes the current one.
 
+    SPREAD takes the least-loaded instance (ties at random); PACKED the fullest one that still has a free slot,
+    the first of ``pool`` (the order the instances were made) when tied, and the least-loaded when all are full.
     Returns None when no instance qualifies (the caller reports it).
     """
     rng = rng or random.Random()
@@ -29,6 +42,11 @@ def choose_pool_instance(
         return current
     if not candidates:
         return None
+    if policy == PACKED:
+        room = [i for i in candidates if i.dynos < PACKED_SLOTS]
+        if room:
+            return max(room, key=lambda i: i.dynos).id  # max keeps the first of equals: the oldest instance
+        return min(candidates, key=lambda i: i.dynos).id
     low = min(i.dynos for i in candidates)
     return rng.choice(sorted(i.id for i in candidates if i.dynos == low))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from labctl.domain.placement import POLICIES
 from labctl.errors import InvalidInput
 from labctl.scenario import loader_variants
 from labctl.scenario.loader_context import _Ctx
@@ -80,6 +81,7 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None, var
             "timescale",
             "provision_time",
             "cycle_period",
+            "placement",
             "setup",
             "steps",
             "teardown",
@@ -111,6 +113,11 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None, var
     timescale = doc.number(top["timescale"][1], "timescale", 0.001, 100) if "timescale" in top else DEFAULT_TIMESCALE
     provision = doc.number(top["provision_time"][1], "provision_time", 0, 3600) if "provision_time" in top else 0.0
     cycle = doc.number(top["cycle_period"][1], "cycle_period", 10, 86400) if "cycle_period" in top else None
+    placement = None
+    if "placement" in top:
+        placement = doc.string(top["placement"][1], "placement")
+        if placement not in POLICIES:
+            doc.fail(top["placement"][1], "placement", f"expected one of {', '.join(POLICIES)}, got {placement!r}")
     spaces, apps = _setup(doc, top["setup"][1], base_dir or Path.cwd())
     ctx = _Ctx(doc, apps, base_dir or Path.cwd())
     steps = _steps(ctx, top["steps"][1])
@@ -126,6 +133,7 @@ def parse(text: str, file: str = "<scenario>", base_dir: Path | None = None, var
         teardown,
         provision_time=provision,
         cycle_period=cycle,
+        placement=placement,
         variant=variant,
         variants=list(variants),
     )

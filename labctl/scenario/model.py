@@ -195,6 +195,7 @@ class Scenario:
     teardown: list[Step] = field(default_factory=list)
     provision_time: float = 0.0  # seconds a new runtime instance provisions (before the time scale)
     cycle_period: float | None = None  # daily cycling's period in seconds (before the time scale); None: 24 h
+    placement: str | None = None  # the lab's Common Runtime placement (spread | packed); None: the default
     variant: str | None = None  # which of the file's variants this is (None: the file has none)
     variants: list[str] = field(default_factory=list)  # every variant the file declares, in order
 

@@ -140,6 +140,7 @@ class Runner(StepExecution):
             timescale=sc.timescale,
             provision_time=sc.provision_time,
             cycle_period=sc.cycle_period,
+            placement=sc.placement,
         )
         self.result.router_port = info["router"]["port"]
         self.client = Client(self.lab, timeout=30)

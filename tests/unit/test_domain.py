@@ -15,7 +15,7 @@ from labctl.domain.formation import (
     parse_scale_args,
 )
 from labctl.domain.names import is_dyno_name, one_off_name, split_dyno_name, validate_app_name
-from labctl.domain.placement import InstanceLoad, choose_pool_instance, new_instance_id
+from labctl.domain.placement import PACKED, PACKED_SLOTS, InstanceLoad, choose_pool_instance, new_instance_id
 from labctl.domain.sizes import get_size
 from labctl.errors import InvalidInput
 
@@ -120,6 +120,23 @@ def test_pool_placement():
     assert iid.startswith("i-") and len(iid) == 19
 
 
+def test_packed_pool_placement_fills_the_oldest_instance_first():
+    """The noisy-neighbour lesson relies on it: a second app's dyno lands beside the first, and its Common Runtime
+    restart (OTHER) moves it to the next instance, every time (no random ties)."""
+    empty = [InstanceLoad("i-c", 0), InstanceLoad("i-a", 0), InstanceLoad("i-b", 0)]  # in the order made
+    for seed in range(20):
+        assert choose_pool_instance(empty, Placement.ANY, None, random.Random(seed), PACKED) == "i-c"
+    one = [InstanceLoad("i-c", 1), InstanceLoad("i-a", 0), InstanceLoad("i-b", 0)]
+    assert choose_pool_instance(one, Placement.ANY, None, policy=PACKED) == "i-c"  # beside the first dyno
+    two = [InstanceLoad("i-c", 2), InstanceLoad("i-a", 0), InstanceLoad("i-b", 0)]
+    assert choose_pool_instance(two, Placement.OTHER, "i-c", policy=PACKED) == "i-a"  # a restart moves it on
+    full = [InstanceLoad("i-c", PACKED_SLOTS), InstanceLoad("i-a", 1), InstanceLoad("i-b", 0)]
+    assert choose_pool_instance(full, Placement.ANY, None, policy=PACKED) == "i-a"  # a full one takes no more
+    all_full = [InstanceLoad("i-c", PACKED_SLOTS + 1), InstanceLoad("i-a", PACKED_SLOTS)]
+    assert choose_pool_instance(all_full, Placement.ANY, None, policy=PACKED) == "i-a"  # then the least loaded
+    assert choose_pool_instance(two, Placement.SAME, "i-c", policy=PACKED) == "i-c"
+
+
 def test_crash_policy():
     assert clock.crash_delay(1, in_space=False) == 0
     assert [clock.crash_delay(n, False) / 60 for n in range(2, 8)] == [20, 40, 60, 180, 320, 320]
@@ -133,3 +150,12 @@ def test_sizes():
     assert get_size("Private-S").r15_mb == 1024
     with pytest.raises(InvalidInput):
         get_size("mega")
+
+
+def test_a_placement_the_lab_does_not_know_is_refused():
+    from labctl.errors import LabError
+    from labctl.labdir import Settings, check_settings
+
+    check_settings(Settings(lab="x", placement="packed"))
+    with pytest.raises(LabError, match=r"^Invalid placement 'tight': it must be one of spread, packed$"):
+        check_settings(Settings(lab="x", placement="tight"))

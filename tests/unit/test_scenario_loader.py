@@ -439,3 +439,10 @@ def test_cycle_period_is_optional_and_checked():
     assert sc.cycle_period == 300.0
     err = _error(BASE.replace("timescale: 0.05\n", "timescale: 0.05\ncycle_period: 5\n"))
     assert err.field == "cycle_period" and "out of range" in str(err)
+
+
+def test_placement_is_optional_and_checked():
+    assert _parse(BASE).placement is None  # the lab's default (spread)
+    assert _parse(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nplacement: packed\n")).placement == "packed"
+    err = _error(BASE.replace("timescale: 0.05\n", "timescale: 0.05\nplacement: tight\n"))
+    assert err.field == "placement" and "expected one of spread, packed, got 'tight'" in str(err)
