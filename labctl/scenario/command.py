@@ -1,4 +1,4 @@
-"""``scenario run FILE``, ``scenario validate FILE``, ``scenario list`` (lab-spec §9, docs/scenarios.md).
+"""``scenario run FILE``, ``run-all [DIR]``, ``validate FILE``, ``list`` (lab-spec §9, docs/scenarios.md).
 
 The ``scenario`` command group. Scenarios drive the CLI as a user does, so they sit above it: this module uses
 ``labctl.cli`` (its renderer), and the entry module ``labctl.main`` adds the group to the CLI's commands;
@@ -108,6 +108,55 @@ def run(
     runner.redeliver_sigterm()
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+@scenario_app.command("run-all")
+def run_all(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="Where the scenarios are (default: the ones shipped with labctl).", show_default=False),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option("--jobs", "-j", help="Scenarios run at once, each in a lab of its own (1-8; default 1)."),
+    ] = 1,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Report directory (default: reports/all-<timestamp>/).")
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print index.json instead of the table.")] = False,
+) -> None:
+    """Run every scenario of a directory unattended, each in a lab of its own; exit 0 only if all passed."""
+    import time
+
+    from labctl import resources
+    from labctl.scenario import library
+
+    library.check_jobs(jobs)
+    files = library.scenario_files(directory if directory is not None else resources.scenarios_dir())
+    directory_out = report or Path("reports") / f"all-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = render.progress if json else render.out
+    out(f"Running {len(files)} scenarios, {jobs} at a time; reports in {directory_out}/")
+    width = max(len(f.stem) for f in files)
+
+    def done(r: library.LibraryRow) -> None:
+        tail = f"  {r.message}" if r.status != "pass" and r.message else ""
+        out(f"  {r.status.upper():<11} {r.name:<{width}}  {r.checks:>5}  {r.seconds:6.1f} s{tail}")
+
+    t0 = time.monotonic()
+    rows = library.Library(files, directory_out, jobs, done).run()
+    wall = time.monotonic() - t0
+    index = library.write_index(directory_out, rows, wall, jobs)
+    passed = sum(1 for r in rows if r.status == "pass")
+    if json:
+        render.out(index.read_text().rstrip("\n"))
+    verdict = "PASS" if passed == len(rows) else "FAIL"
+    (render.progress if json else render.out)(
+        f"{verdict}: {passed} of {len(rows)} scenarios passed in {wall:.0f} s ({jobs} at a time) — index: {index}"
+    )
+    if any(r.status == "interrupted" for r in rows):
+        raise typer.Exit(130)
+    if passed != len(rows):
+        raise typer.Exit(1)
 
 
 @scenario_app.command("validate")

@@ -267,3 +267,50 @@ def test_interactive_run_in_a_pty(lab_state: Path, tmp_path: Path):
     assert (second["status"], second["graded_by"]) == ("pass", "learner")
     assert data["teardown"]["status"] == "done"
     assert not _leftovers(data["lab"])
+
+
+_TINY = """name: {name}
+description: a lab with one app and one check of `labctl apps`
+setup:
+  apps:
+    - name: demo
+steps:
+  - expect: {{command: "apps", output: "{output}"}}
+"""
+
+
+def test_run_all_runs_a_directory_a_few_at_a_time_and_fails_on_one_failure(lab_state: Path, tmp_path: Path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a-holds.yaml").write_text(_TINY.format(name="a-holds", output="demo"))
+    (lib / "b-fails.yaml").write_text(_TINY.format(name="b-fails", output="no-such-app"))
+    report = tmp_path / "all"
+    r = cli("scenario", "run-all", str(lib), "--jobs", "2", "--report", str(report))
+    assert r.code == 1, r.out + r.err
+    lines = r.out.strip().splitlines()
+    assert lines[0] == f"Running 2 scenarios, 2 at a time; reports in {report}/"
+    assert any(ln.split()[:3] == ["PASS", "a-holds", "1/1"] for ln in lines), r.out
+    assert any(ln.split()[:3] == ["FAIL", "b-fails", "0/1"] and "'no-such-app'" in ln for ln in lines), r.out
+    assert lines[-1].startswith("FAIL: 1 of 2 scenarios passed in "), lines[-1]
+    index = json.loads((report / "index.json").read_text())
+    assert (index["jobs"], index["passed"], index["total"]) == (2, 1, 2)
+    rows = {row["name"]: row for row in index["scenarios"]}
+    assert rows["a-holds"]["status"] == "pass" and rows["b-fails"]["status"] == "fail"
+    for row in index["scenarios"]:
+        assert Path(row["report"]).is_file()
+        lab = json.loads((Path(row["report"]).parent / "result.json").read_text())["lab"]
+        assert _leftovers(lab) == [], "each scenario's lab is gone"
+
+
+def test_run_all_refuses_a_directory_with_a_broken_file_before_any_lab_starts(lab_state: Path, tmp_path: Path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "a-holds.yaml").write_text(_TINY.format(name="a-holds", output="demo"))
+    (lib / "b-broken.yaml").write_text("name: b-broken\nsetup: {apps: []}\nsteps: []\n")
+    report = tmp_path / "all"
+    r = cli("scenario", "run-all", str(lib), "--report", str(report))
+    assert r.code == 1 and r.out == ""
+    assert len(r.err.strip().splitlines()) == 1 and "b-broken.yaml" in r.err, r.err
+    assert not report.exists() and not any(lab_state.iterdir()), "nothing ran"
+    r = cli("scenario", "run-all", str(lib), "--jobs", "9")
+    assert r.code != 0 and "--jobs" in r.err and len(r.err.strip().splitlines()) == 1, r.err
