@@ -8,15 +8,19 @@ even when a test fails; the interrupted-up test uses a 1-node swarm of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import docker
+import docker.errors
 import pytest
 
 from labctl import const, swarm_local
+from labctl.engine.docker import Engine
+from labctl.engine.engines import connect_nodes
 from tests.conftest import CliResult, cli
 
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("test_swarm_local")]  # one module swarm: one worker
@@ -134,6 +138,37 @@ def test_a_container_on_one_node_reaches_one_on_another_by_name(swarm: dict[str,
         assert out.decode().strip() == "200"
     finally:
         server.remove(force=True)
+
+
+def test_the_engine_adapter_acts_on_a_container_where_it_lives(swarm: dict[str, Any]):
+    """The seam of the swarm backend: an Engine given the nodes finds a lab's container on a worker, reads it and
+    stops and removes it there; an Engine without nodes (the default) sees only the home engine."""
+    nodes = connect_nodes([n["docker_host"] for n in swarm["nodes"]])
+    worker = swarm["nodes"][1]["name"]
+    assert sorted(nodes) == [n["name"] for n in swarm["nodes"]]
+    lab = swarm["lab"]
+    c = nodes[worker].containers.run(
+        const.STACK_IMAGE,
+        ["sleep", "infinity"],
+        name=f"labctl-{lab}-probe",
+        init=True,
+        detach=True,
+        labels={const.LABEL_LAB: lab, const.LABEL_KIND: const.KIND_DYNO},
+    )
+    try:
+        assert Engine(docker.from_env(), lab).containers(const.KIND_DYNO) == []
+        assert [(i.id, i.node) for i in Engine(docker.from_env(), lab, nodes).containers()] == [(c.id, worker)]
+        engine = Engine(docker.from_env(), lab, nodes)  # has listed nothing: finds the container by asking
+        info = engine.info(c.id)
+        assert (info.node, info.status, info.name) == (worker, "running", f"labctl-{lab}-probe")
+        assert (engine.memory_bytes(c.id) or 0) > 0
+        assert engine.terminate(c.id, grace=10) == (143, False)  # SIGTERM through the init, no SIGKILL
+        engine.remove(c.id)
+        assert engine.try_info(c.id) is None
+        assert nodes[worker].containers.list(all=True, filters={"label": f"{const.LABEL_LAB}={lab}"}) == []
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            c.remove(force=True)
 
 
 def test_up_again_changes_nothing_and_a_new_size_is_refused(swarm: dict[str, Any]):

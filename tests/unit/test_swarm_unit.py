@@ -11,7 +11,7 @@ import pytest
 from labctl.cli.swarm import status_text
 from labctl.engine import swarm_nodes
 from labctl.engine.swarm_images import _Tee
-from labctl.errors import EngineError, InvalidInput
+from labctl.errors import EngineError, InvalidInput, LabError
 from labctl.swarm_local import check_nodes
 
 
@@ -126,3 +126,41 @@ def test_status_text():
         " labctl-demo-swarm-2   -                       -                  exited   unreachable   -        -",
     ]
     assert status_text({**s, "nodes": []}) == "Lab demo has no local swarm."
+
+
+# -- the seam of the swarm backend: settings and which engine a container lives on ---------------------------
+def test_without_nodes_every_container_is_on_the_home_engine_and_nothing_is_asked():
+    from labctl.engine.engines import Engines
+
+    home = object()  # any call on it would fail: none is made
+    engines = Engines(home)
+    assert engines.node_of("abc") is None and engines.client_of("abc") is home
+    assert list(engines.items()) == [(None, home)]
+    engines.remember("abc", None)
+    engines.forget("abc")
+    with pytest.raises(LabError, match="No swarm node named 'n1'"):
+        engines.client("n1")
+
+
+def test_swarm_node_urls_in_the_settings(tmp_path, monkeypatch):
+    import json
+
+    from labctl.labdir import LabDir, Settings, check_settings
+
+    assert Settings(lab="x").swarm_nodes == []
+    ok = ["tcp://10.0.0.2:2376", "unix:///run/node1.sock", "ssh://deploy@node3", "https://node4:2376"]
+    check_settings(Settings(lab="x", swarm_nodes=ok))
+    for bad, match in (
+        (["10.0.0.2:2375"], "Invalid swarm node URL '10.0.0.2:2375'"),
+        (["ftp://node"], "Invalid swarm node URL 'ftp://node'"),
+        (["tcp://"], "Invalid swarm node URL 'tcp://'"),
+        (["tcp://a:1", "tcp://a:1"], "named twice"),
+        ("tcp://a:1", "a list of Docker API URLs"),
+    ):
+        with pytest.raises(LabError, match=match):
+            check_settings(Settings(lab="x", swarm_nodes=bad))  # type: ignore[arg-type]
+    monkeypatch.setenv("LABCTL_STATE_DIR", str(tmp_path))
+    d = LabDir("old")
+    d.path.mkdir()
+    d.file("lab.json").write_text(json.dumps({"lab": "old", "http_port": 5080}))  # written before the field
+    assert d.settings().swarm_nodes == []
