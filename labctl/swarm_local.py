@@ -22,6 +22,7 @@ from labctl.engine.swarm import Member, NodeApi, await_ready, connect_node, ensu
 from labctl.engine.swarm_images import distribute
 from labctl.engine.swarm_nodes import MAX_NODES, LocalNodes, Node, host_resolvers
 from labctl.errors import Conflict, InvalidInput, LabError
+from labctl.labdir import validate_lab_name
 
 DEFAULT_NODES = 3
 Progress = Callable[[str], None]
@@ -40,6 +41,7 @@ def check_nodes(nodes: int | None) -> None:
 def up(lab: str, progress: Progress, nodes: int | None = None) -> dict[str, Any]:
     """Start (or complete) the lab's local swarm; idempotent. When this call made the first node, a failure or
     Ctrl-C on the way removes everything it made before the error goes on."""
+    validate_lab_name(lab)
     check_nodes(nodes)
     host = connect()
     local = LocalNodes(host, lab)
@@ -112,11 +114,12 @@ def _no_interrupts() -> Iterator[None]:
 
 def down(lab: str) -> dict[str, int]:
     """Remove every node container, volume and network of the lab's local swarm (none: all counts 0)."""
-    return LocalNodes(connect(), lab).remove()
+    return LocalNodes(connect(), validate_lab_name(lab)).remove()
 
 
 def status(lab: str) -> dict[str, Any]:
     """The lab's local swarm: each node's container state, Docker API, swarm role and state, images."""
+    validate_lab_name(lab)
     host = connect()
     return _status(LocalNodes(host, lab), host)
 

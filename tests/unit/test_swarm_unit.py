@@ -24,7 +24,12 @@ def test_resolvers_skip_the_hosts_own_stub_and_fall_back_to_the_next_file(tmp_pa
     assert swarm_nodes.host_resolvers((stub, tmp_path / "missing")) == []
 
 
-def test_the_node_count_is_checked_before_anything_runs():
+def test_the_node_count_and_lab_name_are_checked_before_anything_runs():
+    from labctl import swarm_local
+
+    for call in (lambda: swarm_local.up("Bad_Name", print, 2), lambda: swarm_local.down("x y")):
+        with pytest.raises(InvalidInput, match="Invalid lab name"):
+            call()
     check_nodes(None)
     check_nodes(1)
     check_nodes(swarm_nodes.MAX_NODES)
