@@ -18,18 +18,26 @@ LABEL_STACK_HASH = "io.labctl.stack-hash"  # on the stack image: the Dockerfile 
 LABEL_SLUG_KEY = "io.labctl.slug-key"  # on a slug: its build's inputs (engine/images.py slug_key)
 LABEL_CONTROLLER = "io.labctl.controller"  # on a container running a lab's controller (compose/): the lab's name
 LABEL_STACK_BASE = "io.labctl.stack-base"  # on the stack image: the base image's name (`labctl doctor` shows it)
+# On what `labctl swarm:local` makes (node containers, their volumes, the network joining them, the overlay
+# network inside the swarm): the lab's name. Not io.labctl.lab: `labctl down` leaves the local swarm alone.
+LABEL_SWARM = "io.labctl.swarm"
+LABEL_NODE_HASH = "io.labctl.node-hash"  # on the swarm node image: its Dockerfile, entry script and base
 
 KIND_ROUTER = "router"
 KIND_SANDBOX = "sandbox"
 KIND_DYNO = "dyno"
 KIND_SLUG = "slug"
 KIND_NETWORK = "network"
+KIND_SWARM_NODE = "swarm-node"  # a Docker-in-Docker node of a local swarm (engine/swarm_nodes.py)
+KIND_SWARM_VOLUME = "swarm-volume"  # a node's /var/lib/docker
+KIND_SWARM_NETWORK = "swarm-network"  # the bridge joining the nodes on the host; the overlay inside the swarm
 KIND_PROBE = "probe"  # the short-lived container that checks which fault kinds the engine supports
 
 DEFAULT_LAB = "default"
 STACK_NAME = "lab-24"
 BASE_IMAGE = "labctl/base:trixie"
 STACK_IMAGE = f"labctl/stack:{STACK_NAME}"
+NODE_IMAGE = "labctl/swarm-node:trixie"  # a local swarm's node (images/swarm-node); io.labctl.image=swarm-node
 STACK_PYTHON = "3.13"  # the stack's Python minor version (images/stack/Dockerfile: Debian trixie's python3)
 SLUG_REPO = "labctl-slug"  # slugs are tagged labctl-slug/<lab>-<app>:v<version>
 DEBIAN_SUITE = "trixie"

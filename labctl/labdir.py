@@ -10,8 +10,9 @@ import json
 import os
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from labctl import const
 from labctl.domain import clock
@@ -32,6 +33,13 @@ class Settings:
     cycle_period: float = clock.CYCLE_BASE  # daily cycling's 24 h, before the time scale (lab choice: shorter)
     debug_headers: bool = False  # the routers add X-Labctl-Dyno/-Release/-Error to responses
     placement: str = SPREAD  # how the Common Runtime's pool takes new dynos (spread | packed)
+    # The Docker API URLs (DOCKER_HOST-style) of the swarm nodes the lab knows, besides the home engine of
+    # DOCKER_HOST (docs/swarm.md). Empty, the default: one engine, as before. No command sets it yet, and nothing
+    # places containers on nodes yet: the Engine adapter only finds and acts on containers that live there.
+    swarm_nodes: list[str] = field(default_factory=list)
+
+
+NODE_URL_SCHEMES = ("tcp", "unix", "ssh", "http", "https")
 
 
 def check_settings(s: Settings) -> None:
@@ -49,6 +57,20 @@ def check_settings(s: Settings) -> None:
         raise LabError(f"Invalid cycle period {s.cycle_period:g}: it must be between 10 and 86400 seconds")
     if s.placement not in POLICIES:
         raise LabError(f"Invalid placement {s.placement!r}: it must be one of {', '.join(POLICIES)}")
+    check_node_urls(s.swarm_nodes)
+
+
+def check_node_urls(urls: object) -> None:
+    """Swarm node URLs as Docker takes them in DOCKER_HOST: tcp://HOST:PORT, unix:///PATH, ssh://[USER@]HOST."""
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise LabError("Invalid swarm_nodes: a list of Docker API URLs such as tcp://10.0.0.2:2376")
+    for url in urls:
+        parts = urlsplit(url)
+        where = parts.path if parts.scheme == "unix" else parts.hostname
+        if parts.scheme not in NODE_URL_SCHEMES or not where:
+            raise LabError(f"Invalid swarm node URL {url!r}: use tcp://HOST:PORT, unix:///PATH or ssh://HOST")
+    if len(set(urls)) != len(urls):
+        raise LabError("A swarm node URL is named twice in swarm_nodes")
 
 
 def validate_lab_name(lab: str) -> str:

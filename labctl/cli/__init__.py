@@ -22,6 +22,7 @@ from labctl.cli import (  # noqa: F401 - modules register their commands
     logs,
     ps,
     releases,
+    swarm,
     traffic,
 )
 from labctl.cli.common import app as typer_app
@@ -37,10 +38,11 @@ def _app_for(args: list[str]) -> typer.Typer:
     """
     if args and not args[0].startswith("-"):
         wanted = [info for info in typer_app.registered_commands if info.name == args[0]]
-        if wanted:
+        groups = [info for info in typer_app.registered_groups if info.name == args[0]]
+        if wanted or groups:
             lean = copy.copy(typer_app)
             lean.registered_commands = wanted
-            lean.registered_groups = []
+            lean.registered_groups = groups
             return lean
     return typer_app
 

@@ -49,6 +49,7 @@ def serve(lab: str) -> int:
     from labctl.controller.manager import Manager
     from labctl.controller.runtime import Runtime
     from labctl.engine.docker import Engine, connect
+    from labctl.engine.engines import connect_nodes
     from labctl.errors import EngineError
     from labctl.records import LabStatus, RouterStatus
     from labctl.store import Store
@@ -61,7 +62,7 @@ def serve(lab: str) -> int:
         return 0
     settings = d.settings()
     store = Store(d.file("lab.db"))
-    engine = Engine(connect(), lab)
+    engine = Engine(connect(), lab, nodes=connect_nodes(settings.swarm_nodes))  # none: the one engine, as before
     sink = LogSink(store)
     tls_files = _router_tls(d)
     runtime = Runtime(

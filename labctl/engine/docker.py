@@ -24,6 +24,7 @@ import requests
 from labctl import const
 from labctl.engine import base_image, build, images
 from labctl.engine.cgroups import Cgroups
+from labctl.engine.engines import Engines
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import EngineUnavailable, LabError
 
@@ -57,6 +58,7 @@ class ContainerInfo:
     exit_code: int
     pid: int
     oom_killed: bool = False
+    node: str | None = None  # the swarm node whose engine runs it; None: the home engine (DOCKER_HOST)
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,22 @@ def lab_labels(lab: str, kind: str, **extra: str | None) -> dict[str, str]:
 
 @translate_errors
 class Engine:
-    """Container, network and image operations for one lab."""
+    """Container, network and image operations for one lab.
 
-    def __init__(self, client: docker.DockerClient, lab: str):
+    ``client`` is the home engine (``DOCKER_HOST``): routers, networks, images and new containers. ``nodes`` (name
+    → client, ``engines.connect_nodes``) are the swarm nodes the lab's settings name; an operation on a container
+    goes to the engine it lives on (``self.engines``). Without nodes, every call goes to the home engine as before.
+    """
+
+    def __init__(self, client: docker.DockerClient, lab: str, nodes: Mapping[str, docker.DockerClient] | None = None):
         self.client = client
         self.lab = lab
         self.prefix = f"labctl-{lab}"
+        self.engines = Engines(client, dict(nodes or {}))
+
+    def _on(self, container_id: str) -> docker.DockerClient:
+        """The client of the engine ``container_id`` lives on."""
+        return self.engines.client_of(container_id)
 
     # -- networks ---------------------------------------------------------------------------------
     def network_name(self, space: str | None) -> str:
@@ -326,7 +338,7 @@ class Engine:
             info.size = len(data)
             info.mode = mode
             tar.addfile(info, io.BytesIO(data))
-        self.client.api.put_archive(container_id, "/", buf.getvalue())
+        self._on(container_id).api.put_archive(container_id, "/", buf.getvalue())
 
     # -- sandboxes (an instance's network namespace for one app) ----------------------------------
     def create_sandbox(self, image: str, instance: str, app: str, network: str, space: str | None) -> tuple[str, str]:
@@ -380,25 +392,27 @@ class Engine:
         return self.info(c.id)
 
     def info(self, container_id: str) -> ContainerInfo:
-        return _container_info(self.client.containers.get(container_id))
+        return _container_info(self._on(container_id).containers.get(container_id), self.engines.node_of(container_id))
 
     def try_info(self, container_id: str | None) -> ContainerInfo | None:
         """``info``, or None when the container is gone."""
         if not container_id:
             return None
         try:
-            c = self.client.containers.get(container_id)
+            c = self._on(container_id).containers.get(container_id)
         except docker.errors.NotFound:
             return None
-        return _container_info(c)
+        return _container_info(c, self.engines.node_of(container_id))
 
     def containers(self, kind: str | None = None) -> list[ContainerInfo]:
         filters = [f"{const.LABEL_LAB}={self.lab}"]
         if kind:
             filters.append(f"{const.LABEL_KIND}={kind}")
         out = []
-        for c in self.client.api.containers(all=True, filters={"label": filters}):
-            out.append(ContainerInfo(c["Id"], c["Names"][0].lstrip("/"), c["Labels"], c["State"], 0, 0))
+        for node, client in self.engines.items():
+            for c in client.api.containers(all=True, filters={"label": filters}):
+                self.engines.remember(c["Id"], node)
+                out.append(ContainerInfo(c["Id"], c["Names"][0].lstrip("/"), c["Labels"], c["State"], 0, 0, node=node))
         return out
 
     def terminate(self, container_id: str, grace: float) -> tuple[int | None, bool]:
@@ -407,7 +421,7 @@ class Engine:
         Returns (exit status, killed_after_grace). Missing container -> (None, False).
         """
         try:
-            c = self.client.containers.get(container_id)
+            c = self._on(container_id).containers.get(container_id)
             if c.status == "running":
                 c.kill("SIGTERM")
         except docker.errors.NotFound:
@@ -430,7 +444,7 @@ class Engine:
     def wait(self, container_id: str) -> int | None:
         """Block until the container exits; its status, or None when it is gone."""
         try:
-            return int(self.client.containers.get(container_id).wait()["StatusCode"])
+            return int(self._on(container_id).containers.get(container_id).wait()["StatusCode"])
         except SDK_ERRORS:
             return None
 
@@ -438,21 +452,22 @@ class Engine:
         """The container's output from its start, following until it exits."""
         try:
             yield from (
-                b.decode(errors="replace") for b in self.client.api.logs(container_id, stream=True, follow=True)
+                b.decode(errors="replace")
+                for b in self._on(container_id).api.logs(container_id, stream=True, follow=True)
             )
         except SDK_ERRORS:
             return
 
     def signal(self, container_id: str, sig: str) -> None:
         try:
-            self.client.containers.get(container_id).kill(sig)
+            self._on(container_id).containers.get(container_id).kill(sig)
         except SDK_ERRORS:
             pass
 
     def wait_for_exit(self, container_id: str, timeout: float) -> bool:
         """True when the container exited within ``timeout`` seconds (or is gone)."""
         try:
-            self.client.containers.get(container_id).wait(timeout=timeout)
+            self._on(container_id).containers.get(container_id).wait(timeout=timeout)
             return True
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             return False
@@ -461,24 +476,27 @@ class Engine:
 
     def kill(self, container_id: str) -> None:
         try:
-            self.client.containers.get(container_id).kill("SIGKILL")
+            self._on(container_id).containers.get(container_id).kill("SIGKILL")
         except docker.errors.APIError:
             pass
 
     def remove(self, container_id: str) -> None:
         try:
-            self.client.api.remove_container(container_id, force=True)
+            self._on(container_id).api.remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as err:
             if "already in progress" not in str(err):
                 raise
+        self.engines.forget(container_id)
 
     def memory_bytes(self, container_id: str) -> int | None:
         """Memory the container uses (rss + cache, as Heroku counts for R14), from its cgroup.
 
         cgroup v1 and v2 paths are read from the host; a remote engine falls back to the stats API.
         """
+        if self.engines.node_of(container_id) is not None:  # on a node: its cgroups are not this host's docker/
+            return self._memory_from_stats(container_id)
         found = _CGROUPS.path("memory", container_id)  # under docker/ or an instance's parent cgroup
         for path in (
             *([f"{found}/memory.usage_in_bytes"] if found else []),
@@ -491,8 +509,11 @@ class Engine:
                     return int(f.read().strip())
             except (OSError, ValueError):
                 continue
+        return self._memory_from_stats(container_id)
+
+    def _memory_from_stats(self, container_id: str) -> int | None:
         try:
-            stats = self.client.api.stats(container_id, stream=False, one_shot=True)
+            stats = self._on(container_id).api.stats(container_id, stream=False, one_shot=True)
             return int(stats["memory_stats"]["usage"])
         except _STATS_ERRORS:
             return None
@@ -514,18 +535,22 @@ class Engine:
         """
         texts = []
         try:
+            if info.node is not None:  # its pid is its node's, not this host's: ask the node's engine
+                return self._listening_by_exec(info)
             for name in ("tcp", "tcp6"):
                 with open(f"/proc/{info.pid}/net/{name}") as f:
                     texts.append(f.read())
         except OSError:
-            if local_only:
-                return None
-            try:
-                code, out = self.client.containers.get(info.id).exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
-                texts = [out.decode(errors="replace")] if code in (0, 1) else []
-            except SDK_ERRORS:
-                return set()
+            return None if local_only else self._listening_by_exec(info)
         return parse_proc_listen("\n".join(texts))
+
+    def _listening_by_exec(self, info: ContainerInfo) -> set[int]:
+        try:
+            c = self._on(info.id).containers.get(info.id)
+            code, out = c.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+        except SDK_ERRORS:
+            return set()
+        return parse_proc_listen(out.decode(errors="replace")) if code in (0, 1) else set()
 
     def follow_logs(
         self, container_id: str, on_line: Callable[[float, str], None], since: float | None = None
@@ -534,7 +559,7 @@ class Engine:
 
         def run() -> None:
             try:
-                stream = self.client.api.logs(
+                stream = self._on(container_id).api.logs(
                     container_id, stream=True, follow=True, timestamps=True, since=int(since) if since else None
                 )
                 buf = b""
@@ -675,8 +700,8 @@ class Engine:
         """Remove every container, network and slug image labelled with this lab, and nothing else."""
         label = f"{const.LABEL_LAB}={self.lab}"
         counts = {"containers": 0, "networks": 0, "images": 0}
-        conts = self.client.api.containers(all=True, filters={"label": label})
-        self.remove_many(c["Id"] for c in conts)
+        conts = [c.id for c in self.containers()]  # on every engine the lab knows
+        self.remove_many(conts)
         counts["containers"] = len(conts)
         for net in self.client.networks.list(filters={"label": label}):
             try:
@@ -701,10 +726,10 @@ def generation_host(space: str | None) -> str:
     return f"{space}.labctl-router.internal" if space else "labctl-router.internal"
 
 
-def _container_info(c: Any) -> ContainerInfo:
+def _container_info(c: Any, node: str | None = None) -> ContainerInfo:
     st = c.attrs["State"]
     return ContainerInfo(
-        c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0), bool(st.get("OOMKilled"))
+        c.id, c.name, c.labels, c.status, st.get("ExitCode", 0), st.get("Pid", 0), bool(st.get("OOMKilled")), node
     )
 
 
