@@ -54,7 +54,7 @@ class Runner(StepExecution):
         self.sc = scenario
         self.lab = lab or default_lab_name(scenario)
         self.keep = keep
-        self.progress = progress
+        self.progress = _never_raising(progress)  # a closed stderr must not cost the teardown
         self.on_step = on_step
         self.on_steps_start = on_steps_start
         self.result = RunResult(scenario, self.lab)
@@ -274,3 +274,16 @@ class Runner(StepExecution):
             return {"command": s.command, "exit_code": None, "output": f"{type(err).__name__}: {err}"}
         self.progress(f"Teardown: labctl {s.command} -> exit {call.code}")
         return {"command": s.command, "exit_code": call.code, "output": (call.out + call.err)[-MAX_OUTPUT:]}
+
+
+def _never_raising(progress: Callable[[str], None]) -> Callable[[str], None]:
+    """``progress`` that drops its line when it cannot be written: a pipe whose reader went away (``labctl scenario
+    run … 2>&1 | head``) raises BrokenPipeError, and the teardown that follows must still remove the lab."""
+
+    def say(line: str) -> None:
+        try:
+            progress(line)
+        except OSError:
+            pass
+
+    return say

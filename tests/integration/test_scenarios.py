@@ -314,3 +314,26 @@ def test_run_all_refuses_a_directory_with_a_broken_file_before_any_lab_starts(la
     assert not report.exists() and not any(lab_state.iterdir()), "nothing ran"
     r = cli("scenario", "run-all", str(lib), "--jobs", "9")
     assert r.code != 0 and "--jobs" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_a_reader_that_goes_away_does_not_cost_the_teardown(lab_state: Path, tmp_path: Path):
+    """`labctl scenario run FILE 2>&1 | head -3`: once head has its lines, every write fails (BrokenPipeError);
+    the run must still take its lab down."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(_TINY.format(name="tiny", output="demo").replace("steps:\n", "steps:\n  - wait: 2s\n"))
+    lab = f"scn-p{uuid.uuid4().hex[:6]}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from labctl.main import run; run()", "scenario", "run", str(path), "--lab", lab,
+         "--report", str(tmp_path / "r")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    seen = [proc.stdout.readline() for _ in range(3)]
+    while seen[-1] and not seen[-1].startswith("  #  kind"):  # the step table's header: the lab is up
+        seen.append(proc.stdout.readline())
+    assert seen[0].startswith("Scenario tiny:") and seen[-1], seen
+    assert (lab_state / lab).exists()
+    proc.stdout.close()  # the reader is gone: the next write (a step's row, then the teardown's line) fails
+    assert proc.wait(timeout=180) != 0
+    assert _leftovers(lab) == [], "the lab was torn down although nobody read its progress"
+    assert not (lab_state / lab).exists()
