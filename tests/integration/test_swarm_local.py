@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import ssl
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 import pytest
+import requests
 
 from labctl import const, swarm_local
+from labctl.engine import swarm_tls
 from labctl.engine.docker import Engine
 from labctl.engine.engines import connect_nodes
 from tests.conftest import CliResult, cli
@@ -47,7 +52,11 @@ def _swarm_cli(command: str, lab: str, *args: str) -> CliResult:
 
 
 def _node(url: str) -> docker.DockerClient:
-    return docker.DockerClient(base_url=url, timeout=120, version="auto")
+    """A client of a node's API with the local swarm's client certificate (the only way in)."""
+    return swarm_tls.client(url, swarm_tls.tls_config(_TLS_DIR[0]), timeout=120)
+
+
+_TLS_DIR: list[str] = []  # the module swarm's client certificate directory, once it is up
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +71,9 @@ def swarm(host_before: dict[str, Any]) -> Iterator[dict[str, Any]]:
     try:
         r = _swarm_cli("up", lab, "--nodes", "2", "--json")
         assert r.code == 0, r.err + r.out
-        yield {"lab": lab, **json.loads(r.out)}
+        answer = json.loads(r.out)
+        _TLS_DIR[:] = [answer["tls_dir"]]
+        yield {"lab": lab, **answer}
     finally:
         _swarm_cli("down", lab)
         assert _leftovers(lab) == []
@@ -109,6 +120,33 @@ def test_every_node_is_ready_and_the_first_one_leads(swarm: dict[str, Any]):
     ]
 
 
+def test_a_node_api_answers_only_a_client_with_the_swarms_certificate(swarm: dict[str, Any]):
+    """TLS with client certificates: no plain TCP (2375 closed, plain HTTP on 2376 gets no API answer), a TLS
+    client without a certificate fails the handshake, the swarm's client certificate gets the engine."""
+    tls_dir = Path(swarm["tls_dir"])
+    assert sorted(p.name for p in tls_dir.iterdir()) == ["ca.pem", "cert.pem", "key.pem"]
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in tls_dir.iterdir())
+    for n in swarm["nodes"]:
+        host = n["docker_host"].removeprefix("tcp://").rsplit(":", 1)[0]
+        assert n["docker_host"] == f"tcp://{host}:2376"
+        with pytest.raises(OSError):
+            socket.create_connection((host, 2375), timeout=3).close()
+        plain = requests.get(f"http://{host}:2376/version", timeout=5)
+        assert plain.status_code == 400 and "ApiVersion" not in plain.text  # "an HTTP request to an HTTPS server"
+        ctx = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))  # verifies the node, offers no cert
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            with (
+                socket.create_connection((host, 2376), timeout=5) as raw,
+                ctx.wrap_socket(raw, server_hostname=host) as tls,
+            ):
+                tls.sendall(b"GET /version HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+                if not tls.recv(1024):  # TLS 1.3: the refusal of the missing certificate arrives on read
+                    raise ConnectionResetError("closed without an answer")
+        assert _node(n["docker_host"]).version()["ApiVersion"]
+        labels = docker.from_env().containers.get(n["name"]).labels
+        assert not any("PRIVATE KEY" in v for v in labels.values())
+
+
 def test_the_stack_image_is_on_every_node(swarm: dict[str, Any]):
     want = docker.from_env().images.get(const.STACK_IMAGE).id
     for n in swarm["nodes"]:
@@ -143,7 +181,7 @@ def test_a_container_on_one_node_reaches_one_on_another_by_name(swarm: dict[str,
 def test_the_engine_adapter_acts_on_a_container_where_it_lives(swarm: dict[str, Any]):
     """The seam of the swarm backend: an Engine given the nodes finds a lab's container on a worker, reads it and
     stops and removes it there; an Engine without nodes (the default) sees only the home engine."""
-    nodes = connect_nodes([n["docker_host"] for n in swarm["nodes"]])
+    nodes = connect_nodes([n["docker_host"] for n in swarm["nodes"]], swarm["tls_dir"])
     worker = swarm["nodes"][1]["name"]
     assert sorted(nodes) == [n["name"] for n in swarm["nodes"]]
     lab = swarm["lab"]
@@ -187,5 +225,6 @@ def test_down_removes_everything_and_the_host_swarm_is_untouched(swarm: dict[str
     assert r.code == 0, r.err
     assert json.loads(r.out) == {"nodes": 2, "volumes": 2, "networks": 1}
     assert _leftovers(swarm["lab"]) == []
+    assert not Path(swarm["tls_dir"]).parent.exists()  # the CA and every certificate are gone too
     assert _host_swarm() == host_before
     assert json.loads(_swarm_cli("status", swarm["lab"], "--json").out)["nodes"] == []
