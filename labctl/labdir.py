@@ -34,9 +34,12 @@ class Settings:
     debug_headers: bool = False  # the routers add X-Labctl-Dyno/-Release/-Error to responses
     placement: str = SPREAD  # how the Common Runtime's pool takes new dynos (spread | packed)
     # The Docker API URLs (DOCKER_HOST-style) of the swarm nodes the lab knows, besides the home engine of
-    # DOCKER_HOST (docs/swarm.md). Empty, the default: one engine, as before. No command sets it yet, and nothing
+    # DOCKER_HOST (docs/swarm.md; `labctl up --swarm-node`). Empty, the default: one engine, as before. Nothing
     # places containers on nodes yet: the Engine adapter only finds and acts on containers that live there.
     swarm_nodes: list[str] = field(default_factory=list)
+    # The lab's own copy of the client certificate for the nodes (ca.pem, cert.pem, key.pem; `labctl up
+    # --swarm-tls-dir`), in its state directory; empty: no TLS (only for loopback, unix:// or ssh:// nodes).
+    swarm_tls_dir: str = ""
 
 
 NODE_URL_SCHEMES = ("tcp", "unix", "ssh", "http", "https")

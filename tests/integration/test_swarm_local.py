@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import socket
 import ssl
 import uuid
@@ -65,7 +66,7 @@ def host_before() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def swarm(host_before: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def swarm(host_before: dict[str, Any], lab_state: Path) -> Iterator[dict[str, Any]]:
     """A 2-node local swarm (``up --json``'s answer, with the lab's name); removed at the end whatever happened."""
     lab = f"t{uuid.uuid4().hex[:8]}"
     try:
@@ -207,6 +208,45 @@ def test_the_engine_adapter_acts_on_a_container_where_it_lives(swarm: dict[str, 
     finally:
         with contextlib.suppress(docker.errors.NotFound):
             c.remove(force=True)
+
+
+def test_a_lab_given_the_nodes_and_their_certificate_reaches_each_over_tls_and_down_leaves_them(
+    swarm: dict[str, Any],
+):
+    """`labctl up` with the exact line `swarm:local up` printed (same lab name: the swarm's certificates are
+    beside the lab's state directory, not in it): the controller reaches every node over TLS, the lab keeps its
+    own 0600 copy of the client certificate, and `labctl down` leaves the nodes, their swarm and their
+    certificates as they were."""
+    lab, urls = swarm["lab"], swarm["urls"]
+    line = shlex.split(swarm["labctl_up"])
+    assert line == ["labctl", "up", "--lab", lab, *(a for u in urls for a in ("--swarm-node", u))] + [
+        "--swarm-tls-dir",
+        swarm["tls_dir"],
+    ]
+    try:
+        r = cli(*line[1:], "--http-port", "0", "--json")
+        assert r.code == 0, r.err + r.out
+        status = json.loads(r.out)
+        want = [(n["name"], n["docker_host"].replace("tcp://", "https://"), True) for n in swarm["nodes"]]
+        assert sorted((n["name"], n["url"], n["tls"]) for n in status["swarm_nodes"]) == want
+        settings = json.loads((Path(status["state_dir"]) / "lab.json").read_text())
+        copy = Path(status["state_dir"]) / "swarm-tls"
+        assert (settings["swarm_nodes"], settings["swarm_tls_dir"]) == (urls, str(copy))
+        assert sorted((p.name, p.stat().st_mode & 0o777) for p in copy.iterdir()) == [
+            ("ca.pem", 0o600),
+            ("cert.pem", 0o600),
+            ("key.pem", 0o600),
+        ]
+        again = cli(*line[1:], "--http-port", "0", "--json")  # the same nodes and certificate: nothing to do
+        assert again.code == 0 and json.loads(again.out)["changed"] is False, again.err
+    finally:
+        down = cli("down", "--lab", lab)
+    assert down.code == 0, down.err
+    after = json.loads(_swarm_cli("status", lab, "--json").out)
+    assert [(n["container"], n["status"], n["swarm"]) for n in after["nodes"]] == [("running", "ready", "active")] * 2
+    assert after["tls_dir"] == swarm["tls_dir"] and Path(swarm["tls_dir"], "key.pem").is_file()
+    for url in urls:
+        assert _node(url).version()["ApiVersion"]
 
 
 def test_up_again_changes_nothing_and_a_new_size_is_refused(swarm: dict[str, Any]):

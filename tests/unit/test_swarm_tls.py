@@ -60,3 +60,22 @@ def test_a_node_client_keeps_its_ca_over_requests_ca_bundle(tmp_path: Path, monk
     settings = c.merge_environment_settings("https://192.0.2.1:2376/version", {}, False, None, None)
     assert settings["verify"] == str(ca.client_dir / "ca.pem")
     assert c.cert == (str(ca.client_dir / "cert.pem"), str(ca.client_dir / "key.pem"))
+
+
+def test_up_checks_the_swarm_options_before_anything(tmp_path: Path):
+    """One line each, raised before `up` writes or starts anything (lab.check_swarm runs first)."""
+    from labctl.errors import EngineUnavailable, LabError
+    from labctl.lab import check_swarm
+
+    assert check_swarm(None, None) is None
+    with pytest.raises(InvalidInput, match=r"^--swarm-tls-dir needs the nodes it is for"):
+        check_swarm(None, str(tmp_path))
+    with pytest.raises(LabError, match=r"^Invalid swarm node URL 'foo://x'"):
+        check_swarm(["foo://x"], None)
+    for url in ("tcp://10.0.0.2:2376", "http://node.example:2375"):
+        with pytest.raises(InvalidInput, match=r"^Swarm node .* would be reached without TLS: give --swarm-tls-dir"):
+            check_swarm([url], None)
+    with pytest.raises(InvalidInput, match=r": no ca\.pem, cert\.pem, key\.pem"):
+        check_swarm(["tcp://10.0.0.2:2376"], str(tmp_path))
+    with pytest.raises(EngineUnavailable, match=r"^The swarm node at tcp://127\.0\.0\.1:1 does not answer"):
+        check_swarm(["tcp://127.0.0.1:1"], None)  # loopback: no TLS needed, but it must answer
