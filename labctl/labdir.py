@@ -1,7 +1,8 @@
 """Where a lab keeps its state: ``$LABCTL_STATE_DIR`` or ``$XDG_STATE_HOME/labctl/<lab>`` (~/.local/state).
 
 Files: ``lab.json`` (settings), ``token`` (0600), ``lab.db`` (SQLite), ``api.json`` (the controller's
-port and pid, written atomically once it listens), ``controller.log``.
+port and pid, written atomically once it listens), ``controller.log``, ``swarm-tls/`` (the swarm nodes' client
+certificate, when ``labctl up --swarm-tls-dir`` gave one).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from labctl.domain.placement import POLICIES, SPREAD
 from labctl.errors import InvalidInput, LabError
 
 _LAB_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+SWARM_TLS = "swarm-tls"  # the lab's copy of the swarm nodes' client certificate, in its state directory
 
 
 @dataclass

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from labctl.labdir import LabDir, Settings
+from labctl.labdir import SWARM_TLS, LabDir, Settings
 
 log = logging.getLogger("labctl.daemon")
 
@@ -62,8 +62,10 @@ def serve(lab: str) -> int:
         return 0
     settings = d.settings()
     store = Store(d.file("lab.db"))
-    # no swarm nodes: the one engine, as before; with them, TLS from the lab's copy of the client certificate
-    engine = Engine(connect(), lab, nodes=connect_nodes(settings.swarm_nodes, settings.swarm_tls_dir or None))
+    # No swarm nodes: the one engine, as before; with them, TLS from the lab's copy of the client certificate,
+    # found in the state directory as this process sees it (a controller in a container mounts it elsewhere).
+    node_tls = d.file(SWARM_TLS) if settings.swarm_tls_dir else None
+    engine = Engine(connect(), lab, nodes=connect_nodes(settings.swarm_nodes, node_tls))
     sink = LogSink(store)
     tls_files = _router_tls(d)
     runtime = Runtime(

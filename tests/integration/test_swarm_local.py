@@ -102,6 +102,7 @@ def test_an_interrupted_up_leaves_nothing_behind(host_before: dict[str, Any]):
         assert any(line.startswith("Formed the swarm") for line in seen), seen
         assert seen[-1] == f"Removing the partial local swarm of lab {lab}…"
         assert _leftovers(lab) == []
+        assert not swarm_local.certificates(lab).root.exists()  # the CA made on the way is gone too
         assert _host_swarm() == host_before
     finally:
         swarm_local.down(lab)
