@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from labctl.client import Client, controller_answers
 from labctl.controller.daemon import spawn_supervisor
+from labctl.engine import swarm_tls
 from labctl.engine.docker import Engine, connect
-from labctl.errors import ControllerUnavailable, LabError
-from labctl.labdir import LabDir, Settings, check_settings
+from labctl.engine.engines import connect_nodes
+from labctl.errors import ControllerUnavailable, InvalidInput, LabError
+from labctl.labdir import SWARM_TLS, LabDir, Settings, check_node_urls, check_settings
 
 START_TIMEOUT = 60.0
+NODE_CHECK_TIMEOUT = 10.0  # seconds a swarm node has to answer `up`'s check
 
 
 def up(
@@ -31,10 +37,17 @@ def up(
     https_port: int | None = None,
     debug_headers: bool | None = None,
     placement: str | None = None,
+    swarm_nodes: list[str] | None = None,
+    swarm_tls_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Build images if needed, start the controller (which starts the router). Idempotent."""
+    """Build images if needed, start the controller (which starts the router). Idempotent.
+
+    ``swarm_nodes`` (DOCKER_HOST-style URLs) and ``swarm_tls_dir`` (ca.pem, cert.pem, key.pem) name the swarm
+    nodes the controller connects to (docs/swarm.md); they are checked, each node must answer, before anything
+    is changed."""
     d = LabDir(lab)
     client = connect()
+    tls_src = check_swarm(swarm_nodes, swarm_tls_dir)
     if d.exists() and controller_answers(lab):
         s = d.settings()
         if (
@@ -47,6 +60,8 @@ def up(
             or cycle_period not in (None, s.cycle_period)
             or debug_headers not in (None, s.debug_headers)
             or placement not in (None, s.placement)
+            or swarm_nodes not in (None, s.swarm_nodes)
+            or (swarm_nodes is not None and not _same_certs(tls_src, s.swarm_tls_dir))
         ):
             raise LabError(f"Lab {lab!r} is already up with other settings; run `labctl down` first to change them")
         return {"changed": False, **Client(lab).lab_status()}
@@ -65,7 +80,14 @@ def up(
     s.cycle_period = cycle_period if cycle_period is not None else s.cycle_period
     s.debug_headers = debug_headers if debug_headers is not None else s.debug_headers
     s.placement = placement if placement is not None else s.placement
+    if swarm_nodes is not None:
+        s.swarm_nodes = list(swarm_nodes)
+        s.swarm_tls_dir = str(d.file(SWARM_TLS)) if tls_src else ""
     check_settings(s)
+    if swarm_nodes is not None:
+        shutil.rmtree(d.file(SWARM_TLS), ignore_errors=True)
+        if tls_src:
+            swarm_tls.copy_cert_dir(tls_src, d.file(SWARM_TLS))
     d.create(s)
     progress(f"Starting the controller of lab {lab}…")
     spawn_supervisor(lab)
@@ -77,6 +99,52 @@ def up(
     raise ControllerUnavailable(
         f"The controller did not start within {START_TIMEOUT:.0f} s; see {d.file('controller.log')}"
     )
+
+
+def check_swarm(urls: list[str] | None, tls_dir: str | None) -> Path | None:
+    """``--swarm-node`` URLs and ``--swarm-tls-dir``, checked before anything changes (one line each): the URLs
+    well-formed, the directory holding ca.pem, cert.pem and key.pem, no node reached over plain TCP unless it is
+    on this machine's loopback, and every node answering (over TLS with that certificate when given). Returns
+    the certificate directory."""
+    if urls is None:
+        if tls_dir is not None:
+            raise InvalidInput("--swarm-tls-dir needs the nodes it is for: give --swarm-node URL (repeatable)")
+        return None
+    check_node_urls(urls)
+    src = swarm_tls.check_cert_dir(tls_dir) if tls_dir is not None else None
+    for url in urls:
+        parts = urlsplit(url)
+        if (
+            parts.scheme == "http"
+            and not _loopback(parts.hostname or "")
+            or (parts.scheme == "tcp" and src is None and not _loopback(parts.hostname or ""))
+        ):
+            raise InvalidInput(
+                f"Swarm node {url} would be reached without TLS: give --swarm-tls-dir (and tcp://) for a node "
+                "that is not on this machine's loopback (whoever reaches a node's API is root on it)"
+            )
+    for client in connect_nodes(urls, src, timeout=NODE_CHECK_TIMEOUT).values():
+        client.close()
+    return src
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _same_certs(src: Path | None, lab_copy: str) -> bool:
+    """The certificate directory given to ``up`` is the one the running lab copied (or neither has one)."""
+    if src is None or not lab_copy:
+        return src is None and not lab_copy
+    try:
+        return all((src / f).read_bytes() == (Path(lab_copy) / f).read_bytes() for f in swarm_tls.CLIENT_FILES)
+    except OSError:
+        return False
 
 
 def down(lab: str) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """Where a lab keeps its state: ``$LABCTL_STATE_DIR`` or ``$XDG_STATE_HOME/labctl/<lab>`` (~/.local/state).
 
 Files: ``lab.json`` (settings), ``token`` (0600), ``lab.db`` (SQLite), ``api.json`` (the controller's
-port and pid, written atomically once it listens), ``controller.log``.
+port and pid, written atomically once it listens), ``controller.log``, ``swarm-tls/`` (the swarm nodes' client
+certificate, when ``labctl up --swarm-tls-dir`` gave one).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from labctl.domain.placement import POLICIES, SPREAD
 from labctl.errors import InvalidInput, LabError
 
 _LAB_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+SWARM_TLS = "swarm-tls"  # the lab's copy of the swarm nodes' client certificate, in its state directory
 
 
 @dataclass
@@ -34,9 +36,12 @@ class Settings:
     debug_headers: bool = False  # the routers add X-Labctl-Dyno/-Release/-Error to responses
     placement: str = SPREAD  # how the Common Runtime's pool takes new dynos (spread | packed)
     # The Docker API URLs (DOCKER_HOST-style) of the swarm nodes the lab knows, besides the home engine of
-    # DOCKER_HOST (docs/swarm.md). Empty, the default: one engine, as before. No command sets it yet, and nothing
+    # DOCKER_HOST (docs/swarm.md; `labctl up --swarm-node`). Empty, the default: one engine, as before. Nothing
     # places containers on nodes yet: the Engine adapter only finds and acts on containers that live there.
     swarm_nodes: list[str] = field(default_factory=list)
+    # The lab's own copy of the client certificate for the nodes (ca.pem, cert.pem, key.pem; `labctl up
+    # --swarm-tls-dir`), in its state directory; empty: no TLS (only for loopback, unix:// or ssh:// nodes).
+    swarm_tls_dir: str = ""
 
 
 NODE_URL_SCHEMES = ("tcp", "unix", "ssh", "http", "https")

@@ -344,6 +344,13 @@ class LabStatus(TypedDict):
     state_dir: str
     engine: str  # ok | unreachable
     api: ApiStatus
+    swarm_nodes: list[SwarmNodeRow]  # the nodes of the settings' swarm_nodes, as the controller reached them
+
+
+class SwarmNodeRow(TypedDict):
+    name: str  # the node engine's hostname (its name in the swarm)
+    url: str  # its Docker API as docker-py calls it (https://… when TLS)
+    tls: bool  # client certificate presented, node certificate verified
 
 
 # A fault as the API shows it: the stored ``Fault`` plus ``instance``, ``runtime``, ``description`` and the

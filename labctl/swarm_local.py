@@ -3,13 +3,16 @@ local multi-node setup of docs/swarm.md).
 
 ``up`` builds the node image if needed, starts the node containers, forms a swarm among them (the first node
 the manager; the host engine's own Swarm state is never touched), creates an attachable overlay network and
-loads the stack image into every node. ``down`` removes every node container, volume and network it made.
-Labels are the truth: nothing is stored beside them, so ``status`` and ``down`` work from any process.
+loads the stack image into every node. The nodes' APIs answer only over TLS with a client certificate of the
+swarm's own CA (``engine/swarm_tls.py``), kept beside the lab's state directory. ``down`` removes every node
+container, volume and network it made, and the certificates. Labels are the truth for the Docker objects, so
+``status`` and ``down`` work from any process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import threading
 import time
@@ -17,12 +20,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from labctl import const
+from labctl.engine import swarm_tls
 from labctl.engine.docker import Engine, connect
 from labctl.engine.swarm import Member, NodeApi, await_ready, connect_node, ensure_overlay, ensure_swarm, members
 from labctl.engine.swarm_images import distribute
 from labctl.engine.swarm_nodes import MAX_NODES, LocalNodes, Node, host_resolvers
+from labctl.engine.swarm_tls import SwarmCa
 from labctl.errors import Conflict, InvalidInput, LabError
-from labctl.labdir import validate_lab_name
+from labctl.labdir import LabDir, validate_lab_name
 
 DEFAULT_NODES = 3
 Progress = Callable[[str], None]
@@ -31,6 +36,13 @@ Progress = Callable[[str], None]
 def overlay_name(lab: str) -> str:
     """The attachable overlay network every node of the lab's local swarm shares."""
     return f"labctl-{lab}-overlay"
+
+
+def certificates(lab: str) -> SwarmCa:
+    """Where the lab's local swarm keeps its CA and certificates: beside the lab's state directory, not in it
+    (``labctl down`` removes that directory, and the swarm outlives a lab)."""
+    d = LabDir(lab).path
+    return SwarmCa(d.parent / f"{d.name}.swarm-tls")
 
 
 def check_nodes(nodes: int | None) -> None:
@@ -44,11 +56,16 @@ def up(lab: str, progress: Progress, nodes: int | None = None) -> dict[str, Any]
     validate_lab_name(lab)
     check_nodes(nodes)
     host = connect()
-    local = LocalNodes(host, lab)
+    local = LocalNodes(host, lab, certificates(lab))
     existing = local.nodes()
     if existing and nodes is not None and len(existing) != nodes:
         raise Conflict(
             f"The local swarm of lab {lab!r} has {len(existing)} nodes; run `labctl swarm:local down` to change that"
+        )
+    if existing and not local.ca.exists():
+        raise Conflict(
+            f"The certificates of lab {lab!r}'s local swarm are gone (or its nodes predate TLS); "
+            "run `labctl swarm:local down`, then `up`"
         )
     count = nodes or len(existing) or DEFAULT_NODES
     try:
@@ -66,6 +83,7 @@ def up(lab: str, progress: Progress, nodes: int | None = None) -> dict[str, Any]
 def _up(local: LocalNodes, host: Any, count: int, progress: Progress) -> dict[str, Any]:
     Engine(host, local.lab).ensure_stack_image(progress)  # what the nodes get: built here first if missing
     image = local.ensure_image(progress)
+    swarm_tls.ensure_ca(local.ca)
     local.ensure_network()
     dns = host_resolvers()
     started: dict[int, float] = {}
@@ -78,7 +96,7 @@ def _up(local: LocalNodes, host: Any, count: int, progress: Progress) -> dict[st
     for n in local.nodes():
         if n.index not in started:
             local.wait_api(n, time.monotonic())
-    apis = [_api(n) for n in local.nodes()]
+    apis = [_api(local, n) for n in local.nodes()]
     join_s = ensure_swarm(apis[0], apis[1:])
     if join_s:
         progress(f"Formed the swarm: {apis[0].name} manages {len(apis) - 1} worker(s).")
@@ -93,10 +111,11 @@ def _up(local: LocalNodes, host: Any, count: int, progress: Progress) -> dict[st
     }
 
 
-def _api(node: Node, timeout: float = 300.0) -> NodeApi:
+def _api(local: LocalNodes, node: Node, timeout: float = 300.0) -> NodeApi:
     if not node.address or not node.docker_host:
         raise LabError(f"swarm node {node.name} has no address on its network (state {node.state})")
-    return NodeApi(node.name, node.address, connect_node(node.docker_host, timeout))
+    tls = swarm_tls.tls_config(local.ca.client_dir)
+    return NodeApi(node.name, node.address, connect_node(node.docker_host, tls, timeout))
 
 
 @contextlib.contextmanager
@@ -113,31 +132,44 @@ def _no_interrupts() -> Iterator[None]:
 
 
 def down(lab: str) -> dict[str, int]:
-    """Remove every node container, volume and network of the lab's local swarm (none: all counts 0)."""
-    return LocalNodes(connect(), validate_lab_name(lab)).remove()
+    """Remove every node container, volume and network of the lab's local swarm (none: all counts 0), and its
+    certificates."""
+    validate_lab_name(lab)
+    return LocalNodes(connect(), lab, certificates(lab)).remove()
 
 
 def status(lab: str) -> dict[str, Any]:
     """The lab's local swarm: each node's container state, Docker API, swarm role and state, images."""
     validate_lab_name(lab)
     host = connect()
-    return _status(LocalNodes(host, lab), host)
+    return _status(LocalNodes(host, lab, certificates(lab)), host)
 
 
 def _status(local: LocalNodes, host: Any) -> dict[str, Any]:
     nodes = local.nodes()
-    apis: dict[str, NodeApi | None] = {n.name: _maybe_api(n) for n in nodes}
+    apis: dict[str, NodeApi | None] = {n.name: _maybe_api(local, n) for n in nodes}
     manager = apis.get(nodes[0].name) if nodes else None
     listed = {m.hostname: m for m in _quiet(lambda: members(manager), [])} if manager else {}
     rows = [_node_row(local, n, apis[n.name], listed.get(n.name)) for n in nodes]
+    urls = [n.docker_host for n in nodes if n.docker_host]
     return {
         "lab": local.lab,
         "up": bool(nodes),
         "manager": nodes[0].docker_host if nodes else None,
         "network": local.network_name(),
         "overlay": overlay_name(local.lab),
+        "urls": urls,
+        "tls_dir": str(local.ca.client_dir) if nodes else None,
+        "labctl_up": lab_up_line(local.lab, urls, local.ca.client_dir) if urls else None,
         "nodes": rows,
     }
+
+
+def lab_up_line(lab: str, urls: list[str], tls_dir: Any) -> str:
+    """The ``labctl up`` command line that gives a lab these nodes and this client certificate."""
+    lab_opt = "" if lab == const.DEFAULT_LAB else f" --lab {lab}"
+    nodes = " ".join(f"--swarm-node {u}" for u in urls)
+    return f"labctl up{lab_opt} {nodes} --swarm-tls-dir {shlex.quote(str(tls_dir))}"
 
 
 def _node_row(local: LocalNodes, n: Node, api: NodeApi | None, member: Member | None) -> dict[str, Any]:
@@ -158,10 +190,10 @@ def _node_row(local: LocalNodes, n: Node, api: NodeApi | None, member: Member | 
     }
 
 
-def _maybe_api(node: Node) -> NodeApi | None:
-    if node.state != "running" or not node.address or not node.docker_host:
+def _maybe_api(local: LocalNodes, node: Node) -> NodeApi | None:
+    if node.state != "running" or not node.address or not node.docker_host or not local.ca.exists():
         return None
-    return _quiet(lambda: _api(node, timeout=10.0), None)
+    return _quiet(lambda: _api(local, node, timeout=10.0), None)
 
 
 def _quiet(fn: Callable[[], Any], default: Any) -> Any:

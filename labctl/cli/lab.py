@@ -34,6 +34,10 @@ def _status_text(s: dict) -> str:
             f"Apps:        {s['apps']}   Spaces: {s['spaces']}   Dynos: {s['dynos']}   Instances: {s['instances']}",
             f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
             f"State:       {s['state_dir']}",
+            *(
+                f"Swarm node:  {n['name']} at {n['url']}" + (" (TLS, client certificate)" if n["tls"] else "")
+                for n in s.get("swarm_nodes", [])
+            ),
         ]
     )
 
@@ -74,6 +78,21 @@ def up(
             help="Routers add X-Labctl-Dyno, X-Labctl-Release and X-Labctl-Error to responses (default off).",
         ),
     ] = None,
+    swarm_node: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--swarm-node",
+            help="A swarm node's Docker API (tcp://HOST:2376, unix://, ssh://); repeatable. The lab finds and acts "
+            "on its containers there (no placement on nodes yet).",
+        ),
+    ] = None,
+    swarm_tls_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Directory with ca.pem, cert.pem and key.pem (DOCKER_CERT_PATH's names): the client certificate "
+            "for the swarm nodes, whose certificates ca.pem verifies. Required for a tcp:// node off loopback."
+        ),
+    ] = None,
     json: Json = False,
 ) -> None:
     """Start the lab: build images if needed, start the controller and the router. Idempotent."""
@@ -91,6 +110,8 @@ def up(
         https_port=https_port,
         debug_headers=debug_headers,
         placement=placement,
+        swarm_nodes=swarm_node or None,
+        swarm_tls_dir=swarm_tls_dir,
     )
     if json:
         return render.as_json(result)

@@ -38,6 +38,11 @@ def status_text(s: dict[str, Any]) -> str:
         [
             f"=== Local swarm of lab {s['lab']}: {len(rows)} node(s), overlay network {s['overlay']}",
             render.table(head, rows),
+            *(
+                [f"A lab on these nodes (TLS client certificate in {s['tls_dir']}):", f"  {s['labctl_up']}"]
+                if s.get("labctl_up")
+                else []
+            ),
         ]
     )
 

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from labctl.labdir import LabDir, Settings
+from labctl.labdir import SWARM_TLS, LabDir, Settings
 
 log = logging.getLogger("labctl.daemon")
 
@@ -62,7 +62,10 @@ def serve(lab: str) -> int:
         return 0
     settings = d.settings()
     store = Store(d.file("lab.db"))
-    engine = Engine(connect(), lab, nodes=connect_nodes(settings.swarm_nodes))  # none: the one engine, as before
+    # No swarm nodes: the one engine, as before; with them, TLS from the lab's copy of the client certificate,
+    # found in the state directory as this process sees it (a controller in a container mounts it elsewhere).
+    node_tls = d.file(SWARM_TLS) if settings.swarm_tls_dir else None
+    engine = Engine(connect(), lab, nodes=connect_nodes(settings.swarm_nodes, node_tls))
     sink = LogSink(store)
     tls_files = _router_tls(d)
     runtime = Runtime(
@@ -126,6 +129,10 @@ def serve(lab: str) -> int:
             "state_dir": str(shown),
             "api": {"url": f"http://127.0.0.1:{(d.api() or {}).get('port', 0)}"},
             "engine": "unreachable" if runtime.engine_lost else "ok",
+            "swarm_nodes": [
+                {"name": name, "url": c.api.base_url, "tls": bool(settings.swarm_tls_dir)}
+                for name, c in engine.engines.nodes.items()
+            ],
         }
 
     api = Api(manager, status)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 
+from labctl.engine import swarm_tls
 from labctl.engine.translate import SDK_ERRORS, short
 from labctl.errors import EngineUnavailable, LabError
 
@@ -74,13 +76,15 @@ class Engines:
         return self.client(self.node_of(container_id))
 
 
-def connect_nodes(urls: Sequence[str], timeout: float = 120.0) -> dict[str, Any]:
+def connect_nodes(urls: Sequence[str], tls_dir: str | Path | None = None, timeout: float = 120.0) -> dict[str, Any]:
     """A client per node API URL (``DOCKER_HOST``-style), named by its engine's hostname; EngineUnavailable names
-    the first that does not answer."""
+    the first that does not answer. With ``tls_dir`` (ca.pem, cert.pem, key.pem) every client presents that
+    certificate and verifies the node's against ca.pem."""
     nodes: dict[str, Any] = {}
+    tls = swarm_tls.tls_config(tls_dir) if tls_dir else None
     for url in urls:
         try:
-            client = docker.DockerClient(base_url=url, timeout=timeout, version="auto", max_pool_size=50)
+            client = swarm_tls.client(url, tls, timeout=timeout, max_pool_size=50)
             name = str(client.info()["Name"])
         except SDK_ERRORS as err:
             raise EngineUnavailable(f"The swarm node at {url} does not answer ({short(err)})") from None

@@ -14,7 +14,9 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.tls
 
+from labctl.engine import swarm_tls
 from labctl.engine.translate import SDK_ERRORS, translating
 from labctl.errors import EngineError, EngineUnavailable
 
@@ -43,10 +45,11 @@ class Member:
     address: str
 
 
-def connect_node(url: str, timeout: float = 300.0) -> docker.DockerClient:
-    """A client of a node's Docker API (long timeout: an image load answers when it is done)."""
+def connect_node(url: str, tls: docker.tls.TLSConfig | None, timeout: float = 300.0) -> docker.DockerClient:
+    """A client of a node's Docker API (long timeout: an image load answers when it is done), with TLS: this
+    client's certificate, the node's verified (``swarm_tls.tls_config``)."""
     try:
-        return docker.DockerClient(base_url=url, timeout=timeout, version="auto")
+        return swarm_tls.client(url, tls, timeout=timeout)
     except SDK_ERRORS as err:
         raise EngineUnavailable(f"The swarm node at {url} does not answer ({err})") from None
 

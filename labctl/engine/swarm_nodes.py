@@ -1,5 +1,6 @@
 """The nodes of a local swarm (``labctl swarm:local``): Docker-in-Docker containers on the host engine, each a
-Docker engine of its own, reached over its API at ``tcp://<node address>:2375``.
+Docker engine of its own, reached over its API at ``tcp://<node address>:2376`` with TLS: the node verifies
+the client's certificate, the client the node's (``labctl/engine/swarm_tls.py``).
 
 Not ``--privileged`` (which fails on this machine kind): the capability, security-option and device set below,
 a named volume on ``/var/lib/docker`` (overlay2 works there; vfs starts containers about 10x slower) and the
@@ -23,15 +24,16 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import docker.tls
 
 from labctl import const, resources
-from labctl.engine import build, images
+from labctl.engine import build, images, swarm_tls
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import EngineError, LabError
 
 Progress = Callable[[str], None]
 
-NODE_PORT = 2375  # the node's Docker API: plain TCP on the nodes' own bridge network
+NODE_PORT = 2376  # the node's Docker API: TLS, client certificates verified (never plain TCP: a node is root)
 API_TIMEOUT = 60.0  # seconds from a node's start to its API answering (3-6 s here; generous for a loaded host)
 MAX_NODES = 9
 _STATS_ERRORS: tuple[type[Exception], ...] = (*SDK_ERRORS, KeyError, TypeError, ValueError)
@@ -91,9 +93,10 @@ def node_image_files() -> dict[str, bytes]:
 class LocalNodes:
     """The node containers, their volumes and their network, for one lab's local swarm, on the host engine."""
 
-    def __init__(self, host: docker.DockerClient, lab: str):
+    def __init__(self, host: docker.DockerClient, lab: str, ca: swarm_tls.SwarmCa):
         self.host = host
         self.lab = lab
+        self.ca = ca
         self.prefix = f"labctl-{lab}-swarm"
 
     # -- names and labels -----------------------------------------------------------------------------
@@ -157,7 +160,8 @@ class LocalNodes:
         return name
 
     def ensure_node(self, index: int, image: str, dns: list[str]) -> Node:
-        """The node container ``index``, created (with its volume) if missing, started if not running."""
+        """The node container ``index``, created (with its volume) if missing, started if not running, with a
+        server certificate for the address it has (its dockerd waits for that certificate)."""
         name = self.node_name(index)
         try:
             c = self.host.containers.get(name)
@@ -166,11 +170,15 @@ class LocalNodes:
             c = self.host.containers.get(name)
         if c.status != "running":
             c.start()
-        return self.node(index)
+        node = self.node(index)
+        if node.address:
+            swarm_tls.ensure_node_cert(self.ca, name, node.address)
+        return node
 
     def _create(self, index: int, image: str, dns: list[str]) -> None:
         api = self.host.api
         volume = self.volume_name(index)
+        certs = swarm_tls.prepare_node_dir(self.ca, self.node_name(index))  # this node's own, read-only
         if not self.host.volumes.list(filters={"name": f"^{volume}$"}):
             self.host.volumes.create(volume, labels=self.labels(const.KIND_SWARM_VOLUME))
         hc = api.create_host_config(
@@ -179,7 +187,10 @@ class LocalNodes:
             security_opt=SECURITY_OPT,
             device_cgroup_rules=DEVICE_CGROUP_RULES,
             devices=DEVICES,
-            binds={volume: {"bind": "/var/lib/docker", "mode": "rw"}},
+            binds={
+                volume: {"bind": "/var/lib/docker", "mode": "rw"},
+                str(certs): {"bind": swarm_tls.NODE_TLS_DIR, "mode": "ro"},
+            },
             network_mode=self.network_name(),
         )
         # `--security-opt systempaths=unconfined` is the CLI's word for these two: nothing masked, nothing
@@ -208,7 +219,7 @@ class LocalNodes:
             node = self.node(node.index)
             if node.state != "running":
                 raise EngineError(f"swarm node {node.name} stopped while starting: {self._last_words(node)}")
-            if node.docker_host and _answers(node.docker_host):
+            if node.docker_host and _answers(node.docker_host, swarm_tls.tls_config(self.ca.client_dir)):
                 return time.monotonic() - since
             time.sleep(0.1)
         raise EngineError(f"swarm node {node.name}'s Docker API did not answer in {timeout:.0f} s")
@@ -231,7 +242,8 @@ class LocalNodes:
 
     # -- removal --------------------------------------------------------------------------------------
     def remove(self) -> dict[str, int]:
-        """Remove every node container, volume and network of this lab's local swarm; counts of each."""
+        """Remove every node container, volume and network of this lab's local swarm, then its certificates;
+        counts of each."""
         label = f"{const.LABEL_SWARM}={self.lab}"
         counts = {"nodes": 0, "volumes": 0, "networks": 0}
         for row in self.host.api.containers(all=True, filters={"label": [label]}):
@@ -246,12 +258,13 @@ class LocalNodes:
             with contextlib.suppress(docker.errors.NotFound):
                 net.remove()
                 counts["networks"] += 1
+        swarm_tls.remove(self.ca)
         return counts
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, tls: docker.tls.TLSConfig) -> bool:
     try:
-        probe = docker.APIClient(base_url=url, timeout=2, version="auto")
+        probe = swarm_tls.api_client(url, tls, timeout=2)
     except SDK_ERRORS:
         return False
     try:

@@ -206,17 +206,17 @@ def _san(openssl: str, cert: Path) -> set[str]:
     return {item.strip() for line in lines for item in line.split(",") if item.strip()}
 
 
-def _genkey(openssl: str, path: Path) -> None:
-    _run(openssl, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path))
+def _genkey(openssl: str, path: Path, what: str = "the router's certificate") -> None:
+    _run(openssl, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path), what=what)
     path.chmod(0o600)
 
 
-def _run(*cmd: str) -> None:
+def _run(*cmd: str, what: str = "the router's certificate") -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     if done.returncode != 0:
         lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
         why = lines[-1].strip()[:200] if lines else f"exit status {done.returncode}"
-        raise LabError(f"openssl {cmd[1]} failed while making the router's certificate: {why}")
+        raise LabError(f"openssl {cmd[1]} failed while making {what}: {why}")
 
 
 def _install(src: Path, dest: Path, mode: int) -> None:

@@ -89,7 +89,8 @@ def test_the_node_image_recipe_ships_and_its_entry_listens_on_the_nodes_own_addr
     assert set(files) == {"Dockerfile", "node-entry.sh"}
     dockerfile, entry = files["Dockerfile"].decode(), files["node-entry.sh"].decode()
     assert "ARG BASE=labctl/base:trixie" in dockerfile and "docker.io" in dockerfile
-    assert 'exec dockerd --host "tcp://$addr:2375"' in entry and "--tls=false" in entry
+    assert 'exec dockerd --host "tcp://$addr:2376"' in entry and "2375" not in entry and "--tls=false" not in entry
+    assert '--tlsverify --tlscacert "$tls/ca.pem" --tlscert "$cert" --tlskey "$key"' in entry
     assert "rm -f /var/run/docker.pid" in entry and "remount,bind,rw" in entry
 
 
@@ -97,10 +98,12 @@ def test_status_text():
     s = {
         "lab": "demo",
         "overlay": "labctl-demo-overlay",
+        "tls_dir": "/s/demo.swarm-tls/client",
+        "labctl_up": "labctl up --lab demo --swarm-node tcp://172.30.0.2:2376 --swarm-tls-dir /s/demo.swarm-tls/client",
         "nodes": [
             {
                 "name": "labctl-demo-swarm-1",
-                "docker_host": "tcp://172.30.0.2:2375",
+                "docker_host": "tcp://172.30.0.2:2376",
                 "role": "manager",
                 "leader": True,
                 "status": "ready",
@@ -126,11 +129,21 @@ def test_status_text():
         "=== Local swarm of lab demo: 2 node(s), overlay network labctl-demo-overlay",
         " NAME                  DOCKER_HOST             ROLE               STATE    SWARM         RSS_MB   IMAGES",
         " " + "─" * 116,
-        " labctl-demo-swarm-1   tcp://172.30.0.2:2375   manager (leader)   ready    active        63.4     "
+        " labctl-demo-swarm-1   tcp://172.30.0.2:2376   manager (leader)   ready    active        63.4     "
         "labctl/stack:lab-24",
         " labctl-demo-swarm-2   -                       -                  exited   unreachable   -        -",
+        "A lab on these nodes (TLS client certificate in /s/demo.swarm-tls/client):",
+        "  labctl up --lab demo --swarm-node tcp://172.30.0.2:2376 --swarm-tls-dir /s/demo.swarm-tls/client",
     ]
-    assert status_text({**s, "nodes": []}) == "Lab demo has no local swarm."
+    assert status_text({**s, "nodes": [], "labctl_up": None}) == "Lab demo has no local swarm."
+
+
+def test_the_lab_up_line_quotes_its_directory():
+    from labctl.swarm_local import lab_up_line
+
+    assert lab_up_line("default", ["tcp://10.0.0.2:2376"], "/a b/client") == (
+        "labctl up --swarm-node tcp://10.0.0.2:2376 --swarm-tls-dir '/a b/client'"
+    )
 
 
 # -- the seam of the swarm backend: settings and which engine a container lives on ---------------------------
