@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from labctl.client import Client, controller_answers
 from labctl.controller.daemon import spawn_supervisor
+from labctl.domain.placement import POLICIES
 from labctl.engine import swarm_tls
 from labctl.engine.docker import Engine, connect
 from labctl.engine.engines import connect_nodes
@@ -46,8 +47,15 @@ def up(
     nodes the controller connects to (docs/swarm.md); they are checked, each node must answer, before anything
     is changed."""
     d = LabDir(lab)
+    if placement is not None and placement not in POLICIES:  # before any build or comparison with a running lab
+        raise InvalidInput(f"Invalid placement {placement!r}: it must be one of {', '.join(POLICIES)}")
     client = connect()
     tls_src = check_swarm(swarm_nodes, swarm_tls_dir)
+    if tls_src is not None and tls_src.resolve().is_relative_to(d.path.resolve()):
+        raise InvalidInput(
+            f"--swarm-tls-dir {tls_src} is inside lab {lab!r}'s own state: give the directory the certificates "
+            "came from (labctl swarm:local status names it)"
+        )
     if d.exists() and controller_answers(lab):
         s = d.settings()
         if (

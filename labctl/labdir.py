@@ -40,11 +40,12 @@ class Settings:
     # places containers on nodes yet: the Engine adapter only finds and acts on containers that live there.
     swarm_nodes: list[str] = field(default_factory=list)
     # The lab's own copy of the client certificate for the nodes (ca.pem, cert.pem, key.pem; `labctl up
-    # --swarm-tls-dir`), in its state directory; empty: no TLS (only for loopback, unix:// or ssh:// nodes).
+    # --swarm-tls-dir`), in its state directory; empty: no TLS (only for loopback or unix:// nodes).
     swarm_tls_dir: str = ""
 
 
-NODE_URL_SCHEMES = ("tcp", "unix", "ssh", "http", "https")
+# ssh:// is not taken: docker-py needs paramiko (not a dependency) or a per-call ssh client for it
+NODE_URL_SCHEMES = ("tcp", "unix", "http", "https")
 
 
 def check_settings(s: Settings) -> None:
@@ -66,14 +67,18 @@ def check_settings(s: Settings) -> None:
 
 
 def check_node_urls(urls: object) -> None:
-    """Swarm node URLs as Docker takes them in DOCKER_HOST: tcp://HOST:PORT, unix:///PATH, ssh://[USER@]HOST."""
+    """Swarm node URLs as Docker takes them in DOCKER_HOST: tcp://HOST:PORT or unix:///PATH (not ssh://)."""
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         raise LabError("Invalid swarm_nodes: a list of Docker API URLs such as tcp://10.0.0.2:2376")
     for url in urls:
-        parts = urlsplit(url)
-        where = parts.path if parts.scheme == "unix" else parts.hostname
+        try:
+            parts = urlsplit(url)
+            where = parts.path if parts.scheme == "unix" else parts.hostname
+        except ValueError:  # e.g. tcp://[::1 (an unclosed IPv6 bracket)
+            where = None
+            parts = urlsplit("")
         if parts.scheme not in NODE_URL_SCHEMES or not where:
-            raise LabError(f"Invalid swarm node URL {url!r}: use tcp://HOST:PORT, unix:///PATH or ssh://HOST")
+            raise LabError(f"Invalid swarm node URL {url!r}: use tcp://HOST:PORT or unix:///PATH")
     if len(set(urls)) != len(urls):
         raise LabError("A swarm node URL is named twice in swarm_nodes")
 

@@ -348,9 +348,10 @@ class LabStatus(TypedDict):
 
 
 class SwarmNodeRow(TypedDict):
-    name: str  # the node engine's hostname (its name in the swarm)
-    url: str  # its Docker API as docker-py calls it (https://… when TLS)
+    name: str  # the node engine's hostname (its name in the swarm); "" for a node not reached
+    url: str  # its Docker API as docker-py calls it (https://… when TLS); as the settings name it if not reached
     tls: bool  # client certificate presented, node certificate verified
+    reached: bool  # False: it did not answer when the controller started (left out, see controller.log)
 
 
 # A fault as the API shows it: the stored ``Fault`` plus ``instance``, ``runtime``, ``description`` and the

@@ -35,7 +35,11 @@ def _status_text(s: dict) -> str:
             f"Controller:  pid {s['controller_pid']}, up {s['uptime_s']} s",
             f"State:       {s['state_dir']}",
             *(
-                f"Swarm node:  {n['name']} at {n['url']}" + (" (TLS, client certificate)" if n["tls"] else "")
+                (
+                    f"Swarm node:  {n['name']} at {n['url']}" + (" (TLS, client certificate)" if n["tls"] else "")
+                    if n.get("reached", True)
+                    else f"Swarm node:  {n['url']} did not answer when the controller started (left out)"
+                )
                 for n in s.get("swarm_nodes", [])
             ),
         ]
@@ -82,7 +86,7 @@ def up(
         list[str] | None,
         typer.Option(
             "--swarm-node",
-            help="A swarm node's Docker API (tcp://HOST:2376, unix://, ssh://); repeatable. The lab finds and acts "
+            help="A swarm node's Docker API (tcp://HOST:2376 or unix://); repeatable. The lab finds and acts "
             "on its containers there (no placement on nodes yet).",
         ),
     ] = None,

@@ -15,8 +15,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labctl.labdir import SWARM_TLS, LabDir, Settings
+
+if TYPE_CHECKING:  # the controller's heavy modules are imported when it starts, not when the CLI imports this
+    from labctl.engine.docker import Engine
+    from labctl.records import SwarmNodeRow
 
 log = logging.getLogger("labctl.daemon")
 
@@ -65,7 +70,10 @@ def serve(lab: str) -> int:
     # No swarm nodes: the one engine, as before; with them, TLS from the lab's copy of the client certificate,
     # found in the state directory as this process sees it (a controller in a container mounts it elsewhere).
     node_tls = d.file(SWARM_TLS) if settings.swarm_tls_dir else None
-    engine = Engine(connect(), lab, nodes=connect_nodes(settings.swarm_nodes, node_tls))
+    # A node that is gone is left out (logged): nothing is placed on nodes yet, and the lab's own dynos run on.
+    unreached: list[str] = []
+    nodes = connect_nodes(settings.swarm_nodes, node_tls, timeout=30, skip_unreachable=True, skipped=unreached)
+    engine = Engine(connect(), lab, nodes=nodes)
     sink = LogSink(store)
     tls_files = _router_tls(d)
     runtime = Runtime(
@@ -129,10 +137,7 @@ def serve(lab: str) -> int:
             "state_dir": str(shown),
             "api": {"url": f"http://127.0.0.1:{(d.api() or {}).get('port', 0)}"},
             "engine": "unreachable" if runtime.engine_lost else "ok",
-            "swarm_nodes": [
-                {"name": name, "url": c.api.base_url, "tls": bool(settings.swarm_tls_dir)}
-                for name, c in engine.engines.nodes.items()
-            ],
+            "swarm_nodes": _node_rows(engine, unreached, bool(settings.swarm_tls_dir)),
         }
 
     api = Api(manager, status)
@@ -312,3 +317,13 @@ def spawn_supervisor(lab: str) -> None:
         start_new_session=True,
         close_fds=True,
     )
+
+
+def _node_rows(engine: Engine, unreached: list[str], tls: bool) -> list[SwarmNodeRow]:
+    """``status``'s swarm nodes: those the controller reached, then those that did not answer at its start."""
+    rows: list[SwarmNodeRow] = [
+        {"name": name, "url": c.api.base_url, "tls": c.api.base_url.startswith("https"), "reached": True}
+        for name, c in engine.engines.nodes.items()
+    ]
+    rows += [{"name": "", "url": url, "tls": tls, "reached": False} for url in unreached]
+    return rows

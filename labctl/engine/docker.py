@@ -9,6 +9,7 @@ Every public method raises the lab's errors (``EngineError``, ``EngineUnavailabl
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tarfile
 import threading
@@ -27,6 +28,8 @@ from labctl.engine.cgroups import Cgroups
 from labctl.engine.engines import Engines
 from labctl.engine.translate import SDK_ERRORS, translate_errors
 from labctl.errors import EngineUnavailable, LabError
+
+log = logging.getLogger("labctl.engine")
 
 # A container's stats: the SDK's errors, or an answer without the figure
 _STATS_ERRORS: tuple[type[Exception], ...] = (*SDK_ERRORS, KeyError, TypeError, ValueError)
@@ -410,7 +413,14 @@ class Engine:
             filters.append(f"{const.LABEL_KIND}={kind}")
         out = []
         for node, client in self.engines.items():
-            for c in client.api.containers(all=True, filters={"label": filters}):
+            try:
+                found = client.api.containers(all=True, filters={"label": filters})
+            except SDK_ERRORS:
+                if node is None:
+                    raise  # the home engine: the caller's engine-lost handling
+                log.warning("swarm node %s does not answer: its containers are left out of this pass", node)
+                continue
+            for c in found:
                 self.engines.remember(c["Id"], node)
                 out.append(ContainerInfo(c["Id"], c["Names"][0].lstrip("/"), c["Labels"], c["State"], 0, 0, node=node))
         return out

@@ -9,6 +9,7 @@ yet: nothing here decides where a container goes.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ import docker.errors
 from labctl.engine import swarm_tls
 from labctl.engine.translate import SDK_ERRORS, short
 from labctl.errors import EngineUnavailable, LabError
+
+log = logging.getLogger("labctl.engine")
 
 HOME: str | None = None  # the node name of the home engine
 
@@ -67,6 +70,8 @@ class Engines:
                 client.api.inspect_container(container_id)
             except docker.errors.NotFound:
                 continue
+            except SDK_ERRORS:  # a node that does not answer: not there as far as this call can tell
+                continue
             self.remember(container_id, node)
             return node
         return HOME
@@ -76,10 +81,19 @@ class Engines:
         return self.client(self.node_of(container_id))
 
 
-def connect_nodes(urls: Sequence[str], tls_dir: str | Path | None = None, timeout: float = 120.0) -> dict[str, Any]:
-    """A client per node API URL (``DOCKER_HOST``-style), named by its engine's hostname; EngineUnavailable names
-    the first that does not answer. With ``tls_dir`` (ca.pem, cert.pem, key.pem) every client presents that
-    certificate and verifies the node's against ca.pem."""
+def connect_nodes(
+    urls: Sequence[str],
+    tls_dir: str | Path | None = None,
+    timeout: float = 120.0,
+    skip_unreachable: bool = False,
+    skipped: list[str] | None = None,
+) -> dict[str, Any]:
+    """A client per node API URL (``DOCKER_HOST``-style), named by its engine's hostname.
+
+    EngineUnavailable names the first that does not answer, unless ``skip_unreachable`` (the controller: a node that
+    is gone must not keep the lab's own dynos from running; it is logged, left out and its URL added to
+    ``skipped``). With ``tls_dir`` (ca.pem, cert.pem, key.pem) every client presents that certificate and verifies
+    the node's against ca.pem."""
     nodes: dict[str, Any] = {}
     tls = swarm_tls.tls_config(tls_dir) if tls_dir else None
     for url in urls:
@@ -87,6 +101,11 @@ def connect_nodes(urls: Sequence[str], tls_dir: str | Path | None = None, timeou
             client = swarm_tls.client(url, tls, timeout=timeout, max_pool_size=50)
             name = str(client.info()["Name"])
         except SDK_ERRORS as err:
+            if skip_unreachable:
+                log.warning("swarm node at %s does not answer (%s): left out", url, short(err))
+                if skipped is not None:
+                    skipped.append(url)
+                continue
             raise EngineUnavailable(f"The swarm node at {url} does not answer ({short(err)})") from None
         if name in nodes:
             raise LabError(f"Two swarm node URLs reach the same engine ({name}): {url}")

@@ -155,7 +155,7 @@ class LocalNodes:
 
     def ensure_network(self) -> str:
         name = self.network_name()
-        if not self.host.networks.list(names=[name]):
+        if not any(n.name == name for n in self.host.networks.list(names=[name])):  # names= matches substrings
             self.host.networks.create(name, driver="bridge", labels=self.labels(const.KIND_SWARM_NETWORK))
         return name
 

@@ -185,7 +185,9 @@ class _NodeApiClient(docker.APIClient):
 
 def api_client(url: str, tls: docker.tls.TLSConfig | None, **kwargs: Any) -> docker.APIClient:
     """A low-level client of a node's API (``version="auto"`` unless given) that keeps the CA of ``tls``."""
-    return _NodeApiClient(base_url=url, tls=tls, **{"version": "auto", **kwargs})
+    made = _NodeApiClient(base_url=url, tls=tls, **{"version": "auto", **kwargs})
+    made.trust_env = False  # a node's API is reached directly: never through HTTPS_PROXY from the environment
+    return made
 
 
 def client(url: str, tls: docker.tls.TLSConfig | None, **kwargs: Any) -> docker.DockerClient:

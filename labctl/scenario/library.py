@@ -73,17 +73,30 @@ class Library:
         self.files, self.report_dir, self.jobs, self.on_done = files, report_dir, jobs, on_done
         self.stopping = threading.Event()
         self._procs: set[subprocess.Popen[str]] = set()
-        self._guard = threading.Lock()
+        self._guard = threading.RLock()  # the signal handler takes it too, in the main thread
 
     def run(self) -> list[LibraryRow]:
         old = {s: signal.signal(s, self._stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="scenario") as pool:
-                rows = list(pool.map(self._one, self.files))
+                try:
+                    rows = list(pool.map(self._one, self.files))
+                except BaseException:
+                    # a bug of ours in one worker: stop the others' scenarios (they tear down) and start no more
+                    self._stop(signal.SIGTERM, None)
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
         return rows
+
+    def _tell(self, row: LibraryRow) -> None:
+        """``on_done``, which may print to a pipe whose reader went away (``run-all | head``): the runs go on."""
+        try:
+            self.on_done(row)
+        except OSError:
+            pass
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         """Ctrl-C or SIGTERM: start nothing more; the running scenarios get SIGTERM and tear their labs down."""
@@ -97,7 +110,7 @@ class Library:
         report = self.report_dir / f.stem
         if self.stopping.is_set():
             row = LibraryRow(str(f), f.stem, "interrupted", 130, 0.0, "", "not started", "")
-            self.on_done(row)
+            self._tell(row)
             return row
         started = time.monotonic()
         cmd = [*_argv(), "scenario", "run", str(f), "--report", str(report), "--json"]
@@ -108,6 +121,8 @@ class Library:
         ) as proc:  # fmt: skip
             with self._guard:
                 self._procs.add(proc)
+                if self.stopping.is_set():  # a Ctrl-C between the check above and now: this one stops too
+                    proc.send_signal(signal.SIGTERM)
             try:
                 out, err = proc.communicate(timeout=RUN_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -120,7 +135,7 @@ class Library:
         row = _row(f, proc.returncode, time.monotonic() - started, out, err, report)
         if self.stopping.is_set() and row.status != "pass":
             row.status = "interrupted"  # whatever step the SIGTERM cut short
-        self.on_done(row)
+        self._tell(row)
         return row
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import docker.errors
 import pytest
+import requests
 
 from labctl.cli.swarm import status_text
 from labctl.engine import swarm_nodes
@@ -166,11 +168,13 @@ def test_swarm_node_urls_in_the_settings(tmp_path, monkeypatch):
     from labctl.labdir import LabDir, Settings, check_settings
 
     assert Settings(lab="x").swarm_nodes == []
-    ok = ["tcp://10.0.0.2:2376", "unix:///run/node1.sock", "ssh://deploy@node3", "https://node4:2376"]
+    ok = ["tcp://10.0.0.2:2376", "unix:///run/node1.sock", "https://node4:2376"]
     check_settings(Settings(lab="x", swarm_nodes=ok))
     for bad, match in (
         (["10.0.0.2:2375"], "Invalid swarm node URL '10.0.0.2:2375'"),
         (["ftp://node"], "Invalid swarm node URL 'ftp://node'"),
+        (["ssh://deploy@node3"], "Invalid swarm node URL 'ssh://deploy@node3'"),  # docker-py needs paramiko
+        (["tcp://[::1"], r"Invalid swarm node URL 'tcp://\[::1'"),  # urlsplit's ValueError, one line
         (["tcp://"], "Invalid swarm node URL 'tcp://'"),
         (["tcp://a:1", "tcp://a:1"], "named twice"),
         ("tcp://a:1", "a list of Docker API URLs"),
@@ -182,3 +186,32 @@ def test_swarm_node_urls_in_the_settings(tmp_path, monkeypatch):
     d.path.mkdir()
     d.file("lab.json").write_text(json.dumps({"lab": "old", "http_port": 5080}))  # written before the field
     assert d.settings().swarm_nodes == []
+
+
+def test_a_node_that_does_not_answer_is_refused_at_up_but_left_out_by_the_controller():
+    """`labctl up` refuses a node that does not answer (bad input, nothing changes); a controller starting with a
+    node that has gone since (e.g. after `swarm:local down`) leaves it out and runs the lab on the home engine."""
+    from labctl.engine.engines import Engines, connect_nodes
+    from labctl.errors import EngineUnavailable
+
+    dead = "tcp://127.0.0.1:9"  # discard port on loopback: nothing listens, the connection is refused at once
+    with pytest.raises(EngineUnavailable, match=r"^The swarm node at tcp://127\.0\.0\.1:9 does not answer"):
+        connect_nodes([dead], timeout=2)
+    skipped: list[str] = []
+    assert connect_nodes([dead], timeout=2, skip_unreachable=True, skipped=skipped) == {}
+    assert skipped == [dead]
+
+    class Gone:
+        class api:  # noqa: N801 - docker-py's shape
+            @staticmethod
+            def inspect_container(cid: str) -> None:
+                raise requests.exceptions.ConnectionError("refused")
+
+    class Home:
+        class api:  # noqa: N801
+            @staticmethod
+            def inspect_container(cid: str) -> None:
+                raise docker.errors.NotFound("no such container")
+
+    # not on the home engine, and the node does not answer: skipped, not raised (the caller meets NotFound)
+    assert Engines(Home, {"node-1": Gone}).node_of("abc") is None
