@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,7 +75,7 @@ class LabDir:
             os.chmod(self.path, 0o700)
             _write_atomic(self.file("lab.json"), json.dumps(asdict(settings), indent=2))
             if not self.file("token").exists():
-                _write_atomic(self.file("token"), secrets.token_urlsafe(32), mode=0o600)
+                _write_atomic(self.file("token"), _new_token(), mode=0o600)
         except OSError as err:
             raise LabError(f"Cannot write the lab's state directory {self.path}: {err.strerror}") from None
 
@@ -117,3 +116,9 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _new_token() -> str:
+    import secrets  # here: only `labctl up` makes a token, every other command only reads it
+
+    return secrets.token_urlsafe(32)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from labctl import const
-from labctl.client import Client
 from labctl.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from labctl.client import Client
 
 app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion, as Typer gives them
@@ -85,6 +87,8 @@ def _root(
 
 
 def client(lab: str) -> Client:
+    from labctl.client import Client  # here, not at the top: `labctl --help` needs no HTTP client
+
     return Client(lab)
 
 

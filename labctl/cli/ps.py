@@ -9,15 +9,17 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from labctl.cli import render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, command, require_app
-from labctl.client import Client
 from labctl.domain.names import is_dyno_name
 from labctl.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from labctl.client import Client
 
 DynoName = Annotated[str | None, typer.Option("--dyno-name", "-d", help="A dyno, e.g. web.1")]
 ProcType = Annotated[str | None, typer.Option("--process-type", "-p", help="A process type, e.g. web")]
