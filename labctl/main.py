@@ -9,12 +9,13 @@ sits above ``labctl.cli`` and ``labctl.cli`` never imports it. This module joins
 from __future__ import annotations
 
 import sys
-from typing import Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from labctl import cli
 from labctl.cli import main
+
+if TYPE_CHECKING:
+    import typer
 
 __all__ = ["main", "run"]  # and ``typer_app``: the whole app, built when first asked for
 
@@ -37,4 +38,4 @@ def __getattr__(name: str) -> Any:
 
 
 def run() -> None:
-    sys.exit(main())
+    sys.exit(main(fast=True))

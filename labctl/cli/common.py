@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from labctl import const
-from labctl.errors import InvalidInput
+from labctl.cli.dyno_commands import require_app as require_app  # the commands import it from here
 
 if TYPE_CHECKING:
     from labctl.client import Client
@@ -90,12 +90,6 @@ def client(lab: str) -> Client:
     from labctl.client import Client  # here, not at the top: `labctl --help` needs no HTTP client
 
     return Client(lab)
-
-
-def require_app(name: str | None) -> str:
-    if not name:
-        raise InvalidInput("Missing required flag: -a, --app APP  (or set LABCTL_APP)")
-    return name
 
 
 def env_default_lab() -> str:
