@@ -13,7 +13,8 @@ from labctl.client import Client, controller_answers
 from labctl.controller.daemon import spawn_supervisor
 from labctl.engine.docker import Engine, connect
 from labctl.errors import ControllerUnavailable, LabError
-from labctl.labdir import LabDir, Settings, check_settings
+from labctl.labdir import LabDir
+from labctl.settings import Settings, check_settings
 
 START_TIMEOUT = 60.0
 

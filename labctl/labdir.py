@@ -1,6 +1,7 @@
 """Where a lab keeps its state: ``$LABCTL_STATE_DIR`` or ``$XDG_STATE_HOME/labctl/<lab>`` (~/.local/state).
 
-Files: ``lab.json`` (settings), ``token`` (0600), ``lab.db`` (SQLite), ``api.json`` (the controller's
+Files: ``lab.json`` (settings: ``labctl/settings.py``, imported where they are read, as the API client never
+does), ``token`` (0600), ``lab.db`` (SQLite), ``api.json`` (the controller's
 port and pid, written atomically once it listens), ``controller.log``.
 """
 
@@ -9,41 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from labctl import const
-from labctl.domain import clock
 from labctl.errors import InvalidInput, LabError
 
+if TYPE_CHECKING:
+    from labctl.settings import Settings
+
 _LAB_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
-
-
-@dataclass
-class Settings:
-    lab: str
-    http_port: int = const.DEFAULT_HTTP_PORT
-    https_port: int = const.DEFAULT_HTTPS_PORT
-    timescale: float = 1.0
-    pool_size: int = const.DEFAULT_POOL_SIZE
-    provision_time: float = clock.PROVISION_TIME  # before the time scale
-    cycle_period: float = clock.CYCLE_BASE  # daily cycling's 24 h, before the time scale (lab choice: shorter)
-    debug_headers: bool = False  # the routers add X-Labctl-Dyno/-Release/-Error to responses
-
-
-def check_settings(s: Settings) -> None:
-    """Raise LabError (one line) for settings a lab cannot run with."""
-    for port in (s.http_port, s.https_port):
-        if not (0 <= port <= 65535):
-            raise LabError(f"Invalid port {port}")
-    if not (0.000001 <= s.timescale <= 100):
-        raise LabError(f"Invalid time scale {s.timescale}: it must be between 0.000001 and 100")
-    if not (1 <= s.pool_size <= 20):
-        raise LabError(f"Invalid pool size {s.pool_size}: it must be between 1 and 20")
-    if not (0 <= s.provision_time <= 3600):
-        raise LabError(f"Invalid provision time {s.provision_time}: it must be between 0 and 3600 seconds")
-    if not (10 <= s.cycle_period <= clock.CYCLE_BASE):
-        raise LabError(f"Invalid cycle period {s.cycle_period:g}: it must be between 10 and 86400 seconds")
 
 
 def validate_lab_name(lab: str) -> str:
@@ -73,13 +48,15 @@ class LabDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.path, 0o700)
-            _write_atomic(self.file("lab.json"), json.dumps(asdict(settings), indent=2))
+            _write_atomic(self.file("lab.json"), settings.to_json())
             if not self.file("token").exists():
                 _write_atomic(self.file("token"), _new_token(), mode=0o600)
         except OSError as err:
             raise LabError(f"Cannot write the lab's state directory {self.path}: {err.strerror}") from None
 
     def settings(self) -> Settings:
+        from labctl.settings import Settings
+
         try:
             return Settings(**json.loads(self.file("lab.json").read_text()))
         except FileNotFoundError:
@@ -88,7 +65,7 @@ class LabDir:
             raise LabError(f"Lab settings {self.file('lab.json')} are unreadable: {err}") from None
 
     def save_settings(self, settings: Settings) -> None:
-        _write_atomic(self.file("lab.json"), json.dumps(asdict(settings), indent=2))
+        _write_atomic(self.file("lab.json"), settings.to_json())
 
     def token(self) -> str:
         try:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from labctl.cli import drill_log, render
+from labctl.cli import drill_log
 from labctl.errors import LabError
 
 if TYPE_CHECKING:
@@ -144,9 +144,13 @@ def _guarded(work: Callable[[], _T]) -> _T | int:
     try:
         return work()
     except LabError as e:
+        from labctl.cli import render  # here: a fast line sends its call before it loads the renderer
+
         render.err(f" ▸    {e}")
         return e.exit_code
     except KeyboardInterrupt:
+        from labctl.cli import render
+
         render.err("Interrupted.")
         return 130
     except Exception as e:  # noqa: BLE001 - the boundary: no traceback reaches a user
@@ -155,6 +159,8 @@ def _guarded(work: Callable[[], _T]) -> _T | int:
             return code
         if os.environ.get("LABCTL_DEBUG"):
             raise
+        from labctl.cli import render
+
         render.err(f" ▸    internal error: {type(e).__name__}: {e} (set LABCTL_DEBUG=1 for details)")
         return 1
 
@@ -166,6 +172,8 @@ def _typer_outcome(e: Exception) -> int | None:
     typer = sys.modules.get("typer")  # none of these can be raised where Typer was never imported
     if typer is None:
         return None
+    from labctl.cli import render
+
     if isinstance(e, typer.Exit):
         return int(e.exit_code)
     if isinstance(e, typer.Abort):

@@ -2,7 +2,8 @@
 by the console script's fast start (``cli/fast.py``), the commands a learner and the bench run most.
 
 Each takes the API client factory as its first argument (``client(lab)``), so both callers, and the tests that
-hand the commands a stand-in client, give theirs.
+hand the commands a stand-in client, give theirs. The renderer is imported once the call is sent: what the CLI
+does before that is the part of a ``ps:restart`` the new dyno waits for.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from labctl.cli import render
 from labctl.domain.names import is_dyno_name
 from labctl.errors import InvalidInput, NotFound
 
@@ -41,6 +41,8 @@ def ps(
         dynos = [d for d in dynos if d["type"] in types]
         if not dynos:
             raise NotFound(f"No {', '.join(types)} dynos on ⬢ {name}")
+    from labctl.cli import render
+
     if json:
         render.as_json(dynos)
     else:
@@ -59,8 +61,13 @@ def restart(
     name = require_app(app_name)
     dyno, ptype = _target(target, dyno_name, process_type)
     what = _what(target, ptype, dyno) or "all dynos"
-    c = client(lab)
-    result = c.restart(name, dyno=dyno, ptype=ptype)
+    try:
+        c = client(lab)
+        result = c.restart(name, dyno=dyno, ptype=ptype)
+    finally:
+        _warn_positional(target)
+    from labctl.cli import render
+
     render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Restarting {what} on ⬢ {name}")
 
 
@@ -78,8 +85,13 @@ def stop(
     if not dyno and not ptype:
         raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
     what = _what(target, ptype, dyno)
-    c = client(lab)
-    result = c.stop(name, dyno=dyno, ptype=ptype)
+    try:
+        c = client(lab)
+        result = c.stop(name, dyno=dyno, ptype=ptype)
+    finally:
+        _warn_positional(target)
+    from labctl.cli import render
+
     render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Stopping {what} on ⬢ {name}")
 
 
@@ -87,11 +99,18 @@ def _target(positional: str | None, dyno: str | None, ptype: str | None) -> tupl
     if sum(x is not None for x in (positional, dyno, ptype)) > 1:
         raise InvalidInput("Give only one of DYNO, --dyno-name and --process-type")
     if positional:
-        # CLI src/commands/ps/restart.ts and stop.ts warn about the positional form (the lab still reads "web"
-        # there as a process type, as the CLI did before October 2024)
-        render.warn("DYNO is a deprecated argument. Use --dyno-name or --process-type instead.")
+        # the lab still reads "web" there as a process type, as the CLI did before October 2024
         return (positional, None) if is_dyno_name(positional) else (None, positional)
     return dyno, ptype
+
+
+def _warn_positional(positional: str | None) -> None:
+    """CLI src/commands/ps/restart.ts and stop.ts warn about the positional form. Printed once the call is sent
+    (or failed): on stderr it still comes first, before the action line or the error."""
+    if positional:
+        from labctl.cli import render
+
+        render.warn("DYNO is a deprecated argument. Use --dyno-name or --process-type instead.")
 
 
 def _what(positional: str | None, ptype: str | None, dyno: str | None) -> str:

@@ -16,7 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from labctl.labdir import LabDir, Settings
+from labctl.labdir import LabDir
+from labctl.settings import Settings
 
 log = logging.getLogger("labctl.daemon")
 
