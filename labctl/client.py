@@ -5,15 +5,15 @@ written here and nowhere else in ``labctl/`` or ``bench/``. An error answer rais
 raised: the body's ``id`` (``{"id": "not_found", "message": …}``) maps back through ``errors.error_for``, in a
 plain answer and in an ndjson stream's ``error`` row alike.
 
-Standard library ``http.client`` on purpose: the API is JSON on 127.0.0.1, and importing requests took
-~65 ms of the CLI's ~170 ms start, the largest piece of what a learner waits for on ``labctl ps`` or
-``ps:restart`` (bench/, README "Performance"). One connection per call keeps the client thread-safe.
+No HTTP library on purpose: the API is JSON on 127.0.0.1, and importing requests took ~65 ms of the CLI's
+~170 ms start, the largest piece of what a learner waits for on ``labctl ps`` or ``ps:restart`` (bench/, README
+"Performance"); ``http.client`` took ~20 ms more. ``labctl.client_http`` reads the controller's answers over a
+plain socket. One connection per call keeps the client thread-safe.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import socket
 from collections.abc import Iterator
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from labctl.domain.formation import parse_scale_args
+from labctl import client_http
 from labctl.errors import ControllerUnavailable, LabError, NotFound, error_for
 from labctl.labdir import LabDir
 
@@ -47,16 +47,17 @@ def controller_answers(lab: str) -> bool:
     api = LabDir(lab).api()
     if not api:
         return False
-    conn = http.client.HTTPConnection("127.0.0.1", int(api["port"]), timeout=HEALTH_TIMEOUT)
     try:
-        conn.request("GET", "/health")
-        resp = conn.getresponse()
+        resp = client_http.request("127.0.0.1", int(api["port"]), "GET", "/health", timeout=HEALTH_TIMEOUT)
+    except OSError:
+        return False
+    try:
         resp.read()
         return resp.status < 400
-    except (OSError, http.client.HTTPException):
+    except OSError:
         return False
     finally:
-        conn.close()
+        resp.close()
 
 
 class _Status:
@@ -118,7 +119,7 @@ class Client:
         body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
         extra: dict[str, str] | None = None,
-    ) -> http.client.HTTPResponse:
+    ) -> client_http.Response:
         """Send one call; an answer of 400 or more raises the matching LabError (its ``message``)."""
         params = {k: v for k, v in (params or {}).items() if v is not None}  # as requests did: None = absent
         if params:
@@ -128,14 +129,8 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-        try:
-            with self._talking("does not answer. Run `labctl up` to start it again."):
-                conn.request(method, path, body=data, headers=headers)
-                resp = conn.getresponse()
-        except ControllerUnavailable:
-            conn.close()
-            raise
+        with self._talking("does not answer. Run `labctl up` to start it again."):
+            resp = client_http.request("127.0.0.1", self.port, method, path, headers, data, self.timeout)
         if resp.status >= 400:
             text = self._read(resp).decode(errors="replace")
             try:
@@ -152,10 +147,10 @@ class Client:
             yield
         except TimeoutError:
             raise ControllerUnavailable(f"The controller of lab {self.lab!r} did not answer in time.") from None
-        except (OSError, http.client.HTTPException):
+        except OSError:
             raise ControllerUnavailable(f"The controller of lab {self.lab!r} {broken}") from None
 
-    def _read(self, resp: http.client.HTTPResponse) -> bytes:
+    def _read(self, resp: client_http.Response) -> bytes:
         try:
             with self._talking("hung up mid-answer."):
                 return resp.read()
@@ -282,11 +277,10 @@ class Client:
     def _follow(self, url: str) -> Iterator[str]:
         """The lines of a text stream (a build's output), until the controller closes it."""
         u = urlsplit(url)
-        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or self.port, timeout=self.timeout)
+        with self._talking("hung up mid-answer."):
+            host, port = u.hostname or "127.0.0.1", u.port or self.port
+            resp = client_http.request(host, port, "GET", u.path, {"Accept": "text/plain"}, None, self.timeout)
         try:
-            with self._talking("hung up mid-answer."):
-                conn.request("GET", u.path, headers={"Accept": "text/plain"})
-                resp = conn.getresponse()
             if resp.status >= 400:
                 raise _error(None, resp.status, self._read(resp).decode(errors="replace"))
             while True:
@@ -296,7 +290,7 @@ class Client:
                     return
                 yield raw.decode(errors="replace").rstrip("\n")
         finally:
-            conn.close()
+            resp.close()
 
     def releases(self, app: str) -> list[dict[str, Any]]:
         """Newest first (the last 1000), as the Heroku CLI asks for them."""
@@ -342,6 +336,8 @@ class Client:
     def scale(self, app: str, args: list[str]) -> list[dict[str, Any]]:
         """``ps:scale`` arguments as typed: ``web=2``, ``worker+1``, ``web=1:performance-m``; sent as the Heroku
         CLI sends them (a relative change as the string ``"+1"``)."""
+        from labctl.domain.formation import parse_scale_args  # here: the sizes table is not needed to start
+
         updates = [
             {"type": u.type, "quantity": str(u.amount) if u.op == "=" else f"{u.op}{u.amount}", "size": u.size}
             for u in parse_scale_args(args)
@@ -446,11 +442,11 @@ class Client:
         url = urlsplit(logplex_url)
         if url.hostname != "127.0.0.1" or not url.port:
             raise ControllerUnavailable(f"The log session's URL is not on this machine: {logplex_url}")
-        conn = http.client.HTTPConnection("127.0.0.1", url.port, timeout=None)  # a tail may be quiet for long
+        with self._talking("hung up mid-answer."):  # no timeout: a tail may be quiet for long
+            resp = client_http.request(
+                "127.0.0.1", url.port, "GET", f"{url.path}?{url.query}", {"Accept": "application/x-ndjson"}
+            )
         try:
-            with self._talking("hung up mid-answer."):
-                conn.request("GET", f"{url.path}?{url.query}", headers={"Accept": "application/x-ndjson"})
-                resp = conn.getresponse()
             if resp.status >= 400:
                 raise NotFound("The log session has expired. Try again.")
             while True:
@@ -461,7 +457,7 @@ class Client:
                 if raw.strip():
                     yield json.loads(raw)
         finally:
-            conn.close()
+            resp.close()
 
     def log_drains(self, app: str) -> list[dict[str, Any]]:
         return self.get(f"/apps/{_seg(app)}/log-drains")

@@ -19,7 +19,8 @@ from labctl.engine import swarm_tls
 from labctl.engine.docker import Engine, connect
 from labctl.engine.engines import connect_nodes
 from labctl.errors import ControllerUnavailable, InvalidInput, LabError
-from labctl.labdir import SWARM_TLS, LabDir, Settings, check_node_urls, check_settings
+from labctl.labdir import SWARM_TLS, LabDir
+from labctl.settings import Settings, check_node_urls, check_settings
 
 START_TIMEOUT = 60.0
 NODE_CHECK_TIMEOUT = 10.0  # seconds a swarm node has to answer `up`'s check

@@ -5,13 +5,15 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from labctl import const
-from labctl.client import Client
-from labctl.errors import InvalidInput
+from labctl.cli.dyno_commands import require_app as require_app  # the commands import it from here
+
+if TYPE_CHECKING:
+    from labctl.client import Client
 
 app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion, as Typer gives them
@@ -85,13 +87,9 @@ def _root(
 
 
 def client(lab: str) -> Client:
+    from labctl.client import Client  # here, not at the top: `labctl --help` needs no HTTP client
+
     return Client(lab)
-
-
-def require_app(name: str | None) -> str:
-    if not name:
-        raise InvalidInput("Missing required flag: -a, --app APP  (or set LABCTL_APP)")
-    return name
 
 
 def env_default_lab() -> str:

@@ -13,10 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from labctl.cli import render
+from labctl.cli import dyno_commands, render
 from labctl.cli.common import DEFAULT_LAB, AppOpt, Json, Lab, app, client, command, require_app
-from labctl.client import Client
-from labctl.domain.names import is_dyno_name
 from labctl.errors import InvalidInput, NotFound
 
 DynoName = Annotated[str | None, typer.Option("--dyno-name", "-d", help="A dyno, e.g. web.1")]
@@ -37,16 +35,7 @@ def ps(
     json: Json = False,
 ) -> None:
     """List the app's dynos, as `heroku ps` prints them."""
-    name = require_app(app_name)
-    dynos = client(lab).dynos(name, include_old=show_all, extended=extended)
-    if types:
-        dynos = [d for d in dynos if d["type"] in types]
-        if not dynos:
-            raise NotFound(f"No {', '.join(types)} dynos on ⬢ {name}")
-    if json:
-        render.as_json(dynos)
-    else:
-        render.out(render.ps_extended_text(dynos) if extended else render.ps_text(name, dynos))
+    dyno_commands.ps(client, types, app_name, show_all, extended, lab, json)
 
 
 @command("ps:scale", aliases=["dyno:scale"], hidden=["scale"])
@@ -75,25 +64,6 @@ def scale(
     render.action("Scaling dynos", f"done, now running {now}")
 
 
-def _target(positional: str | None, dyno: str | None, ptype: str | None) -> tuple[str | None, str | None]:
-    if sum(x is not None for x in (positional, dyno, ptype)) > 1:
-        raise InvalidInput("Give only one of DYNO, --dyno-name and --process-type")
-    if positional:
-        # CLI src/commands/ps/restart.ts and stop.ts warn about the positional form (the lab still reads "web"
-        # there as a process type, as the CLI did before October 2024)
-        render.warn("DYNO is a deprecated argument. Use --dyno-name or --process-type instead.")
-        return (positional, None) if is_dyno_name(positional) else (None, positional)
-    return dyno, ptype
-
-
-def _what(positional: str | None, ptype: str | None, dyno: str | None) -> str:
-    """The action line's target, in the CLI's words (ps/restart.ts, stop.ts): a positional DYNO is always named
-    ``dyno X`` there, even ``web``, which the lab (as the API behind the older CLI) takes for the process type."""
-    if positional:
-        return f"dyno {positional}"
-    return f"all {ptype} dynos" if ptype else f"dyno {dyno}" if dyno else ""
-
-
 @command("ps:restart", aliases=["dyno:restart"], hidden=["restart"])
 def restart(
     target: Target = None,
@@ -104,12 +74,7 @@ def restart(
     json: Json = False,
 ) -> None:
     """Restart all dynos, a type, or one dyno (Private Space: on the same instance)."""
-    name = require_app(app_name)
-    dyno, ptype = _target(target, dyno_name, process_type)
-    what = _what(target, ptype, dyno) or "all dynos"
-    c = client(lab)
-    result = c.restart(name, dyno=dyno, ptype=ptype)
-    render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Restarting {what} on ⬢ {name}")
+    dyno_commands.restart(client, target, dyno_name, process_type, app_name, lab, json)
 
 
 @command("ps:stop", aliases=["dyno:stop", "ps:kill", "dyno:kill"], hidden=["stop", "kill"])
@@ -122,21 +87,7 @@ def stop(
     json: Json = False,
 ) -> None:
     """Stop a dyno or type (formation dynos come back; in a Private Space on a new instance)."""
-    name = require_app(app_name)
-    dyno, ptype = _target(target, dyno_name, process_type)
-    if not dyno and not ptype:
-        raise InvalidInput("Please specify a process type or dyno name to stop. See more help with --help")
-    what = _what(target, ptype, dyno)
-    c = client(lab)
-    result = c.stop(name, dyno=dyno, ptype=ptype)
-    render.as_json(_dynos_named(c, name, result)) if json else render.action(f"Stopping {what} on ⬢ {name}")
-
-
-def _dynos_named(c: Client, app: str, names: list[str]) -> list[dict[str, Any]]:
-    """``--json`` of restart and stop: the dynos acted on, as ``ps --json`` shows them right after the action (a
-    stopped one-off is gone, so it is no longer listed)."""
-    wanted = set(names)
-    return [d for d in c.dynos(app) if d["name"] in wanted]
+    dyno_commands.stop(client, target, dyno_name, process_type, app_name, lab, json)
 
 
 Command = Annotated[list[str], typer.Argument(help="The command to run")]

@@ -10,21 +10,48 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import typer
-
 USER = "labctl@localhost"  # the lab's one user, as `releases` shows it
 
 
 def out(text: str = "") -> None:
-    typer.echo(text)
+    echo(text)
 
 
 def err(text: str) -> None:
-    typer.echo(text, err=True)
+    echo(text, err=True)
 
 
 def as_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+    echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+
+
+def echo(text: str, err: bool = False) -> None:
+    """``typer.echo(text, err=err)``, without importing Typer where it would only write the line and flush.
+
+    Typer's echo (Click's) writes a text stream's line as it is, except that it takes ANSI codes out when the
+    stream is not a terminal and re-wraps a stream whose encoding is missing or ASCII; the lab's own text has no
+    ANSI codes and a terminal's stream is UTF-8, so ``labctl ps`` starts without Typer (``cli/fast.py``).
+    Anything else still goes through ``typer.echo``, so the output stays the same byte for byte.
+    """
+    stream = sys.stderr if err else sys.stdout
+    if stream is None:
+        return
+    if "\x1b" in text or not _plain_text_stream(stream):
+        import typer
+
+        typer.echo(text, err=err)
+        return
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _plain_text_stream(stream: Any) -> bool:
+    encoding = getattr(stream, "encoding", None)
+    if not encoding or not hasattr(stream, "buffer"):
+        return False
+    import codecs
+
+    return codecs.lookup(encoding).name != "ascii"
 
 
 def action(message: str, status: str = "done") -> None:
@@ -57,7 +84,11 @@ def progress(line: str) -> None:
 
 
 def _parse_iso(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    """The API's timestamps, ``2026-11-23T10:00:00Z``; read with ``fromisoformat`` because ``strptime`` loads
+    ``_strptime`` and compiles its regular expressions on first use, a few ms of every ``labctl ps``."""
+    if len(stamp) != 20 or stamp[10] != "T" or stamp[-1] != "Z":
+        raise ValueError(f"time data {stamp!r} does not match format '%Y-%m-%dT%H:%M:%SZ'")
+    return datetime.fromisoformat(stamp[:-1]).replace(tzinfo=UTC)
 
 
 def ago(stamp: str | None, now: float | None = None) -> str:

@@ -10,7 +10,7 @@ import sys
 from labctl import const
 from labctl.controller.daemon import serve, supervise
 from labctl.errors import LabError
-from labctl.labdir import Settings, check_settings
+from labctl.settings import Settings, check_settings
 
 
 def main() -> int:

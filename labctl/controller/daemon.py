@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labctl.labdir import SWARM_TLS, LabDir, Settings
+from labctl.labdir import SWARM_TLS, LabDir
+from labctl.settings import Settings
 
 if TYPE_CHECKING:  # the controller's heavy modules are imported when it starts, not when the CLI imports this
     from labctl.engine.docker import Engine

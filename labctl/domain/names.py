@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import random
 import re
+from typing import TYPE_CHECKING
 
 from labctl.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import random
 
 _APP_RE = re.compile(r"^[a-z][a-z0-9-]{2,29}$")
 _DYNO_RE = re.compile(r"^([a-z][a-z0-9_-]*)\.(\d+)$")
@@ -52,6 +55,8 @@ def validate_process_type(ptype: str) -> str:
 
 def one_off_name(prefix: str, taken: set[str], rng: random.Random | None = None) -> str:
     """A one-off dyno name like ``run.4821`` (§1.6: a random-ish number), unique among ``taken``."""
+    import random  # here: the CLI checks dyno names on every start and never draws one
+
     rng = rng or random.Random()
     for _ in range(1000):
         name = f"{prefix}.{rng.randint(1000, 9999)}"

@@ -48,7 +48,10 @@ from typing import Any
 ROUTES_MARK = "# labctl-routes "  # the nginx.conf line carrying the routing set as JSON
 TIMING_MARK = "# labctl-timing "  # the nginx.conf line carrying the first-byte window: {"first_byte_ms": N}
 LISTEN_PORTS = ("80", "443")  # nginx's own ports in the router container: client connections, not upstream
-POLL_S = 0.05  # how often a held request looks at the routing set again
+# how often a held request looks at the routing set again (a stat of nginx.conf; a new read only when it changed):
+# a request held through a restart waits up to this long after the new dyno is routed (issue 18: 50 ms was up to
+# a sixth of a Private Space ps:restart)
+POLL_S = 0.01
 CODE_LOCATIONS = ("H10", "H14", "H20", "H80", "H81", "H99")  # each one a named location of the hold form
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from labctl.client import Client
 from labctl.errors import ControllerUnavailable, InvalidInput, LabError, NotFound
-from labctl.labdir import LabDir, Settings
+from labctl.labdir import LabDir
+from labctl.settings import Settings
 
 TOKEN_SEEN: list[str] = []
 

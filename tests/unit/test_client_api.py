@@ -24,7 +24,8 @@ from labctl.client import Client, controller_answers
 from labctl.controller.api import Api, make_server
 from labctl.controller.faults import FaultManager
 from labctl.controller.faults_router import RouterFaults
-from labctl.labdir import LabDir, Settings
+from labctl.labdir import LabDir
+from labctl.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -154,7 +154,7 @@ def test_sizes():
 
 def test_a_placement_the_lab_does_not_know_is_refused():
     from labctl.errors import LabError
-    from labctl.labdir import Settings, check_settings
+    from labctl.settings import Settings, check_settings
 
     check_settings(Settings(lab="x", placement="packed"))
     with pytest.raises(LabError, match=r"^Invalid placement 'tight': it must be one of spread, packed$"):

@@ -21,7 +21,8 @@ from labctl.controller.drains import DrainManager
 from labctl.controller.logsessions import LogSessions
 from labctl.controller.logsink import LogSink
 from labctl.domain import logplex
-from labctl.labdir import LabDir, Settings
+from labctl.labdir import LabDir
+from labctl.settings import Settings
 from labctl.store import Store
 from tests.conftest import cli, wait_until
 

@@ -165,7 +165,8 @@ def test_without_nodes_every_container_is_on_the_home_engine_and_nothing_is_aske
 def test_swarm_node_urls_in_the_settings(tmp_path, monkeypatch):
     import json
 
-    from labctl.labdir import LabDir, Settings, check_settings
+    from labctl.labdir import LabDir
+    from labctl.settings import Settings, check_settings
 
     assert Settings(lab="x").swarm_nodes == []
     ok = ["tcp://10.0.0.2:2376", "unix:///run/node1.sock", "https://node4:2376"]

@@ -10,7 +10,7 @@ from labctl.controller.context import LabClock
 from labctl.controller.watchdog import cycle_deadline
 from labctl.domain import clock
 from labctl.errors import LabError
-from labctl.labdir import Settings, check_settings
+from labctl.settings import Settings, check_settings
 
 
 def test_a_dyno_cycles_after_a_day_plus_its_own_share_of_216_minutes():
