@@ -93,6 +93,9 @@ class Store:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
+        # ``dynos()`` as last read, and this connection's change count then (the controller is the database's
+        # only writer): the reconcile loop asks several times a pass, mostly with nothing changed (issue 18).
+        self._dynos_read: tuple[int, list[Any]] | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
@@ -125,6 +128,7 @@ class Store:
                 yield self
             except BaseException:
                 self._db.execute("ROLLBACK")
+                self._dynos_read = None  # a rollback does not count as a change
                 raise
             self._db.execute("COMMIT")
 
@@ -306,7 +310,12 @@ class Store:
     def dynos(self, app: str | None = None) -> list[DynoRow]:
         if app:
             return self._all("SELECT * FROM dynos WHERE app = ? ORDER BY name", (app,))
-        return self._all("SELECT * FROM dynos ORDER BY app, name")
+        with self._lock:
+            changes, read = self._db.total_changes, self._dynos_read
+            if read is None or read[0] != changes or self._db.in_transaction:
+                read = (changes, self._all("SELECT * FROM dynos ORDER BY app, name"))
+                self._dynos_read = None if self._db.in_transaction else read
+            return [r.copy() for r in read[1]]  # copies: a caller may change its rows
 
     def dyno(self, app: str, dyno: str) -> DynoRow | None:
         return self._one("SELECT * FROM dynos WHERE app = ? AND name = ?", (app, dyno))

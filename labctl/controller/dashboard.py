@@ -46,6 +46,7 @@ PREFIX = "/dashboard"
 LINK_TTL = 300.0  # seconds a one-time link stays valid
 SESSION_TTL = 12 * 3600.0  # a browser session's life (the controller forgets sessions when it restarts)
 TICK = 0.25  # how often the snapshot is rebuilt (sent only when it changed)
+IDLE_TICK = 1.0  # how often the router's lines are read while no page is open and no generator runs
 HISTORY_S = 60  # seconds of per-dyno traffic kept (the sparklines' width)
 WINDOW_S = 10  # the figures beside a sparkline: the last few seconds
 TAIL = 40  # router log lines on the page
@@ -401,7 +402,11 @@ class Snapshots:
                     self.rebuild()
             except Exception:  # noqa: BLE001 - the page misses one tick, the controller goes on
                 log.exception("dashboard snapshot failed")
-            time.sleep(TICK)
+            if self.listeners or self.generators.running:
+                time.sleep(TICK)
+            else:  # nobody looks: read the lines less often until a page opens (``_events`` wakes this)
+                with self.cond:
+                    self.cond.wait_for(lambda: self.listeners > 0 or self.stopping, IDLE_TICK)
 
     def _read_router_lines(self) -> None:
         with self.work:
@@ -699,6 +704,7 @@ class Dashboard:
         snaps = self.snapshots
         with snaps.cond:
             snaps.listeners += 1
+            snaps.cond.notify_all()  # the snapshot loop leaves its idle pace
         try:
             h.send_response(200)
             h.send_header("Content-Type", "text/event-stream")

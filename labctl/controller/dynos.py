@@ -31,7 +31,7 @@ from labctl.records import AppRow, DynoRow, ReleaseRow
 
 log = logging.getLogger("labctl.runtime")
 DRAIN_DELAY = 0.15  # seconds between removing a dyno from the router and sending it SIGTERM
-START_POOL = 8  # due dynos started at once at most (``start_dynos``): the engine's create/start calls overlap
+START_POOL = 20  # due dynos started at once at most (``start_dynos``): the engine's create/start calls overlap
 BOOT_POLL = 0.01  # seconds between looks at a booting web dyno's sockets (``_watch_boot``)
 BOOT_WATCH_MAX = 10.0  # the watcher's longest look at one dyno; the loop's own check goes on after it
 

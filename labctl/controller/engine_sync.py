@@ -8,6 +8,7 @@ itself went away and came back.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -19,6 +20,9 @@ from labctl.records import DynoRow
 
 log = logging.getLogger("labctl.runtime")
 FULL_SYNC_EVERY = 5.0
+# While the engine's event stream is followed, an exit comes as an event (a full sync at once): the periodic one
+# is the safety net for what no event says (a stray container, a gap in the stream), and runs less often.
+FULL_SYNC_WATCHED = 15.0
 
 
 class DynoWatch(Protocol):
@@ -54,10 +58,18 @@ class EngineSync:
         self.recover_router = recover_router  # the router back on the lab's ports, its log followed
         self.lost = False  # the engine stopped answering; the first good tick after it recovers the lab
         self.last_full_sync = 0.0
+        self.events: threading.Thread | None = None  # the engine's event stream, once followed
 
     def due(self, now: float) -> bool:
-        """A full sync every FULL_SYNC_EVERY seconds, and at once when the engine reported an exit."""
-        return now - self.last_full_sync >= FULL_SYNC_EVERY or bool(self.tracked.exited)
+        """A full sync every FULL_SYNC_EVERY seconds (FULL_SYNC_WATCHED while the engine's events are followed),
+        and at once when the engine reported an exit."""
+        every = FULL_SYNC_WATCHED if self.events is not None and self.events.is_alive() else FULL_SYNC_EVERY
+        return now - self.last_full_sync >= every or bool(self.tracked.exited)
+
+    def on_events_reconnected(self) -> None:
+        """The event stream broke and opened again: what happened meanwhile is found by a full sync now."""
+        self.last_full_sync = 0.0
+        self.ctx.wake()
 
     def adopt(self) -> None:
         """After a (re)start: follow logs of running dynos; forget sandboxes whose container vanished."""

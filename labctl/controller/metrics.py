@@ -22,6 +22,7 @@ from labctl.records import AppRow, DynoRow
 
 log = logging.getLogger("labctl.metrics")
 MIN_SAMPLE, MIN_EMIT = 0.1, 0.5  # lab floors of the scaled periods, in seconds
+IDLE_LOOK = 1.0  # seconds between looks for an app with the feature while none has it (issue 18: idle CPU)
 
 
 @dataclass
@@ -48,14 +49,16 @@ class RuntimeMetrics:
 
     def _loop(self) -> None:
         while not self.stopping():
+            sampling = True
             try:
-                self.tick(time.time())
+                sampling = self.tick(time.time())
             except Exception:  # noqa: BLE001 - a failed sample must not end the sampling; the log says what
                 log.exception("runtime metrics failed")
-            time.sleep(max(MIN_SAMPLE, self.ctx.scale(rm.SAMPLE_EVERY)))
+            period = self.ctx.scale(rm.SAMPLE_EVERY)
+            time.sleep(max(MIN_SAMPLE, period) if sampling else max(IDLE_LOOK, period))
 
-    def tick(self, now: float) -> None:
-        """Read every watched dyno once; log the samples that are due."""
+    def tick(self, now: float) -> bool:
+        """Read every watched dyno once; log the samples that are due. False: no app has the feature on."""
         store = self.ctx.store
         apps = {a["name"]: a for a in store.apps() if a["features"].get(rm.FEATURE)}
         rows = [r for r in store.dynos() if r["app"] in apps and r["container"]] if apps else []
@@ -64,6 +67,7 @@ class RuntimeMetrics:
         self.cgroups.forget(live)
         for row in rows:
             self._sample(row, apps[row["app"]], now)
+        return bool(apps)
 
     def _sample(self, row: DynoRow, app_row: AppRow, now: float) -> None:
         cid = row["container"]

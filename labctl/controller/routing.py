@@ -214,6 +214,18 @@ class Routing:
         self, generation: int = 0, also_up: set[tuple[str, str]] | None = None, spaces_only: bool = False
     ) -> dict[str | None, tuple[tuple, str]]:
         """Each router's routing set (the key compared between syncs) and nginx.conf."""
+        out: dict[str | None, tuple[tuple, str]] = {}
+        for space, key in self._routing_sets(also_up).items():
+            if spaces_only and space is None:
+                continue
+            settings = self._settings(generation, behind_front=space is not None)
+            routes, front = key
+            out[space] = (key, router_conf.render_nginx_conf(routes, settings, front))
+        return out
+
+    def _routing_sets(self, also_up: set[tuple[str, str]] | None = None) -> dict[str | None, tuple]:
+        """Each router's routing set: ``(routes, fronts)``, the key compared between syncs (no text rendered:
+        the reconcile loop asks on every pass, and a set that did not change needs no nginx.conf)."""
         store = self.store
         by_router: dict[str | None, list[router_conf.AppRoute]] = {None: []}
         by_router.update({space: [] for space in self._spaces()})
@@ -247,14 +259,7 @@ class Routing:
             by_router.setdefault(space, []).append(route)
             if space and self.space_addrs.get(space):
                 fronts.append(router_conf.FrontRoute(app, space, self.space_addrs[space]))
-        out: dict[str | None, tuple[tuple, str]] = {}
-        for space, routes in by_router.items():
-            if spaces_only and space is None:
-                continue
-            settings = self._settings(generation, behind_front=space is not None)
-            front = tuple(fronts) if space is None else ()
-            out[space] = ((tuple(routes), front), router_conf.render_nginx_conf(routes, settings, front))
-        return out
+        return {space: (tuple(routes), tuple(fronts) if space is None else ()) for space, routes in by_router.items()}
 
     def _settings(self, generation: int, behind_front: bool) -> router_conf.RouterSettings:
         # The hold keeps its 15 s over the boot timeout when the latter is floored (MIN_BOOT).
@@ -289,8 +294,8 @@ class Routing:
             for path, text in self.tls.items():
                 engine.put_file(engine.router_name(), path, text, mode=0o600 if path.endswith(".key") else 0o644)
             self.applied.pop(None, None)  # nginx reads certificates at reload
-        rendered = self._render(also_up=also_up)
-        changed = [k for k, (key, _) in rendered.items() if key != self.applied.get(k)]
+        sets = self._routing_sets(also_up)
+        changed = [k for k, key in sets.items() if key != self.applied.get(k)]
         if not changed:
             return
         self.generation += 1

@@ -92,7 +92,9 @@ class Runtime:
             self.routing.start()
             self.instances.ensure_pool()
             self.engine_sync.adopt()
-        self.engine.watch_events(self._on_event, on_lost=self.engine_sync.on_lost)
+        self.engine_sync.events = self.engine.watch_events(
+            self._on_event, on_lost=self.engine_sync.on_lost, on_reconnect=self.engine_sync.on_events_reconnected
+        )
         self.routing.follow_log()
         self.metrics.start()
         threading.Thread(target=self._loop, daemon=True, name="reconcile").start()

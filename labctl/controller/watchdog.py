@@ -61,18 +61,20 @@ class Watchdog:
                     self.restart(app_row, [row], "Cycling")
 
     def _memory(self) -> None:
+        left: dict[str | None, int | None] = {}  # per instance, looked up once a pass (most dynos share one)
         for row in self.store.dynos():
             if row["state"] != "up" or not row["container"]:
                 continue
             used = self.ctx.engine.memory_bytes(row["container"])
             if used is None:
                 continue
-            self._report(row, used)
+            if row["instance"] not in left:
+                left[row["instance"]] = self.instance_quota(row)
+            self._report(row, used, left[row["instance"]])
 
-    def _report(self, row: DynoRow, used: int) -> None:
+    def _report(self, row: DynoRow, used: int, left: int | None) -> None:
         size = get_size(row["size"])
         mb = used / (1024 * 1024)
-        left = self.instance_quota(row)
         # what a memory fault left of the instance is the dyno's R15 limit now; its quota shrinks in proportion
         quota = size.memory_mb if left is None else min(size.memory_mb, left * size.memory_mb / size.r15_mb)
         if mb > quota:

@@ -615,21 +615,30 @@ class Engine:
         return thread
 
     def watch_events(
-        self, on_event: Callable[[dict[str, Any]], None], on_lost: Callable[[], None] | None = None
-    ) -> None:
-        """Call ``on_event`` for every container event of this lab, in a daemon thread (reconnects).
+        self,
+        on_event: Callable[[dict[str, Any]], None],
+        on_lost: Callable[[], None] | None = None,
+        on_reconnect: Callable[[], None] | None = None,
+    ) -> threading.Thread:
+        """Call ``on_event`` for every container event of this lab, in a daemon thread (reconnects); returns it.
 
         When the stream breaks and the engine does not answer a ping, ``on_lost()`` is called (dockerd
-        stopped or restarting)."""
+        stopped or restarting); ``on_reconnect()`` when a stream opens again after a break (events of the
+        gap are lost)."""
 
         def run() -> None:
             import time
 
+            first = True
             while True:
                 try:
-                    for ev in self.client.events(
+                    stream = self.client.events(
                         decode=True, filters={"type": "container", "label": f"{const.LABEL_LAB}={self.lab}"}
-                    ):
+                    )
+                    if not first and on_reconnect is not None:
+                        on_reconnect()
+                    first = False
+                    for ev in stream:
                         on_event(ev)
                 except SDK_ERRORS:
                     pass
@@ -637,7 +646,9 @@ class Engine:
                     on_lost()
                 time.sleep(1)
 
-        threading.Thread(target=run, daemon=True, name="docker-events").start()
+        thread = threading.Thread(target=run, daemon=True, name="docker-events")
+        thread.start()
+        return thread
 
     def answers(self) -> bool:
         """True when the engine answers a ping now."""

@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from labctl.engine.router_model import (
     DESCRIPTIONS,
     EMPTY_CODES,
-    FRONT_KIND,
     INFO_CODES,
     LOG_KIND,
     SOCK,
@@ -32,16 +31,31 @@ from labctl.engine.router_model import (
 
 # nginx's error log: "2026/12/07 15:23:18 [error] 19#19: *9 upstream prematurely closed connection while …"
 _ERROR_RE = re.compile(r"\[(?:error|info|warn|alert|crit)\] (\d+)#\d+: \*(\d+) (.*)$")
+_HOST_RE = re.compile(r', host: "([^"]*)"')  # the request's Host header, in nginx's error context
 _PENDING_MAX = 1024  # reasons waiting for their access line (one per connection, the oldest dropped)
 
 
 def error_reason(raw: str) -> tuple[tuple[str, str], str] | None:
     """``((pid, connection), code)`` for an nginx error line that explains a broken response, else ``None``."""
+    found = _error_line(raw)
+    return (found[0], found[1]) if found else None
+
+
+def _error_line(raw: str) -> tuple[tuple[str, str], str, str] | None:
+    """``error_reason`` and the request's host as the error line names it (``""`` when it names none)."""
     m = _ERROR_RE.search(raw)
     if not m:
         return None
     code = _code_of(m.group(3))
-    return ((m.group(1), m.group(2)), code) if code else None
+    if not code:
+        return None
+    host = _HOST_RE.search(m.group(3))
+    return (m.group(1), m.group(2)), code, _bare_host(host.group(1)) if host else ""
+
+
+def _bare_host(host: str) -> str:
+    """A Host header as nginx's ``$host`` has it: lower case, without the port."""
+    return host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host.lower()
 
 
 def _code_of(message: str) -> str | None:
@@ -63,28 +77,26 @@ class RouterLogReader:
     """Reads the router's output line by line: access lines become entries, with the code its error line gave."""
 
     def __init__(self) -> None:
-        self.pending: dict[tuple[str, str], str] = {}
+        self.pending: dict[tuple[str, str], tuple[str, str]] = {}  # (pid, conn) -> (code, host)
 
     def feed(self, raw: str) -> RouterEntry | None:
-        reason = error_reason(raw)
+        reason = _error_line(raw)
         if reason is not None:
-            key, code = reason
+            key, code, host = reason
             self.pending.pop(key, None)
-            self.pending[key] = code
+            self.pending[key] = (code, host)
             while len(self.pending) > _PENDING_MAX:
                 self.pending.pop(next(iter(self.pending)))
-            return None
-        if FRONT_KIND in raw:  # forwarded to a space router, which logs it: what nginx said is not ours
-            try:
-                d = json.loads(raw[raw.find("{") :])
-                self.pending.pop((str(d["pid"]), str(d["conn"])), None)
-            except (ValueError, KeyError, TypeError):
-                pass
             return None
         entry, conn = _parse(raw)
         if entry is None:
             return None
-        why = self.pending.pop(conn, None) if conn else None
+        why, host = self.pending.pop(conn, ("", "")) if conn else ("", "")
+        # The common router logs no line for a request it forwarded to a space router (the space router logs
+        # it): an error line about such a request names that app's host, never the host of a later request of
+        # the same client connection, which it must not mark.
+        if host and host != entry.host.lower():
+            why = ""
         if why and not entry.code and entry.dyno:
             status = 499 if why == "H27" else 503
             entry = replace(entry, code=why, desc=DESCRIPTIONS[why], at=_at(why), status=status)

@@ -14,7 +14,6 @@ from pathlib import Path
 from labctl.engine import router_hold
 
 LOG_KIND = "labctl-router"  # marks our access-log lines among nginx's other output
-FRONT_KIND = "labctl-front"  # the common router's line for a request it forwarded to a space router
 
 # heroku-reference §3.5
 DESCRIPTIONS = {

@@ -378,6 +378,26 @@ def test_error_lines_of_another_connection_or_before_the_header_change_nothing()
     assert reader.feed(STREAM_OK).code is None
 
 
+def test_an_error_line_naming_another_host_changes_nothing():
+    """The common router logs no line for a request it forwarded to a space router: an error line about one
+    (its host a Private Space app's) must not mark the next request of the same client connection."""
+    reader = RouterLogReader()
+    front = '2026/12/07 15:25:24 [error] 19#19: *11 {}, client: 192.168.16.1, server: ps.localhost, host: "{}"'
+    reader.feed(front.format(NGINX_ERRORS["H18"], "ps.localhost:5080"))
+    assert reader.feed(STREAM_OK).code is None
+    reader.feed(front.format(NGINX_ERRORS["H18"], "Demo.localhost:5080"))  # its own request: marked
+    assert reader.feed(STREAM_OK).code == "H18"
+
+
+def test_the_front_logs_only_what_it_answers_itself():
+    from labctl.engine.router_model import FrontRoute
+
+    conf = render_nginx_conf([DEMO], SETTINGS, [FrontRoute("secret", "tokyo", "172.20.0.2")])
+    front = _block(conf, "server {\n        listen 80;\n        server_name secret.localhost;")
+    logs = [line.strip() for line in front.splitlines() if line.strip().startswith("access_log")]
+    assert logs == ["access_log /dev/stdout labctl if=$labctl_code;"]
+
+
 def test_the_watchdog_picks_upstream_connections_without_a_first_byte():
     out = "\n".join(
         [
