@@ -24,18 +24,6 @@ def timed_deploy(lab: BenchLab, app: str, src: Path) -> float:
 
 
 # -- preboot ----------------------------------------------------------------------------------------------------
-def preboot_available(lab: BenchLab) -> str | None:
-    """None when ``features:enable preboot`` exists in this labctl, else why not."""
-    import typer
-
-    from labctl.cli.common import app as typer_app
-
-    commands = typer.main.get_command(typer_app).commands  # type: ignore[attr-defined]
-    if "features:enable" not in commands:
-        return "preboot not implemented (no `labctl features:enable`)"
-    return None
-
-
 @dataclass
 class Traffic:
     """A steady GET rate through the router from a small thread pool, bounded in count and time."""
