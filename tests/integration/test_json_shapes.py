@@ -144,12 +144,14 @@ STATUS = {
     "engine": str,
     "instances": int,
     "lab": str,
+    "placement": str,
     "pool_size": int,
     "provision_time": (int, float),
     "router": dict,
     "routers": list,
     "spaces": int,
     "state_dir": str,
+    "swarm_nodes": list,
     "timescale": float,
     "uptime_s": float,
 }
@@ -260,3 +262,4 @@ def test_status_json(lab: Lab, shaped_app: str):
     for row in s["routers"]:
         assert_shape("status routers", row, ROUTER_ROW)
     assert s["lab"] == lab.name and s["router"]["port"] == lab.port and s["engine"] == "ok"
+    assert (s["placement"], s["swarm_nodes"]) == ("spread", [])  # the defaults: least-loaded, one engine

@@ -308,10 +308,11 @@ def test_run_all_refuses_a_directory_with_a_broken_file_before_any_lab_starts(la
     (lib / "a-holds.yaml").write_text(_TINY.format(name="a-holds", output="demo"))
     (lib / "b-broken.yaml").write_text("name: b-broken\nsetup: {apps: []}\nsteps: []\n")
     report = tmp_path / "all"
+    labs_before = set(lab_state.iterdir())  # the fixture's state directory is shared with earlier tests
     r = cli("scenario", "run-all", str(lib), "--report", str(report))
     assert r.code == 1 and r.out == ""
     assert len(r.err.strip().splitlines()) == 1 and "b-broken.yaml" in r.err, r.err
-    assert not report.exists() and not any(lab_state.iterdir()), "nothing ran"
+    assert not report.exists() and set(lab_state.iterdir()) == labs_before, "nothing ran"
     r = cli("scenario", "run-all", str(lib), "--jobs", "9")
     assert r.code != 0 and "--jobs" in r.err and len(r.err.strip().splitlines()) == 1, r.err
 
