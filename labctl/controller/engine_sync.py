@@ -20,9 +20,11 @@ from labctl.records import DynoRow
 
 log = logging.getLogger("labctl.runtime")
 FULL_SYNC_EVERY = 5.0
-# While the engine's event stream is followed, an exit comes as an event (a full sync at once): the periodic one
-# is the safety net for what no event says (a stray container, a gap in the stream), and runs less often.
-FULL_SYNC_WATCHED = 15.0
+# While the engine's event stream is followed an exit should come as an event (a full sync at once), and the
+# periodic sync was made rarer (15 s) for the idle controller's CPU. But a Private Space dyno's crash then went
+# unnoticed until the periodic sync (16 s, where Heroku restarts it at once; test_dyno_lifecycle caught it), so it
+# stays at FULL_SYNC_EVERY until the event path is found to carry every exit.
+FULL_SYNC_WATCHED = FULL_SYNC_EVERY
 
 
 class DynoWatch(Protocol):
