@@ -8,7 +8,6 @@ itself went away and came back.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -20,11 +19,6 @@ from labctl.records import DynoRow
 
 log = logging.getLogger("labctl.runtime")
 FULL_SYNC_EVERY = 5.0
-# While the engine's event stream is followed an exit should come as an event (a full sync at once), and the
-# periodic sync was made rarer (15 s) for the idle controller's CPU. But a Private Space dyno's crash then went
-# unnoticed until the periodic sync (16 s, where Heroku restarts it at once; test_dyno_lifecycle caught it), so it
-# stays at FULL_SYNC_EVERY until the event path is found to carry every exit.
-FULL_SYNC_WATCHED = FULL_SYNC_EVERY
 
 
 class DynoWatch(Protocol):
@@ -60,13 +54,12 @@ class EngineSync:
         self.recover_router = recover_router  # the router back on the lab's ports, its log followed
         self.lost = False  # the engine stopped answering; the first good tick after it recovers the lab
         self.last_full_sync = 0.0
-        self.events: threading.Thread | None = None  # the engine's event stream, once followed
 
     def due(self, now: float) -> bool:
-        """A full sync every FULL_SYNC_EVERY seconds (FULL_SYNC_WATCHED while the engine's events are followed),
-        and at once when the engine reported an exit."""
-        every = FULL_SYNC_WATCHED if self.events is not None and self.events.is_alive() else FULL_SYNC_EVERY
-        return now - self.last_full_sync >= every or bool(self.tracked.exited)
+        """A full sync every FULL_SYNC_EVERY seconds, and at once when the engine reported an exit. (A rarer
+        periodic sync while the event stream is followed was tried: a Private Space crash then went unnoticed
+        until it, so the exit events alone do not carry every exit here.)"""
+        return now - self.last_full_sync >= FULL_SYNC_EVERY or bool(self.tracked.exited)
 
     def on_events_reconnected(self) -> None:
         """The event stream broke and opened again: what happened meanwhile is found by a full sync now."""

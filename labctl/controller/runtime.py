@@ -92,7 +92,7 @@ class Runtime:
             self.routing.start()
             self.instances.ensure_pool()
             self.engine_sync.adopt()
-        self.engine_sync.events = self.engine.watch_events(
+        self.engine.watch_events(
             self._on_event, on_lost=self.engine_sync.on_lost, on_reconnect=self.engine_sync.on_events_reconnected
         )
         self.routing.follow_log()

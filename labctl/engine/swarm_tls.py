@@ -211,20 +211,7 @@ def _copy(src: Path, dest: Path) -> None:
 
 
 def _new_ca(openssl: str, ca: SwarmCa) -> None:
-    config = f"""\
-[req]
-distinguished_name = dn
-prompt = no
-x509_extensions = ca_ext
-[dn]
-CN = labctl swarm CA {secrets.token_hex(4)}
-O = labctl
-[ca_ext]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid:always
-"""
+    config = tls.ca_config("swarm CA")
     with tls._workdir(ca.root) as tmp:
         (tmp / "ca.cnf").write_text(config)
         tls._genkey(openssl, tmp / "ca-key.pem", what=WHAT)

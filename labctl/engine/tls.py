@@ -83,14 +83,15 @@ def router_cert_names(state_dir: Path) -> set[str]:
     return _san(openssl, cert)
 
 
-def _new_ca(openssl: str, files: CaFiles) -> None:
-    config = f"""\
+def ca_config(name: str) -> str:
+    """openssl's config for a lab CA named ``labctl <name> <random>`` (the router's local CA, the swarm's CA)."""
+    return f"""\
 [req]
 distinguished_name = dn
 prompt = no
 x509_extensions = ca_ext
 [dn]
-CN = labctl local CA {secrets.token_hex(4)}
+CN = labctl {name} {secrets.token_hex(4)}
 O = labctl
 [ca_ext]
 basicConstraints = critical, CA:TRUE, pathlen:0
@@ -98,6 +99,10 @@ keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 """
+
+
+def _new_ca(openssl: str, files: CaFiles) -> None:
+    config = ca_config("local CA")
     with _workdir(files.ca_cert.parent) as tmp:
         (tmp / "ca.cnf").write_text(config)
         _genkey(openssl, tmp / "ca.key")
